@@ -1,0 +1,3 @@
+from flowyml_sched.cli import main
+
+main()

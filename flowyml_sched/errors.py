@@ -1,0 +1,101 @@
+"""The package's errors: one base class, one subclass per kind of mistake.
+
+Each error takes the offending value and builds its own sentence, so the command-line
+tool prints ``str(error)`` and nothing else. Third-party errors (croniter's, isodate's)
+are translated where they are raised, never passed through.
+"""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Base class of every error this package raises on purpose.
+
+    The command-line tool catches exactly this type, prints the message on stderr and
+    exits with status 1 (2 for usage errors, see :class:`UsageError`).
+    """
+
+    exit_code = 1
+
+
+class UsageError(SchedulerError, ValueError):
+    """A command was called with options that do not fit together."""
+
+    exit_code = 2
+
+
+class InvalidCronExpression(SchedulerError, ValueError):
+    """A cron expression that croniter refuses or that can never fire.
+
+    ``expression`` is the text as given; ``field`` names the offending field when one
+    can be named (``"minute"``, ``"hour"``, ``"day-of-month"``, ``"month"``,
+    ``"day-of-week"``).
+    """
+
+    def __init__(self, expression: str, reason: str, field: str | None = None, value: str | None = None):
+        self.expression = expression
+        self.reason = reason
+        self.field = field
+        self.value = value
+        where = f" (field {field} = {value!r})" if field else ""
+        super().__init__(
+            f"invalid cron expression {expression!r}{where}: {reason}. "
+            "Expected 5 fields 'minute hour day-of-month month day-of-week', "
+            "for example '*/15 9-17 * * MON-FRI', or a macro such as @daily"
+        )
+
+
+class InvalidTimeOfDay(SchedulerError, ValueError):
+    """A daily time that is not HH:MM with hour 0-23 and minute 0-59."""
+
+    def __init__(self, value: str, reason: str):
+        self.value = value
+        super().__init__(f"invalid daily time {value!r}: {reason}. Expected HH:MM from 00:00 to 23:59, such as 02:30")
+
+
+class InvalidMinute(SchedulerError, ValueError):
+    """An hourly minute that is not a whole number from 0 to 59."""
+
+    def __init__(self, value: str):
+        self.value = value
+        super().__init__(f"invalid minute past the hour {value!r}: expected a whole number from 0 to 59, such as 15")
+
+
+class InvalidDuration(SchedulerError, ValueError):
+    """An interval that is not a positive fixed length of elapsed time."""
+
+    def __init__(self, value: str, reason: str):
+        self.value = value
+        super().__init__(
+            f"invalid interval {value!r}: {reason}. "
+            "Expected a positive duration such as 90s, 15m, 2h, 1h30m, 7d, PT15M or P7D"
+        )
+
+
+class InvalidInstant(SchedulerError, ValueError):
+    """An ISO 8601 instant that cannot be parsed or carries no UTC offset."""
+
+    def __init__(self, value: str, reason: str, option: str | None = None):
+        self.value = value
+        label = f"{option} " if option else ""
+        super().__init__(
+            f"invalid {label}instant {value!r}: {reason}. "
+            "Expected ISO 8601 with an offset, such as 2026-03-29T01:30:00+01:00 or 2026-03-29T00:30:00Z"
+        )
+
+
+class UnknownTimezone(SchedulerError, LookupError):
+    """A timezone name that is not in the IANA database (zoneinfo + tzdata).
+
+    ``suggestions`` holds the nearest valid names, best first (possibly empty).
+    """
+
+    def __init__(self, name: str, suggestions: list[str]):
+        self.name = name
+        self.suggestions = suggestions
+        hint = (
+            f"; did you mean {' or '.join(suggestions)}?"
+            if suggestions
+            else "; use an IANA name such as Europe/Berlin or UTC"
+        )
+        super().__init__(f"unknown timezone {name!r}{hint}")

@@ -1,0 +1,238 @@
+"""Fire-time math: when a trigger fires in a timezone. Pure: no clock, no I/O.
+
+Every function takes the reference instant as an argument and returns aware datetimes in
+the schedule's zone. Instants are compared in UTC, never as wall times: Python compares two
+aware datetimes in different zones inside a DST fold as unequal even when they name the
+same instant (PEP 495).
+
+The rules, Debian cron's (cron(8), also implemented by the cronsim library):
+
+(a) A *fixed-time* schedule (neither the cron minute nor hour field starts with ``*``;
+    every daily schedule) whose wall time falls in a spring-forward **DST gap** fires once,
+    at the first instant after the gap. Europe/Berlin, 2020-03-29, ``1 2 * * *``:
+    02:01 does not exist, so it fires at 03:00+02:00.
+(b) A fixed-time schedule whose wall time occurs twice in an autumn **DST fold** fires once,
+    at the first occurrence. America/New_York, 2026-11-01, daily 01:30: 01:30-04:00 only.
+(c) A schedule whose minute or hour field starts with ``*`` (``*/15 * * * *``,
+    ``0 */2 * * *``, every hourly schedule) follows real elapsed time: it fires in both
+    passes of a repeated hour and not at all in a skipped one. US/Pacific, 2024-11-03,
+    hourly :00: 01:00-07:00, 01:00-08:00, 02:00-08:00.
+(d) Day-of-month and day-of-week: see :mod:`flowyml_sched.cronspec`.
+(e) Daily HH:MM is cron ``MM HH * * *``; hourly :MM is ``MM * * * *``.
+
+An interval is elapsed time: ``anchor + k * every`` computed in UTC, so a 7-day interval
+anchored at 16:00+01:00 fires at 17:00+02:00 after the spring change. It never drifts with
+how long a run takes.
+
+Every fire time returned is strictly after the reference instant.
+
+The gap and fold rules in one sentence: a fixed-time schedule fires when the wall clock
+first reaches its time; a wildcard schedule fires whenever the wall clock shows its time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+
+from flowyml_sched.cronspec import CronSpec
+from flowyml_sched.triggers import IntervalTrigger, Trigger
+
+UTC = timezone.utc
+_ONE_SECOND = timedelta(seconds=1)
+_ONE_MINUTE = timedelta(minutes=1)
+
+
+class DstNote(enum.Enum):
+    """How a DST change touched a fire time; ``None`` when it did not."""
+
+    gap_end = "moved to the end of the DST gap"
+    fold_first = "first of two"
+    fold_second_pass = "repeated hour, second pass"
+    fold_first_pass = "repeated hour, first pass"
+    interval_shift = "crosses a DST change: wall time shifts"
+
+
+@dataclass(frozen=True)
+class FireTime:
+    """One fire time: ``at`` is aware, in the schedule's zone; ``note`` says how DST touched it.
+
+    ``wall`` is the wall time the schedule asked for when DST moved it (gap) or when it
+    occurs twice (fold); otherwise it equals ``at``'s wall time.
+    """
+
+    at: datetime
+    note: DstNote | None = None
+    wall: datetime | None = None
+
+    @property
+    def utc(self) -> datetime:
+        return self.at.astimezone(UTC)
+
+    def describe_note(self) -> str:
+        """The DST note as a sentence, or an empty string."""
+        if self.note is None:
+            return ""
+        wall = f"{self.wall:%H:%M}" if self.wall else ""
+        if self.note is DstNote.gap_end:
+            return f"{wall} does not exist: moved to the end of the DST gap"
+        if self.note is DstNote.fold_first:
+            return f"first of two {wall}s (DST fold): runs once"
+        return self.note.value
+
+
+def next_fire_time(trigger: Trigger, zone: tzinfo, after: datetime) -> FireTime:
+    """The first fire time of ``trigger`` in ``zone`` strictly after the instant ``after``.
+
+    ``after`` must be aware (any zone); the result is in ``zone``. Raises ``ValueError``
+    for a naive ``after``.
+    """
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError(f"reference instant {after!r} is naive; pass an aware datetime")
+    if isinstance(trigger, IntervalTrigger):
+        return _next_interval(trigger, zone, after)
+    spec = trigger.spec
+    cur = after.astimezone(UTC).replace(tzinfo=None)
+    if spec.fixed_time:
+        return _next_fixed(spec, zone, cur)
+    return _next_wildcard(spec, zone, cur)
+
+
+def iter_fire_times(trigger: Trigger, zone: tzinfo, after: datetime) -> Iterator[FireTime]:
+    """Endless iterator over the fire times strictly after ``after``, in increasing order."""
+    current = after
+    while True:
+        fire = next_fire_time(trigger, zone, current)
+        yield fire
+        current = fire.at
+
+
+def fire_times(trigger: Trigger, zone: tzinfo, after: datetime, count: int) -> list[FireTime]:
+    """The first ``count`` fire times strictly after ``after``."""
+    iterator = iter_fire_times(trigger, zone, after)
+    return [next(iterator) for _ in range(count)]
+
+
+def fire_times_between(
+    trigger: Trigger, zone: tzinfo, after: datetime, until: datetime, limit: int | None = None
+) -> list[FireTime]:
+    """Fire times ``t`` with ``after < t <= until`` (instants), oldest first, at most ``limit``."""
+    out: list[FireTime] = []
+    end = until.astimezone(UTC)
+    for fire in iter_fire_times(trigger, zone, after):
+        if fire.at > end or (limit is not None and len(out) >= limit):
+            break
+        out.append(fire)
+    return out
+
+
+# -- wall time <-> instant ------------------------------------------------------------------
+# Instants are handled as naive UTC datetimes below: cheaper, and immune to PEP 495's
+# inter-zone comparison rule.
+
+
+def _to_wall(cur_utc: datetime, zone: tzinfo) -> datetime:
+    """The zone's wall time (naive, with ``fold`` set on the second pass) at a naive-UTC instant."""
+    return zone.fromutc(cur_utc.replace(tzinfo=zone)).replace(tzinfo=None)
+
+
+def _offsets(wall: datetime, zone: tzinfo) -> tuple[timedelta, timedelta]:
+    """UTC offsets of a naive wall time with fold=0 and fold=1.
+
+    Equal: the wall time occurs once. First larger: it occurs twice (a fold; zoneinfo gives
+    the earlier, pre-transition offset to fold=0). First smaller: it never occurs (a gap).
+    """
+    return wall.replace(tzinfo=zone, fold=0).utcoffset(), wall.replace(tzinfo=zone, fold=1).utcoffset()
+
+
+def _transition_between(low: datetime, high: datetime, zone: tzinfo) -> datetime:
+    """The first naive-UTC instant in ``(low, high]`` whose offset differs from ``low``'s.
+
+    Transitions fall on whole seconds, so this bisects whole seconds. Callers pass a window
+    of one DST shift: about twelve steps, and only for the rare fire times DST touches.
+    """
+    low = low.replace(microsecond=0)
+    if high.microsecond:
+        high = high.replace(microsecond=0) + _ONE_SECOND
+    before = _offset_at(low, zone)
+    lo, hi = 0, int((high - low).total_seconds())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset_at(low + timedelta(seconds=mid), zone) == before:
+            lo = mid
+        else:
+            hi = mid
+    return low + timedelta(seconds=hi)
+
+
+def _offset_at(cur_utc: datetime, zone: tzinfo) -> timedelta:
+    return zone.fromutc(cur_utc.replace(tzinfo=zone)).utcoffset()
+
+
+def _fire(instant_utc: datetime, zone: tzinfo, note: DstNote | None = None, wall: datetime | None = None) -> FireTime:
+    return FireTime(instant_utc.replace(tzinfo=UTC).astimezone(zone), note, wall)
+
+
+def _next_fixed(spec: CronSpec, zone: tzinfo, cur: datetime) -> FireTime:
+    """Rules (a) and (b): the first instant the wall clock reaches a matching time, after ``cur``."""
+    wall = spec.next_wall_time(_to_wall(cur, zone))
+    while True:
+        first, second = _offsets(wall, zone)
+        if first == second:
+            instant = wall - first
+            if instant > cur:
+                return _fire(instant, zone)
+        elif first > second:  # fold: the first occurrence only
+            instant = wall - first
+            if instant > cur:
+                return _fire(instant, zone, DstNote.fold_first, wall)
+        else:  # gap: the transition instant, where the wall clock jumps past this time
+            instant = _transition_between(wall - second, wall - first, zone)
+            if instant > cur:
+                return _fire(instant, zone, DstNote.gap_end, wall)
+        # Only reached when ``cur`` lies in the second pass of a fold, whose wall times
+        # the clock already reached in the first pass.
+        wall = spec.next_wall_time(wall)
+
+
+def _next_wildcard(spec: CronSpec, zone: tzinfo, cur: datetime) -> FireTime:
+    """Rule (c): the first instant after ``cur`` whose wall time matches."""
+    cur_wall = _to_wall(cur, zone)
+    candidates: list[FireTime] = []
+    first, second = _offsets(cur_wall, zone)
+    if first > second and not cur_wall.fold:
+        # ``cur`` is in the first pass of a fold: the second pass, whose wall times restart
+        # at the fold's start, may hold a match earlier than anything after ``cur_wall``.
+        transition = _transition_between(cur, cur + (first - second), zone)
+        wall = spec.next_wall_time(transition + second - _ONE_MINUTE)
+        if wall < transition + first:
+            candidates.append(_fire(wall - second, zone, DstNote.fold_second_pass))
+    wall = spec.next_wall_time(cur_wall)
+    while True:
+        first, second = _offsets(wall, zone)
+        if first == second:
+            candidates.append(_fire(wall - first, zone))
+            break
+        if first > second:
+            if wall - first > cur:
+                candidates.append(_fire(wall - first, zone, DstNote.fold_first_pass))
+            else:
+                candidates.append(_fire(wall - second, zone, DstNote.fold_second_pass))
+            break
+        wall = spec.next_wall_time(wall)  # a wall time in a gap never occurs: not fired
+    return min(candidates, key=lambda fire: fire.utc)
+
+
+def _next_interval(trigger: IntervalTrigger, zone: tzinfo, after: datetime) -> FireTime:
+    anchor = trigger.anchor
+    after_utc = after.astimezone(UTC)
+    if after_utc < anchor:
+        instant = anchor
+    else:
+        instant = anchor + ((after_utc - anchor) // trigger.every + 1) * trigger.every
+    at = instant.astimezone(zone)
+    previous = (instant - trigger.every).astimezone(zone)
+    note = DstNote.interval_shift if previous.utcoffset() != at.utcoffset() else None
+    return FireTime(at, note)

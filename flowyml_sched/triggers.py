@@ -1,0 +1,194 @@
+"""Triggers: the value objects that say when a schedule fires, and the parsers of their text.
+
+A trigger holds no timezone: the schedule that owns it does, and :mod:`flowyml_sched.timing`
+takes both. Four kinds:
+
+- :class:`CronTrigger`: a 5-field cron expression in croniter's dialect, or a macro;
+- :class:`DailyTrigger`: every day at HH:MM wall time, the same as cron ``MM HH * * *``;
+- :class:`HourlyTrigger`: every hour at :MM, the same as cron ``MM * * * *``;
+- :class:`IntervalTrigger`: every fixed length of elapsed time from an anchor instant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from flowyml_sched.cronspec import CronSpec, compile_cron
+from flowyml_sched.errors import InvalidDuration, InvalidInstant, InvalidMinute, InvalidTimeOfDay
+
+UTC = timezone.utc
+
+_SHORT_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    """Fires at every wall-clock minute that matches ``expression`` (see :mod:`flowyml_sched.cronspec`)."""
+
+    expression: str
+
+    def __post_init__(self) -> None:
+        compile_cron(self.expression)
+
+    kind = "cron"
+
+    @property
+    def spec(self) -> CronSpec:
+        return compile_cron(self.expression)
+
+    def describe(self) -> str:
+        return self.expression
+
+
+@dataclass(frozen=True)
+class DailyTrigger:
+    """Fires every day at ``hour``:``minute`` wall time (cron ``MM HH * * *``)."""
+
+    hour: int
+    minute: int
+
+    kind = "daily"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hour <= 23 or not 0 <= self.minute <= 59:
+            raise InvalidTimeOfDay(f"{self.hour:02d}:{self.minute:02d}", "hour must be 0-23 and minute 0-59")
+
+    @property
+    def spec(self) -> CronSpec:
+        return compile_cron(f"{self.minute} {self.hour} * * *")
+
+    def describe(self) -> str:
+        return f"{self.hour:02d}:{self.minute:02d}"
+
+
+@dataclass(frozen=True)
+class HourlyTrigger:
+    """Fires every hour at ``minute`` past the hour (cron ``MM * * * *``)."""
+
+    minute: int
+
+    kind = "hourly"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.minute <= 59:
+            raise InvalidMinute(str(self.minute))
+
+    @property
+    def spec(self) -> CronSpec:
+        return compile_cron(f"{self.minute} * * * *")
+
+    def describe(self) -> str:
+        return f":{self.minute:02d}"
+
+
+@dataclass(frozen=True)
+class IntervalTrigger:
+    """Fires at ``anchor + k * every`` for whole k, computed as elapsed time in UTC.
+
+    ``every`` is a positive :class:`~datetime.timedelta`; ``anchor`` an aware datetime
+    (kept as UTC). A 7-day interval anchored at 16:00 before a DST change fires at 17:00
+    local after it: elapsed time, not wall time.
+    """
+
+    every: timedelta
+    anchor: datetime
+
+    kind = "interval"
+
+    def __post_init__(self) -> None:
+        if self.every <= timedelta(0):
+            raise InvalidDuration(str(self.every), "it must be longer than zero")
+        if self.anchor.tzinfo is None or self.anchor.utcoffset() is None:
+            raise InvalidInstant(self.anchor.isoformat(), "it has no UTC offset", "anchor")
+        object.__setattr__(self, "anchor", self.anchor.astimezone(UTC))
+
+    def describe(self) -> str:
+        return f"every {format_duration(self.every)}"
+
+
+Trigger = CronTrigger | DailyTrigger | HourlyTrigger | IntervalTrigger
+"""Any of the four trigger kinds."""
+
+
+def parse_time_of_day(text: str) -> DailyTrigger:
+    """Parse ``HH:MM`` (00:00 to 23:59) into a :class:`DailyTrigger`.
+
+    Raises :class:`~flowyml_sched.errors.InvalidTimeOfDay`.
+    """
+    match = _TIME_OF_DAY.fullmatch(text.strip())
+    if not match:
+        raise InvalidTimeOfDay(text, "it is not HH:MM")
+    hour, minute = int(match[1]), int(match[2])
+    if hour > 23:
+        raise InvalidTimeOfDay(text, f"hour {hour} is past 23")
+    if minute > 59:
+        raise InvalidTimeOfDay(text, f"minute {minute} is past 59")
+    return DailyTrigger(hour, minute)
+
+
+def parse_minute(text: str) -> HourlyTrigger:
+    """Parse ``MM`` or ``:MM`` (0 to 59) into an :class:`HourlyTrigger`.
+
+    Raises :class:`~flowyml_sched.errors.InvalidMinute`.
+    """
+    digits = text.strip().removeprefix(":")
+    if not digits.isdigit() or not 0 <= int(digits) <= 59:
+        raise InvalidMinute(text)
+    return HourlyTrigger(int(digits))
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``90s``, ``15m``, ``2h``, ``1h30m``, ``7d`` or ISO 8601 (``PT15M``, ``P7D``).
+
+    Returns a positive timedelta. Calendar years and months are refused: they are not a
+    fixed length of elapsed time. ISO 8601 parsing is isodate's.
+    Raises :class:`~flowyml_sched.errors.InvalidDuration`.
+    """
+    stripped = text.strip()
+    if stripped[:1] in ("P", "p"):
+        import isodate
+
+        try:
+            value = isodate.parse_duration(stripped.upper())
+        except (isodate.ISO8601Error, ValueError) as exc:
+            raise InvalidDuration(text, f"it is not an ISO 8601 duration ({exc})") from None
+        if not isinstance(value, timedelta):
+            raise InvalidDuration(text, "years and months have no fixed length; use a cron schedule")
+    else:
+        match = _SHORT_DURATION.fullmatch(stripped.lower())
+        if not stripped or not match:
+            raise InvalidDuration(text, "it is not a number followed by d, h, m or s")
+        parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
+        value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    if value <= timedelta(0):
+        raise InvalidDuration(text, "it must be longer than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta in the short form :func:`parse_duration` reads (``1h30m``)."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_instant(text: str, option: str | None = None) -> datetime:
+    """Parse an ISO 8601 instant that carries a UTC offset (or ``Z``).
+
+    Returns an aware datetime with the offset as given. ``option`` names the flag or
+    field for the error message. Raises :class:`~flowyml_sched.errors.InvalidInstant`.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInstant(text, "it is not an ISO 8601 date and time", option) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInstant(text, "it has no UTC offset, so it names no single instant", option)
+    return value

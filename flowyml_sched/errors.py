@@ -99,3 +99,91 @@ class UnknownTimezone(SchedulerError, LookupError):
             else "; use an IANA name such as Europe/Berlin or UTC"
         )
         super().__init__(f"unknown timezone {name!r}{hint}")
+
+
+class InvalidScheduleName(SchedulerError, ValueError):
+    """A schedule name with characters other than letters, digits, ``_``, ``-`` and ``.``."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(
+            f"invalid schedule name {name!r}: use 1-128 letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit, such as daily-etl or sales_report.v2"
+        )
+
+
+class InvalidPipelineReference(SchedulerError, ValueError):
+    """A pipeline that is neither an entry-point name nor a ``package.module:attr`` reference."""
+
+    def __init__(self, reference: str, reason: str = "it is not an entry-point name or module:attr"):
+        self.reference = reference
+        super().__init__(
+            f"invalid pipeline {reference!r}: {reason}. Expected an entry-point name in the group "
+            "flowyml_sched.pipelines (such as daily_summary) or package.module:attr (such as etl.jobs:run)"
+        )
+
+
+class InvalidPolicy(SchedulerError, ValueError):
+    """A policy field (catch-up, overlap, timeout, retries) with a value outside its range."""
+
+    def __init__(self, field: str, value: object, expected: str):
+        self.field = field
+        self.value = value
+        super().__init__(f"invalid {field} {value!r}: expected {expected}")
+
+
+class InvalidParams(SchedulerError, ValueError):
+    """Schedule params that are not a JSON-able mapping, or a ``--param`` that is not key=value."""
+
+    def __init__(self, value: object, reason: str):
+        self.value = value
+        super().__init__(f"invalid params {value!r}: {reason}")
+
+
+class ScheduleExists(SchedulerError, ValueError):
+    """Adding a schedule whose name is already taken."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"a schedule named {name!r} already exists; use 'edit' to change it or pick another name")
+
+
+class ScheduleNotFound(SchedulerError, LookupError):
+    """A schedule name that the store (or YAML file) does not hold."""
+
+    def __init__(self, name: str, where: str = "the store"):
+        self.name = name
+        super().__init__(f"no schedule named {name!r} in {where}; 'flowyml-sched list' shows the names")
+
+
+class StoreError(SchedulerError, OSError):
+    """The schedule store cannot be opened, read or written (corrupt file, no permission, server down)."""
+
+    def __init__(self, location: str, reason: str):
+        self.location = location
+        self.reason = reason
+        super().__init__(f"cannot use the schedule store at {location}: {reason}")
+
+
+class SpecProblem(SchedulerError, ValueError):
+    """One problem in a YAML schedules file, located by file, line and schedule name."""
+
+    def __init__(self, path: str, line: int | None, message: str, schedule: str | None = None):
+        self.path = path
+        self.line = line
+        self.schedule = schedule
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        who = f" schedule {schedule!r}:" if schedule else ""
+        super().__init__(f"{where}:{who} {message}")
+
+
+class InvalidSpec(SchedulerError, ValueError):
+    """A YAML schedules file with one or more problems; ``problems`` lists every one of them."""
+
+    def __init__(self, path: str, problems: list[SpecProblem]):
+        self.path = path
+        self.problems = problems
+        count = len(problems)
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was applied\n{lines}")

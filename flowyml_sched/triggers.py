@@ -192,3 +192,33 @@ def parse_instant(text: str, option: str | None = None) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInstant(text, "it has no UTC offset, so it names no single instant", option)
     return value
+
+
+def trigger_text(trigger: Trigger) -> str:
+    """The trigger's expression as stored and written in YAML: cron text, HH:MM, MM or a duration."""
+    if isinstance(trigger, CronTrigger):
+        return trigger.expression
+    if isinstance(trigger, DailyTrigger):
+        return f"{trigger.hour:02d}:{trigger.minute:02d}"
+    if isinstance(trigger, HourlyTrigger):
+        return str(trigger.minute)
+    return format_duration(trigger.every)
+
+
+def trigger_from_text(kind: str, text: str, anchor: datetime | None = None) -> Trigger:
+    """Rebuild a trigger from its kind (``cron``, ``daily``, ``hourly``, ``interval``) and text.
+
+    ``anchor`` (aware) is required for ``interval``. Raises the parsers' errors for bad
+    text and ``ValueError`` for an unknown kind.
+    """
+    if kind == "cron":
+        return CronTrigger(text)
+    if kind == "daily":
+        return parse_time_of_day(text)
+    if kind == "hourly":
+        return parse_minute(text)
+    if kind == "interval":
+        if anchor is None:
+            raise InvalidInstant("", "an interval needs an anchor", "anchor")
+        return IntervalTrigger(parse_duration(text), anchor)
+    raise ValueError(f"unknown trigger kind {kind!r}: expected cron, daily, hourly or interval")

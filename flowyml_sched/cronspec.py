@@ -37,6 +37,14 @@ FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _LAST = "l"
 _ONE_MINUTE = timedelta(minutes=1)
 _RANDOM_OR_HASH = re.compile(r"(^|[,/-])[rh](\(|$|[,/-])")
+_RANGE_TERM = re.compile(r"([0-9a-z]+)-([0-9a-z]+)(/[0-9]+|#[0-9]+)?")
+_NAMED_VALUES = (
+    {},
+    {},
+    {},
+    {name: number for number, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)},
+    {name: number for number, name in enumerate("sun mon tue wed thu fri sat".split())},
+)
 # Every combination of (weekday of the 1st, month length) occurs within 28 consecutive
 # years of the Gregorian calendar between 1901 and 2099, so an expression that matches no
 # day in these years matches no day ever (cron(5) has no year field).
@@ -189,7 +197,7 @@ def compile_cron(expression: str) -> CronSpec:
     if not text.startswith("@") and len(text.split(" ")) != 5:
         raise InvalidCronExpression(expression, f"it has {len(text.split(' '))} fields, not 5")
     try:
-        parsed = croniter(text)
+        parsed = croniter(text if text.startswith("@") else _collapse_equal_ranges(text))
     except CroniterError as exc:
         raise _translate(expression, text, exc) from None
     raw = parsed.expressions
@@ -224,6 +232,30 @@ def compile_cron(expression: str) -> CronSpec:
             expression, "no day can ever match it (check day-of-month against month and day-of-week)"
         )
     return spec
+
+
+def _collapse_equal_ranges(text: str) -> str:
+    """Rewrite each range whose ends are equal (``17-17``, ``MON-MON``, ``10-10/5``) as that one value.
+
+    cron(5) reads ``17-17`` as hour 17; croniter deliberately reads an equal range as the
+    field's whole cycle, so ``0 17-17 * * *`` would fire every hour. Ends are compared as
+    written (names as numbers), so day-of-week ``0-7`` and ``SUN-7`` stay whole weeks.
+    """
+    fields = text.split(" ")
+    for index, field in enumerate(fields):
+        terms = field.lower().split(",")
+        for position, term in enumerate(terms):
+            match = _RANGE_TERM.fullmatch(term)
+            if match and _field_value(index, match[1]) == _field_value(index, match[2]) is not None:
+                terms[position] = match[1] + (match[3] if match[3] and match[3][0] == "#" else "")
+        fields[index] = ",".join(terms)
+    return " ".join(fields)
+
+
+def _field_value(index: int, token: str) -> int | None:
+    if token.isdigit():
+        return int(token)
+    return _NAMED_VALUES[index].get(token)
 
 
 def _translate(expression: str, text: str, exc: CroniterError) -> InvalidCronExpression:

@@ -187,3 +187,13 @@ class InvalidSpec(SchedulerError, ValueError):
         count = len(problems)
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was applied\n{lines}")
+
+
+class RunExists(SchedulerError, ValueError):
+    """Recording a run for a fire time that already has one (one run per schedule and fire time)."""
+
+    def __init__(self, schedule_name: str, scheduled_for: object):
+        self.schedule_name = schedule_name
+        self.scheduled_for = scheduled_for
+        when = scheduled_for.isoformat() if hasattr(scheduled_for, "isoformat") else str(scheduled_for)
+        super().__init__(f"schedule {schedule_name!r} already has a run for the fire time {when}")

@@ -198,3 +198,65 @@ def validate_params(params: object) -> None:
         json.dumps(dict(params), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidParams(params, f"the values must be JSON: {exc}") from None
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    """Every stored field of a schedule as JSON-able values (datetimes as ISO 8601 UTC).
+
+    Durations are seconds; the trigger is ``kind`` plus ``expression`` (cron text, HH:MM,
+    MM or a duration) and, for intervals, ``anchor``.
+    """
+    from flowyml_sched.triggers import IntervalTrigger, trigger_text
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    def seconds(value: timedelta | None) -> float | None:
+        return value.total_seconds() if value is not None else None
+
+    policy = schedule.policy
+    trigger = schedule.trigger
+    return {
+        "name": schedule.name,
+        "pipeline": schedule.pipeline,
+        "kind": schedule.kind,
+        "expression": trigger_text(trigger),
+        "anchor": iso(trigger.anchor) if isinstance(trigger, IntervalTrigger) else None,
+        "timezone": schedule.timezone,
+        "params": dict(schedule.params),
+        "description": schedule.description,
+        "tags": list(schedule.tags),
+        "enabled": schedule.enabled,
+        "pause_note": schedule.pause_note,
+        "catchup": policy.catchup.value,
+        "max_catchup": policy.max_catchup,
+        "misfire_grace_seconds": seconds(policy.misfire_grace),
+        "overlap": policy.overlap.value,
+        "timeout_seconds": seconds(policy.timeout),
+        "retries": policy.retries,
+        "retry_backoff_seconds": seconds(policy.retry_backoff),
+        "source": schedule.source,
+        "created_at": iso(schedule.created_at),
+        "updated_at": iso(schedule.updated_at),
+        "next_fire_at": iso(schedule.next_fire_at),
+        "version": schedule.version,
+    }
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    """A history row as JSON-able values (datetimes ISO 8601 UTC, duration in seconds)."""
+    return {
+        "schedule": run.schedule_name,
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "status": run.status.value,
+        "attempt": run.attempt,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration_seconds": run.duration_seconds,
+        "error": run.error,
+        "run_id": run.run_id,
+        "worker": run.worker,
+        "host": run.host,
+        "pid": run.pid,
+        "log_path": run.log_path,
+    }

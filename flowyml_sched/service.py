@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.errors import UsageError
-from flowyml_sched.timing import FireTime, fire_times
+from flowyml_sched.model import Run, Schedule
+from flowyml_sched.timing import FireTime, fire_times, next_fire_time
 from flowyml_sched.triggers import (
     CronTrigger,
     IntervalTrigger,
@@ -16,6 +20,10 @@ from flowyml_sched.triggers import (
     parse_time_of_day,
 )
 from flowyml_sched.zones import get_zone
+
+if TYPE_CHECKING:
+    from flowyml_sched.spec import Plan
+    from flowyml_sched.store import ScheduleStore
 
 
 def build_trigger(
@@ -69,3 +77,83 @@ def preview_fire_times(
     anchor_at = parse_instant(anchor, "--anchor") if anchor is not None else start
     trigger = build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at)
     return fire_times(trigger, zone, start, count)
+
+
+# -- stored schedules --------------------------------------------------------------------
+# Each use case takes the store and "now" (aware UTC) from its caller.
+
+
+def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
+    """The schedule's next fire time after ``now`` in UTC, or None while it is paused."""
+    if not schedule.enabled:
+        return None
+    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).utc
+
+
+def add_schedule(store: ScheduleStore, schedule: Schedule, now: datetime) -> Schedule:
+    """Store a new schedule with its next fire time. Raises ScheduleExists."""
+    return store.add(replace(schedule, source="cli", next_fire_at=next_fire_at(schedule, now)), now)
+
+
+def edit_schedule(store: ScheduleStore, name: str, changes: Mapping[str, Any], now: datetime) -> Schedule:
+    """Change fields of a stored schedule (``changes`` maps Schedule field names to values).
+
+    The next fire time is recomputed from ``now``. Raises ScheduleNotFound and the model's
+    validation errors; nothing is stored when one is raised.
+    """
+    current = store.get(name)
+    updated = replace(current, **changes)
+    return store.replace(replace(updated, next_fire_at=next_fire_at(updated, now)), now)
+
+
+def pause_schedule(store: ScheduleStore, name: str, note: str | None, now: datetime) -> Schedule:
+    """Pause a schedule: no fire time is claimed until it is resumed. Raises ScheduleNotFound."""
+    return edit_schedule(store, name, {"enabled": False, "pause_note": note}, now)
+
+
+def resume_schedule(store: ScheduleStore, name: str, now: datetime) -> Schedule:
+    """Resume a schedule from its next fire time after ``now``. Raises ScheduleNotFound."""
+    return edit_schedule(store, name, {"enabled": True, "pause_note": None}, now)
+
+
+def list_schedules(
+    store: ScheduleStore, tag: str | None = None, enabled: bool | None = None
+) -> list[tuple[Schedule, Run | None]]:
+    """Stored schedules sorted by name, each with its latest run (or None)."""
+    schedules = store.list(tag=tag, enabled=enabled)
+    last = store.last_runs([s.name for s in schedules]) if schedules else {}
+    return [(s, last.get(s.name)) for s in schedules]
+
+
+def preview_stored(store: ScheduleStore, name: str, after: datetime, count: int) -> tuple[Schedule, list[FireTime]]:
+    """A stored schedule and its next ``count`` fire times after ``after`` (even while paused)."""
+    schedule = store.get(name)
+    return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count)
+
+
+def apply_file(store: ScheduleStore, path: str, *, prune: bool, dry_run: bool, now: datetime) -> Plan:
+    """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
+
+    All changes go in one transaction: all or nothing. Raises InvalidSpec (every problem
+    of the file, nothing applied) and StoreError.
+    """
+    from flowyml_sched.spec import load_spec, plan
+
+    spec = load_spec(path)
+    current = store.list()
+    result = plan(spec, current, prune=prune, source=path, now=now)
+    if not dry_run and result.has_changes:
+        store.apply(
+            creates=[replace(s, next_fire_at=next_fire_at(s, now)) for s in result.creates],
+            updates=[replace(c.new, next_fire_at=next_fire_at(c.new, now)) for c in result.changes],
+            deletes=[s.name for s in result.deletes],
+            now=now,
+        )
+    return result
+
+
+def export_schedules(store: ScheduleStore) -> str:
+    """YAML text of every stored schedule, which ``apply`` takes back unchanged."""
+    from flowyml_sched.spec import dump_spec
+
+    return dump_spec(store.list())

@@ -1,4 +1,8 @@
-"""Typer application: the commands and the one place errors become exit codes."""
+"""Typer application: each command parses, calls one service function, renders.
+
+Errors: a :class:`~flowyml_sched.errors.SchedulerError` becomes its message on stderr and
+exit status 1 (2 for usage errors); Typer/Click report bad options with status 2.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Annotated, Optional, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
 from flowyml_sched import __version__
+from flowyml_sched.cli import options as o
 from flowyml_sched.errors import SchedulerError, UsageError
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -21,18 +27,16 @@ app = typer.Typer(
     help=(
         "Schedule pipelines with correct time semantics: cron, daily, hourly and interval "
         "schedules in any IANA timezone, right across DST.\n\n"
-        "Example: flowyml-sched next --daily 02:30 --tz Europe/Berlin --after 2026-03-28T12:00:00Z"
+        "Example: flowyml-sched add etl --pipeline etl.jobs:run --daily 02:30 --tz Europe/Berlin"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def _fail(error: SchedulerError) -> typer.Exit:
-    typer.echo(f"flowyml-sched: error: {error}", err=True)
-    return typer.Exit(error.exit_code)
+db_app = typer.Typer(help="Manage the store's schema.\n\nExample: flowyml-sched db upgrade", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def translate_errors(command: F) -> F:
@@ -43,9 +47,19 @@ def translate_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SchedulerError as error:
-            raise _fail(error) from None
+            typer.echo(f"flowyml-sched: error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
 
 
 def _version(value: bool) -> None:
@@ -63,34 +77,36 @@ def _root(
     """Schedule pipelines with correct time semantics."""
 
 
-@app.command("next", context_settings={"help_option_names": ["-h", "--help"]})
+def _one_trigger(cron: str | None, daily: str | None, hourly: str | None, every: str | None, required: bool) -> None:
+    chosen = [n for n, v in (("--cron", cron), ("--daily", daily), ("--hourly", hourly), ("--every", every)) if v]
+    if len(chosen) > 1 or (required and not chosen):
+        got = f" (got {', '.join(chosen)})" if chosen else ""
+        raise UsageError(
+            f"give {'exactly' if required else 'at most'} one of --cron, --daily, --hourly or --every{got}"
+        )
+
+
+@app.command("next")
 @translate_errors
 def next_command(
-    cron: Annotated[
-        Optional[str], typer.Option("--cron", help="Cron expression, 5 fields or a macro: '*/15 9-17 * * MON-FRI'.")
-    ] = None,
-    daily: Annotated[Optional[str], typer.Option("--daily", help="Every day at HH:MM wall time: 02:30.")] = None,
-    hourly: Annotated[Optional[str], typer.Option("--hourly", help="Every hour at minute MM: 15.")] = None,
-    every: Annotated[
-        Optional[str], typer.Option("--every", help="Interval of elapsed time: 90s, 15m, 2h, 1h30m, 7d, PT15M, P7D.")
-    ] = None,
+    name: Annotated[Optional[str], typer.Argument(help="A stored schedule to preview instead of the options.")] = None,
+    cron: o.Cron = None,
+    daily: o.Daily = None,
+    hourly: o.Hourly = None,
+    every: o.Every = None,
     anchor: Annotated[
         Optional[str],
         typer.Option("--anchor", help="With --every: ISO 8601 instant the interval counts from (default: --after)."),
     ] = None,
-    tz: Annotated[
-        str,
-        typer.Option(
-            "--tz",
-            help="IANA timezone of the schedule.",
-            envvar=["FLOWYML_SCHEDULER_TIMEZONE", "flowyml_SCHEDULER_TIMEZONE"],
-        ),
-    ] = "UTC",
+    tz: o.Timezone = None,
     after: Annotated[
         Optional[str], typer.Option("--after", help="ISO 8601 instant with offset to start after (default: now).")
     ] = None,
     count: Annotated[int, typer.Option("-n", "--count", min=1, max=100_000, help="How many fire times to show.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
 ) -> None:
     """Preview the next fire times of a schedule without storing anything.
 
@@ -100,47 +116,507 @@ def next_command(
     Example: flowyml-sched next --cron '30 1 * * *' --tz America/New_York --after 2026-10-31T12:00:00-04:00 -n 3
     """
     from flowyml_sched.cli.render import render_fire_times
-    from flowyml_sched.service import preview_fire_times
+    from flowyml_sched.service import preview_fire_times, preview_stored
+    from flowyml_sched.triggers import parse_instant
 
-    chosen = [
-        name
-        for name, value in (("--cron", cron), ("--daily", daily), ("--hourly", hourly), ("--every", every))
-        if value is not None
-    ]
-    if len(chosen) != 1:
-        raise UsageError(
-            "give exactly one of --cron, --daily, --hourly or --every"
-            + (f" (got {', '.join(chosen)})" if chosen else "")
+    if name is not None:
+        if any(v is not None for v in (cron, daily, hourly, every, anchor, tz)):
+            raise UsageError("give a stored schedule's NAME or schedule options, not both")
+        start = parse_instant(after, "--after") if after else _now()
+        with o.open_store(db, db_url, config) as store:
+            schedule, fires = preview_stored(store, name, start, count)
+        zone_name = schedule.timezone
+    else:
+        _one_trigger(cron, daily, hourly, every, required=True)
+        if anchor is not None and every is None:
+            raise UsageError("--anchor goes with --every only")
+        zone_name = tz or o.settings(db, db_url, config).timezone
+        fires = preview_fire_times(
+            cron=cron,
+            daily=daily,
+            hourly=hourly,
+            every=every,
+            anchor=anchor,
+            timezone_name=zone_name,
+            after=after,
+            count=count,
+            now=_now(),
         )
+    if as_json:
+        from flowyml_sched.cli.render import fire_time_json
+
+        _print_json([fire_time_json(f) for f in fires])
+    else:
+        render_fire_times(fires, zone_name)
+
+
+@app.command("add")
+@translate_errors
+def add_command(
+    name: Annotated[str, typer.Argument(help="Unique name: letters, digits, '_', '-', '.'.")],
+    pipeline: Annotated[
+        str, typer.Option("--pipeline", help="Entry-point name (group flowyml_sched.pipelines) or package.module:attr.")
+    ],
+    cron: o.Cron = None,
+    daily: o.Daily = None,
+    hourly: o.Hourly = None,
+    every: o.Every = None,
+    anchor: o.Anchor = None,
+    tz: o.Timezone = None,
+    param: o.Params = None,
+    description: o.Description = None,
+    tag: o.Tags = None,
+    catchup: o.CatchUpOpt = None,
+    max_catchup: o.MaxCatchUp = None,
+    misfire_grace: o.MisfireGrace = None,
+    overlap: o.OverlapOpt = None,
+    timeout: o.Timeout = None,
+    retries: o.Retries = None,
+    retry_backoff: o.RetryBackoff = None,
+    file: o.YamlFile = None,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Add a schedule to the store (or, with --file, to a YAML file).
+
+    Example: flowyml-sched add nightly-etl --pipeline etl.jobs:run --daily 02:30 --tz Europe/Berlin --param region=eu
+    """
+    from flowyml_sched.model import Policy, Schedule, schedule_to_dict
+    from flowyml_sched.service import add_schedule, build_trigger
+    from flowyml_sched.triggers import parse_instant
+
+    _one_trigger(cron, daily, hourly, every, required=True)
     if anchor is not None and every is None:
         raise UsageError("--anchor goes with --every only")
-    fires = preview_fire_times(
-        cron=cron,
-        daily=daily,
-        hourly=hourly,
-        every=every,
-        anchor=anchor,
-        timezone_name=tz,
-        after=after,
-        count=count,
-        now=datetime.now(timezone.utc),
+    now = _now()
+    anchor_at = parse_instant(anchor, "--anchor") if anchor else now.replace(microsecond=0)
+    schedule = Schedule(
+        name=name,
+        pipeline=pipeline,
+        trigger=build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at),
+        timezone=tz or o.settings(db, db_url, config).timezone,
+        params=o.parse_params(param),
+        description=description or "",
+        tags=tuple(tag or ()),
+        policy=o.policy_changes(
+            Policy(), catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff
+        ),
     )
+    if file is not None:
+        from flowyml_sched.yamledit import add_schedule as add_to_file
+
+        add_to_file(str(file), schedule)
+        typer.echo(f"added {name} to {file}")
+        return
+    with o.open_store(db, db_url, config) as store:
+        stored = add_schedule(store, schedule, now)
     if as_json:
-        json.dump([fire_time_json(f) for f in fires], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(schedule_to_dict(stored))
     else:
-        render_fire_times(fires, tz)
+        from flowyml_sched.cli.render import describe_next
+
+        typer.echo(f"added {stored.name}: {describe_next(stored, now)}")
 
 
-def fire_time_json(fire: object) -> dict[str, object]:
-    """The JSON object of one fire time: ``fire_time`` (zone offset), ``utc``, ``note``."""
-    from flowyml_sched.timing import FireTime
+@app.command("edit")
+@translate_errors
+def edit_command(
+    name: Annotated[str, typer.Argument(help="The schedule to change.")],
+    pipeline: Annotated[Optional[str], typer.Option("--pipeline", help="New pipeline reference.")] = None,
+    cron: o.Cron = None,
+    daily: o.Daily = None,
+    hourly: o.Hourly = None,
+    every: o.Every = None,
+    anchor: o.Anchor = None,
+    tz: o.Timezone = None,
+    param: o.Params = None,
+    description: o.Description = None,
+    tag: o.Tags = None,
+    catchup: o.CatchUpOpt = None,
+    max_catchup: o.MaxCatchUp = None,
+    misfire_grace: o.MisfireGrace = None,
+    overlap: o.OverlapOpt = None,
+    timeout: o.Timeout = None,
+    retries: o.Retries = None,
+    retry_backoff: o.RetryBackoff = None,
+    file: o.YamlFile = None,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Change fields of a schedule; options not given keep their values. --param and --tag replace the whole set.
 
-    assert isinstance(fire, FireTime)
-    item: dict[str, object] = {"fire_time": fire.at.isoformat(), "utc": fire.utc.isoformat().replace("+00:00", "Z")}
-    if fire.note is not None:
-        item["note"] = fire.describe_note()
-    return item
+    Example: flowyml-sched edit nightly-etl --daily 03:15 --timeout 45m
+    """
+    from flowyml_sched.model import schedule_to_dict
+    from flowyml_sched.service import build_trigger, edit_schedule
+    from flowyml_sched.triggers import IntervalTrigger, parse_instant
+
+    _one_trigger(cron, daily, hourly, every, required=False)
+    now = _now()
+    if file is not None:
+        from flowyml_sched.yamledit import edit_schedule as edit_in_file
+
+        fields = _yaml_fields(
+            pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
+            catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff,
+        )  # fmt: skip
+        if not fields:
+            raise UsageError("nothing to change: give at least one option")
+        edit_in_file(str(file), name, fields)
+        typer.echo(f"changed {name} in {file}")
+        return
+    with o.open_store(db, db_url, config) as store:
+        current = store.get(name)
+        changes: dict[str, Any] = {}
+        if pipeline is not None:
+            changes["pipeline"] = pipeline
+        if cron or daily or hourly or every:
+            old_anchor = current.trigger.anchor if isinstance(current.trigger, IntervalTrigger) else None
+            anchor_at = parse_instant(anchor, "--anchor") if anchor else old_anchor or now.replace(microsecond=0)
+            changes["trigger"] = build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at)
+        elif anchor is not None:
+            if not isinstance(current.trigger, IntervalTrigger):
+                raise UsageError(f"--anchor applies to interval schedules only; {name} is {current.kind}")
+            changes["trigger"] = IntervalTrigger(current.trigger.every, parse_instant(anchor, "--anchor"))
+        if tz is not None:
+            changes["timezone"] = tz
+        if param is not None:
+            changes["params"] = o.parse_params(param)
+        if description is not None:
+            changes["description"] = description
+        if tag is not None:
+            changes["tags"] = tuple(tag)
+        policy = o.policy_changes(
+            current.policy, catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff
+        )
+        if policy != current.policy:
+            changes["policy"] = policy
+        if not changes:
+            raise UsageError("nothing to change: give at least one option")
+        stored = edit_schedule(store, name, changes, now)
+    if as_json:
+        _print_json(schedule_to_dict(stored))
+    else:
+        from flowyml_sched.cli.render import describe_next
+
+        typer.echo(f"changed {stored.name} (version {stored.version}): {describe_next(stored, now)}")
+
+
+def _yaml_fields(
+    pipeline: str | None,
+    cron: str | None,
+    daily: str | None,
+    hourly: str | None,
+    every: str | None,
+    anchor: str | None,
+    tz: str | None,
+    param: list[str] | None,
+    description: str | None,
+    tag: list[str] | None,
+    catchup: str | None,
+    max_catchup: int | None,
+    misfire_grace: str | None,
+    overlap: str | None,
+    timeout: str | None,
+    retries: int | None,
+    retry_backoff: str | None,
+) -> dict[str, Any]:
+    """The YAML keys and values that edit options set in a schedules file."""
+    fields: dict[str, Any] = {
+        "pipeline": pipeline,
+        "cron": cron,
+        "daily": daily,
+        "hourly": int(hourly.removeprefix(":")) if hourly and hourly.removeprefix(":").isdigit() else hourly,
+        "every": every,
+        "anchor": anchor,
+        "timezone": tz,
+        "params": o.parse_params(param) if param is not None else None,
+        "description": description,
+        "tags": list(tag) if tag is not None else None,
+        "catchup": catchup,
+        "max_catchup": max_catchup,
+        "misfire_grace": misfire_grace,
+        "overlap": overlap,
+        "timeout": timeout,
+    }
+    if retries is not None or retry_backoff is not None:
+        fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", retry_backoff)) if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@app.command("list")
+@translate_errors
+def list_command(
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Only schedules with this tag.")] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Only paused schedules.")] = False,
+    enabled: Annotated[bool, typer.Option("--enabled", help="Only enabled schedules.")] = False,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """List schedules: name, kind and expression, zone, next fire time, last run, state.
+
+    Example: flowyml-sched list --tag reports --enabled
+    """
+    from flowyml_sched.service import list_schedules
+
+    if paused and enabled:
+        raise UsageError("give --paused or --enabled, not both")
+    state = False if paused else True if enabled else None
+    with o.open_store(db, db_url, config) as store:
+        rows = list_schedules(store, tag=tag, enabled=state)
+    if as_json:
+        from flowyml_sched.model import run_to_dict, schedule_to_dict
+
+        _print_json([schedule_to_dict(s) | {"last_run": run_to_dict(r) if r else None} for s, r in rows])
+    else:
+        from flowyml_sched.cli.render import render_schedule_list
+
+        render_schedule_list(rows, _now())
+
+
+@app.command("show")
+@translate_errors
+def show_command(
+    name: Annotated[str, typer.Argument(help="The schedule to show.")],
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Show every field of one schedule, its policies and its next fire times.
+
+    Example: flowyml-sched show nightly-etl --json
+    """
+    from flowyml_sched.service import preview_stored
+
+    now = _now()
+    with o.open_store(db, db_url, config) as store:
+        schedule, fires = preview_stored(store, name, now, 3)
+    if as_json:
+        from flowyml_sched.model import schedule_to_dict
+
+        _print_json(schedule_to_dict(schedule))
+    else:
+        from flowyml_sched.cli.render import render_schedule
+
+        render_schedule(schedule, fires, now)
+
+
+@app.command("pause")
+@translate_errors
+def pause_command(
+    name: Annotated[str, typer.Argument(help="The schedule to pause.")],
+    note: Annotated[Optional[str], typer.Option("--note", help="Why it is paused; shown by list and show.")] = None,
+    file: o.YamlFile = None,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Pause a schedule: the worker claims none of its fire times until it is resumed.
+
+    Example: flowyml-sched pause nightly-etl --note "upstream outage"
+    """
+    if file is not None:
+        from flowyml_sched.yamledit import set_enabled
+
+        set_enabled(str(file), name, False, note)
+        typer.echo(f"paused {name} in {file}")
+        return
+    from flowyml_sched.service import pause_schedule
+
+    with o.open_store(db, db_url, config) as store:
+        pause_schedule(store, name, note, _now())
+    typer.echo(f"paused {name}")
+
+
+@app.command("resume")
+@translate_errors
+def resume_command(
+    name: Annotated[str, typer.Argument(help="The schedule to resume.")],
+    file: o.YamlFile = None,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Resume a paused schedule from its next fire time after now.
+
+    Example: flowyml-sched resume nightly-etl
+    """
+    if file is not None:
+        from flowyml_sched.yamledit import set_enabled
+
+        set_enabled(str(file), name, True, None)
+        typer.echo(f"resumed {name} in {file}")
+        return
+    from flowyml_sched.cli.render import describe_next
+    from flowyml_sched.service import resume_schedule
+
+    now = _now()
+    with o.open_store(db, db_url, config) as store:
+        stored = resume_schedule(store, name, now)
+    typer.echo(f"resumed {name}: {describe_next(stored, now)}")
+
+
+@app.command("remove")
+@translate_errors
+def remove_command(
+    name: Annotated[str, typer.Argument(help="The schedule to remove; its history is kept.")],
+    file: o.YamlFile = None,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Remove a schedule. Its run history stays readable with 'history'.
+
+    Example: flowyml-sched remove nightly-etl
+    """
+    if file is not None:
+        from flowyml_sched.yamledit import remove_schedule
+
+        remove_schedule(str(file), name)
+        typer.echo(f"removed {name} from {file}")
+        return
+    with o.open_store(db, db_url, config) as store:
+        store.remove(name)
+    typer.echo(f"removed {name}")
+
+
+@app.command("clear")
+@translate_errors
+def clear_command(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Remove every schedule (history is kept). Asks first unless --yes.
+
+    Example: flowyml-sched clear --yes
+    """
+    if not yes and not typer.confirm("Remove every schedule from the store?", default=False):
+        typer.echo("nothing removed", err=True)
+        raise typer.Exit(1)
+    with o.open_store(db, db_url, config) as store:
+        count = store.clear()
+    typer.echo(f"removed {count} schedule{'s' if count != 1 else ''}")
+
+
+@app.command("history")
+@translate_errors
+def history_command(
+    name: Annotated[str, typer.Argument(help="The schedule (removed ones too).")],
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first.")] = 20,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Show a schedule's runs, newest first: fire time, status, start, duration, error, run id, worker.
+
+    Example: flowyml-sched history nightly-etl --limit 10 --json
+    """
+    from flowyml_sched.model import validate_name
+
+    validate_name(name)
+    with o.open_store(db, db_url, config) as store:
+        runs = store.history(name, limit)
+    if as_json:
+        from flowyml_sched.model import run_to_dict
+
+        _print_json([run_to_dict(r) for r in runs])
+    else:
+        from flowyml_sched.cli.render import render_history
+
+        render_history(name, runs)
+
+
+@app.command("apply")
+@translate_errors
+def apply_command(
+    file: Annotated[Path, typer.Argument(help="YAML schedules file.")],
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete stored schedules that came from FILE and are no longer in it.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Make the store match a YAML file: print the plan, then apply it in one transaction.
+
+    Example: flowyml-sched apply schedules.yaml --prune --dry-run
+    """
+    from flowyml_sched.service import apply_file
+
+    with o.open_store(db, db_url, config) as store:
+        plan = apply_file(store, str(file), prune=prune, dry_run=dry_run, now=_now())
+    if as_json:
+        from flowyml_sched.cli.render import plan_json
+
+        _print_json(plan_json(plan, applied=not dry_run))
+    else:
+        from flowyml_sched.cli.render import render_plan
+
+        render_plan(plan, applied=not dry_run)
+
+
+@app.command("export")
+@translate_errors
+def export_command(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Write every stored schedule as YAML that 'apply' takes back unchanged.
+
+    Example: flowyml-sched export --output schedules.yaml
+    """
+    from flowyml_sched.service import export_schedules
+
+    with o.open_store(db, db_url, config) as store:
+        text = export_schedules(store)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("validate")
+@translate_errors
+def validate_command(file: Annotated[Path, typer.Argument(help="YAML schedules file.")]) -> None:
+    """Check a YAML schedules file and report every problem with file:line. Stores nothing.
+
+    Example: flowyml-sched validate schedules.yaml
+    """
+    from flowyml_sched.spec import load_spec
+
+    spec = load_spec(str(file))
+    count = len(spec.schedules)
+    typer.echo(f"{file}: {count} schedule{'s' if count != 1 else ''}, no problems")
+
+
+@db_app.command("upgrade")
+@translate_errors
+def db_upgrade_command(db: o.DbPath = None, db_url: o.DbUrl = None, config: o.ConfigPath = None) -> None:
+    """Create the store's tables or upgrade them to the current schema.
+
+    Example: flowyml-sched db upgrade --db-url postgresql+psycopg://scheduler@db/scheduler
+    """
+    with o.open_store(db, db_url, config) as store:
+        store.upgrade()
+    typer.echo("the store's schema is current")
 
 
 def main() -> None:

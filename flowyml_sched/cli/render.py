@@ -1,22 +1,79 @@
-"""Rich rendering of command results; plain text when stdout is not a terminal."""
+"""Rendering of command results with Rich; plain text when stdout is not a terminal.
+
+Rich honours ``NO_COLOR`` and drops colour and styles when stdout is not a terminal.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from flowyml_sched.timing import FireTime
+if TYPE_CHECKING:
+    from flowyml_sched.model import Run, Schedule
+    from flowyml_sched.spec import Plan
+    from flowyml_sched.timing import FireTime
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """``in 3h 12m`` or ``5m ago``: the gap between two instants, to the minute (seconds when under one)."""
+    seconds = int((moment - now).total_seconds())
+    span = abs(seconds)
+    if span < 60:
+        text = f"{span}s"
+    else:
+        days, rest = divmod(span // 60, 24 * 60)
+        hours, minutes = divmod(rest, 60)
+        parts = [f"{days}d"] if days else []
+        if hours:
+            parts.append(f"{hours}h")
+        if minutes and not days:
+            parts.append(f"{minutes}m")
+        text = " ".join(parts) or "0m"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def trigger_label(schedule: Schedule) -> str:
+    """``daily 02:30``, ``cron */15 * * * *``, ``hourly :15``, ``interval every 15m``."""
+    return f"{schedule.kind} {schedule.trigger.describe()}"
+
+
+def describe_next(schedule: Schedule, now: datetime) -> str:
+    """One line saying when a stored schedule fires next, in its zone and relative to now."""
+    if schedule.next_fire_at is None:
+        return "paused"
+    from flowyml_sched.zones import get_zone
+
+    local = schedule.next_fire_at.astimezone(get_zone(schedule.timezone))
+    return f"next {local:%Y-%m-%d %H:%M %Z} ({relative(schedule.next_fire_at, now)})"
+
+
+def fire_time_json(fire: FireTime) -> dict[str, Any]:
+    """The JSON object of one fire time: ``fire_time`` (zone offset), ``utc``, and ``note`` when DST touched it."""
+    item: dict[str, Any] = {"fire_time": fire.at.isoformat(), "utc": fire.utc.isoformat().replace("+00:00", "Z")}
+    if fire.note is not None:
+        item["note"] = fire.describe_note()
+    return item
 
 
 def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
     """Print fire times as a table: local time, UTC, and the DST note."""
-    console = Console()
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right")
-    table.add_column(f"fire time ({zone_name})")
-    table.add_column("UTC")
-    table.add_column("DST")
+    table = _table("#", f"fire time ({zone_name})", "UTC", "DST")
+    table.columns[0].justify = "right"
     for index, fire in enumerate(fires, start=1):
         table.add_row(
             str(index),
@@ -24,4 +81,112 @@ def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
             fire.utc.strftime("%Y-%m-%d %H:%M:%S"),
             fire.describe_note(),
         )
+    _console().print(table)
+
+
+def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime) -> None:
+    """Print the schedule list: name, trigger, zone, next fire (local and relative), last run, state."""
+    console = _console()
+    if not rows:
+        console.print("no schedules; add one with 'flowyml-sched add' or 'flowyml-sched apply FILE'")
+        return
+    table = _table("name", "schedule", "zone", "next fire", "last run", "state")
+    from flowyml_sched.zones import get_zone
+
+    for schedule, run in rows:
+        if schedule.next_fire_at is None:
+            next_fire = "-"
+        else:
+            local = schedule.next_fire_at.astimezone(get_zone(schedule.timezone))
+            next_fire = f"{local:%Y-%m-%d %H:%M} ({relative(schedule.next_fire_at, now)})"
+        last = f"{run.status.value} {relative(run.scheduled_for, now)}" if run else "-"
+        state = (
+            "enabled" if schedule.enabled else "paused" + (f": {schedule.pause_note}" if schedule.pause_note else "")
+        )
+        table.add_row(schedule.name, trigger_label(schedule), schedule.timezone, next_fire, last, state)
     console.print(table)
+
+
+def render_schedule(schedule: Schedule, fires: list[FireTime], now: datetime) -> None:
+    """Print one schedule's fields, policies and next fire times."""
+    from flowyml_sched.model import schedule_to_dict
+
+    console = _console()
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in schedule_to_dict(schedule).items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        table.add_row(key, str(value))
+    console.print(table)
+    if schedule.enabled:
+        console.print()
+        render_fire_times(fires, schedule.timezone)
+
+
+def render_history(name: str, runs: list[Run]) -> None:
+    """Print runs newest first: fire time, status, start, duration, error, run id, worker."""
+    console = _console()
+    if not runs:
+        console.print(f"no runs recorded for {name}")
+        return
+    table = _table("scheduled for (UTC)", "status", "started (UTC)", "duration", "error", "run id", "worker")
+    for run in runs:
+        table.add_row(
+            f"{run.scheduled_for:%Y-%m-%d %H:%M:%S}",
+            run.status.value,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}" if run.started_at else "-",
+            f"{run.duration_seconds:.2f}s" if run.duration_seconds is not None else "-",
+            (run.error or "").splitlines()[0][:60] if run.error else "",
+            run.run_id or "",
+            run.worker or "",
+        )
+    console.print(table)
+
+
+def _utc(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def plan_json(plan: Plan, applied: bool) -> dict[str, Any]:
+    """The plan as JSON: lists of names per action, with next fire times before and after."""
+    return {
+        "applied": applied and plan.has_changes,
+        "create": [{"name": c.name, "next_fire": _utc(c.next_after)} for c in plan.creates],
+        "change": [
+            {
+                "name": c.name,
+                "fields": list(c.fields),
+                "next_fire_before": _utc(c.next_before),
+                "next_fire_after": _utc(c.next_after),
+            }
+            for c in plan.changes
+        ],
+        "delete": [{"name": d.name, "next_fire_before": _utc(d.next_before)} for d in plan.deletes],
+        "unchanged": [u.name for u in plan.unchanged],
+    }
+
+
+def render_plan(plan: Plan, applied: bool) -> None:
+    """Print the plan, one line per schedule, and what was done."""
+    console = _console()
+    for entry in plan.creates:
+        console.print(f"+ create {entry.name}: next {_utc(entry.next_after) or 'paused'}")
+    for entry in plan.changes:
+        console.print(
+            f"~ change {entry.name} ({', '.join(entry.fields)}): next {_utc(entry.next_before) or 'paused'}"
+            f" -> {_utc(entry.next_after) or 'paused'}"
+        )
+    for entry in plan.deletes:
+        console.print(f"- delete {entry.name}")
+    summary = (
+        f"{len(plan.creates)} to create, {len(plan.changes)} to change, "
+        f"{len(plan.deletes)} to delete, {len(plan.unchanged)} unchanged"
+    )
+    if not plan.has_changes:
+        console.print(f"{summary}: nothing to do")
+    elif applied:
+        console.print(f"{summary}: applied")
+    else:
+        console.print(f"{summary}: dry run, nothing changed")

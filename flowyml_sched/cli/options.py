@@ -1,0 +1,202 @@
+"""Option types shared by several commands, and the helpers that turn them into values."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from flowyml_sched.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from flowyml_sched.config import Settings
+    from flowyml_sched.model import Policy
+    from flowyml_sched.store import ScheduleStore
+
+STORE = "Store"
+SCHEDULE = "Schedule"
+POLICY = "Policy"
+
+DbPath = Annotated[
+    Optional[Path],
+    typer.Option("--db", help="SQLite file of the store. [env: FLOWYML_SCHEDULER_DB_PATH]", rich_help_panel=STORE),
+]
+DbUrl = Annotated[
+    Optional[str],
+    typer.Option(
+        "--db-url",
+        help="SQLAlchemy URL of the store, such as postgresql+psycopg://host/db. [env: FLOWYML_SCHEDULER_DB_URL]",
+        rich_help_panel=STORE,
+    ),
+]
+ConfigPath = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config",
+        help="YAML config file (keys db_url, db_path, timezone). [env: FLOWYML_SCHEDULER_CONFIG]",
+        rich_help_panel=STORE,
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+YamlFile = Annotated[
+    Optional[Path],
+    typer.Option("--file", "-f", help="Edit this YAML schedules file instead of the store.", rich_help_panel=STORE),
+]
+
+Cron = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cron", help="Cron expression, 5 fields or a macro: '*/15 9-17 * * MON-FRI'.", rich_help_panel=SCHEDULE
+    ),
+]
+Daily = Annotated[
+    Optional[str], typer.Option("--daily", help="Every day at HH:MM wall time: 02:30.", rich_help_panel=SCHEDULE)
+]
+Hourly = Annotated[
+    Optional[str], typer.Option("--hourly", help="Every hour at minute MM: 15.", rich_help_panel=SCHEDULE)
+]
+Every = Annotated[
+    Optional[str],
+    typer.Option(
+        "--every", help="Interval of elapsed time: 90s, 15m, 2h, 1h30m, 7d, PT15M, P7D.", rich_help_panel=SCHEDULE
+    ),
+]
+Anchor = Annotated[
+    Optional[str],
+    typer.Option(
+        "--anchor",
+        help="With --every: ISO 8601 instant with offset the interval counts from (default: now).",
+        rich_help_panel=SCHEDULE,
+    ),
+]
+Timezone = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tz",
+        help="IANA timezone of the schedule, such as Europe/Berlin. [default: UTC or FLOWYML_SCHEDULER_TIMEZONE]",
+        rich_help_panel=SCHEDULE,
+    ),
+]
+Params = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--param",
+        help="Pipeline parameter KEY=VALUE (VALUE read as JSON when it is JSON, else text); repeatable.",
+        rich_help_panel=SCHEDULE,
+    ),
+]
+Description = Annotated[Optional[str], typer.Option("--description", help="What the schedule is for.")]
+Tags = Annotated[Optional[list[str]], typer.Option("--tag", help="Tag, repeatable.")]
+CatchUpOpt = Annotated[
+    Optional[str],
+    typer.Option("--catchup", help="After downtime: latest (default), none or all.", rich_help_panel=POLICY),
+]
+MaxCatchUp = Annotated[
+    Optional[int],
+    typer.Option("--max-catchup", help="With --catchup all: most missed fire times run (100).", rich_help_panel=POLICY),
+]
+MisfireGrace = Annotated[
+    Optional[str],
+    typer.Option("--misfire-grace", help="Skip a fire time missed by more than this duration.", rich_help_panel=POLICY),
+]
+OverlapOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--overlap",
+        help="While the previous run goes on: skip (default), queue, allow, replace.",
+        rich_help_panel=POLICY,
+    ),
+]
+Timeout = Annotated[
+    Optional[str],
+    typer.Option("--timeout", help="Stop a run after this duration, such as 30m.", rich_help_panel=POLICY),
+]
+Retries = Annotated[
+    Optional[int], typer.Option("--retries", help="Times a failed run is tried again (0).", rich_help_panel=POLICY)
+]
+RetryBackoff = Annotated[
+    Optional[str],
+    typer.Option("--retry-backoff", help="Wait between tries, such as 1m (60s).", rich_help_panel=POLICY),
+]
+
+
+def settings(db: Path | None, db_url: str | None, config: Path | None, tz: str | None = None) -> Settings:
+    """Resolve the settings from these flags and the process environment."""
+    from flowyml_sched.config import resolve_settings
+
+    return resolve_settings(os.environ, db_path=db, db_url=db_url, timezone=tz, config_path=config)
+
+
+@contextmanager
+def open_store(db: Path | None, db_url: str | None, config: Path | None) -> Iterator[ScheduleStore]:
+    """The store the flags and environment name, closed on exit."""
+    from flowyml_sched.store import open_store as open_
+
+    store = open_(settings(db, db_url, config).db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["k=v", ...]`` to a mapping; each value is JSON when it parses as JSON, else text.
+
+    Raises :class:`~flowyml_sched.errors.InvalidParams` for an item without ``=``.
+    """
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidParams(item, "expected KEY=VALUE, such as --param day=2026-01-31 or --param limit=10")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def policy_changes(
+    base: Policy,
+    catchup: str | None,
+    max_catchup: int | None,
+    misfire_grace: str | None,
+    overlap: str | None,
+    timeout: str | None,
+    retries: int | None,
+    retry_backoff: str | None,
+) -> Policy:
+    """``base`` with the given policy options applied. Raises InvalidPolicy / InvalidDuration."""
+    from dataclasses import replace
+
+    from flowyml_sched.errors import InvalidPolicy
+    from flowyml_sched.model import CatchUp, Overlap
+    from flowyml_sched.triggers import parse_duration
+
+    changes: dict[str, Any] = {}
+    if catchup is not None:
+        try:
+            changes["catchup"] = CatchUp(catchup.lower())
+        except ValueError:
+            raise InvalidPolicy("--catchup", catchup, "one of latest, none, all") from None
+    if overlap is not None:
+        try:
+            changes["overlap"] = Overlap(overlap.lower())
+        except ValueError:
+            raise InvalidPolicy("--overlap", overlap, "one of skip, queue, allow, replace") from None
+    if max_catchup is not None:
+        changes["max_catchup"] = max_catchup
+    if misfire_grace is not None:
+        changes["misfire_grace"] = parse_duration(misfire_grace)
+    if timeout is not None:
+        changes["timeout"] = parse_duration(timeout)
+    if retries is not None:
+        changes["retries"] = retries
+    if retry_backoff is not None:
+        changes["retry_backoff"] = parse_duration(retry_backoff)
+    return replace(base, **changes)

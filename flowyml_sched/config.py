@@ -1,0 +1,149 @@
+"""Settings, resolved once, in one place: flags > environment > config file > defaults.
+
+The command-line tool passes its flags and ``os.environ``; library code receives a
+:class:`Settings` and never reads the environment itself.
+
+Environment variables are ``FLOWYML_SCHEDULER_<NAME>``; the original scheduler's
+documentation spells them ``flowyml_SCHEDULER_<NAME>``, which is accepted too (the
+upper-case spelling wins when both are set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowyml_sched.errors import SchedulerError
+from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
+
+ENV_PREFIXES = ("FLOWYML_SCHEDULER_", "flowyml_SCHEDULER_")
+"""Prefixes of the environment variables read, in order of precedence."""
+
+APP_DIR = "flowyml-sched"
+"""Directory name under the state and config base directories."""
+
+DB_FILENAME = "scheduler.db"
+"""SQLite file name inside the state directory."""
+
+CONFIG_KEYS = ("db_url", "db_path", "timezone")
+"""Keys a config file may hold."""
+
+
+class ConfigError(SchedulerError, ValueError):
+    """A config file that cannot be read or holds something other than the known keys."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        super().__init__(f"config file {path}: {reason}. Known keys: {', '.join(CONFIG_KEYS)}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: ``db_url`` is a SQLAlchemy URL; ``state_dir`` holds locks and logs."""
+
+    db_url: str
+    timezone: str
+    state_dir: Path
+    db_source: str
+
+
+def env(environ: Mapping[str, str], name: str) -> str | None:
+    """The value of setting ``name`` (``DB_URL``) from either spelling of its variable, or None."""
+    for prefix in ENV_PREFIXES:
+        value = environ.get(prefix + name)
+        if value:
+            return value
+    return None
+
+
+def state_dir(environ: Mapping[str, str]) -> Path:
+    """Where state lives: ``$STATE_DIRECTORY`` (systemd's StateDirectory=, first entry),
+    else ``$XDG_STATE_HOME/flowyml-sched``, else ``~/.local/state/flowyml-sched``."""
+    systemd = environ.get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    xdg = environ.get("XDG_STATE_HOME")
+    base = (
+        Path(xdg) if xdg and Path(xdg).is_absolute() else Path(environ.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return base / APP_DIR
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/flowyml-sched/config.yaml``, default ``~/.config/flowyml-sched/config.yaml``."""
+    xdg = environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path(environ.get("HOME", "~")).expanduser() / ".config"
+    return base / APP_DIR / "config.yaml"
+
+
+def read_config_file(path: Path, required: bool) -> dict[str, Any]:
+    """Read a YAML config file with the safe loader; a missing optional file is empty.
+
+    Raises :class:`ConfigError` for an unreadable or malformed file or an unknown key.
+    """
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(path, "no such file") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(path, exc.strerror or str(exc)) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(path, f"{line}not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "expected a mapping of keys to values")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(path, f"unknown key {unknown[0]!r}")
+    return data
+
+
+def resolve_settings(
+    environ: Mapping[str, str],
+    *,
+    db_path: Path | None = None,
+    db_url: str | None = None,
+    timezone: str | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Resolve the settings from flags (the keyword arguments), ``environ``, a config file
+    (``config_path``, ``$FLOWYML_SCHEDULER_CONFIG`` or the default path, if it exists) and
+    the defaults.
+
+    The database: ``--db-url`` > ``--db`` > ``FLOWYML_SCHEDULER_DB_URL`` >
+    ``FLOWYML_SCHEDULER_DB_PATH`` > config ``db_url`` > config ``db_path`` >
+    ``<state dir>/scheduler.db``. Never the current directory by accident: a relative
+    path is taken relative to the current directory only when given explicitly.
+    Raises :class:`ConfigError` and :class:`~flowyml_sched.errors.UnknownTimezone`.
+    """
+    explicit_config = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
+    config = read_config_file(explicit_config or default_config_path(environ), required=explicit_config is not None)
+    state = state_dir(environ)
+    candidates: list[tuple[str, str | None, bool]] = [
+        ("--db-url", db_url, True),
+        ("--db", str(db_path) if db_path else None, False),
+        ("FLOWYML_SCHEDULER_DB_URL", env(environ, "DB_URL"), True),
+        ("FLOWYML_SCHEDULER_DB_PATH", env(environ, "DB_PATH"), False),
+        ("config db_url", config.get("db_url"), True),
+        ("config db_path", config.get("db_path"), False),
+        ("default", str(state / DB_FILENAME), False),
+    ]
+    source, value, is_url = next((s, v, u) for s, v, u in candidates if v)
+    url = value if is_url else sqlite_url(Path(value))
+    zone = timezone or env(environ, "TIMEZONE") or config.get("timezone") or DEFAULT_TIMEZONE
+    get_zone(zone)
+    return Settings(db_url=str(url), timezone=zone, state_dir=state, db_source=source)
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL of a SQLite file (made absolute)."""
+    return f"sqlite:///{path.expanduser().absolute()}"

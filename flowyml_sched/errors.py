@@ -197,3 +197,16 @@ class RunExists(SchedulerError, ValueError):
         self.scheduled_for = scheduled_for
         when = scheduled_for.isoformat() if hasattr(scheduled_for, "isoformat") else str(scheduled_for)
         super().__init__(f"schedule {schedule_name!r} already has a run for the fire time {when}")
+
+
+class PipelineNotFound(SchedulerError, LookupError):
+    """A pipeline reference that does not resolve: no such entry point, module or attribute."""
+
+    def __init__(self, reference: str, reason: str):
+        self.reference = reference
+        self.reason = reason
+        super().__init__(
+            f"pipeline {reference!r} cannot be loaded: {reason}. 'flowyml-sched pipelines' lists the "
+            "registered entry points (group flowyml_sched.pipelines); a package.module:attr reference "
+            "must be importable by the worker"
+        )

@@ -1,0 +1,191 @@
+"""Run one pipeline once, in a child process (default) or in this process, with a timeout.
+
+Knows nothing of schedules, stores or locks: a :class:`RunRequest` goes in, an
+:class:`Outcome` comes out. In a child process, a crashing, hanging or leaking pipeline
+cannot take the worker down: a timeout sends SIGTERM to the child's whole process group,
+then SIGKILL after :data:`KILL_GRACE_SECONDS`. Output (stdout and stderr together) goes
+to a log file, cut at ``max_log_bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flowyml_sched.model import RunStatus
+
+logger = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 10.0
+"""Seconds between SIGTERM and SIGKILL when a run is stopped (timeout, replace, shutdown)."""
+
+DEFAULT_MAX_LOG_BYTES = 10 * 1024 * 1024
+"""A run's log file keeps at most this many bytes of output (10 MiB); the rest is counted and dropped."""
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: the pipeline reference, its params, the fire time (aware UTC) and our run id."""
+
+    pipeline: str
+    params: dict[str, Any]
+    scheduled_for: datetime
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: a final :class:`RunStatus`, an error text, the pipeline's run id."""
+
+    status: RunStatus
+    error: str | None = None
+    pipeline_run_id: str | None = None
+
+
+@dataclass
+class ChildRun:
+    """A pipeline running in a child process; :meth:`wait` blocks until it ends.
+
+    ``stop(status)`` (from any thread) ends it early: SIGTERM to its process group, then
+    SIGKILL after the grace; the outcome then carries ``status`` (``timed_out``,
+    ``interrupted`` or ``failed`` for a replaced run).
+    """
+
+    request: RunRequest
+    log_path: Path
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    kill_grace: float = KILL_GRACE_SECONDS
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _stopped_as: tuple[RunStatus, str] | None = field(default=None, init=False, repr=False)
+    _pump: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> ChildRun:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._result_path = self.log_path.with_suffix(".result.json")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "flowyml_sched.runner", str(self._result_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        request = {
+            "pipeline": self.request.pipeline,
+            "params": self.request.params,
+            "scheduled_for": self.request.scheduled_for.isoformat(),
+            "run_id": self.request.run_id,
+        }
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(request).encode())
+            self._process.stdin.close()
+        except BrokenPipeError:
+            logger.warning("run %s: the child process exited before reading its request", self.request.run_id)
+        self._pump = threading.Thread(target=self._copy_output, name=f"log-{self.request.run_id}", daemon=True)
+        self._pump.start()
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def wait(self, timeout: float | None = None) -> Outcome:
+        """Block until the child ends, stopping it as ``timed_out`` after ``timeout`` seconds."""
+        assert self._process is not None, "start() first"
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(RunStatus.timed_out, f"timed out after {timeout:g} s")
+            self._process.wait()
+        if self._pump is not None:
+            self._pump.join()
+        return self._outcome()
+
+    def stop(self, status: RunStatus, reason: str) -> None:
+        """End the run: SIGTERM to the process group, SIGKILL after the grace. Safe to call twice."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        if self._stopped_as is None:
+            self._stopped_as = (status, reason)
+        self._signal(signal.SIGTERM)
+        threading.Thread(target=self._kill_later, name=f"kill-{self.request.run_id}", daemon=True).start()
+
+    def _kill_later(self) -> None:
+        assert self._process is not None
+        try:
+            self._process.wait(timeout=self.kill_grace)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signum)
+
+    def _copy_output(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        written = dropped = 0
+        with open(self.log_path, "wb") as log:
+            os.chmod(self.log_path, 0o600)
+            while chunk := self._process.stdout.read1(_CHUNK):
+                room = self.max_log_bytes - written
+                if room > 0:
+                    log.write(chunk[:room])
+                    written += min(room, len(chunk))
+                dropped += max(0, len(chunk) - max(room, 0))
+            if dropped:
+                log.write(
+                    f"\n[flowyml-sched: {dropped} more bytes of output dropped at the {self.max_log_bytes}-byte limit]\n".encode()
+                )
+
+    def _outcome(self) -> Outcome:
+        assert self._process is not None
+        code = self._process.returncode
+        result: dict[str, Any] | None = None
+        try:
+            result = json.loads(self._result_path.read_text(encoding="utf-8"))
+            self._result_path.unlink()
+        except (OSError, ValueError):
+            result = None
+        if self._stopped_as is not None:
+            status, reason = self._stopped_as
+            return Outcome(status, reason, result.get("pipeline_run_id") if result else None)
+        if result is not None:
+            if result["success"] and code == 0:
+                return Outcome(RunStatus.succeeded, None, result.get("pipeline_run_id"))
+            return Outcome(
+                RunStatus.failed, result.get("error") or f"exited with status {code}", result.get("pipeline_run_id")
+            )
+        if code is not None and code < 0:
+            return Outcome(RunStatus.failed, f"the run's process was killed by {signal.Signals(-code).name}")
+        return Outcome(RunStatus.failed, f"the run's process exited with status {code} before reporting a result")
+
+
+def run_in_process(request: RunRequest) -> Outcome:
+    """Run the pipeline in this process and thread. No timeout can stop it: use a child process for that."""
+    from flowyml_sched.errors import PipelineNotFound
+    from flowyml_sched.pipelines import resolve, run_target
+
+    started = time.monotonic()
+    try:
+        target = resolve(request.pipeline)
+    except PipelineNotFound as exc:
+        return Outcome(RunStatus.failed, str(exc))
+    result = run_target(target, request.params, request.scheduled_for, request.run_id)
+    logger.debug("in-process run %s took %.3f s", request.run_id, time.monotonic() - started)
+    status = RunStatus.succeeded if result.success else RunStatus.failed
+    return Outcome(status, result.error, result.pipeline_run_id)

@@ -1,0 +1,179 @@
+"""Pipelines: from a reference (entry-point name or ``package.module:attr``) to a finished run.
+
+A target is either a plain callable or a flowyml ``Pipeline`` (or a factory returning one):
+
+- a plain callable is called with the schedule's params as keyword arguments, plus
+  ``scheduled_for`` (the fire time, aware UTC) when its signature accepts it; it succeeds
+  when it returns without raising, whatever it returns (``None`` included);
+- a flowyml ``Pipeline`` runs with ``run(context=params, auto_start_ui=False, run_id=...)``;
+  it succeeds when the result's ``success`` is true and its state is not ``submitted``
+  (a run handed to a remote orchestrator has not finished). The error is the failing step's.
+- a callable that takes no parameters and returns a ``Pipeline`` is a factory: it is called
+  with no arguments and the pipeline it returns runs as above with the params as context.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any
+
+from flowyml_sched.errors import PipelineNotFound
+
+ENTRY_POINT_GROUP = "flowyml_sched.pipelines"
+"""Entry-point group in which packages register pipelines by name."""
+
+TRACEBACK_LINES = 15
+"""How many last lines of a traceback a failed run's error keeps."""
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """How a target's run ended: ``success``, an ``error`` text, and the pipeline's own run id."""
+
+    success: bool
+    error: str | None = None
+    pipeline_run_id: str | None = None
+
+
+def resolve(reference: str) -> Any:
+    """Load the object a reference names.
+
+    ``package.module:attr.path`` imports the module and follows the attributes; any other
+    reference is an entry-point name in :data:`ENTRY_POINT_GROUP`.
+    Raises :class:`~flowyml_sched.errors.PipelineNotFound` saying what was missing.
+    """
+    if ":" in reference:
+        module_name, _, attr_path = reference.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PipelineNotFound(reference, f"module {module_name!r} cannot be imported ({exc})") from None
+        except Exception as exc:  # the user's module raised while importing
+            raise PipelineNotFound(reference, f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+        for part in attr_path.split("."):
+            try:
+                target = getattr(target, part)
+            except AttributeError:
+                raise PipelineNotFound(reference, f"{module_name!r} has no attribute {attr_path!r}") from None
+        return target
+    found = entry_points(group=ENTRY_POINT_GROUP, name=reference)
+    if not found:
+        raise PipelineNotFound(reference, f"no entry point named {reference!r} in group {ENTRY_POINT_GROUP}")
+    entry = next(iter(found))
+    try:
+        return entry.load()
+    except Exception as exc:
+        raise PipelineNotFound(
+            reference, f"loading entry point {entry.value!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def registered() -> list[tuple[str, str]]:
+    """``(name, value)`` of every entry point in :data:`ENTRY_POINT_GROUP`, sorted by name."""
+    return sorted((ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def check(reference: str) -> None:
+    """Raise PipelineNotFound unless ``reference`` resolves to a callable or a flowyml Pipeline."""
+    target = resolve(reference)
+    if not (callable(target) or is_flowyml_pipeline(target)):
+        raise PipelineNotFound(reference, f"it is a {type(target).__name__}, not a callable or a flowyml Pipeline")
+
+
+def is_flowyml_pipeline(obj: object) -> bool:
+    """True for a flowyml ``Pipeline`` instance (checked by class, without importing flowyml)."""
+    return any(
+        cls.__name__ == "Pipeline" and cls.__module__.startswith("flowyml.") for cls in type(obj).__mro__
+    ) and callable(getattr(obj, "run", None))
+
+
+def run_target(target: Any, params: dict[str, Any], scheduled_for: datetime, run_id: str) -> PipelineResult:
+    """Run a resolved target once and report how it ended; never raises for the target's errors.
+
+    ``scheduled_for`` is the fire time (aware UTC); ``run_id`` becomes the flowyml run id.
+    """
+    try:
+        if is_flowyml_pipeline(target):
+            return _run_flowyml(target, params, run_id)
+        if not callable(target):
+            return PipelineResult(False, f"the pipeline is a {type(target).__name__}, not callable")
+        signature = _signature(target)
+        kwargs = dict(params)
+        if signature is not None and _accepts(signature, "scheduled_for"):
+            kwargs["scheduled_for"] = scheduled_for
+        if signature is not None and not _binds(signature, kwargs):
+            if signature.parameters or not params:
+                return PipelineResult(False, _binding_error(signature, kwargs))
+            result = target()  # a factory: it takes nothing and must return a Pipeline
+            if not is_flowyml_pipeline(result):
+                return PipelineResult(False, _binding_error(signature, kwargs))
+            return _run_flowyml(result, params, run_id)
+        result = target(**kwargs)
+        if is_flowyml_pipeline(result):
+            return _run_flowyml(result, params, run_id)
+        return PipelineResult(True)
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return PipelineResult(True)
+        return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})")
+    except Exception as exc:  # the target's own failure, recorded in history
+        return PipelineResult(False, format_error(exc))
+
+
+def format_error(exc: BaseException) -> str:
+    """``Type: message`` followed by the last lines of the traceback."""
+    lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    head = f"{type(exc).__name__}: {exc}"
+    return "\n".join([head, *lines[-TRACEBACK_LINES:]])
+
+
+def _run_flowyml(pipeline: Any, params: dict[str, Any], run_id: str) -> PipelineResult:
+    result = pipeline.run(context=dict(params), auto_start_ui=False, run_id=run_id)
+    pipeline_run_id = getattr(result, "run_id", None) or run_id
+    state = getattr(result, "state", None)
+    if state == "submitted":
+        return PipelineResult(
+            False, "the run was submitted to a remote orchestrator and has not finished", pipeline_run_id
+        )
+    if getattr(result, "success", False):
+        return PipelineResult(True, None, pipeline_run_id)
+    failing = [
+        f"step {name}: {step.error}"
+        for name, step in (getattr(result, "step_results", None) or {}).items()
+        if not getattr(step, "success", True)
+    ]
+    return PipelineResult(False, "; ".join(failing) or f"the pipeline ended in state {state!r}", pipeline_run_id)
+
+
+def _signature(target: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+
+
+def _accepts(signature: inspect.Signature, name: str) -> bool:
+    return name in signature.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    )
+
+
+def _binds(signature: inspect.Signature, kwargs: dict[str, Any]) -> bool:
+    try:
+        signature.bind(**kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def _binding_error(signature: inspect.Signature, kwargs: dict[str, Any]) -> str:
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        return f"the pipeline's parameters {signature} do not fit the schedule's params {sorted(kwargs)}: {exc}"
+    return f"the pipeline's parameters {signature} do not fit the schedule's params {sorted(kwargs)}"

@@ -1,0 +1,41 @@
+"""Child-process entry point: ``python -m flowyml_sched.runner RESULT_PATH``.
+
+Reads one JSON request on stdin (``pipeline``, ``params``, ``scheduled_for`` as ISO 8601,
+``run_id``), runs the pipeline, and writes ``{"success", "error", "pipeline_run_id"}`` to
+RESULT_PATH (written to a temporary file, then renamed). Exit status 0 on success, 1 on
+failure. Whatever the pipeline prints goes to the stdout/stderr the worker captures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+
+
+def main(argv: list[str]) -> int:
+    from flowyml_sched.errors import PipelineNotFound
+    from flowyml_sched.pipelines import PipelineResult, resolve, run_target
+
+    result_path = argv[1]
+    request = json.loads(sys.stdin.read())
+    try:
+        target = resolve(request["pipeline"])
+    except PipelineNotFound as exc:
+        result = PipelineResult(False, str(exc))
+    else:
+        result = run_target(
+            target, request["params"], datetime.fromisoformat(request["scheduled_for"]), request["run_id"]
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    temporary = f"{result_path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump({"success": result.success, "error": result.error, "pipeline_run_id": result.pipeline_run_id}, handle)
+    os.replace(temporary, result_path)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -210,3 +210,12 @@ class PipelineNotFound(SchedulerError, LookupError):
             "registered entry points (group flowyml_sched.pipelines); a package.module:attr reference "
             "must be importable by the worker"
         )
+
+
+class SpecFileError(SchedulerError, OSError):
+    """A YAML schedules file that cannot be read or written: missing, no permission, not UTF-8."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot use the schedules file {path}: {reason}")

@@ -1,0 +1,437 @@
+"""The schedule store: schedules and their run history in SQLite or PostgreSQL.
+
+Every datetime going in must be aware (naive ones raise ``ValueError``); every datetime
+coming out is aware UTC. The store never reads the clock: ``now`` comes from the caller.
+Database failures surface as :class:`~flowyml_sched.errors.StoreError`, never as
+SQLAlchemy exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+
+from flowyml_sched.errors import (
+    InvalidDuration,
+    RunExists,
+    ScheduleExists,
+    ScheduleNotFound,
+    SchedulerError,
+    StoreError,
+)
+from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule
+from flowyml_sched.store import migrate
+from flowyml_sched.store.engine import StoreEngine, create_store_engine
+from flowyml_sched.store.schema import runs, schedules
+from flowyml_sched.triggers import IntervalTrigger, trigger_from_text, trigger_text
+
+logger = logging.getLogger(__name__)
+
+UTC = timezone.utc
+
+_IN_LIST_LIMIT = 500
+"""Above this many names, ``last_runs`` reads every schedule's latest run and filters in Python."""
+
+
+def open_store(url: str) -> ScheduleStore:
+    """Open the store at a SQLAlchemy URL, creating or upgrading its schema when needed.
+
+    ``sqlite:///PATH`` (the file and its parent directories are created, mode 0600/0700)
+    or ``postgresql+psycopg://USER@HOST:PORT/DB``. When the schema is already current this
+    costs one query and does not import Alembic. Raises
+    :class:`~flowyml_sched.errors.StoreError` (naming the path, or the URL without its
+    password) when the store cannot be created, opened, read or upgraded.
+    """
+    store_engine = create_store_engine(url)
+    store = ScheduleStore(store_engine)
+    try:
+        store._ensure_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+class ScheduleStore:
+    """Schedules and run history in one database; make one with :func:`open_store`.
+
+    Safe to share between threads; usable as a context manager (closes on exit).
+    """
+
+    def __init__(self, store_engine: StoreEngine):
+        self._db = store_engine
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """The SQLite file path, or the database URL without its password."""
+        return self._db.location
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._db.dialect
+
+    def close(self) -> None:
+        """Release the store's connections. Using the store afterwards raises StoreError."""
+        if not self._closed:
+            self._closed = True
+            self._db.dispose()
+
+    def __enter__(self) -> ScheduleStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ScheduleStore {self.location}{' (closed)' if self._closed else ''}>"
+
+    def upgrade(self) -> str | None:
+        """Bring the schema to :data:`~flowyml_sched.store.migrate.HEAD_REVISION`; safe to repeat.
+
+        Returns the revision the database was at before (None for an empty database);
+        equal to ``HEAD_REVISION`` when there was nothing to do. Raises StoreError.
+        """
+        with self._guard():
+            before = migrate.run_upgrade(self._db.write_engine, self.location)
+        return before[0] if before else None
+
+    def _ensure_schema(self) -> None:
+        with self._guard():
+            if not migrate.schema_is_current(self._db.engine):
+                migrate.run_upgrade(self._db.write_engine, self.location)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def add(self, schedule: Schedule, now: datetime) -> Schedule:
+        """Store a new schedule and return it as stored.
+
+        Sets ``created_at`` and ``updated_at`` to ``now`` (aware; kept as UTC) and
+        ``version`` to 1. Raises ScheduleExists when the name is taken, ValueError for a
+        naive datetime, InvalidDuration for an interval that is not whole seconds.
+        """
+        now = _utc(now, "now")
+        values = _schedule_values(schedule, created_at=now, updated_at=now, version=1)
+        with self._writing() as conn:
+            _insert_schedule(conn, values)
+        return _schedule_from_row(values)
+
+    def get(self, name: str) -> Schedule:
+        """The schedule called ``name``. Raises ScheduleNotFound."""
+        with self._reading() as conn:
+            row = conn.execute(sa.select(schedules).where(schedules.c.name == name)).mappings().first()
+        if row is None:
+            raise ScheduleNotFound(name)
+        return _schedule_from_row(row)
+
+    def list(self, tag: str | None = None, enabled: bool | None = None) -> list[Schedule]:
+        """Stored schedules sorted by name (code-point order on every database).
+
+        ``tag``: only schedules carrying that tag; ``enabled``: only enabled (True) or
+        paused (False) ones; None means no filter.
+        """
+        stmt = sa.select(schedules)
+        if enabled is not None:
+            stmt = stmt.where(schedules.c.enabled == bool(enabled))
+        with self._reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        found = [_schedule_from_row(row) for row in rows]
+        if tag is not None:
+            found = [s for s in found if tag in s.tags]
+        return sorted(found, key=lambda s: s.name)
+
+    def replace(self, schedule: Schedule, now: datetime) -> Schedule:
+        """Overwrite the stored schedule of the same name and return it as stored.
+
+        Keeps ``created_at``, sets ``updated_at`` to ``now`` and ``version`` to the stored
+        version + 1 (the version on ``schedule`` is ignored). Raises ScheduleNotFound,
+        ValueError for a naive datetime.
+        """
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            values = _update_schedule(conn, schedule, now)
+        return _schedule_from_row(values)
+
+    def remove(self, name: str) -> None:
+        """Delete the schedule ``name``; its run history stays. Raises ScheduleNotFound."""
+        with self._writing() as conn:
+            _delete_schedule(conn, name)
+
+    def clear(self) -> int:
+        """Delete every schedule (run history stays); return how many were deleted."""
+        with self._writing() as conn:
+            return conn.execute(sa.delete(schedules)).rowcount
+
+    def apply(
+        self, creates: Iterable[Schedule], updates: Iterable[Schedule], deletes: Iterable[str], now: datetime
+    ) -> None:
+        """Delete, then update, then create schedules, all in one transaction: all or nothing.
+
+        ``updates`` behave as :meth:`replace`, ``creates`` as :meth:`add` (both with
+        ``now``). Deleting comes first, so one call may delete a name and create it anew.
+        Raises (and changes nothing) ScheduleNotFound for a missing update or delete,
+        ScheduleExists for a create whose name is taken, ValueError for naive datetimes.
+        """
+        now = _utc(now, "now")
+        create_values = [_schedule_values(s, created_at=now, updated_at=now, version=1) for s in creates]
+        updates = list(updates)
+        deletes = list(deletes)
+        with self._writing() as conn:
+            for name in deletes:
+                _delete_schedule(conn, name)
+            for schedule in updates:
+                _update_schedule(conn, schedule, now)
+            for values in create_values:
+                _insert_schedule(conn, values)
+        logger.debug(
+            "applied %d creates, %d updates, %d deletes to %s",
+            len(create_values),
+            len(updates),
+            len(deletes),
+            self.location,
+        )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def record_run(self, run: Run) -> None:
+        """Insert one history row. Raises RunExists when ``run.schedule_name`` already has a
+        run for ``run.scheduled_for``, ValueError for a naive datetime."""
+        values = _run_values(run)
+        with self._writing() as conn:
+            try:
+                conn.execute(sa.insert(runs).values(values))
+            except sa.exc.IntegrityError:
+                raise RunExists(run.schedule_name, values["scheduled_for"]) from None
+
+    def history(self, name: str, limit: int = 50) -> list[Run]:
+        """The latest ``limit`` runs of ``name``, newest ``scheduled_for`` first.
+
+        Works for removed schedules (history outlives them); an unknown name gives [].
+        Raises ValueError when ``limit`` is below 1.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        stmt = sa.select(runs).where(runs.c.schedule_name == name).order_by(runs.c.scheduled_for.desc()).limit(limit)
+        with self._reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_run_from_row(row) for row in rows]
+
+    def last_runs(self, names: Iterable[str] | None = None) -> dict[str, Run]:
+        """The latest run (by ``scheduled_for``) of each schedule that has one, in one query.
+
+        ``names``: only these schedules (names without runs are absent from the result);
+        None: every schedule with history, removed ones included.
+        """
+        wanted = None if names is None else set(names)
+        if wanted is not None and not wanted:
+            return {}
+        latest = sa.select(runs.c.schedule_name, sa.func.max(runs.c.scheduled_for).label("latest"))
+        if wanted is not None and len(wanted) <= _IN_LIST_LIMIT:
+            latest = latest.where(runs.c.schedule_name.in_(sorted(wanted)))
+        latest_sq = latest.group_by(runs.c.schedule_name).subquery()
+        stmt = sa.select(runs).join(
+            latest_sq,
+            sa.and_(runs.c.schedule_name == latest_sq.c.schedule_name, runs.c.scheduled_for == latest_sq.c.latest),
+        )
+        with self._reading() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        result = {row["schedule_name"]: _run_from_row(row) for row in rows}
+        if wanted is not None:
+            result = {name: run for name, run in result.items() if name in wanted}
+        return result
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Let the package's errors through; turn database errors into StoreError."""
+        if self._closed:
+            raise StoreError(self.location, "the store has been closed")
+        try:
+            yield
+        except SchedulerError:
+            raise
+        except sa.exc.StatementError as exc:
+            if not isinstance(exc, sa.exc.DBAPIError) and isinstance(exc.orig, (ValueError, TypeError)):
+                raise exc.orig from None  # a bad value caught by a column type (naive datetime)
+            logger.debug("store error at %s", self.location, exc_info=True)
+            raise self._db.error(exc) from None
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            logger.debug("store error at %s", self.location, exc_info=True)
+            raise self._db.error(exc) from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] == "psycopg":
+                logger.debug("store error at %s", self.location, exc_info=True)
+                raise self._db.error(exc) from None
+            raise
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        with self._guard(), self._db.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        with self._guard(), self._db.write_engine.begin() as conn:
+            yield conn
+
+
+# -- rows <-> objects ----------------------------------------------------------------------
+
+
+def _utc(value: datetime | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be an aware datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} is a naive datetime ({value.isoformat()}): the store needs aware UTC instants")
+    return value.astimezone(UTC)
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def _duration(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
+def _schedule_values(schedule: Schedule, *, created_at: datetime, updated_at: datetime, version: int) -> dict[str, Any]:
+    trigger = schedule.trigger
+    anchor = None
+    if isinstance(trigger, IntervalTrigger):
+        if trigger.every % timedelta(seconds=1):
+            raise InvalidDuration(str(trigger.every), "a stored interval must be a whole number of seconds")
+        anchor = _utc(trigger.anchor, "anchor")
+    policy = schedule.policy
+    return {
+        "name": schedule.name,
+        "pipeline": schedule.pipeline,
+        "kind": trigger.kind,
+        "expression": trigger_text(trigger),
+        "anchor": anchor,
+        "timezone": schedule.timezone,
+        "params": dict(schedule.params),
+        "description": schedule.description,
+        "tags": list(schedule.tags),
+        "enabled": bool(schedule.enabled),
+        "pause_note": schedule.pause_note,
+        "catchup": policy.catchup.value,
+        "max_catchup": policy.max_catchup,
+        "misfire_grace_seconds": _seconds(policy.misfire_grace),
+        "overlap": policy.overlap.value,
+        "timeout_seconds": _seconds(policy.timeout),
+        "retries": policy.retries,
+        "retry_backoff_seconds": policy.retry_backoff.total_seconds(),
+        "source": schedule.source,
+        "created_at": _utc(created_at, "created_at"),
+        "updated_at": _utc(updated_at, "updated_at"),
+        "next_fire_at": _utc(schedule.next_fire_at, "next_fire_at"),
+        "version": version,
+    }
+
+
+def _schedule_from_row(row: Mapping[str, Any]) -> Schedule:
+    policy = Policy(
+        catchup=CatchUp(row["catchup"]),
+        max_catchup=row["max_catchup"],
+        misfire_grace=_duration(row["misfire_grace_seconds"]),
+        overlap=Overlap(row["overlap"]),
+        timeout=_duration(row["timeout_seconds"]),
+        retries=row["retries"],
+        retry_backoff=timedelta(seconds=row["retry_backoff_seconds"]),
+    )
+    return Schedule(
+        name=row["name"],
+        pipeline=row["pipeline"],
+        trigger=trigger_from_text(row["kind"], row["expression"], row["anchor"]),
+        timezone=row["timezone"],
+        params=dict(row["params"]),
+        description=row["description"],
+        tags=tuple(row["tags"]),
+        enabled=bool(row["enabled"]),
+        pause_note=row["pause_note"],
+        policy=policy,
+        source=row["source"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        next_fire_at=row["next_fire_at"],
+        version=row["version"],
+    )
+
+
+def _insert_schedule(conn: sa.Connection, values: Mapping[str, Any]) -> None:
+    try:
+        conn.execute(sa.insert(schedules).values(values))
+    except sa.exc.IntegrityError:
+        raise ScheduleExists(values["name"]) from None
+
+
+def _update_schedule(conn: sa.Connection, schedule: Schedule, now: datetime) -> dict[str, Any]:
+    current = conn.execute(
+        sa.select(schedules.c.created_at, schedules.c.version)
+        .where(schedules.c.name == schedule.name)
+        .with_for_update()
+    ).first()
+    if current is None:
+        raise ScheduleNotFound(schedule.name)
+    values = _schedule_values(schedule, created_at=current.created_at, updated_at=now, version=current.version + 1)
+    conn.execute(sa.update(schedules).where(schedules.c.name == schedule.name).values(values))
+    return values
+
+
+def _delete_schedule(conn: sa.Connection, name: str) -> None:
+    if conn.execute(sa.delete(schedules).where(schedules.c.name == name)).rowcount == 0:
+        raise ScheduleNotFound(name)
+
+
+def _run_values(run: Run) -> dict[str, Any]:
+    scheduled_for = _utc(run.scheduled_for, "scheduled_for")
+    if scheduled_for is None:
+        raise ValueError("scheduled_for is required")
+    return {
+        "schedule_name": run.schedule_name,
+        "scheduled_for": scheduled_for,
+        "status": RunStatus(run.status).value,
+        "attempt": run.attempt,
+        "started_at": _utc(run.started_at, "started_at"),
+        "finished_at": _utc(run.finished_at, "finished_at"),
+        "duration_seconds": run.duration_seconds,
+        "error": run.error,
+        "run_id": run.run_id,
+        "worker": run.worker,
+        "host": run.host,
+        "pid": run.pid,
+        "log_path": run.log_path,
+    }
+
+
+def _run_from_row(row: Mapping[str, Any]) -> Run:
+    return Run(
+        schedule_name=row["schedule_name"],
+        scheduled_for=row["scheduled_for"],
+        status=RunStatus(row["status"]),
+        attempt=row["attempt"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_seconds=row["duration_seconds"],
+        error=row["error"],
+        run_id=row["run_id"],
+        worker=row["worker"],
+        host=row["host"],
+        pid=row["pid"],
+        log_path=row["log_path"],
+    )

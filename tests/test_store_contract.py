@@ -1,0 +1,744 @@
+"""The schedule store's contract, on SQLite and on PostgreSQL (fixtures in conftest.py).
+
+Every test that takes ``store`` or ``store_url`` runs once per backend; the ones named
+``test_sqlite_*`` / ``test_postgresql_*`` cover what only one backend has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flowyml_sched.errors import (
+    InvalidDuration,
+    RunExists,
+    ScheduleExists,
+    ScheduleNotFound,
+    StoreError,
+)
+from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule
+from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
+from flowyml_sched.store.migrate import alembic_config
+from flowyml_sched.store.schema import metadata
+from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger
+
+UTC = timezone.utc
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)
+LATER = datetime(2025, 3, 31, 12, 0, 0, 123456, tzinfo=UTC)
+
+TIME_COLUMNS = {
+    "schedules": {"anchor", "created_at", "updated_at", "next_fire_at"},
+    "runs": {"scheduled_for", "started_at", "finished_at"},
+    "workers": {"started_at", "heartbeat_at", "lease_expires_at"},
+}
+
+
+def etl() -> Schedule:
+    return Schedule(
+        name="etl",
+        pipeline="etl.jobs:run",
+        trigger=DailyTrigger(2, 30),
+        timezone="Europe/Berlin",
+        params={"day": 1, "nested": {"list": [1, 2.5, None, True, "ü"], "empty": {}}},
+        tags=("a", "nightly"),
+        description="Nightly ETL\nsecond line",
+        next_fire_at=datetime(2025, 3, 31, 2, 30, tzinfo=BERLIN),
+    )
+
+
+def sync() -> Schedule:
+    return Schedule(
+        name="sync-15m",
+        pipeline="sync",
+        trigger=IntervalTrigger(timedelta(minutes=15), datetime(2025, 1, 1, 9, 0, 0, 250000, tzinfo=BERLIN)),
+        timezone="Asia/Kolkata",
+        tags=("a",),
+        enabled=False,
+        pause_note="paused for maintenance",
+        policy=Policy(
+            catchup=CatchUp.all,
+            max_catchup=7,
+            misfire_grace=timedelta(seconds=90),
+            overlap=Overlap.queue,
+            timeout=timedelta(hours=2, milliseconds=500),
+            retries=3,
+            retry_backoff=timedelta(0),
+        ),
+        source="/etc/flowyml/schedules.yaml",
+        next_fire_at=None,
+    )
+
+
+def report() -> Schedule:
+    return Schedule(
+        name="Report.v2",
+        pipeline="reports.weekly:main",
+        trigger=CronTrigger("*/15 9-17 * * MON-FRI"),
+        timezone="America/New_York",
+        tags=("b",),
+        policy=Policy(catchup=CatchUp.none, overlap=Overlap.replace, timeout=timedelta(minutes=5)),
+        next_fire_at=datetime(2025, 3, 31, 13, 0, tzinfo=UTC),
+    )
+
+
+def ping() -> Schedule:
+    return Schedule(name="hourly_ping", pipeline="ping", trigger=HourlyTrigger(5), timezone="UTC")
+
+
+def all_samples() -> list[Schedule]:
+    return [etl(), sync(), report(), ping()]
+
+
+def as_stored(schedule: Schedule, created_at: datetime = NOW, updated_at: datetime = NOW, version: int = 1) -> Schedule:
+    return dataclasses.replace(schedule, created_at=created_at, updated_at=updated_at, version=version)
+
+
+def assert_utc(value: datetime | None) -> None:
+    if value is not None:
+        assert value.tzinfo is UTC, f"{value!r} is not aware UTC"
+
+
+def assert_schedule_utc(schedule: Schedule) -> None:
+    for value in (schedule.created_at, schedule.updated_at, schedule.next_fire_at):
+        assert_utc(value)
+    if isinstance(schedule.trigger, IntervalTrigger):
+        assert_utc(schedule.trigger.anchor)
+
+
+def run(name: str, at: datetime, status: RunStatus = RunStatus.succeeded, **fields) -> Run:
+    return Run(schedule_name=name, scheduled_for=at, status=status, **fields)
+
+
+def hours(n: float) -> datetime:
+    return NOW + timedelta(hours=n)
+
+
+# -- add / get ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [etl, sync, report, ping], ids=lambda f: f.__name__)
+def test_add_then_get_round_trips_every_field(store: ScheduleStore, make) -> None:
+    original = dataclasses.replace(make(), created_at=LATER, updated_at=LATER, version=42)
+    returned = store.add(original, NOW)
+    expected = as_stored(make())
+    assert returned == expected
+    assert store.get(original.name) == expected
+    assert_schedule_utc(store.get(original.name))
+
+
+def test_round_trip_survives_reopening(store_url: str) -> None:
+    with open_store(store_url) as first:
+        for schedule in all_samples():
+            first.add(schedule, NOW)
+    with open_store(store_url) as second:
+        assert second.list() == sorted((as_stored(s) for s in all_samples()), key=lambda s: s.name)
+
+
+def test_add_keeps_instants_given_in_any_offset_as_utc(store: ScheduleStore) -> None:
+    berlin_now = NOW.astimezone(BERLIN)
+    stored = store.add(etl(), berlin_now)
+    for got in (stored, store.get("etl")):
+        assert got.created_at == NOW
+        assert got.next_fire_at == datetime(2025, 3, 31, 0, 30, tzinfo=UTC)
+        assert_schedule_utc(got)
+
+
+def test_add_refuses_a_taken_name_and_keeps_the_first(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    with pytest.raises(ScheduleExists, match="etl"):
+        store.add(dataclasses.replace(etl(), pipeline="other:thing"), LATER)
+    assert store.get("etl") == as_stored(etl())
+
+
+def test_get_unknown_name_raises(store: ScheduleStore) -> None:
+    with pytest.raises(ScheduleNotFound, match="nope"):
+        store.get("nope")
+
+
+def test_add_refuses_sub_second_intervals(store: ScheduleStore) -> None:
+    odd = Schedule(name="odd", pipeline="p", trigger=IntervalTrigger(timedelta(seconds=1.5), NOW))
+    with pytest.raises(InvalidDuration):
+        store.add(odd, NOW)
+    assert store.list() == []
+
+
+# -- naive datetimes ------------------------------------------------------------------------
+
+
+def test_naive_now_is_refused(store: ScheduleStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.add(etl(), datetime(2025, 1, 1))
+    store.add(etl(), NOW)
+    with pytest.raises(ValueError, match="naive"):
+        store.replace(etl(), datetime(2025, 1, 1))
+    with pytest.raises(ValueError, match="naive"):
+        store.apply([ping()], [], [], datetime(2025, 1, 1))
+    assert [s.name for s in store.list()] == ["etl"]
+    assert store.get("etl").version == 1
+
+
+def test_naive_next_fire_at_is_refused(store: ScheduleStore) -> None:
+    with pytest.raises(ValueError, match="next_fire_at"):
+        store.add(dataclasses.replace(etl(), next_fire_at=datetime(2025, 1, 1, 2, 30)), NOW)
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("field", ["scheduled_for", "started_at", "finished_at"])
+def test_naive_run_times_are_refused(store: ScheduleStore, field: str) -> None:
+    good = run("etl", NOW, started_at=NOW, finished_at=NOW)
+    with pytest.raises(ValueError, match=field):
+        store.record_run(dataclasses.replace(good, **{field: datetime(2025, 1, 1)}))
+    assert store.history("etl") == []
+
+
+def test_the_column_type_itself_refuses_naive_datetimes(store: ScheduleStore, store_url: str) -> None:
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with pytest.raises(sa.exc.StatementError) as caught, engine.begin() as conn:
+            conn.execute(
+                sa.insert(metadata.tables["runs"]).values(
+                    schedule_name="etl", scheduled_for=datetime(2025, 1, 1), status="succeeded", attempt=1
+                )
+            )
+        assert isinstance(caught.value.orig, ValueError)
+    finally:
+        engine.dispose()
+
+
+# -- list -----------------------------------------------------------------------------------
+
+
+def test_list_is_sorted_by_name_in_code_point_order(store: ScheduleStore) -> None:
+    names = ["b", "a_1", "Z", "a-1", "a.1", "A", "a", "10", "9"]
+    for name in names:
+        store.add(Schedule(name=name, pipeline="p", trigger=HourlyTrigger(0)), NOW)
+    assert [s.name for s in store.list()] == sorted(names)
+
+
+def test_list_filters_by_tag_and_enabled(store: ScheduleStore) -> None:
+    for schedule in all_samples():
+        store.add(schedule, NOW)
+    assert [s.name for s in store.list()] == ["Report.v2", "etl", "hourly_ping", "sync-15m"]
+    assert [s.name for s in store.list(tag="a")] == ["etl", "sync-15m"]
+    assert [s.name for s in store.list(tag="b")] == ["Report.v2"]
+    assert store.list(tag="missing") == []
+    assert [s.name for s in store.list(enabled=True)] == ["Report.v2", "etl", "hourly_ping"]
+    assert [s.name for s in store.list(enabled=False)] == ["sync-15m"]
+    assert [s.name for s in store.list(tag="a", enabled=True)] == ["etl"]
+    assert [s.name for s in store.list(tag="a", enabled=False)] == ["sync-15m"]
+
+
+def test_list_of_an_empty_store_is_empty(store: ScheduleStore) -> None:
+    assert store.list() == []
+
+
+# -- replace / remove / clear ---------------------------------------------------------------
+
+
+def test_replace_keeps_created_at_and_bumps_version(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    changed = dataclasses.replace(
+        etl(),
+        trigger=IntervalTrigger(timedelta(hours=6), NOW),
+        params={"day": 2},
+        tags=("c",),
+        enabled=False,
+        pause_note="holiday",
+        policy=Policy(retries=5, retry_backoff=timedelta(minutes=2)),
+        source="schedules.yaml",
+        next_fire_at=None,
+        version=99,
+        created_at=LATER,
+    )
+    returned = store.replace(changed, LATER)
+    expected = dataclasses.replace(changed, created_at=NOW, updated_at=LATER, version=2)
+    assert returned == expected
+    assert store.get("etl") == expected
+    assert_schedule_utc(store.get("etl"))
+    assert store.replace(changed, LATER + timedelta(seconds=1)).version == 3
+
+
+def test_replace_unknown_name_raises(store: ScheduleStore) -> None:
+    with pytest.raises(ScheduleNotFound):
+        store.replace(etl(), NOW)
+    assert store.list() == []
+
+
+def test_remove_deletes_the_schedule_and_keeps_its_history(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    store.add(ping(), NOW)
+    store.record_run(run("etl", hours(1)))
+    store.record_run(run("etl", hours(2), RunStatus.failed, error="boom"))
+    store.remove("etl")
+    with pytest.raises(ScheduleNotFound):
+        store.get("etl")
+    assert [s.name for s in store.list()] == ["hourly_ping"]
+    assert [r.scheduled_for for r in store.history("etl")] == [hours(2), hours(1)]
+    assert store.last_runs()["etl"].error == "boom"
+
+
+def test_remove_unknown_name_raises(store: ScheduleStore) -> None:
+    with pytest.raises(ScheduleNotFound, match="ghost"):
+        store.remove("ghost")
+
+
+def test_clear_removes_every_schedule_keeps_runs_and_counts(store: ScheduleStore) -> None:
+    assert store.clear() == 0
+    for schedule in all_samples():
+        store.add(schedule, NOW)
+    store.record_run(run("etl", hours(1)))
+    assert store.clear() == 4
+    assert store.list() == []
+    assert len(store.history("etl")) == 1
+    store.add(etl(), LATER)  # the name is free again
+    assert store.get("etl").version == 1
+
+
+# -- apply ----------------------------------------------------------------------------------
+
+
+def test_apply_creates_updates_and_deletes(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    store.add(ping(), NOW)
+    store.record_run(run("hourly_ping", hours(1)))
+    new_etl = dataclasses.replace(etl(), params={"day": 7})
+    store.apply(creates=[sync(), report()], updates=[new_etl], deletes=["hourly_ping"], now=LATER)
+    assert store.list() == [
+        as_stored(report(), LATER, LATER),
+        as_stored(new_etl, NOW, LATER, 2),
+        as_stored(sync(), LATER, LATER),
+    ]
+    assert len(store.history("hourly_ping")) == 1
+
+
+def test_apply_is_all_or_nothing_when_a_create_collides(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    store.add(ping(), NOW)
+    before = store.list()
+    with pytest.raises(ScheduleExists, match="etl"):
+        store.apply(
+            creates=[sync(), dataclasses.replace(etl(), pipeline="x:y")],
+            updates=[dataclasses.replace(ping(), description="changed")],
+            deletes=[],
+            now=LATER,
+        )
+    assert store.list() == before
+    with pytest.raises(ScheduleExists, match=r"Report\.v2"):
+        store.apply(creates=[report(), report()], updates=[], deletes=["hourly_ping"], now=LATER)
+    assert store.list() == before
+
+
+def test_apply_is_all_or_nothing_when_an_update_or_delete_is_missing(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    before = store.list()
+    with pytest.raises(ScheduleNotFound, match="sync-15m"):
+        store.apply(creates=[ping()], updates=[sync()], deletes=["etl"], now=LATER)
+    assert store.list() == before
+    with pytest.raises(ScheduleNotFound, match="ghost"):
+        store.apply(
+            creates=[ping()], updates=[dataclasses.replace(etl(), description="x")], deletes=["ghost"], now=LATER
+        )
+    assert store.list() == before
+
+
+def test_apply_may_delete_and_recreate_a_name(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    reborn = dataclasses.replace(etl(), trigger=CronTrigger("0 3 * * *"))
+    store.apply(creates=[reborn], updates=[], deletes=["etl"], now=LATER)
+    assert store.get("etl") == as_stored(reborn, LATER, LATER, 1)
+
+
+def test_apply_with_nothing_to_do(store: ScheduleStore) -> None:
+    store.apply([], [], [], NOW)
+    assert store.list() == []
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def test_record_run_round_trips_every_field(store: ScheduleStore) -> None:
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    recorded = Run(
+        schedule_name="etl",
+        scheduled_for=datetime(2025, 3, 30, 6, 0, tzinfo=kolkata),
+        status=RunStatus.timed_out,
+        attempt=3,
+        started_at=datetime(2025, 3, 30, 6, 0, 1, 5, tzinfo=kolkata),
+        finished_at=datetime(2025, 3, 30, 0, 45, 2, 999999, tzinfo=UTC),
+        duration_seconds=901.25,
+        error="Traceback (most recent call last):\n  ...\nTimeoutError: 15m",
+        run_id="0192f3a4-run",
+        worker="worker-host1-4242",
+        host="host1.example.org",
+        pid=4242,
+        log_path="/var/log/flowyml/etl/2025-03-30T00:30:00Z.log",
+    )
+    store.record_run(recorded)
+    (got,) = store.history("etl")
+    assert got == recorded
+    for value in (got.scheduled_for, got.started_at, got.finished_at):
+        assert_utc(value)
+    assert got.scheduled_for == NOW
+
+
+def test_record_run_refuses_a_second_run_for_the_same_fire_time(store: ScheduleStore) -> None:
+    store.record_run(run("etl", NOW))
+    with pytest.raises(RunExists, match="etl"):
+        store.record_run(run("etl", NOW.astimezone(BERLIN), RunStatus.failed))
+    store.record_run(run("other", NOW))  # same instant, other schedule: fine
+    store.record_run(run("etl", NOW + timedelta(microseconds=1)))  # microseconds count
+    assert [r.status for r in store.history("etl")] == [RunStatus.succeeded, RunStatus.succeeded]
+    assert len(store.history("etl")) == 2
+
+
+def test_history_is_newest_first_and_limited(store: ScheduleStore) -> None:
+    offsets = [3, -20, 7, 0, 1000, 5]
+    for n in offsets:
+        store.record_run(run("etl", hours(n)))
+    store.record_run(run("noise", hours(2000)))
+    assert [r.scheduled_for for r in store.history("etl")] == [hours(n) for n in sorted(offsets, reverse=True)]
+    assert [r.scheduled_for for r in store.history("etl", limit=2)] == [hours(1000), hours(7)]
+    assert store.history("unknown") == []
+    with pytest.raises(ValueError):
+        store.history("etl", limit=0)
+
+
+def test_last_runs_gives_the_latest_run_of_each_schedule(store: ScheduleStore) -> None:
+    store.record_run(run("etl", hours(1), RunStatus.failed))
+    store.record_run(run("etl", hours(3), RunStatus.running))
+    store.record_run(run("etl", hours(2), RunStatus.succeeded))
+    store.record_run(run("sync-15m", hours(-1), RunStatus.skipped))
+    store.record_run(run("removed", hours(9), RunStatus.abandoned))
+    everything = store.last_runs()
+    assert {name: (r.scheduled_for, r.status) for name, r in everything.items()} == {
+        "etl": (hours(3), RunStatus.running),
+        "sync-15m": (hours(-1), RunStatus.skipped),
+        "removed": (hours(9), RunStatus.abandoned),
+    }
+    assert store.last_runs(["etl", "no-runs"]) == {"etl": everything["etl"]}
+    assert store.last_runs([]) == {}
+    many = [f"name-{i}" for i in range(700)] + ["sync-15m"]
+    assert store.last_runs(many) == {"sync-15m": everything["sync-15m"]}
+    for value in everything.values():
+        assert_utc(value.scheduled_for)
+
+
+settings_for_store = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+instants = st.datetimes(
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from([UTC, BERLIN, ZoneInfo("America/St_Johns"), timezone(timedelta(hours=-9, minutes=-30))]),
+)
+
+
+@settings_for_store
+@given(st.lists(instants, min_size=1, max_size=8, unique_by=lambda d: d.astimezone(UTC)))
+def test_instants_round_trip_as_the_same_utc_instant_in_time_order(store: ScheduleStore, times: list[datetime]) -> None:
+    name = f"prop-{uuid.uuid4().hex[:12]}"
+    for at in times:
+        store.record_run(run(name, at, started_at=at))
+    got = store.history(name, limit=100)
+    assert [r.scheduled_for for r in got] == sorted((t.astimezone(UTC) for t in times), reverse=True)
+    for r in got:
+        assert_utc(r.scheduled_for)
+        assert r.started_at == r.scheduled_for
+
+
+# -- schema and migrations ------------------------------------------------------------------
+
+
+def test_a_fresh_database_is_migrated_to_head(store: ScheduleStore, store_url: str) -> None:
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        inspector = sa.inspect(engine)
+        assert {"schedules", "runs", "workers", "alembic_version"} <= set(inspector.get_table_names())
+        with engine.connect() as conn:
+            assert conn.execute(
+                sa.select(sa.column("version_num")).select_from(sa.table("alembic_version"))
+            ).scalars().all() == [HEAD_REVISION]
+        assert {fk["referred_table"] for fk in inspector.get_foreign_keys("runs")} == set()
+        uniques = [u["column_names"] for u in inspector.get_unique_constraints("runs")]
+        assert ["schedule_name", "scheduled_for"] in uniques
+        assert any(ix["column_names"] == ["next_fire_at"] for ix in inspector.get_indexes("schedules"))
+        (history_index,) = [ix for ix in inspector.get_indexes("runs") if ix["name"].endswith("_desc")]
+        assert history_index["column_names"] == ["schedule_name", "scheduled_for"]
+        if engine.dialect.name == "postgresql":
+            assert history_index["column_sorting"] == {"scheduled_for": ("desc",)}
+        for table, columns in TIME_COLUMNS.items():
+            types = {c["name"]: c["type"] for c in inspector.get_columns(table)}
+            for column in columns:
+                assert isinstance(types[column], sa.DateTime), (table, column)
+                if engine.dialect.name == "postgresql":
+                    assert types[column].timezone, f"{table}.{column} is not TIMESTAMP WITH TIME ZONE"
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_exactly_the_schema_the_code_expects(store: ScheduleStore, store_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_head_revision_constant_is_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD_REVISION]
+
+
+def test_upgrade_is_idempotent(store: ScheduleStore) -> None:
+    store.add(etl(), NOW)
+    assert store.upgrade() == HEAD_REVISION
+    assert store.upgrade() == HEAD_REVISION
+    assert store.get("etl") == as_stored(etl())
+
+
+def test_upgrade_from_an_empty_database_after_a_downgrade(store: ScheduleStore, store_url: str) -> None:
+    from alembic import command
+
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "base")
+        assert not {"schedules", "runs", "workers"} & set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert store.upgrade() is None
+    assert store.upgrade() == HEAD_REVISION
+    store.add(etl(), NOW)
+    assert store.list() == [as_stored(etl())]
+
+
+def test_a_schema_newer_than_the_code_is_refused(store_url: str) -> None:
+    open_store(store_url).close()
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.update(sa.table("alembic_version", sa.column("version_num"))).values(version_num="9999"))
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match="9999"):
+        open_store(store_url)
+
+
+def test_opening_a_current_store_does_not_import_alembic(store: ScheduleStore, store_url: str) -> None:
+    store.add(etl(), NOW)
+    code = (
+        "import sys\n"
+        "from flowyml_sched.store import open_store\n"
+        f"with open_store({store_url!r}) as s:\n"
+        "    names = [x.name for x in s.list()]\n"
+        "print(names, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['etl'] []"
+
+
+def test_a_closed_store_refuses_work(store_url: str) -> None:
+    opened = open_store(store_url)
+    opened.close()
+    opened.close()
+    with pytest.raises(StoreError, match="closed"):
+        opened.list()
+
+
+# -- SQLite specifics -----------------------------------------------------------------------
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(sa.make_url(url).database or "")
+
+
+def test_sqlite_file_is_created_private_in_new_directories_and_in_wal_mode(sqlite_url: str) -> None:
+    path = sqlite_path(sqlite_url)
+    assert not path.parent.exists()
+    with open_store(sqlite_url) as opened:
+        opened.add(etl(), NOW)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for sidecar in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if sidecar.exists():
+                assert stat.S_IMODE(sidecar.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_new_parent_directories_are_private(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'one' / 'two' / 'schedules.db'}"):
+        pass
+    for directory in (tmp_path / "one", tmp_path / "one" / "two"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_sqlite_in_memory_store_works() -> None:
+    with open_store("sqlite://") as opened:
+        opened.add(etl(), NOW)
+        assert opened.list() == [as_stored(etl())]
+
+
+def test_sqlite_stores_utc_text_in_time_order(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as opened:
+        opened.record_run(run("etl", datetime(2025, 3, 30, 3, 0, tzinfo=BERLIN)))
+    with sqlite3.connect(sqlite_path(sqlite_url)) as raw:
+        assert raw.execute("SELECT scheduled_for FROM runs").fetchone()[0] == "2025-03-30 01:00:00.000000"
+
+
+def test_sqlite_corrupt_file_gives_store_error_naming_the_path(sqlite_url: str) -> None:
+    path = sqlite_path(sqlite_url)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(os.urandom(64) + b"this is not an SQLite database" * 200)
+    with pytest.raises(StoreError) as caught:
+        open_store(sqlite_url)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "not an SQLite database" in message
+    assert "Traceback" not in message and "sqlalchemy" not in message.lower()
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_sqlite_store_corrupted_while_in_use_gives_store_error(sqlite_url: str) -> None:
+    opened = open_store(sqlite_url)
+    try:
+        opened.close()
+        path = sqlite_path(sqlite_url)
+        path.write_bytes(b"\0garbage" * 4096)
+        with pytest.raises(StoreError, match=str(path)):
+            open_store(sqlite_url)
+    finally:
+        opened.close()
+
+
+def test_sqlite_path_under_a_regular_file_gives_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    target = blocker / "sub" / "schedules.db"
+    with pytest.raises(StoreError, match=str(target)):
+        open_store(f"sqlite:///{target}")
+
+
+def test_sqlite_path_that_is_a_directory_gives_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="directory"):
+        open_store(f"sqlite:///{tmp_path}")
+
+
+def _open_as_unprivileged(urls: list[str]) -> list[str]:
+    """Try to open each URL without write permission; return the StoreError messages.
+
+    As root (who ignores permission bits) the attempt runs in a forked child that drops
+    to uid/gid 65534 (nobody) first; otherwise in this process.
+    """
+    if os.geteuid() != 0:
+        messages = []
+        for url in urls:
+            with pytest.raises(StoreError) as caught:
+                open_store(url)
+            messages.append(str(caught.value))
+        return messages
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no pytest machinery from here on
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            messages = []
+            for url in urls:
+                try:
+                    open_store(url).close()
+                    messages.append("OPENED")
+                except StoreError as exc:
+                    messages.append(str(exc))
+            os.write(write_end, json.dumps(messages).encode())
+            status = 0
+        except BaseException as exc:
+            os.write(write_end, json.dumps([f"CHILD FAILED: {exc!r}"]).encode())
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        payload = reader.read()
+    os.waitpid(pid, 0)
+    return json.loads(payload)
+
+
+def test_sqlite_unwritable_directory_gives_store_error(sqlite_url: str) -> None:
+    open_store(sqlite_url).close()  # load every module now, before dropping privileges
+    base = Path(tempfile.mkdtemp(prefix="flowyml-ro-"))
+    try:
+        existing = base / "existing.db"
+        with open_store(f"sqlite:///{existing}") as made:
+            made.add(etl(), NOW)
+        base.chmod(0o555)
+        new_file = base / "new.db"
+        new_dir = base / "sub" / "new.db"
+        messages = _open_as_unprivileged([f"sqlite:///{new_file}", f"sqlite:///{new_dir}", f"sqlite:///{existing}"])
+        assert len(messages) == 3, messages
+        for message, path in zip(messages, (new_file, new_dir, existing), strict=True):
+            assert message.startswith(f"cannot use the schedule store at {path}:"), message
+    finally:
+        base.chmod(0o700)
+        for child in sorted(base.rglob("*"), reverse=True):
+            child.unlink() if not child.is_dir() else child.rmdir()
+        base.rmdir()
+
+
+def test_unparsable_and_unsupported_urls_give_store_error() -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        open_store("just some words")
+    with pytest.raises(StoreError, match="unsupported database 'mysql'"):
+        open_store("mysql://user:hunter2@localhost/db")
+    try:
+        open_store("mysql://user:hunter2@localhost/db")
+    except StoreError as exc:
+        assert "hunter2" not in str(exc)
+
+
+# -- PostgreSQL specifics -------------------------------------------------------------------
+
+
+def test_postgresql_unreachable_server_gives_store_error_without_password() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql+psycopg://flowyml:s3cret-pw@127.0.0.1:1/schedules")
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert "postgresql+psycopg://flowyml@127.0.0.1:1/schedules" in message
+    assert "cannot connect to the server" in message
+    assert time.monotonic() - started < 15
+
+
+def test_postgresql_plain_scheme_uses_psycopg(postgresql_url: str) -> None:
+    plain = postgresql_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with open_store(plain) as opened:
+        assert opened.dialect == "postgresql"
+        opened.add(etl(), NOW)
+        assert opened.get("etl") == as_stored(etl())

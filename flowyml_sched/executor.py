@@ -82,6 +82,7 @@ class ChildRun:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         request = {
             "pipeline": self.request.pipeline,
@@ -173,6 +174,15 @@ class ChildRun:
         if code is not None and code < 0:
             return Outcome(RunStatus.failed, f"the run's process was killed by {signal.Signals(-code).name}")
         return Outcome(RunStatus.failed, f"the run's process exited with status {code} before reporting a result")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the worker thread that
+    started it dies (prctl PR_SET_PDEATHSIG), so a worker killed with -9 leaves no orphan
+    running a fire time that another worker may retry."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def run_in_process(request: RunRequest) -> Outcome:

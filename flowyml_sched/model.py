@@ -168,6 +168,33 @@ class Run:
     host: str | None = None
     pid: int | None = None
     log_path: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker process as the workers table knows it; times aware UTC.
+
+    ``status`` is ``alive``, ``stopped`` (a clean exit) or ``dead`` (its lease expired).
+    """
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    lease_expires_at: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fire time a worker has claimed: the run row's ``run_id`` (database id), the
+    schedule as it was at claim time, and ``scheduled_for`` (aware UTC)."""
+
+    run_id: int
+    schedule: Schedule
+    scheduled_for: datetime
 
 
 def validate_name(name: str) -> str:

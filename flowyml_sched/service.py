@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.errors import UsageError
-from flowyml_sched.model import Run, Schedule
+from flowyml_sched.model import Run, RunStatus, Schedule, WorkerInfo, run_to_dict
 from flowyml_sched.timing import FireTime, fire_times, next_fire_time
 from flowyml_sched.triggers import (
     CronTrigger,
@@ -20,6 +23,8 @@ from flowyml_sched.triggers import (
     parse_time_of_day,
 )
 from flowyml_sched.zones import get_zone
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from flowyml_sched.spec import Plan
@@ -157,3 +162,120 @@ def export_schedules(store: ScheduleStore) -> str:
     from flowyml_sched.spec import dump_spec
 
     return dump_spec(store.list())
+
+
+# -- health ------------------------------------------------------------------------------
+
+DEFAULT_HEALTH_WINDOW = timedelta(hours=24)
+"""Runs whose fire time falls in this window count for success rate and durations."""
+DEFAULT_LATE_TOLERANCE = timedelta(seconds=60)
+"""An enabled schedule whose next fire time is this far in the past is late (no worker claims it)."""
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def health(
+    store: ScheduleStore,
+    now: datetime,
+    window: timedelta = DEFAULT_HEALTH_WINDOW,
+    tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
+) -> dict[str, Any]:
+    """A JSON-able health report at ``now``: ``status`` (``ok``, ``degraded`` or ``down``),
+    live ``workers``, ``late`` schedules, per-schedule success rate and duration p50/p95
+    (seconds) over ``window``, and the ``last_failure``. Never raises on odd data: rows
+    with missing times are left out of the figures.
+    """
+    live = live_workers(store, now)
+    schedules = store.list(enabled=True)
+    late = [
+        {
+            "name": s.name,
+            "next_fire_at": s.next_fire_at.isoformat(),
+            "late_seconds": (now - s.next_fire_at).total_seconds(),
+        }
+        for s in schedules
+        if s.next_fire_at is not None and now - s.next_fire_at > tolerance
+    ]
+    finals = {RunStatus.succeeded, RunStatus.failed, RunStatus.timed_out, RunStatus.abandoned, RunStatus.interrupted}
+    per_schedule: dict[str, dict[str, Any]] = {}
+    last_failure: Run | None = None
+    for run in store.runs_since(now - window):
+        entry = per_schedule.setdefault(
+            run.schedule_name, {"runs": 0, "succeeded": 0, "durations": [], "missed": 0, "skipped": 0}
+        )
+        if run.status is RunStatus.missed:
+            entry["missed"] += 1
+        elif run.status is RunStatus.skipped:
+            entry["skipped"] += 1
+        if run.status not in finals:
+            continue
+        entry["runs"] += 1
+        if run.status is RunStatus.succeeded:
+            entry["succeeded"] += 1
+        elif last_failure is None or run.scheduled_for >= last_failure.scheduled_for:
+            last_failure = run
+        if run.duration_seconds is not None:
+            entry["durations"].append(run.duration_seconds)
+    report_schedules = {
+        name: {
+            "runs": e["runs"],
+            "succeeded": e["succeeded"],
+            "success_rate": e["succeeded"] / e["runs"] if e["runs"] else None,
+            "duration_p50_seconds": _percentile(e["durations"], 0.5),
+            "duration_p95_seconds": _percentile(e["durations"], 0.95),
+            "missed": e["missed"],
+            "skipped": e["skipped"],
+        }
+        for name, e in sorted(per_schedule.items())
+    }
+    total = sum(e["runs"] for e in per_schedule.values())
+    succeeded = sum(e["succeeded"] for e in per_schedule.values())
+    status = "ok"
+    if schedules and not live:
+        status = "down"
+    elif late:
+        status = "degraded"
+    return {
+        "status": status,
+        "checked_at": now.isoformat(),
+        "window_seconds": window.total_seconds(),
+        "workers": [
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "started_at": w.started_at.isoformat(),
+                "heartbeat_at": w.heartbeat_at.isoformat(),
+            }
+            for w in live
+        ],
+        "late": late,
+        "success_rate": succeeded / total if total else None,
+        "schedules": report_schedules,
+        "last_failure": run_to_dict(last_failure) if last_failure else None,
+    }
+
+
+def live_workers(store: ScheduleStore, now: datetime) -> list[WorkerInfo]:
+    """Workers whose heartbeat lease has not expired at ``now``."""
+    return [w for w in store.list_workers() if w.status == "alive" and w.lease_expires_at >= now]
+
+
+def sync_file(store: ScheduleStore, path: Path, now: datetime) -> None:
+    """The worker's ``--sync``: apply a YAML file, pruning the schedules that came from it."""
+    plan = apply_file(store, str(path), prune=True, dry_run=False, now=now)
+    if plan.has_changes:
+        logger.info(
+            "synced %s: %d created, %d changed, %d deleted",
+            path,
+            len(plan.creates),
+            len(plan.changes),
+            len(plan.deletes),
+        )

@@ -619,6 +619,156 @@ def db_upgrade_command(db: o.DbPath = None, db_url: o.DbUrl = None, config: o.Co
     typer.echo("the store's schema is current")
 
 
+@app.command("run-worker")
+@translate_errors
+def run_worker_command(
+    sync: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--sync",
+            help="Apply this YAML file at start, when it changes and on SIGHUP (pruning its removed schedules).",
+        ),
+    ] = None,
+    max_concurrent: Annotated[int, typer.Option("--max-concurrent", min=1, help="Runs executed at once.")] = 4,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.05, help="Seconds between polls when nothing is due sooner.")
+    ] = 1.0,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0, help="Seconds running work may finish after SIGTERM before it is stopped."),
+    ] = 30.0,
+    lease: Annotated[
+        float,
+        typer.Option("--lease", min=1, help="Seconds a heartbeat keeps this worker's claims; then they are abandoned."),
+    ] = 30.0,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="Run pipelines in the worker process (no timeout, no isolation).")
+    ] = False,
+    keep_runs: Annotated[int, typer.Option("--keep-runs", min=1, help="History kept per schedule, in runs.")] = 1000,
+    keep_days: Annotated[
+        Optional[float], typer.Option("--keep-days", min=0, help="Also delete history older than this many days.")
+    ] = None,
+    state_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--state-dir", help="Locks and run logs. [default: $STATE_DIRECTORY or ~/.local/state/flowyml-sched]"
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, wait for it, and exit.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 0 when a live worker heartbeat exists, 1 otherwise (probes).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Run the worker: claim due fire times and run their pipelines, each exactly once.
+
+    Runs until SIGTERM or SIGINT (then drains within --grace); SIGHUP re-applies --sync.
+    Speaks systemd's notify protocol when NOTIFY_SOCKET is set.
+
+    Example: flowyml-sched run-worker --sync /etc/flowyml-sched/schedules.yaml --max-concurrent 8
+    """
+    import logging
+
+    from flowyml_sched.cli import logs
+
+    settings = o.settings(db, db_url, config)
+    if check:
+        from flowyml_sched.service import live_workers
+
+        with o.open_store(db, db_url, config) as store:
+            alive = live_workers(store, _now())
+        typer.echo(f"{len(alive)} live worker{'s' if len(alive) != 1 else ''}" + "".join(f"\n  {w.id}" for w in alive))
+        raise typer.Exit(0 if alive else 1)
+    logs.configure(logging.DEBUG if verbose else logging.INFO)
+    import os
+
+    from flowyml_sched.locks import FileLocks
+    from flowyml_sched.sdnotify import Notifier
+    from flowyml_sched.service import sync_file
+    from flowyml_sched.worker import Worker, WorkerSettings
+
+    state = state_dir or settings.state_dir
+    worker_settings = WorkerSettings(
+        log_dir=state / "logs",
+        max_concurrent=max_concurrent,
+        poll_interval=poll_interval,
+        grace=grace,
+        lease=lease,
+        heartbeat_interval=min(5.0, lease / 3),
+        in_process=in_process,
+        keep_runs=keep_runs,
+        keep_days=keep_days,
+        sync_file=sync,
+    )
+    with o.open_store(db, db_url, config) as store:
+        worker = Worker(
+            store,
+            FileLocks(state / "locks"),
+            worker_settings,
+            notifier=Notifier(os.environ),
+            sync=lambda path, now: sync_file(store, path, now),
+        )
+        if once:
+            worker.run(once=True)
+            worker.wait_idle()
+            code = 0
+        else:
+            code = worker.run()
+    raise typer.Exit(code)
+
+
+@app.command("health")
+@translate_errors
+def health_command(
+    window: Annotated[str, typer.Option("--window", help="Runs in this past window count (duration).")] = "24h",
+    tolerance: Annotated[
+        str, typer.Option("--tolerance", help="A schedule this far past its fire time is late.")
+    ] = "60s",
+    as_json: o.Json = False,
+    db: o.DbPath = None,
+    db_url: o.DbUrl = None,
+    config: o.ConfigPath = None,
+) -> None:
+    """Report live workers, late schedules, success rate and durations; exit 1 unless status is ok.
+
+    Example: flowyml-sched health --window 7d --json
+    """
+    from flowyml_sched.service import health
+    from flowyml_sched.triggers import parse_duration
+
+    with o.open_store(db, db_url, config) as store:
+        report = health(store, _now(), parse_duration(window), parse_duration(tolerance))
+    if as_json:
+        _print_json(report)
+    else:
+        from flowyml_sched.cli.render import render_health
+
+        render_health(report)
+    raise typer.Exit(0 if report["status"] == "ok" else 1)
+
+
+@app.command("pipelines")
+@translate_errors
+def pipelines_command(as_json: o.Json = False) -> None:
+    """List the pipelines registered as entry points in the group flowyml_sched.pipelines.
+
+    Example: flowyml-sched pipelines --json
+    """
+    from flowyml_sched.pipelines import registered
+
+    found = registered()
+    if as_json:
+        _print_json([{"name": name, "target": value} for name, value in found])
+        return
+    if not found:
+        typer.echo("no pipelines registered in the entry-point group flowyml_sched.pipelines")
+    for name, value in found:
+        typer.echo(f"{name}  {value}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

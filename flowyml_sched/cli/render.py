@@ -5,6 +5,7 @@ Rich honours ``NO_COLOR`` and drops colour and styles when stdout is not a termi
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,15 @@ if TYPE_CHECKING:
     from flowyml_sched.timing import FireTime
 
 
+PIPE_WIDTH = 160
+"""Columns of a table printed to a pipe or file (a terminal uses its own width)."""
+
+
 def _console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
 
 
 def _table(*columns: str) -> Table:
@@ -190,3 +198,38 @@ def render_plan(plan: Plan, applied: bool) -> None:
         console.print(f"{summary}: applied")
     else:
         console.print(f"{summary}: dry run, nothing changed")
+
+
+def render_health(report: dict[str, Any]) -> None:
+    """Print a health report: status, workers, late schedules, per-schedule figures, last failure."""
+    console = _console()
+    rate = report["success_rate"]
+    console.print(
+        f"status: {report['status']}; {len(report['workers'])} live worker(s); "
+        f"success rate {'-' if rate is None else f'{rate:.1%}'} over {report['window_seconds'] / 3600:g} h"
+    )
+    for worker in report["workers"]:
+        console.print(f"  worker {worker['id']} (heartbeat {worker['heartbeat_at']})")
+    for late in report["late"]:
+        console.print(f"  late: {late['name']} was due {late['next_fire_at']} ({late['late_seconds']:.0f} s ago)")
+    if report["schedules"]:
+        table = _table("schedule", "runs", "success", "p50", "p95", "missed", "skipped")
+        for name, figures in report["schedules"].items():
+            share = figures["success_rate"]
+            p50, p95 = figures["duration_p50_seconds"], figures["duration_p95_seconds"]
+            table.add_row(
+                name,
+                str(figures["runs"]),
+                "-" if share is None else f"{share:.0%}",
+                "-" if p50 is None else f"{p50:.2f}s",
+                "-" if p95 is None else f"{p95:.2f}s",
+                str(figures["missed"]),
+                str(figures["skipped"]),
+            )
+        console.print(table)
+    failure = report["last_failure"]
+    if failure:
+        error = (failure["error"] or "").splitlines()[0] if failure["error"] else ""
+        console.print(
+            f"last failure: {failure['schedule']} for {failure['scheduled_for']}: {failure['status']} {error}"
+        )

@@ -26,10 +26,10 @@ from flowyml_sched.errors import (
     SchedulerError,
     StoreError,
 )
-from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule
+from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
-from flowyml_sched.store.schema import runs, schedules
+from flowyml_sched.store.schema import runs, schedules, workers
 from flowyml_sched.triggers import IntervalTrigger, trigger_from_text, trigger_text
 
 logger = logging.getLogger(__name__)
@@ -252,6 +252,252 @@ class ScheduleStore:
             result = {name: run for name, run in result.items() if name in wanted}
         return result
 
+    # -- the worker's side ------------------------------------------------------------------
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of an enabled schedule (aware UTC), or None. One indexed query."""
+        earliest = sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)
+        stmt = sa.select(earliest).where(schedules.c.enabled.is_(True))
+        with self._reading() as conn:
+            return conn.execute(stmt).scalar()
+
+    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int) -> list[Claim]:
+        """Claim the due fire times of at most ``limit`` schedules, in one write transaction.
+
+        For each enabled schedule whose ``next_fire_at <= now`` (oldest first; on
+        PostgreSQL rows another worker is claiming are skipped, ``FOR UPDATE SKIP LOCKED``;
+        SQLite serializes writers with ``BEGIN IMMEDIATE``), :func:`plan_dispatch` decides:
+        fire times to run get a ``running`` row owned by ``worker``, late ones a ``missed``
+        row, and the schedule's ``next_fire_at`` moves past ``now``, all in the same
+        transaction. A row that already exists for (schedule, scheduled_for) means another
+        worker won that fire time: it is skipped quietly. Returns the claims to run,
+        oldest fire time first.
+        """
+        from flowyml_sched.dispatch import plan_dispatch
+
+        now = _utc(now, "now")
+        stmt = (
+            sa.select(schedules)
+            .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= now)
+            .order_by(schedules.c.next_fire_at)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        claims: list[Claim] = []
+        with self._writing() as conn:
+            for row in conn.execute(stmt).mappings().all():
+                schedule = _schedule_from_row(row)
+                dispatch = plan_dispatch(schedule, now)
+                moved = conn.execute(
+                    sa.update(schedules)
+                    .where(schedules.c.name == schedule.name, schedules.c.next_fire_at == row["next_fire_at"])
+                    .values(next_fire_at=dispatch.next_fire_at)
+                ).rowcount
+                if not moved:
+                    continue
+                for at in dispatch.missed:
+                    reason = f"missed: no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
+                    _insert_run_quietly(conn, schedule.name, at, RunStatus.missed, now, worker, reason)
+                if dispatch.missed_unlisted:
+                    logger.warning(
+                        "%s: %d older missed fire times were not recorded one by one",
+                        schedule.name,
+                        dispatch.missed_unlisted,
+                    )
+                for at in dispatch.run:
+                    run_id = _insert_run_quietly(conn, schedule.name, at, RunStatus.running, now, worker, None)
+                    if run_id is not None:
+                        claims.append(Claim(run_id, schedule, at.astimezone(UTC)))
+        claims.sort(key=lambda c: c.scheduled_for)
+        return claims
+
+    def start_attempt(
+        self, run_id: int, worker: WorkerInfo, *, pid: int | None, log_path: str | None, run_uuid: str
+    ) -> None:
+        """Record on a claimed run the process running it, its log file and its run id."""
+        with self._writing() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id, runs.c.worker == worker.id)
+                .values(pid=pid, log_path=log_path, run_id=run_uuid)
+            )
+
+    def finish_run(
+        self,
+        run_id: int,
+        worker: WorkerInfo,
+        status: RunStatus,
+        finished_at: datetime,
+        *,
+        error: str | None = None,
+        pipeline_run_id: str | None = None,
+    ) -> bool:
+        """Close a ``running`` row that ``worker`` owns with a final status; duration from its start.
+
+        Returns False (changing nothing) when the row is no longer this worker's running
+        run: another worker marked it abandoned, or a ``replace`` overlap interrupted it.
+        """
+        finished_at = _utc(finished_at, "finished_at")
+        with self._writing() as conn:
+            row = conn.execute(
+                sa.select(runs.c.started_at, runs.c.status, runs.c.worker).where(runs.c.id == run_id)
+            ).first()
+            if row is None or row.status != RunStatus.running.value or row.worker != worker.id:
+                return False
+            values: dict[str, Any] = {
+                "status": status.value,
+                "finished_at": finished_at,
+                "duration_seconds": (finished_at - row.started_at).total_seconds() if row.started_at else None,
+                "error": error,
+            }
+            if pipeline_run_id:
+                values["run_id"] = pipeline_run_id
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
+        return True
+
+    def retry_run(self, run_id: int, worker: WorkerInfo, now: datetime, previous: RunStatus) -> int | None:
+        """Take a failed, timed-out or abandoned run for another attempt, owned by ``worker``.
+
+        Only a row still in status ``previous`` is taken (so two workers cannot both retry
+        it). Returns the new attempt number, or None when the row was taken meanwhile.
+        The earlier attempt's error is kept at the head of ``error``.
+        """
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            row = conn.execute(
+                sa.select(runs.c.attempt, runs.c.error, runs.c.status).where(runs.c.id == run_id)
+            ).first()
+            if row is None or row.status != previous.value:
+                return None
+            attempt = row.attempt + 1
+            note = f"attempt {row.attempt}: {previous.value}" + (f": {row.error.splitlines()[0]}" if row.error else "")
+            changed = conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id, runs.c.status == previous.value, runs.c.attempt == row.attempt)
+                .values(
+                    status=RunStatus.running.value,
+                    attempt=attempt,
+                    worker=worker.id,
+                    host=worker.host,
+                    pid=worker.pid,
+                    started_at=now,
+                    finished_at=None,
+                    duration_seconds=None,
+                    error=note[:2000],
+                )
+            ).rowcount
+        return attempt if changed else None
+
+    def running_runs(self, name: str) -> list[Run]:
+        """Runs of schedule ``name`` in status ``running`` (any worker)."""
+        stmt = sa.select(runs).where(runs.c.schedule_name == name, runs.c.status == RunStatus.running.value)
+        with self._reading() as conn:
+            return [_run_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def interrupt_run(self, run_id: int, now: datetime, reason: str) -> bool:
+        """Mark a ``running`` row ``interrupted`` with ``reason`` (any owner). True if it was running."""
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            row = conn.execute(
+                sa.select(runs.c.started_at).where(runs.c.id == run_id, runs.c.status == "running")
+            ).first()
+            if row is None:
+                return False
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id, runs.c.status == RunStatus.running.value)
+                .values(
+                    status=RunStatus.interrupted.value,
+                    finished_at=now,
+                    duration_seconds=(now - row.started_at).total_seconds() if row.started_at else None,
+                    error=reason,
+                )
+            )
+        return True
+
+    def heartbeat(self, worker: WorkerInfo) -> None:
+        """Insert or refresh ``worker``'s row: its heartbeat time, lease expiry and status."""
+        values = {
+            "host": worker.host,
+            "pid": worker.pid,
+            "started_at": _utc(worker.started_at, "started_at"),
+            "heartbeat_at": _utc(worker.heartbeat_at, "heartbeat_at"),
+            "lease_expires_at": _utc(worker.lease_expires_at, "lease_expires_at"),
+            "status": worker.status,
+        }
+        with self._writing() as conn:
+            if not conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values)).rowcount:
+                conn.execute(sa.insert(workers).values(id=worker.id, **values))
+
+    def reap_abandoned(self, now: datetime) -> list[Run]:
+        """Declare dead every ``alive`` worker whose lease expired before ``now``, and mark its
+        ``running`` runs ``abandoned``. Returns those runs (with their ids) for retrying."""
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            dead = conn.execute(
+                sa.select(workers.c.id, workers.c.heartbeat_at).where(
+                    workers.c.status == "alive", workers.c.lease_expires_at < now
+                )
+            ).all()
+            if not dead:
+                return []
+            ids = [w.id for w in dead]
+            conn.execute(sa.update(workers).where(workers.c.id.in_(ids)).values(status="dead"))
+            rows = (
+                conn.execute(sa.select(runs).where(runs.c.worker.in_(ids), runs.c.status == RunStatus.running.value))
+                .mappings()
+                .all()
+            )
+            last_seen = {w.id: w.heartbeat_at for w in dead}
+            for row in rows:
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == row["id"], runs.c.status == RunStatus.running.value)
+                    .values(
+                        status=RunStatus.abandoned.value,
+                        finished_at=now,
+                        error=f"abandoned: worker {row['worker']} stopped heartbeating "
+                        f"(last seen {last_seen[row['worker']].isoformat()})",
+                    )
+                )
+            logger.warning("workers %s lost their lease; %d of their runs abandoned", ", ".join(ids), len(rows))
+            return [_run_from_row({**row, "status": RunStatus.abandoned.value}) for row in rows]
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every worker row, newest heartbeat first."""
+        with self._reading() as conn:
+            rows = conn.execute(sa.select(workers).order_by(workers.c.heartbeat_at.desc())).mappings().all()
+        return [WorkerInfo(**dict(r)) for r in rows]
+
+    def runs_since(self, since: datetime) -> list[Run]:
+        """Runs whose fire time is at or after ``since`` (for health), oldest first."""
+        since = _utc(since, "since")
+        stmt = sa.select(runs).where(runs.c.scheduled_for >= since).order_by(runs.c.scheduled_for)
+        with self._reading() as conn:
+            return [_run_from_row(r) for r in conn.execute(stmt).mappings().all()]
+
+    def prune_history(self, keep: int | None, older_than: datetime | None) -> int:
+        """Delete finished runs beyond the newest ``keep`` per schedule and/or older than
+        ``older_than``; running rows are never deleted. Returns how many were deleted."""
+        deleted = 0
+        finished = runs.c.status != RunStatus.running.value
+        with self._writing() as conn:
+            if older_than is not None:
+                deleted += conn.execute(
+                    sa.delete(runs).where(finished, runs.c.scheduled_for < _utc(older_than, "older_than"))
+                ).rowcount
+            if keep is not None:
+                ranked = sa.select(
+                    runs.c.id,
+                    sa.func.row_number()
+                    .over(partition_by=runs.c.schedule_name, order_by=runs.c.scheduled_for.desc())
+                    .label("rank"),
+                ).subquery()
+                old = sa.select(ranked.c.id).where(ranked.c.rank > keep)
+                deleted += conn.execute(sa.delete(runs).where(finished, runs.c.id.in_(old))).rowcount
+        return deleted
+
     # -- plumbing --------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -419,8 +665,46 @@ def _run_values(run: Run) -> dict[str, Any]:
     }
 
 
+def _grace_text(schedule: Schedule) -> str:
+    from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
+    from flowyml_sched.triggers import format_duration
+
+    return format_duration(schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE)
+
+
+def _insert_run_quietly(
+    conn: sa.Connection,
+    name: str,
+    at: datetime,
+    status: RunStatus,
+    now: datetime,
+    worker: WorkerInfo,
+    error: str | None,
+) -> int | None:
+    """Insert a run row in a savepoint; None when (schedule, scheduled_for) exists already (a lost race)."""
+    values = {
+        "schedule_name": name,
+        "scheduled_for": _utc(at, "scheduled_for"),
+        "status": status.value,
+        "attempt": 1,
+        "started_at": now if status is RunStatus.running else None,
+        "finished_at": now if status is not RunStatus.running else None,
+        "error": error,
+        "worker": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+    }
+    try:
+        with conn.begin_nested():
+            return conn.execute(sa.insert(runs).values(values).returning(runs.c.id)).scalar_one()
+    except sa.exc.IntegrityError:
+        logger.debug("%s at %s was claimed by another worker", name, values["scheduled_for"])
+        return None
+
+
 def _run_from_row(row: Mapping[str, Any]) -> Run:
     return Run(
+        id=row["id"],
         schedule_name=row["schedule_name"],
         scheduled_for=row["scheduled_for"],
         status=RunStatus(row["status"]),

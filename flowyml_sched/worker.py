@@ -1,0 +1,447 @@
+"""The worker: claims due fire times from the store and runs each exactly once.
+
+``Worker.tick(now)`` does one round and takes "now" as an argument; ``Worker.run()`` is the
+thin loop around it that reads the clock, sleeps until the earliest due fire time or the
+poll interval (whichever comes first), and wakes at once on a signal or a finished run.
+
+Exactly once: a fire time is claimed by inserting its run row, unique on (schedule,
+scheduled_for), in the same transaction that moves the schedule's next fire time past now.
+A worker that loses the race skips quietly. A claimed run is owned by its worker, whose
+heartbeat renews a lease; when the lease expires any live worker marks the run
+``abandoned`` and retries it if the schedule has retries left.
+
+Shutdown has two stages: the first SIGTERM/SIGINT stops claiming and gives running work
+``grace`` seconds, then stops what remains and records it ``interrupted``; a second signal
+stops everything at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from flowyml_sched.errors import SchedulerError, StoreError
+from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, run_in_process
+from flowyml_sched.locks import LockBackend, RunLock
+from flowyml_sched.model import Claim, Overlap, Run, RunStatus, WorkerInfo
+from flowyml_sched.sdnotify import Notifier
+from flowyml_sched.store import ScheduleStore
+
+logger = logging.getLogger(__name__)
+
+UTC = timezone.utc
+
+DEFAULT_POLL_INTERVAL = 1.0
+"""Seconds between polls of the store when nothing is due sooner."""
+DEFAULT_MAX_CONCURRENT = 4
+"""Runs one worker executes at once."""
+DEFAULT_GRACE = 30.0
+"""Seconds running work gets to finish after the first SIGTERM; keep below systemd's TimeoutStopSec."""
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+"""Seconds between heartbeats (and checks for other workers' expired leases)."""
+DEFAULT_LEASE = 30.0
+"""Seconds a heartbeat keeps a worker's claims alive."""
+DEFAULT_KEEP_RUNS = 1000
+"""History retention: runs kept per schedule."""
+RETENTION_INTERVAL = 3600.0
+"""Seconds between history pruning rounds."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker behaves; times in seconds. ``log_dir`` holds one log file per run."""
+
+    log_dir: Path
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    grace: float = DEFAULT_GRACE
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    lease: float = DEFAULT_LEASE
+    in_process: bool = False
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    keep_runs: int | None = DEFAULT_KEEP_RUNS
+    keep_days: float | None = None
+    sync_file: Path | None = None
+
+
+@dataclass
+class _Active:
+    claim: Claim
+    child: ChildRun | None = None
+
+
+@dataclass
+class _Maintenance:
+    heartbeat_due: float = 0.0
+    retention_due: float = 0.0
+    sync_mtime: float | None = None
+    sync_requested: bool = True
+
+
+class Worker:
+    """Claims and runs due fire times. Build one per process; call :meth:`run` or :meth:`tick`."""
+
+    def __init__(
+        self,
+        store: ScheduleStore,
+        locks: LockBackend,
+        settings: WorkerSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        notifier: Notifier | None = None,
+        sync: Callable[[Path, datetime], None] | None = None,
+    ):
+        self.store = store
+        self.locks = locks
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or Notifier({})
+        self._sync = sync
+        started = clock()
+        host = socket.gethostname()
+        self.identity = WorkerInfo(
+            id=f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            host=host,
+            pid=os.getpid(),
+            started_at=started,
+            heartbeat_at=started,
+            lease_expires_at=started + timedelta(seconds=settings.lease),
+            status="alive",
+        )
+        self._stopping = threading.Event()
+        self._stop_now = threading.Event()
+        self._wake = threading.Event()
+        self._mutex = threading.Lock()
+        self._active: dict[int, _Active] = {}
+        self._threads: set[threading.Thread] = set()
+        self._maintenance = _Maintenance()
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> list[Claim]:
+        """One round at ``now``: heartbeat and reap if due, apply the sync file if it changed,
+        then claim due fire times up to the free capacity and start them. Returns the claims."""
+        self._maintain(now)
+        if self._stopping.is_set():
+            return []
+        with self._mutex:
+            free = self.settings.max_concurrent - len(self._active)
+        if free <= 0:
+            return []
+        claims = self.store.claim_due(now, self.identity, free)
+        for claim in claims:
+            logger.info("claimed %s for %s", claim.schedule.name, claim.scheduled_for.isoformat())
+            self._start(claim)
+        return claims
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no run is going (True) or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._mutex:
+                threads = list(self._threads)
+            if not threads:
+                return True
+            for thread in threads:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(remaining)
+                if deadline is not None and time.monotonic() >= deadline:
+                    with self._mutex:
+                        return not self._threads
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, once: bool = False) -> int:
+        """Serve until stopped by a signal (or, with ``once``, until what is due now has run).
+
+        Returns the exit status: 0 after a clean shutdown.
+        """
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        self._heartbeat(self.clock())
+        logger.info("worker %s serving %s", self.identity.id, self.store.location)
+        self.notifier.ready(f"serving {self.store.location}")
+        try:
+            while not self._stopping.is_set():
+                now = self.clock()
+                try:
+                    self.tick(now)
+                except StoreError as exc:
+                    logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
+                    self.notifier.status(f"store unavailable: {exc}")
+                self.notifier.watchdog()
+                if once:
+                    break
+                self._wake.wait(self._sleep_seconds())
+                self._wake.clear()
+        finally:
+            self._shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        """First stage: stop claiming, let running work finish within the grace period."""
+        if self._stopping.is_set():
+            self._stop_now.set()
+        self._stopping.set()
+        self._wake.set()
+
+    def request_sync(self) -> None:
+        """Apply the sync file again at the next round (SIGHUP)."""
+        self._maintenance.sync_requested = True
+        self._wake.set()
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: object) -> None:
+            logger.info("received %s", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, lambda _s, _f: self.request_sync())
+
+    def _sleep_seconds(self) -> float:
+        poll = self.settings.poll_interval
+        with self._mutex:
+            if len(self._active) >= self.settings.max_concurrent:
+                return poll
+        try:
+            due = self.store.next_due_at()
+        except StoreError:
+            return poll
+        if due is None:
+            return poll
+        return min(poll, max(0.0, (due - self.clock()).total_seconds()))
+
+    def _shutdown(self) -> None:
+        grace = self.settings.grace
+        self.notifier.stopping(f"draining, up to {grace:g} s")
+        logger.info("stopping: no more claims; waiting up to %g s for %d running", grace, len(self._active))
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not self._stop_now.is_set():
+            if self.wait_idle(0.2):
+                break
+        with self._mutex:
+            remaining = list(self._active.values())
+        reason = (
+            "worker stopped at once (second signal)"
+            if self._stop_now.is_set()
+            else (f"worker shut down: the {grace:g} s grace period ran out")
+        )
+        for active in remaining:
+            if active.child is not None:
+                active.child.kill_grace = 0.0 if self._stop_now.is_set() else active.child.kill_grace
+                active.child.stop(RunStatus.interrupted, reason)
+        if remaining:
+            self.wait_idle(15.0)
+        now = self.clock()
+        with self._mutex:
+            leftover = list(self._active.values())
+        for active in leftover:  # in-process runs cannot be stopped: record them, then leave
+            self.store.finish_run(active.claim.run_id, self.identity, RunStatus.interrupted, now, error=reason)
+        try:
+            self.identity = replace(self.identity, heartbeat_at=now, status="stopped")
+            self.store.heartbeat(self.identity)
+        except StoreError as exc:
+            logger.error("could not record the worker's stop: %s", exc)
+        logger.info("worker %s stopped", self.identity.id)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def _maintain(self, now: datetime) -> None:
+        clock = time.monotonic()
+        state = self._maintenance
+        if clock >= state.heartbeat_due:
+            state.heartbeat_due = clock + self.settings.heartbeat_interval
+            self._heartbeat(now)
+            for run in self.store.reap_abandoned(now):
+                self._retry_abandoned(run, now)
+        if clock >= state.retention_due:
+            state.retention_due = clock + RETENTION_INTERVAL
+            older = now - timedelta(days=self.settings.keep_days) if self.settings.keep_days else None
+            pruned = self.store.prune_history(self.settings.keep_runs, older)
+            if pruned:
+                logger.info("pruned %d old runs from history", pruned)
+        self._maybe_sync(now)
+
+    def _heartbeat(self, now: datetime) -> None:
+        self.identity = replace(
+            self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
+        )
+        self.store.heartbeat(self.identity)
+        with self._mutex:
+            running = len(self._active)
+        self.notifier.status(f"serving; {running} running")
+
+    def _maybe_sync(self, now: datetime) -> None:
+        path = self.settings.sync_file
+        if path is None or self._sync is None:
+            return
+        state = self._maintenance
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = None
+        if not state.sync_requested and mtime == state.sync_mtime:
+            return
+        state.sync_requested = False
+        state.sync_mtime = mtime
+        try:
+            self._sync(path, now)
+        except SchedulerError as exc:
+            logger.error("sync of %s failed, keeping the current schedules: %s", path, exc)
+
+    def _retry_abandoned(self, run: Run, now: datetime) -> None:
+        try:
+            schedule = self.store.get(run.schedule_name)
+        except SchedulerError:
+            return
+        if run.attempt > schedule.policy.retries or run.id is None:
+            logger.warning("%s for %s abandoned; no retries left", run.schedule_name, run.scheduled_for.isoformat())
+            return
+        if self.store.retry_run(run.id, self.identity, now, RunStatus.abandoned) is not None:
+            logger.info("retrying abandoned run of %s for %s", run.schedule_name, run.scheduled_for.isoformat())
+            self._start(Claim(run.id, schedule, run.scheduled_for), first_attempt=run.attempt + 1)
+
+    # -- running one claim -------------------------------------------------------------------
+
+    def _start(self, claim: Claim, first_attempt: int = 1) -> None:
+        thread = threading.Thread(
+            target=self._execute, args=(claim, first_attempt), name=f"run-{claim.schedule.name}", daemon=True
+        )
+        with self._mutex:
+            self._active[claim.run_id] = _Active(claim)
+            self._threads.add(thread)
+        thread.start()
+
+    def _execute(self, claim: Claim, attempt: int) -> None:
+        schedule = claim.schedule
+        lock: RunLock | None = None
+        queue_lock: RunLock | None = None
+        try:
+            if schedule.policy.overlap is not Overlap.allow:
+                lock = self.locks.lock(schedule.name)
+                if not lock.acquire(0):
+                    lock, queue_lock = self._overlap(claim, lock)
+                    if lock is None:
+                        return
+            self._attempts(claim, attempt)
+        except StoreError as exc:
+            logger.error("%s for %s: %s", schedule.name, claim.scheduled_for.isoformat(), exc)
+        except Exception:
+            logger.exception("%s for %s: the worker failed running it", schedule.name, claim.scheduled_for.isoformat())
+            self.store.finish_run(claim.run_id, self.identity, RunStatus.failed, self.clock(), error="worker error")
+        finally:
+            for held in (lock, queue_lock):
+                if held is not None:
+                    held.release()
+            with self._mutex:
+                self._active.pop(claim.run_id, None)
+                self._threads.discard(threading.current_thread())
+            self._wake.set()
+
+    def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:
+        """The previous run holds the lock: apply the overlap policy. Returns the held locks,
+        or (None, None) when this fire time does not run (its row is closed here)."""
+        schedule = claim.schedule
+        overlap = schedule.policy.overlap
+        if overlap is Overlap.skip:
+            self._close(claim, RunStatus.skipped, "the previous run was still going (overlap: skip)")
+            return None, None
+        if overlap is Overlap.queue:
+            queue_lock = self.locks.lock(f"{schedule.name}.queued")
+            if not queue_lock.acquire(0):
+                self._close(
+                    claim, RunStatus.skipped, "a run was already waiting behind the running one (overlap: queue)"
+                )
+                return None, None
+            while not self._stopping.is_set():
+                if lock.acquire(0.5):
+                    return lock, queue_lock
+            queue_lock.release()
+            self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
+            return None, None
+        # replace: stop the running one, then take its place
+        now = self.clock()
+        for running in self.store.running_runs(schedule.name):
+            if running.id == claim.run_id:
+                continue
+            reason = f"replaced by the run for {claim.scheduled_for.isoformat()} (overlap: replace)"
+            if self.store.interrupt_run(running.id, now, reason):
+                self._stop_running(running, reason)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if lock.acquire(0.5):
+                return lock, None
+        self._close(claim, RunStatus.failed, "the running run could not be replaced in time (overlap: replace)")
+        return None, None
+
+    def _stop_running(self, run: Run, reason: str) -> None:
+        with self._mutex:
+            mine = self._active.get(run.id) if run.id is not None else None
+        if mine is not None and mine.child is not None:
+            mine.child.stop(RunStatus.interrupted, reason)
+        elif run.host == self.identity.host and run.pid and run.pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, signal.SIGTERM)
+
+    def _attempts(self, claim: Claim, attempt: int) -> None:
+        policy = claim.schedule.policy
+        while True:
+            outcome = self._attempt(claim, attempt)
+            retry = (
+                outcome.status in (RunStatus.failed, RunStatus.timed_out)
+                and attempt <= policy.retries
+                and not self._stopping.is_set()
+            )
+            if not self._close(claim, outcome.status, outcome.error, outcome.pipeline_run_id) or not retry:
+                return
+            if self._stopping.wait(policy.retry_backoff.total_seconds()):
+                return
+            next_attempt = self.store.retry_run(claim.run_id, self.identity, self.clock(), outcome.status)
+            if next_attempt is None:
+                return
+            attempt = next_attempt
+
+    def _attempt(self, claim: Claim, attempt: int) -> Outcome:
+        schedule = claim.schedule
+        run_uuid = uuid.uuid4().hex
+        request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
+        timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
+        if self.settings.in_process:
+            self.store.start_attempt(claim.run_id, self.identity, pid=os.getpid(), log_path=None, run_uuid=run_uuid)
+            return run_in_process(request)
+        stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
+        log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
+        child = ChildRun(request, log_path, self.settings.max_log_bytes)
+        with self._mutex:
+            active = self._active.get(claim.run_id)
+            if active is not None:
+                active.child = child
+        child.start()
+        self.store.start_attempt(claim.run_id, self.identity, pid=child.pid, log_path=str(log_path), run_uuid=run_uuid)
+        if self._stopping.is_set() and self._stop_now.is_set():
+            child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
+        return child.wait(timeout)
+
+    def _close(self, claim: Claim, status: RunStatus, error: str | None, pipeline_run_id: str | None = None) -> bool:
+        closed = self.store.finish_run(
+            claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
+        )
+        level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
+        logger.log(level, "%s for %s: %s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
+                   f" ({error.splitlines()[0]})" if error else "")  # fmt: skip
+        return closed

@@ -15,6 +15,7 @@ A target is either a plain callable or a flowyml ``Pipeline`` (or a factory retu
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import traceback
 from dataclasses import dataclass
@@ -79,10 +80,27 @@ def registered() -> list[tuple[str, str]]:
 
 
 def check(reference: str) -> None:
-    """Raise PipelineNotFound unless ``reference`` resolves to a callable or a flowyml Pipeline."""
-    target = resolve(reference)
-    if not (callable(target) or is_flowyml_pipeline(target)):
-        raise PipelineNotFound(reference, f"it is a {type(target).__name__}, not a callable or a flowyml Pipeline")
+    """Check, without running the pipeline's module, that ``reference`` can be found here.
+
+    An entry-point name must be registered; for ``package.module:attr`` the module must be
+    importable (found by ``importlib.util.find_spec``, which imports parent packages but not
+    the module itself). Raises :class:`~flowyml_sched.errors.PipelineNotFound`.
+    """
+    if ":" not in reference:
+        if not entry_points(group=ENTRY_POINT_GROUP, name=reference):
+            raise PipelineNotFound(reference, f"no entry point named {reference!r} in group {ENTRY_POINT_GROUP}")
+        return
+    module_name = reference.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as exc:
+        raise PipelineNotFound(reference, f"module {module_name!r} cannot be found ({exc})") from None
+    except Exception as exc:  # a parent package raised while importing
+        raise PipelineNotFound(
+            reference, f"importing the parent of {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    if found is None:
+        raise PipelineNotFound(reference, f"module {module_name!r} cannot be found on this Python path")
 
 
 def is_flowyml_pipeline(obj: object) -> bool:

@@ -95,8 +95,14 @@ def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
     return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).utc
 
 
-def add_schedule(store: ScheduleStore, schedule: Schedule, now: datetime) -> Schedule:
-    """Store a new schedule with its next fire time. Raises ScheduleExists."""
+def add_schedule(store: ScheduleStore, schedule: Schedule, now: datetime, check_pipeline: bool = True) -> Schedule:
+    """Store a new schedule with its next fire time.
+
+    With ``check_pipeline``, a pipeline that cannot be found here is refused
+    (:func:`flowyml_sched.pipelines.check`). Raises ScheduleExists, PipelineNotFound.
+    """
+    if check_pipeline:
+        check_pipeline_reference(schedule.pipeline)
     return store.add(replace(schedule, source="cli", next_fire_at=next_fire_at(schedule, now)), now)
 
 
@@ -136,15 +142,35 @@ def preview_stored(store: ScheduleStore, name: str, after: datetime, count: int)
     return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count)
 
 
-def apply_file(store: ScheduleStore, path: str, *, prune: bool, dry_run: bool, now: datetime) -> Plan:
+def check_pipeline_reference(reference: str) -> None:
+    """Raise PipelineNotFound unless the pipeline can be found in this environment."""
+    from flowyml_sched.pipelines import check
+
+    check(reference)
+
+
+def apply_file(
+    store: ScheduleStore, path: str, *, prune: bool, dry_run: bool, now: datetime, check_pipelines: bool = True
+) -> Plan:
     """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
 
-    All changes go in one transaction: all or nothing. Raises InvalidSpec (every problem
-    of the file, nothing applied) and StoreError.
+    All changes go in one transaction: all or nothing. With ``check_pipelines`` every
+    pipeline must be found here (each one that is not is a problem with its line). Raises
+    InvalidSpec (every problem of the file, nothing applied) and StoreError.
     """
+    from flowyml_sched.errors import InvalidSpec, PipelineNotFound, SpecProblem
     from flowyml_sched.spec import load_spec, plan
 
     spec = load_spec(path)
+    if check_pipelines:
+        problems = []
+        for schedule in spec.schedules:
+            try:
+                check_pipeline_reference(schedule.pipeline)
+            except PipelineNotFound as exc:
+                problems.append(SpecProblem(path, spec.lines.get(schedule.name), str(exc), schedule.name))
+        if problems:
+            raise InvalidSpec(path, problems)
     current = store.list()
     result = plan(spec, current, prune=prune, source=path, now=now)
     if not dry_run and result.has_changes:
@@ -270,7 +296,7 @@ def live_workers(store: ScheduleStore, now: datetime) -> list[WorkerInfo]:
 
 def sync_file(store: ScheduleStore, path: Path, now: datetime) -> None:
     """The worker's ``--sync``: apply a YAML file, pruning the schedules that came from it."""
-    plan = apply_file(store, str(path), prune=True, dry_run=False, now=now)
+    plan = apply_file(store, str(path), prune=True, dry_run=False, now=now, check_pipelines=False)
     if plan.has_changes:
         logger.info(
             "synced %s: %d created, %d changed, %d deleted",

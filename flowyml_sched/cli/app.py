@@ -173,6 +173,7 @@ def add_command(
     timeout: o.Timeout = None,
     retries: o.Retries = None,
     retry_backoff: o.RetryBackoff = None,
+    check_pipeline: o.CheckPipeline = True,
     file: o.YamlFile = None,
     as_json: o.Json = False,
     db: o.DbPath = None,
@@ -205,13 +206,16 @@ def add_command(
         ),
     )
     if file is not None:
+        from flowyml_sched.service import check_pipeline_reference
         from flowyml_sched.yamledit import add_schedule as add_to_file
 
+        if check_pipeline:
+            check_pipeline_reference(pipeline)
         add_to_file(str(file), schedule)
         typer.echo(f"added {name} to {file}")
         return
     with o.open_store(db, db_url, config) as store:
-        stored = add_schedule(store, schedule, now)
+        stored = add_schedule(store, schedule, now, check_pipeline=check_pipeline)
     if as_json:
         _print_json(schedule_to_dict(stored))
     else:
@@ -241,6 +245,7 @@ def edit_command(
     timeout: o.Timeout = None,
     retries: o.Retries = None,
     retry_backoff: o.RetryBackoff = None,
+    check_pipeline: o.CheckPipeline = True,
     file: o.YamlFile = None,
     as_json: o.Json = False,
     db: o.DbPath = None,
@@ -257,6 +262,10 @@ def edit_command(
 
     _one_trigger(cron, daily, hourly, every, required=False)
     now = _now()
+    if check_pipeline and pipeline is not None:
+        from flowyml_sched.service import check_pipeline_reference
+
+        check_pipeline_reference(pipeline)
     if file is not None:
         from flowyml_sched.yamledit import edit_schedule as edit_in_file
 
@@ -544,6 +553,7 @@ def apply_command(
         bool, typer.Option("--prune", help="Delete stored schedules that came from FILE and are no longer in it.")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    check_pipeline: o.CheckPipeline = True,
     as_json: o.Json = False,
     db: o.DbPath = None,
     db_url: o.DbUrl = None,
@@ -556,7 +566,7 @@ def apply_command(
     from flowyml_sched.service import apply_file
 
     with o.open_store(db, db_url, config) as store:
-        plan = apply_file(store, str(file), prune=prune, dry_run=dry_run, now=_now())
+        plan = apply_file(store, str(file), prune=prune, dry_run=dry_run, now=_now(), check_pipelines=check_pipeline)
     if as_json:
         from flowyml_sched.cli.render import plan_json
 

@@ -90,6 +90,13 @@ Params = Annotated[
         rich_help_panel=SCHEDULE,
     ),
 ]
+CheckPipeline = Annotated[
+    bool,
+    typer.Option(
+        "--check-pipeline/--no-check-pipeline",
+        help="Refuse a pipeline that cannot be found in this environment (entry point or importable module).",
+    ),
+]
 Description = Annotated[Optional[str], typer.Option("--description", help="What the schedule is for.")]
 Tags = Annotated[Optional[list[str]], typer.Option("--tag", help="Tag, repeatable.")]
 CatchUpOpt = Annotated[

@@ -168,7 +168,8 @@ class Run:
     host: str | None = None
     pid: int | None = None
     log_path: str | None = None
-    id: int | None = None
+    id: int | None = field(default=None, compare=False)
+    """The history row's database id; not part of a run's value."""
 
 
 @dataclass(frozen=True)

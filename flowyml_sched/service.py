@@ -174,10 +174,12 @@ def apply_file(
     current = store.list()
     result = plan(spec, current, prune=prune, source=path, now=now)
     if not dry_run and result.has_changes:
+        wanted = [entry.new for entry in (*result.creates, *result.changes) if entry.new is not None]
+        timed = {s.name: replace(s, next_fire_at=next_fire_at(s, now)) for s in wanted}
         store.apply(
-            creates=[replace(s, next_fire_at=next_fire_at(s, now)) for s in result.creates],
-            updates=[replace(c.new, next_fire_at=next_fire_at(c.new, now)) for c in result.changes],
-            deletes=[s.name for s in result.deletes],
+            creates=[timed[entry.name] for entry in result.creates],
+            updates=[timed[entry.name] for entry in result.changes],
+            deletes=[entry.name for entry in result.deletes],
             now=now,
         )
     return result

@@ -157,6 +157,10 @@ def _utc(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
 
 
+def _local(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M %Z}" if value else "paused"
+
+
 def plan_json(plan: Plan, applied: bool) -> dict[str, Any]:
     """The plan as JSON: lists of names per action, with next fire times before and after."""
     return {
@@ -180,11 +184,11 @@ def render_plan(plan: Plan, applied: bool) -> None:
     """Print the plan, one line per schedule, and what was done."""
     console = _console()
     for entry in plan.creates:
-        console.print(f"+ create {entry.name}: next {_utc(entry.next_after) or 'paused'}")
+        console.print(f"+ create {entry.name}: next {_local(entry.next_after)}")
     for entry in plan.changes:
         console.print(
-            f"~ change {entry.name} ({', '.join(entry.fields)}): next {_utc(entry.next_before) or 'paused'}"
-            f" -> {_utc(entry.next_after) or 'paused'}"
+            f"~ change {entry.name} ({', '.join(entry.fields)}): next {_local(entry.next_before)}"
+            f" -> {_local(entry.next_after)}"
         )
     for entry in plan.deletes:
         console.print(f"- delete {entry.name}")

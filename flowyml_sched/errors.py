@@ -151,9 +151,10 @@ class ScheduleExists(SchedulerError, ValueError):
 class ScheduleNotFound(SchedulerError, LookupError):
     """A schedule name that the store (or YAML file) does not hold."""
 
-    def __init__(self, name: str, where: str = "the store"):
+    def __init__(self, name: str, where: str | None = None):
         self.name = name
-        super().__init__(f"no schedule named {name!r} in {where}; 'flowyml-sched list' shows the names")
+        hint = "'flowyml-sched list' shows the names" if where is None else "'flowyml-sched validate FILE' lists its names"
+        super().__init__(f"no schedule named {name!r} in {where or 'the store'}; {hint}")
 
 
 class StoreError(SchedulerError, OSError):

@@ -77,8 +77,11 @@ class RunStatus(enum.Enum):
 class Policy:
     """Per-schedule execution policy; the worker gives these their meaning.
 
-    ``timeout`` and ``misfire_grace`` are elapsed time (None: no limit); ``retries`` is how
-    many times a failed run is tried again, waiting ``retry_backoff`` between tries.
+    ``timeout`` is elapsed time (None: no limit). ``misfire_grace`` is how late a fire
+    time may be claimed and still count as on time (None: the default of
+    :data:`flowyml_sched.dispatch.DEFAULT_MISFIRE_GRACE`, 60 s); later ones follow
+    ``catchup``. ``retries`` is how many times a failed run is tried again, waiting
+    ``retry_backoff`` between tries.
     """
 
     catchup: CatchUp = CatchUp.latest

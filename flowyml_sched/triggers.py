@@ -158,9 +158,12 @@ def parse_duration(text: str) -> timedelta:
         if not isinstance(value, timedelta):
             raise InvalidDuration(text, "years and months have no fixed length; use a cron schedule")
     else:
-        match = _SHORT_DURATION.fullmatch(stripped.lower())
+        match = _SHORT_DURATION.fullmatch(stripped)
         if not stripped or not match:
-            raise InvalidDuration(text, "it is not a number followed by d, h, m or s")
+            reason = "it is not a number followed by d, h, m or s"
+            if _SHORT_DURATION.fullmatch(stripped.lower()):
+                reason = "units are lower case (m is minutes; months have no fixed length)"
+            raise InvalidDuration(text, reason)
         parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
         value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     if value <= timedelta(0):

@@ -613,6 +613,8 @@ def validate_command(file: Annotated[Path, typer.Argument(help="YAML schedules f
     from flowyml_sched.spec import load_spec
 
     spec = load_spec(str(file))
+    for warning in spec.warnings:
+        typer.echo(f"flowyml-sched: warning: {warning}", err=True)
     count = len(spec.schedules)
     typer.echo(f"{file}: {count} schedule{'s' if count != 1 else ''}, no problems")
 

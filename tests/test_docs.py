@@ -61,5 +61,5 @@ def test_every_command_has_help_with_an_example(name):
 def test_every_command_is_in_the_man_page_and_the_readme(name):
     page = (ROOT / "man" / "flowyml-sched.1").read_text()
     readme = (ROOT / "README.md").read_text()
-    assert f".SS {name}" in page
+    assert ".SS " + name.replace("-", "\\-") in page  # roff escapes hyphens
     assert f"flowyml-sched {name}" in readme

@@ -42,8 +42,13 @@ _NAMED_VALUES = (
     {},
     {},
     {},
-    {name: number for number, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)},
-    {name: number for number, name in enumerate("sun mon tue wed thu fri sat".split())},
+    {
+        name: number
+        for number, name in enumerate(
+            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+        )
+    },
+    {name: number for number, name in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
 )
 # Every combination of (weekday of the 1st, month length) occurs within 28 consecutive
 # years of the Gregorian calendar between 1901 and 2099, so an expression that matches no
@@ -196,6 +201,14 @@ def compile_cron(expression: str) -> CronSpec:
         raise InvalidCronExpression(expression, "it is empty")
     if not text.startswith("@") and len(text.split(" ")) != 5:
         raise InvalidCronExpression(expression, f"it has {len(text.split(' '))} fields, not 5")
+    if not text.startswith("@"):
+        # Checked before croniter sees the text: croniter refuses H with its own wording
+        # and would report the value lower-cased.
+        for name, value in zip(FIELD_NAMES, text.split(" "), strict=True):
+            if _RANDOM_OR_HASH.search(value.lower()):
+                raise InvalidCronExpression(
+                    expression, "random (R) and hashed (H) values are not supported", name, value
+                )
     try:
         parsed = croniter(text if text.startswith("@") else _collapse_equal_ranges(text))
     except CroniterError as exc:
@@ -203,9 +216,6 @@ def compile_cron(expression: str) -> CronSpec:
     raw = parsed.expressions
     if len(raw) != 5:
         raise InvalidCronExpression(expression, f"it has {len(raw)} fields, not 5")
-    for name, value in zip(FIELD_NAMES, raw, strict=True):
-        if _RANDOM_OR_HASH.search(value):
-            raise InvalidCronExpression(expression, "random (R) and hashed (H) values are not supported", name, value)
     minute, hour, dom, month, dow = parsed.expanded
     nth = parsed.nth_weekday_of_month
     nearest = frozenset(parsed.nearest_weekday)

@@ -153,7 +153,9 @@ class ScheduleNotFound(SchedulerError, LookupError):
 
     def __init__(self, name: str, where: str | None = None):
         self.name = name
-        hint = "'flowyml-sched list' shows the names" if where is None else "'flowyml-sched validate FILE' lists its names"
+        hint = (
+            "'flowyml-sched list' shows the names" if where is None else "'flowyml-sched validate FILE' lists its names"
+        )
         super().__init__(f"no schedule named {name!r} in {where or 'the store'}; {hint}")
 
 

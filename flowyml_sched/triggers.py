@@ -161,7 +161,7 @@ def parse_duration(text: str) -> timedelta:
         match = _SHORT_DURATION.fullmatch(stripped)
         if not stripped or not match:
             reason = "it is not a number followed by d, h, m or s"
-            if _SHORT_DURATION.fullmatch(stripped.lower()):
+            if stripped and _SHORT_DURATION.fullmatch(stripped.lower()):
                 reason = "units are lower case (m is minutes; months have no fixed length)"
             raise InvalidDuration(text, reason)
         parts = {k: int(v) for k, v in match.groupdict(default="0").items()}

@@ -83,8 +83,6 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
 
     Raises :class:`ConfigError` for an unreadable or malformed file or an unknown key.
     """
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -93,6 +91,8 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(path, exc.strerror or str(exc)) from None
+    import yaml  # only when there is a file: keeps start-up light
+
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -31,7 +31,7 @@ schedule sets ``misfire_grace``."""
 
 MAX_MISSED_RECORDED = 1000
 """At most this many missed fire times of one schedule are written to history per dispatch;
-older ones are counted in :attr:`Dispatch.missed_uncounted` and logged."""
+older ones are counted in :attr:`Dispatch.missed_unlisted` and logged."""
 
 _SCAN_LIMIT = 1_000_000
 
@@ -60,8 +60,10 @@ def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
     grace = policy.misfire_grace or DEFAULT_MISFIRE_GRACE
     utc = schedule.next_fire_at.tzinfo
     late_count = 0
-    # only the newest fire times can matter: the most that run or are listed as missed
-    due: deque[datetime] = deque(maxlen=max(policy.max_catchup, MAX_MISSED_RECORDED) + 1)
+    # of the late fire times only the newest can matter: the most that run or are listed as
+    # missed; on-time ones (the newest of all) all run, so none of them may be dropped
+    late_due: deque[datetime] = deque(maxlen=max(policy.max_catchup, MAX_MISSED_RECORDED) + 1)
+    on_time: list[datetime] = []
     first = schedule.next_fire_at
     following = iter_fire_times(schedule.trigger, zone, first)
     candidate = first
@@ -70,15 +72,16 @@ def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
         if candidate > now:
             next_fire_at = candidate
             break
-        due.append(candidate)
         if now - candidate > grace:
             late_count += 1
+            late_due.append(candidate)
+        else:
+            on_time.append(candidate)
         candidate = next(following).at.astimezone(utc)
     else:  # a schedule so far behind that scanning to now is not worth it
         next_fire_at = next(iter_fire_times(schedule.trigger, zone, now)).at.astimezone(utc)
-    unlisted_total = late_count - sum(1 for t in due if now - t > grace)
-    late = [t for t in due if now - t > grace]
-    on_time = [t for t in due if now - t <= grace]
+    late = list(late_due)
+    unlisted_total = late_count - len(late)
     run: list[datetime]
     if policy.catchup is CatchUp.none or not late:
         run = []
@@ -86,7 +89,7 @@ def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
         run = [] if on_time else late[-1:]
     else:
         run = late[-policy.max_catchup :]
-    missed = [t for t in late if t not in run]
+    missed = late[: len(late) - len(run)]  # run is a suffix of late (a membership test here is quadratic)
     if len(missed) > MAX_MISSED_RECORDED:
         unlisted_total += len(missed) - MAX_MISSED_RECORDED
         missed = missed[-MAX_MISSED_RECORDED:]

@@ -8,7 +8,8 @@ Exactly once: a fire time is claimed by inserting its run row, unique on (schedu
 scheduled_for), in the same transaction that moves the schedule's next fire time past now.
 A worker that loses the race skips quietly. A claimed run is owned by its worker, whose
 heartbeat renews a lease; when the lease expires any live worker marks the run
-``abandoned`` and retries it if the schedule has retries left.
+``abandoned`` and retries it if the schedule has retries left. The fire times of one
+schedule claimed in one round (catch-up after downtime) run one after the other, oldest first.
 
 Shutdown has two stages: the first SIGTERM/SIGINT stops claiming and gives running work
 ``grace`` seconds, then stops what remains and records it ``interrupted``; a second signal
@@ -124,6 +125,7 @@ class Worker:
         )
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
+        self._drain_deadline: float | None = None  # monotonic end of the grace period, once stopping
         self._wake = threading.Event()
         self._mutex = threading.Lock()
         self._active: dict[int, _Active] = {}
@@ -143,9 +145,15 @@ class Worker:
         if free <= 0:
             return []
         claims = self.store.claim_due(now, self.identity, free)
+        batches: dict[str, list[Claim]] = {}
         for claim in claims:
             logger.info("claimed %s for %s", claim.schedule.name, claim.scheduled_for.isoformat())
-            self._start(claim)
+            batches.setdefault(claim.schedule.name, []).append(claim)
+        for batch in batches.values():
+            # one schedule's fire times of one round (catch-up, or several on time) run one
+            # after the other, oldest first, rather than racing for the schedule's run lock
+            # (with overlap "skip" all but one would be recorded skipped)
+            self._start(batch)
         return claims
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -184,7 +192,9 @@ class Worker:
                     logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
                     self.notifier.status(f"store unavailable: {exc}")
                 self.notifier.watchdog()
-                if once:
+                if once:  # wait for what was claimed (not only for the grace period)
+                    while not self._stopping.is_set() and not self.wait_idle(0.2):
+                        self._keep_lease()
                     break
                 self._wake.wait(self._sleep_seconds())
                 self._wake.clear()
@@ -230,10 +240,11 @@ class Worker:
         grace = self.settings.grace
         self.notifier.stopping(f"draining, up to {grace:g} s")
         logger.info("stopping: no more claims; waiting up to %g s for %d running", grace, len(self._active))
-        deadline = time.monotonic() + grace
+        deadline = self._drain_deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not self._stop_now.is_set():
             if self.wait_idle(0.2):
                 break
+            self._keep_lease()
         with self._mutex:
             remaining = list(self._active.values())
         reason = (
@@ -277,6 +288,22 @@ class Worker:
                 logger.info("pruned %d old runs from history", pruned)
         self._maybe_sync(now)
 
+    def _keep_lease(self) -> None:
+        """While waiting for running work (draining, ``once``): heartbeat when due, so no other
+        worker declares these runs abandoned and runs them again, and feed the watchdog."""
+        state = self._maintenance
+        if time.monotonic() >= state.heartbeat_due:
+            state.heartbeat_due = time.monotonic() + self.settings.heartbeat_interval
+            now = self.clock()
+            self.identity = replace(
+                self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
+            )
+            try:
+                self.store.heartbeat(self.identity)
+            except StoreError as exc:
+                logger.error("heartbeat failed: %s", exc)
+        self.notifier.watchdog()
+
     def _heartbeat(self, now: datetime) -> None:
         self.identity = replace(
             self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
@@ -314,18 +341,44 @@ class Worker:
             return
         if self.store.retry_run(run.id, self.identity, now, RunStatus.abandoned) is not None:
             logger.info("retrying abandoned run of %s for %s", run.schedule_name, run.scheduled_for.isoformat())
-            self._start(Claim(run.id, schedule, run.scheduled_for), first_attempt=run.attempt + 1)
+            self._start([Claim(run.id, schedule, run.scheduled_for)], first_attempt=run.attempt + 1)
 
     # -- running one claim -------------------------------------------------------------------
 
-    def _start(self, claim: Claim, first_attempt: int = 1) -> None:
+    def _start(self, claims: list[Claim], first_attempt: int = 1) -> None:
+        """Run ``claims`` (of one schedule, oldest first) one after the other in a new thread."""
         thread = threading.Thread(
-            target=self._execute, args=(claim, first_attempt), name=f"run-{claim.schedule.name}", daemon=True
+            target=self._execute_all, args=(claims, first_attempt), name=f"run-{claims[0].schedule.name}", daemon=True
         )
         with self._mutex:
-            self._active[claim.run_id] = _Active(claim)
+            for claim in claims:
+                self._active[claim.run_id] = _Active(claim)
             self._threads.add(thread)
         thread.start()
+
+    def _execute_all(self, claims: list[Claim], first_attempt: int) -> None:
+        try:
+            for index, claim in enumerate(claims):
+                if index and self._too_late_to_start():
+                    try:
+                        self._close(claim, RunStatus.interrupted, "the worker stopped before this run started")
+                    except StoreError as exc:
+                        logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
+                    with self._mutex:
+                        self._active.pop(claim.run_id, None)
+                    continue
+                self._execute(claim, first_attempt)
+        finally:
+            with self._mutex:
+                for claim in claims:  # also those an escaping error left unstarted
+                    self._active.pop(claim.run_id, None)
+                self._threads.discard(threading.current_thread())
+            self._wake.set()
+
+    def _too_late_to_start(self) -> bool:
+        """Claimed runs still start while draining, until the grace period ends or a second signal."""
+        deadline = self._drain_deadline
+        return self._stop_now.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
     def _execute(self, claim: Claim, attempt: int) -> None:
         schedule = claim.schedule
@@ -350,7 +403,6 @@ class Worker:
                     held.release()
             with self._mutex:
                 self._active.pop(claim.run_id, None)
-                self._threads.discard(threading.current_thread())
             self._wake.set()
 
     def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:

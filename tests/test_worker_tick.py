@@ -1,0 +1,772 @@
+"""The worker, one round at a time: ``Worker.tick(now)`` with chosen instants, on a real
+store (SQLite file and PostgreSQL, from conftest.py) and file locks under tmp_path.
+
+Time is injected: each worker's clock reads the instant of its last tick plus the real time
+since, so durations are real and fire times are whatever the test says. Waiting is only
+ever for work (``wait_idle``, a record line, a status in the store), never for the clock.
+Pipelines come from ``pipelines_for_tests``; most run in-process (fast), the ones whose
+behaviour depends on a child process (timeout, replace, exit codes) run in one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipelines_for_tests import pythonpath, read_records
+
+from flowyml_sched import service
+from flowyml_sched.locks import FileLocks
+from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.store import ScheduleStore
+from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, Trigger
+from flowyml_sched.worker import Worker, WorkerSettings
+
+UTC = timezone.utc
+
+CREATED = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
+"""Schedules are created at this instant unless a test says otherwise."""
+DAY1 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+"""The first fire time of a daily 09:00 UTC schedule created at CREATED."""
+MINUTE1 = CREATED + timedelta(minutes=1)
+"""The first fire time of an every-minute cron schedule created at CREATED."""
+LONG_LEASE = 7 * 24 * 3600.0
+"""Workers in these tests hold their lease across the days the tests jump over."""
+
+
+def at_minute(n: int) -> datetime:
+    return CREATED + timedelta(minutes=n)
+
+
+class Clock:
+    """A worker's clock: the instant of its last tick plus the real time since."""
+
+    def __init__(self, start: datetime):
+        self.set(start)
+
+    def set(self, now: datetime) -> None:
+        self._base, self._since = now, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._since)
+
+
+@dataclass
+class Ticking:
+    worker: Worker
+    clock: Clock
+    stopped: bool = field(default=False)
+
+    @property
+    def identity(self) -> WorkerInfo:
+        return self.worker.identity
+
+    def tick(self, now: datetime) -> list[tuple[str, datetime]]:
+        """One round at ``now``; the claims as (schedule, fire time)."""
+        self.clock.set(now)
+        return [(c.schedule.name, c.scheduled_for) for c in self.worker.tick(now)]
+
+    def idle(self, timeout: float = 30.0) -> None:
+        assert self.worker.wait_idle(timeout), f"runs still going after {timeout} s"
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> Path:
+    """The file the test pipelines append their events to."""
+    return tmp_path / "record.jsonl"
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """A gate for ``pipelines_for_tests:gated``: runs wait until this file exists."""
+    return tmp_path / "gate"
+
+
+@pytest.fixture
+def child_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes (``python -m flowyml_sched.runner``) can import pipelines_for_tests."""
+    monkeypatch.setenv("PYTHONPATH", pythonpath())
+
+
+@pytest.fixture
+def make_worker(store: ScheduleStore, tmp_path: Path, gate: Path) -> Iterator[Callable[..., Ticking]]:
+    """Build workers on ``store`` with file locks under tmp_path; stopped at the test's end."""
+    made: list[Ticking] = []
+
+    def make(**settings: Any) -> Ticking:
+        options: dict[str, Any] = {
+            "log_dir": tmp_path / "logs",
+            "in_process": True,
+            "heartbeat_interval": 0.0,  # heartbeat (and reap) on every tick
+            "lease": LONG_LEASE,
+            "poll_interval": 0.05,
+            "grace": 5.0,
+            **settings,
+        }
+        clock = Clock(CREATED)
+        ticking = Ticking(Worker(store, FileLocks(tmp_path / "locks"), WorkerSettings(**options), clock=clock), clock)
+        made.append(ticking)
+        return ticking
+
+    yield make
+    gate.touch()  # let gated runs end
+    for ticking in made:
+        if ticking.stopped:
+            continue
+        ticking.worker.request_stop()
+        ticking.worker.request_stop()  # second stage: stop child processes at once
+        stopper = threading.Thread(target=ticking.worker.run)  # run() only drains now (not the main thread: no signals)
+        stopper.start()
+        stopper.join(30)
+
+
+def add(
+    store: ScheduleStore,
+    name: str = "nightly",
+    pipeline: str = "pipelines_for_tests:ok_with_scheduled_for",
+    trigger: Trigger | None = None,
+    params: dict[str, Any] | None = None,
+    created: datetime = CREATED,
+    **policy: Any,
+) -> Schedule:
+    schedule = Schedule(
+        name=name,
+        pipeline=pipeline,
+        trigger=trigger or DailyTrigger(9, 0),
+        timezone="UTC",
+        params=params or {},
+        policy=Policy(**policy),
+    )
+    # straight into the store (as add_schedule would), so unresolvable pipelines can be stored too
+    return store.add(dataclasses.replace(schedule, next_fire_at=service.next_fire_at(schedule, created)), created)
+
+
+def runs_of(store: ScheduleStore, name: str) -> dict[datetime, Run]:
+    return {r.scheduled_for: r for r in store.history(name, 1000)}
+
+
+def statuses(store: ScheduleStore, name: str) -> dict[datetime, RunStatus]:
+    return {at: r.status for at, r in runs_of(store, name).items()}
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Poll ``condition`` until it is truthy (waiting for work to reach a state, not for time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def events(record: Path, event: str) -> list[dict[str, Any]]:
+    return [r for r in read_records(record) if r["event"] == event]
+
+
+def flock_held(path: Path) -> bool:
+    """Whether some process holds a flock on ``path`` (read from /proc/locks; takes nothing)."""
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        return False
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and any(f.endswith(f":{inode}") for f in fields):
+            return True
+    return False
+
+
+def tick_together(workers: list[Ticking], now: datetime) -> list[list[tuple[str, datetime]]]:
+    """Every worker ticks at ``now`` from its own thread, released at once by a barrier."""
+    barrier = threading.Barrier(len(workers))
+    claimed: list[list[tuple[str, datetime]]] = [[] for _ in workers]
+
+    def tick(index: int) -> None:
+        barrier.wait()
+        claimed[index] = workers[index].tick(now)
+
+    threads = [threading.Thread(target=tick, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return claimed
+
+
+# -- claiming ------------------------------------------------------------------------------
+
+
+def test_a_due_fire_time_is_claimed_exactly_once_when_two_workers_tick_at_the_same_instant(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    names = [f"job-{i}" for i in range(6)]
+    for name in names:
+        add(store, name, trigger=HourlyTrigger(0), params={"record": str(record), "tag": name})
+    first, second = make_worker(max_concurrent=8), make_worker(max_concurrent=8)
+    fire_times = [CREATED + timedelta(hours=h) for h in (1, 2, 3)]
+    for now in fire_times:
+        both = [claim for claims in tick_together([first, second], now) for claim in claims]
+        assert sorted(both) == sorted((name, now) for name in names)  # each once, none lost
+        first.idle()
+        second.idle()
+    ran = [(r["tag"], r["scheduled_for"]) for r in events(record, "ok")]
+    assert sorted(ran) == sorted((name, now.isoformat()) for name in names for now in fire_times)
+    for name in names:
+        assert statuses(store, name) == dict.fromkeys(fire_times, RunStatus.succeeded)
+
+
+def test_a_fire_time_is_not_claimed_one_microsecond_before_its_instant(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)
+    worker = make_worker()
+    assert worker.tick(DAY1 - timedelta(microseconds=1)) == []
+    assert store.history("nightly") == []
+    assert worker.tick(DAY1) == [("nightly", DAY1)]
+    worker.idle()
+    assert worker.tick(DAY1 + timedelta(seconds=1)) == []  # and never twice
+    assert statuses(store, "nightly") == {DAY1: RunStatus.succeeded}
+
+
+@pytest.mark.parametrize(
+    ("catchup", "ran_days"),
+    [(CatchUp.latest, [12]), (CatchUp.none, []), (CatchUp.all, [10, 11, 12])],
+    ids=["latest-runs-once", "none-runs-never", "all-runs-three-times-oldest-first"],
+)
+def test_after_three_days_down_a_daily_schedule_runs_by_its_catchup_policy(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, catchup: CatchUp, ran_days: list[int]
+) -> None:
+    add(store, params={"record": str(record)}, catchup=catchup)  # overlap: skip, the default
+    back = datetime(2026, 1, 12, 12, 0, tzinfo=UTC)  # due: Jan 10, 11 and 12 at 09:00
+    worker = make_worker()
+    day = {d: datetime(2026, 1, d, 9, 0, tzinfo=UTC) for d in (10, 11, 12)}
+
+    claims = worker.tick(back)
+    worker.idle()
+
+    assert claims == [("nightly", day[d]) for d in ran_days]
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [day[d].isoformat() for d in ran_days]
+    history = runs_of(store, "nightly")
+    assert {at: r.status for at, r in history.items()} == {
+        day[d]: RunStatus.succeeded if d in ran_days else RunStatus.missed for d in (10, 11, 12)
+    }
+    for d in set(day) - set(ran_days):
+        assert "missed" in history[day[d]].error and f"catch-up: {catchup.value}" in history[day[d]].error
+    assert store.get("nightly").next_fire_at == datetime(2026, 1, 13, 9, 0, tzinfo=UTC)
+    assert worker.tick(back + timedelta(seconds=1)) == []
+
+
+@pytest.mark.parametrize(("signals", "unstarted"), [(1, RunStatus.succeeded), (2, RunStatus.interrupted)])
+def test_one_rounds_catch_up_runs_go_one_by_one_and_only_a_second_stop_signal_drops_the_unstarted(
+    store: ScheduleStore,
+    make_worker: Callable[..., Ticking],
+    gate: Path,
+    record: Path,
+    signals: int,
+    unstarted: RunStatus,
+) -> None:
+    add(
+        store,
+        pipeline="pipelines_for_tests:gated",
+        params={"gate": str(gate), "record": str(record)},
+        catchup=CatchUp.all,
+        overlap=Overlap.allow,  # even where overlap is allowed, one round's catch-up runs go one by one
+    )
+    worker = make_worker()
+    day = [datetime(2026, 1, d, 9, 0, tzinfo=UTC) for d in (10, 11, 12)]
+    assert worker.tick(datetime(2026, 1, 12, 12, 0, tzinfo=UTC)) == [("nightly", d) for d in day]
+    wait_until(lambda: events(record, "start"), "the oldest catch-up run to start")
+    assert [r["scheduled_for"] for r in events(record, "start")] == [day[0].isoformat()]
+    for _ in range(signals):  # one: drain (claimed runs still run); two: stop at once
+        worker.worker.request_stop()
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "nightly")
+    assert {at: r.status for at, r in runs.items()} == {
+        day[0]: RunStatus.succeeded,
+        day[1]: unstarted,
+        day[2]: unstarted,
+    }
+    started = [r["scheduled_for"] for r in events(record, "start")]
+    if unstarted is RunStatus.succeeded:
+        assert started == [d.isoformat() for d in day]  # oldest first, each after the previous ended
+        ends = [r["at"] for r in events(record, "end")]
+        assert all(s["at"] >= e for s, e in zip(events(record, "start")[1:], ends, strict=False))
+    else:
+        assert started == [day[0].isoformat()]
+        assert runs[day[1]].error == "the worker stopped before this run started"
+
+
+def test_pausing_stops_claims_at_the_next_tick_and_resuming_skips_the_paused_fire_times(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store, "hourly", trigger=HourlyTrigger(0), catchup=CatchUp.all)
+    worker = make_worker()
+    hour = {h: CREATED.replace(hour=h) for h in (13, 14, 15, 16)}
+    assert worker.tick(hour[13]) == [("hourly", hour[13])]
+    worker.idle()
+
+    service.pause_schedule(store, "hourly", "maintenance", hour[13] + timedelta(minutes=10))
+    assert worker.tick(hour[14]) == []
+    assert worker.tick(hour[15]) == []
+
+    resumed = service.resume_schedule(store, "hourly", hour[15] + timedelta(minutes=30))
+    assert resumed.next_fire_at == hour[16]
+    assert worker.tick(hour[15] + timedelta(minutes=30)) == []
+    assert worker.tick(hour[16]) == [("hourly", hour[16])]
+    worker.idle()
+    # the paused hours neither ran nor count as missed, even with catch-up "all"
+    assert statuses(store, "hourly") == {hour[13]: RunStatus.succeeded, hour[16]: RunStatus.succeeded}
+
+
+def test_a_schedule_created_now_does_not_run_for_earlier_fire_times(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    created = CREATED + timedelta(seconds=30)  # 12:00:30, after today's 09:00 and this minute's :00
+    add(store, "daily", created=created, catchup=CatchUp.all)
+    add(store, "minutely", trigger=CronTrigger("* * * * *"), created=created, catchup=CatchUp.all)
+    worker = make_worker()
+    assert worker.tick(created) == []
+    assert store.get("minutely").next_fire_at == MINUTE1
+    assert worker.tick(MINUTE1) == [("minutely", MINUTE1)]
+    worker.idle()
+    assert statuses(store, "daily") == {}
+    assert statuses(store, "minutely") == {MINUTE1: RunStatus.succeeded}
+
+
+# -- overlap -------------------------------------------------------------------------------
+
+
+def add_gated(store: ScheduleStore, gate: Path, record: Path, overlap: Overlap, **policy: Any) -> None:
+    add(
+        store,
+        "busy",
+        pipeline="pipelines_for_tests:gated",
+        trigger=CronTrigger("* * * * *"),
+        params={"gate": str(gate), "record": str(record)},
+        overlap=overlap,
+        **policy,
+    )
+
+
+def test_overlap_skip_records_the_next_fire_time_skipped_while_the_previous_run_goes_on(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip)
+    worker = make_worker()
+    worker.tick(at_minute(1))
+    wait_until(lambda: events(record, "start"), "the first run to start")
+    assert worker.tick(at_minute(2)) == [("busy", at_minute(2))]
+    wait_until(lambda: statuses(store, "busy").get(at_minute(2)) is RunStatus.skipped, "the second to be skipped")
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "busy")
+    assert runs[at_minute(1)].status is RunStatus.succeeded
+    assert "overlap: skip" in runs[at_minute(2)].error
+    assert [r["scheduled_for"] for r in events(record, "start")] == [at_minute(1).isoformat()]
+
+
+def test_overlap_queue_lets_one_run_wait_and_skips_a_third(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path, tmp_path: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.queue)
+    worker = make_worker()
+    worker.tick(at_minute(1))
+    wait_until(lambda: events(record, "start"), "the first run to start")
+    worker.tick(at_minute(2))
+    wait_until(lambda: flock_held(tmp_path / "locks" / "busy.queued.lock"), "the second run to queue")
+    worker.tick(at_minute(3))
+    wait_until(lambda: statuses(store, "busy").get(at_minute(3)) is RunStatus.skipped, "the third to be skipped")
+    assert statuses(store, "busy")[at_minute(2)] is RunStatus.running  # still waiting
+    assert len(events(record, "start")) == 1
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "busy")
+    assert {at: r.status for at, r in runs.items()} == {
+        at_minute(1): RunStatus.succeeded,
+        at_minute(2): RunStatus.succeeded,
+        at_minute(3): RunStatus.skipped,
+    }
+    assert "overlap: queue" in runs[at_minute(3)].error
+    first_end = next(r for r in events(record, "end") if r["scheduled_for"] == at_minute(1).isoformat())
+    second_start = next(r for r in events(record, "start") if r["scheduled_for"] == at_minute(2).isoformat())
+    assert second_start["at"] >= first_end["at"]  # the queued one ran after, not alongside
+
+
+def test_overlap_allow_runs_the_next_fire_time_alongside(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.allow)
+    worker = make_worker()
+    worker.tick(at_minute(1))
+    worker.tick(at_minute(2))
+    started = wait_until(lambda: len(events(record, "start")) == 2 and events(record, "start"), "both to start")
+    assert events(record, "end") == []  # both started while neither could end: together
+    assert {r["scheduled_for"] for r in started} == {at_minute(1).isoformat(), at_minute(2).isoformat()}
+    gate.touch()
+    worker.idle()
+    assert statuses(store, "busy") == {at_minute(1): RunStatus.succeeded, at_minute(2): RunStatus.succeeded}
+
+
+def test_overlap_replace_interrupts_the_running_child_and_runs_the_new_fire_time(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path, child_env: None
+) -> None:
+    add_gated(store, gate, record, Overlap.replace)
+    worker = make_worker(in_process=False)
+    worker.tick(at_minute(1))
+    first = wait_until(lambda: events(record, "start"), "the first child to start")[0]
+    worker.tick(at_minute(2))
+    wait_until(lambda: statuses(store, "busy").get(at_minute(1)) is RunStatus.interrupted, "the first to be replaced")
+    wait_until(lambda: len(events(record, "start")) == 2, "the second child to start")
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "busy")
+    assert runs[at_minute(2)].status is RunStatus.succeeded
+    assert runs[at_minute(1)].status is RunStatus.interrupted
+    assert f"replaced by the run for {at_minute(2).isoformat()} (overlap: replace)" in runs[at_minute(1)].error
+    assert [r["scheduled_for"] for r in events(record, "end")] == [at_minute(2).isoformat()]
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["pid"], 0)  # the replaced child is gone
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+def test_a_failing_pipeline_with_two_retries_runs_three_attempts_and_ends_failed(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(
+        store,
+        pipeline="pipelines_for_tests:raises",
+        params={"record": str(record)},
+        retries=2,
+        retry_backoff=timedelta(milliseconds=10),
+    )
+    worker = make_worker()
+    worker.tick(DAY1)
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert run.status is RunStatus.failed
+    assert run.attempt == 3
+    assert "RuntimeError: boom from pipelines_for_tests.raises" in run.error
+    assert len(events(record, "raises")) == 3
+
+
+def test_a_retry_that_succeeds_ends_succeeded_with_its_attempt_number(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(
+        store,
+        pipeline="pipelines_for_tests:flaky",
+        params={"record": str(record), "failures": 1},
+        retries=2,
+        retry_backoff=timedelta(0),
+    )
+    worker = make_worker()
+    worker.tick(DAY1)
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt) == (RunStatus.succeeded, 2)
+    assert [r["event"] for r in read_records(record)] == ["flaky-failed", "flaky-ok"]
+
+
+def test_a_child_that_outlives_its_timeout_is_stopped_and_recorded_timed_out(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, child_env: None
+) -> None:
+    add(store, pipeline="pipelines_for_tests:hang", params={"record": str(record)}, timeout=timedelta(seconds=0.5))
+    worker = make_worker(in_process=False)
+    worker.tick(DAY1)
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert run.status is RunStatus.timed_out
+    assert run.error == "timed out after 0.5 s"
+    assert 0.5 <= run.duration_seconds < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(events(record, "hang")[0]["pid"], 0)
+
+
+IN_PROCESS_OUTCOMES = [
+    ("returns_none", RunStatus.succeeded, None),
+    ("ok", RunStatus.succeeded, None),
+    ("raises", RunStatus.failed, "RuntimeError: boom from pipelines_for_tests.raises"),
+    ("exits", RunStatus.failed, "the pipeline called sys.exit(3)"),
+    ("NOT_CALLABLE", RunStatus.failed, "not callable"),
+    ("no_such_module_for_tests:run", RunStatus.failed, "module 'no_such_module_for_tests' cannot be imported"),
+    ("pipelines_for_tests:no_such_pipeline", RunStatus.failed, "has no attribute 'no_such_pipeline'"),
+    ("not-a-registered-pipeline", RunStatus.failed, "no entry point named 'not-a-registered-pipeline'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "status", "error"),
+    IN_PROCESS_OUTCOMES,
+    ids=[
+        "returning-None-succeeds",
+        "returning-a-value-succeeds",
+        "raising-fails-with-the-exception",
+        "sys-exit-3-fails",
+        "a-non-callable-fails",
+        "an-unimportable-module-fails-clearly",
+        "a-missing-attribute-fails-clearly",
+        "an-unregistered-entry-point-fails-clearly",
+    ],
+)
+def test_an_in_process_run_ends_with_the_status_and_error_its_pipeline_earns(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], pipeline: str, status: RunStatus, error: str | None
+) -> None:
+    reference = pipeline if (":" in pipeline or "-" in pipeline) else f"pipelines_for_tests:{pipeline}"
+    add(store, pipeline=reference)
+    worker = make_worker()
+    assert worker.tick(DAY1) == [("nightly", DAY1)]
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert run.status is status
+    if error is None:
+        assert run.error is None
+    else:
+        assert error in run.error
+    assert run.finished_at is not None and run.duration_seconds is not None
+
+
+def test_child_process_runs_end_with_the_status_and_error_their_pipelines_earn(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], tmp_path: Path, child_env: None
+) -> None:
+    cases = {
+        "returns-none": ("pipelines_for_tests:returns_none", RunStatus.succeeded, None),
+        "raises": ("pipelines_for_tests:raises", RunStatus.failed, "RuntimeError: boom"),
+        "sys-exit": ("pipelines_for_tests:exits", RunStatus.failed, "the pipeline called sys.exit(3)"),
+        "os-exit": (
+            "pipelines_for_tests:hard_exit",
+            RunStatus.failed,
+            "the run's process exited with status 3 before reporting a result",
+        ),
+        "prints-100mb": ("pipelines_for_tests:prints_100mb", RunStatus.succeeded, None),
+        "unresolvable": ("no_such_module_for_tests:run", RunStatus.failed, "cannot be imported"),
+    }
+    for name, (pipeline, _, _) in cases.items():
+        add(store, name, pipeline=pipeline)
+    cap = 64 * 1024
+    worker = make_worker(in_process=False, max_concurrent=len(cases), max_log_bytes=cap)
+    assert len(worker.tick(DAY1)) == len(cases)
+    worker.idle(60)
+    for name, (_, status, error) in cases.items():
+        run = runs_of(store, name)[DAY1]
+        assert run.status is status, (name, run.error)
+        assert (run.error is None) if error is None else (error in run.error), (name, run.error)
+        assert run.log_path and Path(run.log_path).parent == tmp_path / "logs" / name
+    log = Path(runs_of(store, "prints-100mb")[DAY1].log_path).read_bytes()
+    assert cap < len(log) < cap + 200  # the first 64 KiB and a note of what was dropped
+    assert log.endswith(f"{100 * 1024 * 1024 - cap} more bytes of output dropped at the {cap}-byte limit]\n".encode())
+
+
+# -- abandoned runs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retries", "retried"), [(1, True), (0, False)], ids=["retried", "not-retried"])
+def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_retries_allow(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, retries: int, retried: bool
+) -> None:
+    add(store, params={"record": str(record)}, retries=retries)
+    dead = WorkerInfo(
+        id="elsewhere:4242:deadbeef",
+        host="elsewhere",
+        pid=4242,
+        started_at=DAY1 - timedelta(hours=1),
+        heartbeat_at=DAY1,
+        lease_expires_at=DAY1 + timedelta(seconds=30),
+        status="alive",
+    )
+    store.heartbeat(dead)
+    assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10)] == [DAY1]  # then it "dies"
+
+    live = make_worker()
+    assert live.tick(DAY1 + timedelta(minutes=5)) == []  # nothing new is due; the reap happens
+    live.idle()
+
+    run = runs_of(store, "nightly")[DAY1]
+    workers = {w.id: w for w in store.list_workers()}
+    assert workers[dead.id].status == "dead"
+    if retried:
+        assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, live.identity.id)
+        assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]
+    else:
+        assert (run.status, run.attempt, run.worker) == (RunStatus.abandoned, 1, dead.id)
+        assert f"abandoned: worker {dead.id} stopped heartbeating" in run.error
+        assert events(record, "ok") == []
+
+
+def test_a_worker_whose_lease_has_not_expired_keeps_its_runs(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)
+    alive = WorkerInfo("elsewhere:1:cafe", "elsewhere", 1, DAY1, DAY1, DAY1 + timedelta(minutes=10), "alive")
+    store.heartbeat(alive)
+    store.claim_due(DAY1, alive, 10)
+    make_worker().tick(DAY1 + timedelta(minutes=9, seconds=59))
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running
+    assert {w.id: w.status for w in store.list_workers()}[alive.id] == "alive"
+
+
+# -- heartbeat, health, retention ----------------------------------------------------------
+
+
+def test_a_tick_writes_the_workers_heartbeat_row_with_its_lease(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    worker = make_worker(lease=45.0)
+    worker.tick(DAY1)
+    (row,) = store.list_workers()
+    assert row.id == worker.identity.id and row.pid == os.getpid() and row.status == "alive"
+    assert (row.heartbeat_at, row.lease_expires_at) == (DAY1, DAY1 + timedelta(seconds=45))
+    assert [w.id for w in service.live_workers(store, DAY1 + timedelta(seconds=45))] == [row.id]
+    assert service.live_workers(store, DAY1 + timedelta(seconds=45, microseconds=1)) == []
+    worker.tick(DAY1 + timedelta(minutes=1))
+    assert store.list_workers()[0].heartbeat_at == DAY1 + timedelta(minutes=1)
+
+
+def finished(name: str, at: datetime, status: RunStatus, duration: float | None) -> Run:
+    return Run(
+        name,
+        at,
+        status,
+        started_at=at,
+        finished_at=at + timedelta(seconds=duration or 0),
+        duration_seconds=duration,
+        error=None if status is RunStatus.succeeded else f"{status.value} here",
+    )
+
+
+def test_health_reports_live_workers_late_schedules_success_rate_percentiles_and_last_failure(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store, "late-one")  # due at DAY1 09:00; no worker claims it before the report
+    worker = make_worker(lease=3600.0)
+    worker.tick(DAY1 - timedelta(minutes=1))  # alive until 09:59
+    base = DAY1 - timedelta(hours=20)  # inside the 24 h window
+    for i, (status, duration) in enumerate(
+        [
+            (RunStatus.abandoned, None),  # a row with missing times: counted, no duration
+            (RunStatus.succeeded, 1.0),
+            (RunStatus.timed_out, 7.0),
+            (RunStatus.succeeded, 2.0),
+            (RunStatus.failed, 10.0),
+            (RunStatus.succeeded, 3.0),
+            (RunStatus.missed, None),
+            (RunStatus.skipped, None),
+        ]
+    ):
+        run = finished("etl", base + timedelta(hours=i), status, duration)
+        if status is RunStatus.abandoned:
+            run = Run("etl", run.scheduled_for, status)  # no started_at, finished_at, duration
+        store.record_run(run)
+    store.record_run(finished("etl", DAY1 - timedelta(days=3), RunStatus.failed, 99.0))  # outside the window
+
+    report = service.health(store, DAY1 + timedelta(minutes=5))
+
+    assert report["status"] == "degraded"  # a late schedule
+    assert [w["id"] for w in report["workers"]] == [worker.identity.id]
+    assert [(s["name"], s["late_seconds"]) for s in report["late"]] == [("late-one", 300.0)]
+    etl = report["schedules"]["etl"]
+    assert (etl["runs"], etl["succeeded"], etl["missed"], etl["skipped"]) == (6, 3, 1, 1)
+    assert etl["success_rate"] == 0.5 and report["success_rate"] == 0.5
+    assert (etl["duration_p50_seconds"], etl["duration_p95_seconds"]) == (3.0, 10.0)  # of 1, 2, 3, 7, 10
+    assert report["last_failure"]["status"] == "failed"
+    assert report["last_failure"]["scheduled_for"] == (base + timedelta(hours=4)).isoformat()
+
+
+def test_health_is_down_when_schedules_exist_and_no_worker_is_live(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)
+    make_worker(lease=30.0).tick(DAY1 - timedelta(hours=1))
+    store.record_run(Run("nightly", DAY1 - timedelta(days=1), RunStatus.failed))  # no times at all
+    report = service.health(store, DAY1 - timedelta(minutes=1))
+    assert report["status"] == "down" and report["workers"] == []
+    assert report["schedules"]["nightly"]["duration_p50_seconds"] is None
+    assert report["last_failure"]["started_at"] is None
+
+
+def test_history_retention_keeps_the_newest_runs_and_never_deletes_a_running_one(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    days = [datetime(2026, 1, d, 9, 0, tzinfo=UTC) for d in range(1, 8)]
+    store.record_run(Run("etl", days[0], RunStatus.running, started_at=days[0]))  # the oldest, still running
+    for day in days[1:]:
+        store.record_run(finished("etl", day, RunStatus.succeeded, 1.0))
+    store.record_run(finished("other", days[0], RunStatus.failed, 1.0))
+    make_worker(keep_runs=3).tick(days[-1] + timedelta(hours=1))
+    assert sorted(statuses(store, "etl").items()) == [
+        (days[0], RunStatus.running),
+        *((day, RunStatus.succeeded) for day in days[-3:]),
+    ]
+    assert list(statuses(store, "other")) == [days[0]]  # counted per schedule
+
+
+def test_history_retention_by_age_deletes_old_finished_runs_only(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    days = [datetime(2026, 1, d, 9, 0, tzinfo=UTC) for d in range(1, 8)]
+    store.record_run(Run("etl", days[0], RunStatus.running, started_at=days[0]))
+    for day in days[1:]:
+        store.record_run(finished("etl", day, RunStatus.failed, 1.0))
+    make_worker(keep_runs=None, keep_days=2.0).tick(datetime(2026, 1, 7, 12, 0, tzinfo=UTC))
+    assert sorted(statuses(store, "etl")) == [days[0], days[5], days[6]]  # Jan 6 and 7 are within 2 days
+
+
+# -- the loop around tick: once, and draining ----------------------------------------------
+
+
+def test_run_once_waits_for_what_it_claimed_even_past_the_grace_period(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, child_env: None
+) -> None:
+    add(store, pipeline="pipelines_for_tests:slow", params={"seconds": 1.0, "record": str(record)})
+    worker = make_worker(grace=0.1, in_process=False)  # a child process: the grace period could stop it
+    worker.clock.set(DAY1 + timedelta(seconds=1))
+    runner = threading.Thread(target=worker.worker.run, kwargs={"once": True})
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive()
+    worker.stopped = True
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.succeeded
+    assert [r["event"] for r in read_records(record)] == ["start", "end"]
+    assert store.list_workers()[0].status == "stopped"
+
+
+def test_a_draining_worker_keeps_its_lease_so_no_other_worker_takes_its_runs(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate), "record": str(record)})
+    draining = make_worker(lease=1.0, heartbeat_interval=0.05, grace=30.0)
+    draining.clock.set(DAY1)
+    runner = threading.Thread(target=draining.worker.run)
+    runner.start()
+    wait_until(lambda: events(record, "start"), "the run to start")
+    draining.worker.request_stop()
+    lease_at_stop = draining.identity.lease_expires_at
+    renewed = wait_until(
+        lambda: (
+            store.list_workers()[0].lease_expires_at > lease_at_stop + timedelta(seconds=0.5)
+            and store.list_workers()[0]
+        ),
+        "a heartbeat during the drain",
+    )
+    other = make_worker()
+    other.tick(lease_at_stop + timedelta(seconds=0.25))  # the old lease has run out, the renewed one not
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running
+    assert renewed.status == "alive"
+    gate.touch()
+    runner.join(30)
+    assert not runner.is_alive()
+    draining.stopped = True
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.succeeded
+    assert {w.id: w.status for w in store.list_workers()}[draining.identity.id] == "stopped"

@@ -191,6 +191,9 @@ class Worker:
                 except StoreError as exc:
                     logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
                     self.notifier.status(f"store unavailable: {exc}")
+                except Exception:  # a bug must not end the loop while health says it runs
+                    logger.exception("the worker's round failed; retrying in %.0f s", self.settings.poll_interval)
+                    self.notifier.status("a round failed; see the log")
                 self.notifier.watchdog()
                 if once:  # wait for what was claimed (not only for the grace period)
                     while not self._stopping.is_set() and not self.wait_idle(0.2):

@@ -40,3 +40,4 @@ def configure(level: int) -> None:
         formatter.converter = __import__("time").gmtime
         handler.setFormatter(formatter)
     root.addHandler(handler)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter is not the worker's news

@@ -341,10 +341,14 @@ class ScheduleStore:
         finished_at = _utc(finished_at, "finished_at")
         with self._writing() as conn:
             row = conn.execute(
-                sa.select(runs.c.started_at, runs.c.status, runs.c.worker).where(runs.c.id == run_id)
+                sa.select(runs.c.started_at, runs.c.status, runs.c.worker, runs.c.attempt, runs.c.error).where(
+                    runs.c.id == run_id
+                )
             ).first()
             if row is None or row.status != RunStatus.running.value or row.worker != worker.id:
                 return False
+            if row.attempt > 1 and row.error:  # the earlier attempts' lines stay on top
+                error = f"{row.error}\n{error}" if error else row.error
             values: dict[str, Any] = {
                 "status": status.value,
                 "finished_at": finished_at,
@@ -361,7 +365,8 @@ class ScheduleStore:
 
         Only a row still in status ``previous`` is taken (so two workers cannot both retry
         it). Returns the new attempt number, or None when the row was taken meanwhile.
-        The earlier attempt's error is kept at the head of ``error``.
+        ``error`` keeps one line per earlier attempt (``attempt 1: failed: ValueError: ...``);
+        :meth:`finish_run` puts the final attempt's full error below them.
         """
         now = _utc(now, "now")
         with self._writing() as conn:
@@ -371,7 +376,11 @@ class ScheduleStore:
             if row is None or row.status != previous.value:
                 return None
             attempt = row.attempt + 1
-            note = f"attempt {row.attempt}: {previous.value}" + (f": {row.error.splitlines()[0]}" if row.error else "")
+            # ``error`` holds one line per earlier attempt, then the last attempt's full error
+            lines = (row.error or "").splitlines()
+            history, last = lines[: row.attempt - 1], lines[row.attempt - 1 :]
+            summary = f"attempt {row.attempt}: {previous.value}" + (f": {last[0]}" if last else "")
+            note = "\n".join([*history, summary[:500]])
             changed = conn.execute(
                 sa.update(runs)
                 .where(runs.c.id == run_id, runs.c.status == previous.value, runs.c.attempt == row.attempt)
@@ -384,7 +393,7 @@ class ScheduleStore:
                     started_at=now,
                     finished_at=None,
                     duration_seconds=None,
-                    error=note[:2000],
+                    error=note,
                 )
             ).rowcount
         return attempt if changed else None

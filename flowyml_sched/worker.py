@@ -302,7 +302,8 @@ class Worker:
                 self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
             )
             try:
-                self.store.heartbeat(self.identity)
+                if not self.store.heartbeat(self.identity):
+                    self._lost_lease()
             except StoreError as exc:
                 logger.error("heartbeat failed: %s", exc)
         self.notifier.watchdog()
@@ -311,10 +312,20 @@ class Worker:
         self.identity = replace(
             self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
         )
-        self.store.heartbeat(self.identity)
+        if not self.store.heartbeat(self.identity):
+            self._lost_lease()
         with self._mutex:
             running = len(self._active)
         self.notifier.status(f"serving; {running} running")
+
+    def _lost_lease(self) -> None:
+        """This worker missed its lease (stalled longer than ``lease``) and another worker
+        declared its runs abandoned, perhaps retrying them: stop its own copies now."""
+        with self._mutex:
+            children = [a.child for a in self._active.values() if a.child is not None]
+        logger.error("this worker's lease had expired and its runs were declared abandoned; stopping %d", len(children))
+        for child in children:
+            child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
 
     def _maybe_sync(self, now: datetime) -> None:
         path = self.settings.sync_file

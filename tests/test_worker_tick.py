@@ -601,8 +601,25 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
         assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]
     else:
         assert (run.status, run.attempt, run.worker) == (RunStatus.abandoned, 1, dead.id)
-        assert f"abandoned: worker {dead.id} stopped heartbeating" in run.error
+        assert run.error.startswith(f"worker {dead.id} stopped heartbeating")
         assert events(record, "ok") == []
+
+
+@pytest.mark.usefixtures("child_env")
+def test_a_worker_that_finds_its_lease_expired_stops_its_own_copy_of_the_run(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path
+) -> None:
+    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate)})
+    stalled = make_worker(in_process=False, lease=30.0)
+    assert stalled.tick(DAY1) == [("nightly", DAY1)]
+    # the stalled worker misses its lease; another worker declares its run abandoned
+    make_worker().tick(DAY1 + timedelta(minutes=5))
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.abandoned
+    # back at its next heartbeat, the stalled worker stops the child it still runs
+    stalled.tick(DAY1 + timedelta(minutes=5, seconds=1))
+    stalled.idle(20.0)
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.abandoned  # its stop did not overwrite the row
+    assert {w.id: w.status for w in store.list_workers()}[stalled.identity.id] == "alive"
 
 
 def test_a_worker_whose_lease_has_not_expired_keeps_its_runs(

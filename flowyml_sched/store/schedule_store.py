@@ -425,8 +425,12 @@ class ScheduleStore:
             )
         return True
 
-    def heartbeat(self, worker: WorkerInfo) -> None:
-        """Insert or refresh ``worker``'s row: its heartbeat time, lease expiry and status."""
+    def heartbeat(self, worker: WorkerInfo) -> bool:
+        """Insert or refresh ``worker``'s row: its heartbeat time, lease expiry and status.
+
+        Returns False when the row said ``dead``: the worker's lease had expired and another
+        worker declared its running runs abandoned (the row is alive again afterwards).
+        """
         values = {
             "host": worker.host,
             "pid": worker.pid,
@@ -436,8 +440,12 @@ class ScheduleStore:
             "status": worker.status,
         }
         with self._writing() as conn:
-            if not conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values)).rowcount:
+            before = conn.execute(sa.select(workers.c.status).where(workers.c.id == worker.id)).scalar()
+            if before is None:
                 conn.execute(sa.insert(workers).values(id=worker.id, **values))
+            else:
+                conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values))
+        return before != "dead"
 
     def reap_abandoned(self, now: datetime) -> list[Run]:
         """Declare dead every ``alive`` worker whose lease expired before ``now``, and mark its
@@ -466,7 +474,7 @@ class ScheduleStore:
                     .values(
                         status=RunStatus.abandoned.value,
                         finished_at=now,
-                        error=f"abandoned: worker {row['worker']} stopped heartbeating "
+                        error=f"worker {row['worker']} stopped heartbeating "
                         f"(last seen {last_seen[row['worker']].isoformat()})",
                     )
                 )

@@ -71,19 +71,24 @@ class ChildRun:
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _stopped_as: tuple[RunStatus, str] | None = field(default=None, init=False, repr=False)
     _pump: threading.Thread | None = field(default=None, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def start(self) -> ChildRun:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._result_path = self.log_path.with_suffix(".result.json")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "flowyml_sched.runner", str(self._result_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        with self._guard:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "flowyml_sched.runner", str(self._result_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+            stopped_early = self._stopped_as is not None
+        if stopped_early:  # stop() came while the child was being started
+            self._terminate()
         request = {
             "pipeline": self.request.pipeline,
             "params": self.request.params,
@@ -117,11 +122,18 @@ class ChildRun:
         return self._outcome()
 
     def stop(self, status: RunStatus, reason: str) -> None:
-        """End the run: SIGTERM to the process group, SIGKILL after the grace. Safe to call twice."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        if self._stopped_as is None:
-            self._stopped_as = (status, reason)
+        """End the run: SIGTERM to the process group, SIGKILL after the grace. Safe to call
+        twice, and before :meth:`start` (the child is then stopped as soon as it exists)."""
+        with self._guard:
+            if self._process is not None and self._process.poll() is not None:
+                return
+            if self._stopped_as is None:
+                self._stopped_as = (status, reason)
+            if self._process is None:
+                return
+        self._terminate()
+
+    def _terminate(self) -> None:
         self._signal(signal.SIGTERM)
         threading.Thread(target=self._kill_later, name=f"kill-{self.request.run_id}", daemon=True).start()
 

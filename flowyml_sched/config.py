@@ -27,7 +27,7 @@ APP_DIR = "flowyml-sched"
 DB_FILENAME = "scheduler.db"
 """SQLite file name inside the state directory."""
 
-CONFIG_KEYS = ("db_url", "db_path", "timezone")
+CONFIG_KEYS = ("db_url", "db_path", "timezone", "state_dir")
 """Keys a config file may hold."""
 
 
@@ -119,6 +119,8 @@ def resolve_settings(
     (``config_path``, ``$FLOWYML_SCHEDULER_CONFIG`` or the default path, if it exists) and
     the defaults.
 
+    The state directory (locks, run logs): ``FLOWYML_SCHEDULER_STATE_DIR`` > config
+    ``state_dir`` > :func:`state_dir`'s defaults (the worker's ``--state-dir`` beats all).
     The database: ``--db-url`` > ``--db`` > ``FLOWYML_SCHEDULER_DB_URL`` >
     ``FLOWYML_SCHEDULER_DB_PATH`` > config ``db_url`` > config ``db_path`` >
     ``<state dir>/scheduler.db``. Never the current directory by accident: a relative
@@ -127,7 +129,8 @@ def resolve_settings(
     """
     explicit_config = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
     config = read_config_file(explicit_config or default_config_path(environ), required=explicit_config is not None)
-    state = state_dir(environ)
+    configured_state = env(environ, "STATE_DIR") or config.get("state_dir")
+    state = Path(configured_state).expanduser() if configured_state else state_dir(environ)
     candidates: list[tuple[str, str | None, bool]] = [
         ("--db-url", db_url, True),
         ("--db", str(db_path) if db_path else None, False),

@@ -27,7 +27,7 @@ from flowyml_sched.zones import get_zone
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from flowyml_sched.spec import Plan
+    from flowyml_sched.spec import Plan, SpecFile
     from flowyml_sched.store import ScheduleStore
 
 
@@ -149,17 +149,14 @@ def check_pipeline_reference(reference: str) -> None:
     check(reference)
 
 
-def apply_file(
-    store: ScheduleStore, path: str, *, prune: bool, dry_run: bool, now: datetime, check_pipelines: bool = True
-) -> Plan:
-    """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
+def validate_file(path: str, check_pipelines: bool = True) -> SpecFile:
+    """Read and check a YAML schedules file; with ``check_pipelines`` every pipeline must be
+    found in this environment (each one that is not is a problem at its schedule's line).
 
-    All changes go in one transaction: all or nothing. With ``check_pipelines`` every
-    pipeline must be found here (each one that is not is a problem with its line). Raises
-    InvalidSpec (every problem of the file, nothing applied) and StoreError.
+    Raises InvalidSpec listing every problem.
     """
     from flowyml_sched.errors import InvalidSpec, PipelineNotFound, SpecProblem
-    from flowyml_sched.spec import load_spec, plan
+    from flowyml_sched.spec import load_spec
 
     spec = load_spec(path)
     if check_pipelines:
@@ -171,6 +168,21 @@ def apply_file(
                 problems.append(SpecProblem(path, spec.lines.get(schedule.name), str(exc), schedule.name))
         if problems:
             raise InvalidSpec(path, problems)
+    return spec
+
+
+def apply_file(
+    store: ScheduleStore, path: str, *, prune: bool, dry_run: bool, now: datetime, check_pipelines: bool = True
+) -> Plan:
+    """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
+
+    All changes go in one transaction: all or nothing. With ``check_pipelines`` every
+    pipeline must be found here (each one that is not is a problem with its line). Raises
+    InvalidSpec (every problem of the file, nothing applied) and StoreError.
+    """
+    from flowyml_sched.spec import plan
+
+    spec = validate_file(path, check_pipelines=check_pipelines)
     current = store.list()
     result = plan(spec, current, prune=prune, source=path, now=now)
     if not dry_run and result.has_changes:
@@ -297,8 +309,12 @@ def live_workers(store: ScheduleStore, now: datetime) -> list[WorkerInfo]:
 
 
 def sync_file(store: ScheduleStore, path: Path, now: datetime) -> None:
-    """The worker's ``--sync``: apply a YAML file, pruning the schedules that came from it."""
-    plan = apply_file(store, str(path), prune=True, dry_run=False, now=now, check_pipelines=False)
+    """The worker's ``--sync``: apply a YAML file, pruning the schedules that came from it.
+
+    The worker is where pipelines must load, so an unresolvable one refuses the whole file
+    (InvalidSpec) and the stored schedules stay as they were.
+    """
+    plan = apply_file(store, str(path), prune=True, dry_run=False, now=now)
     if plan.has_changes:
         logger.info(
             "synced %s: %d created, %d changed, %d deleted",

@@ -147,7 +147,13 @@ class Worker:
         claims = self.store.claim_due(now, self.identity, free)
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
-            logger.info("claimed %s for %s", claim.schedule.name, claim.scheduled_for.isoformat())
+            late = (now - claim.scheduled_for).total_seconds()
+            logger.info(
+                "claimed %s for %s%s",
+                claim.schedule.name,
+                claim.scheduled_for.isoformat(),
+                f" (catch-up, {late:.0f} s late)" if late >= 1 else "",
+            )
             batches.setdefault(claim.schedule.name, []).append(claim)
         for batch in batches.values():
             # one schedule's fire times of one round (catch-up, or several on time) run one

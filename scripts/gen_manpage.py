@@ -52,7 +52,10 @@ SQLite file of the store.
 Default timezone of new schedules (UTC).
 .TP
 .B FLOWYML_SCHEDULER_CONFIG
-YAML config file with the keys db_url, db_path and timezone.
+YAML config file with the keys db_url, db_path, timezone and state_dir.
+.TP
+.B FLOWYML_SCHEDULER_STATE_DIR
+The worker's state directory: run locks and run logs.
 .TP
 .B STATE_DIRECTORY
 Set by systemd's StateDirectory=; the default store is scheduler.db inside it.
@@ -76,7 +79,27 @@ Failure: a bad value, an unknown schedule, a YAML file with problems, a store th
 .TP
 .B 2
 Usage: unknown options or options that do not fit together.
+.SH SIGNALS
+The worker (run\-worker) handles:
+.TP
+.B SIGTERM, SIGINT
+The first stops claiming and lets running work finish within \-\-grace seconds, then stops
+what remains (SIGTERM to each run's process group, SIGKILL 10 s later) and records it
+interrupted; exit status 0. A second signal stops everything at once.
+.TP
+.B SIGHUP
+Applies the \-\-sync file again.
 .SH FILES
+.TP
+.I STATE/locks/NAME.lock
+One lock file per schedule: the overlap policy across the workers of one host. Workers
+that share a store on one host must share the state directory.
+.TP
+.I STATE/logs/NAME/FIRE\-ATTEMPT\-RUN.log
+Each run's stdout and stderr, cut at 10 MiB; the path is in the run's history.
+.TP
+.I scheduler.db
+The default SQLite store, in the state directory unless \-\-db or FLOWYML_SCHEDULER_DB_PATH say otherwise.
 .TP
 .I schedules.example.yaml
 A commented example of the YAML schedules format.
@@ -113,7 +136,8 @@ def option_lines(command: object) -> list[str]:
             names = ", ".join(param.opts + param.secondary_opts)
             metavar = "" if param.is_flag else f" {param.name.upper()}"
             out += [".TP", f".B {escape(names)}{escape(metavar)}"]
-            out.append(escape(param.help or ""))
+            default = "" if param.is_flag or param.default in (None, (), []) else f" (default: {param.default})"
+            out.append(escape((param.help or "") + default))
     return out
 
 

@@ -123,7 +123,7 @@ def next_command(
         if any(v is not None for v in (cron, daily, hourly, every, anchor, tz)):
             raise UsageError("give a stored schedule's NAME or schedule options, not both")
         start = parse_instant(after, "--after") if after else _now()
-        with o.open_store(db, db_url, config) as store:
+        with o.open_store(db, db_url, config, create=False) as store:
             schedule, fires = preview_stored(store, name, start, count)
         zone_name = schedule.timezone
     else:
@@ -278,7 +278,7 @@ def edit_command(
         edit_in_file(str(file), name, fields)
         typer.echo(f"changed {name} in {file}")
         return
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         current = store.get(name)
         changes: dict[str, Any] = {}
         if pipeline is not None:
@@ -377,7 +377,7 @@ def list_command(
     if paused and enabled:
         raise UsageError("give --paused or --enabled, not both")
     state = False if paused else True if enabled else None
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         rows = list_schedules(store, tag=tag, enabled=state)
     if as_json:
         from flowyml_sched.model import run_to_dict, schedule_to_dict
@@ -405,7 +405,7 @@ def show_command(
     from flowyml_sched.service import preview_stored
 
     now = _now()
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         schedule, fires = preview_stored(store, name, now, 3)
     if as_json:
         from flowyml_sched.model import schedule_to_dict
@@ -439,7 +439,7 @@ def pause_command(
         return
     from flowyml_sched.service import pause_schedule
 
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         pause_schedule(store, name, note, _now())
     typer.echo(f"paused {name}")
 
@@ -467,7 +467,7 @@ def resume_command(
     from flowyml_sched.service import resume_schedule
 
     now = _now()
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         stored = resume_schedule(store, name, now)
     typer.echo(f"resumed {name}: {describe_next(stored, now)}")
 
@@ -491,7 +491,7 @@ def remove_command(
         remove_schedule(str(file), name)
         typer.echo(f"removed {name} from {file}")
         return
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         store.remove(name)
     typer.echo(f"removed {name}")
 
@@ -511,7 +511,7 @@ def clear_command(
     if not yes and not typer.confirm("Remove every schedule from the store?", default=False):
         typer.echo("nothing removed", err=True)
         raise typer.Exit(1)
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         count = store.clear()
     typer.echo(f"removed {count} schedule{'s' if count != 1 else ''}")
 
@@ -533,8 +533,10 @@ def history_command(
     from flowyml_sched.model import validate_name
 
     validate_name(name)
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         runs = store.history(name, limit)
+        if not runs:
+            store.get(name)  # an unknown name is an error, a schedule without runs is not
     if as_json:
         from flowyml_sched.model import run_to_dict
 
@@ -591,7 +593,7 @@ def export_command(
     """
     from flowyml_sched.service import export_schedules
 
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         text = export_schedules(store)
     if output is None:
         sys.stdout.write(text)
@@ -605,14 +607,16 @@ def export_command(
 
 @app.command("validate")
 @translate_errors
-def validate_command(file: Annotated[Path, typer.Argument(help="YAML schedules file.")]) -> None:
+def validate_command(
+    file: Annotated[Path, typer.Argument(help="YAML schedules file.")], check_pipeline: o.CheckPipeline = True
+) -> None:
     """Check a YAML schedules file and report every problem with file:line. Stores nothing.
 
     Example: flowyml-sched validate schedules.yaml
     """
-    from flowyml_sched.spec import load_spec
+    from flowyml_sched.service import validate_file
 
-    spec = load_spec(str(file))
+    spec = validate_file(str(file), check_pipelines=check_pipeline)
     for warning in spec.warnings:
         typer.echo(f"flowyml-sched: warning: {warning}", err=True)
     count = len(spec.schedules)
@@ -663,7 +667,8 @@ def run_worker_command(
     state_dir: Annotated[
         Optional[Path],
         typer.Option(
-            "--state-dir", help="Locks and run logs. [default: $STATE_DIRECTORY or ~/.local/state/flowyml-sched]"
+            "--state-dir",
+            help="Locks and run logs; workers that share a store on one host must share it. [env: FLOWYML_SCHEDULER_STATE_DIR; default: $STATE_DIRECTORY, else $XDG_STATE_HOME/flowyml-sched, else ~/.local/state/flowyml-sched]",
         ),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, wait for it, and exit.")] = False,
@@ -690,7 +695,7 @@ def run_worker_command(
     if check:
         from flowyml_sched.service import live_workers
 
-        with o.open_store(db, db_url, config) as store:
+        with o.open_store(db, db_url, config, create=False) as store:
             alive = live_workers(store, _now())
         typer.echo(f"{len(alive)} live worker{'s' if len(alive) != 1 else ''}" + "".join(f"\n  {w.id}" for w in alive))
         raise typer.Exit(0 if alive else 1)
@@ -751,7 +756,7 @@ def health_command(
     from flowyml_sched.service import health
     from flowyml_sched.triggers import parse_duration
 
-    with o.open_store(db, db_url, config) as store:
+    with o.open_store(db, db_url, config, create=False) as store:
         report = health(store, _now(), parse_duration(window), parse_duration(tolerance))
     if as_json:
         _print_json(report)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from datetime import timezone
 
 
 def under_journald() -> bool:
@@ -22,7 +24,7 @@ def under_journald() -> bool:
 def configure(level: int) -> None:
     """Install one handler on the root logger: journald gets ``LEVEL logger: message`` (the
     journal adds its own timestamp; no colour), a terminal gets Rich, anything else plain
-    lines with a UTC timestamp."""
+    lines; timestamps are UTC, as everywhere else in the tool."""
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
@@ -33,11 +35,17 @@ def configure(level: int) -> None:
     elif sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         from rich.logging import RichHandler
 
-        handler = RichHandler(show_path=False, rich_tracebacks=False)
+        handler = RichHandler(
+            show_path=False,
+            rich_tracebacks=False,
+            omit_repeated_times=False,
+            log_time_format=lambda moment: moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
         formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-        formatter.converter = __import__("time").gmtime
+        formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     root.addHandler(handler)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter is not the worker's news

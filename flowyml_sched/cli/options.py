@@ -38,7 +38,7 @@ ConfigPath = Annotated[
     Optional[Path],
     typer.Option(
         "--config",
-        help="YAML config file (keys db_url, db_path, timezone). [env: FLOWYML_SCHEDULER_CONFIG]",
+        help="YAML config file (keys db_url, db_path, timezone, state_dir). [env: FLOWYML_SCHEDULER_CONFIG]",
         rich_help_panel=STORE,
     ),
 ]
@@ -78,7 +78,7 @@ Timezone = Annotated[
     Optional[str],
     typer.Option(
         "--tz",
-        help="IANA timezone of the schedule, such as Europe/Berlin. [default: UTC or FLOWYML_SCHEDULER_TIMEZONE]",
+        help="IANA timezone of the schedule, such as Europe/Berlin. [default: FLOWYML_SCHEDULER_TIMEZONE, the config file's timezone, else UTC]",
         rich_help_panel=SCHEDULE,
     ),
 ]
@@ -109,7 +109,11 @@ MaxCatchUp = Annotated[
 ]
 MisfireGrace = Annotated[
     Optional[str],
-    typer.Option("--misfire-grace", help="Skip a fire time missed by more than this duration.", rich_help_panel=POLICY),
+    typer.Option(
+        "--misfire-grace",
+        help="A fire time claimed later than this (60s) counts as missed and follows --catchup.",
+        rich_help_panel=POLICY,
+    ),
 ]
 OverlapOpt = Annotated[
     Optional[str],
@@ -140,11 +144,14 @@ def settings(db: Path | None, db_url: str | None, config: Path | None, tz: str |
 
 
 @contextmanager
-def open_store(db: Path | None, db_url: str | None, config: Path | None) -> Iterator[ScheduleStore]:
-    """The store the flags and environment name, closed on exit."""
+def open_store(
+    db: Path | None, db_url: str | None, config: Path | None, create: bool = True
+) -> Iterator[ScheduleStore]:
+    """The store the flags and environment name, closed on exit. Commands that only read
+    pass ``create=False``, so a mistyped path is an error rather than a new empty store."""
     from flowyml_sched.store import open_store as open_
 
-    store = open_(settings(db, db_url, config).db_url)
+    store = open_(settings(db, db_url, config).db_url, create=create)
     try:
         yield store
     finally:

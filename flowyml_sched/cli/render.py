@@ -6,7 +6,7 @@ Rich honours ``NO_COLOR`` and drops colour and styles when stdout is not a termi
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -124,13 +124,26 @@ def render_schedule(schedule: Schedule, fires: list[FireTime], now: datetime) ->
     table.add_column(style="bold")
     table.add_column()
     for key, value in schedule_to_dict(schedule).items():
-        if value is None or value == "" or value == [] or value == {}:
-            continue
-        table.add_row(key, str(value))
+        table.add_row(key, _show_value(key, value))
     console.print(table)
     if schedule.enabled:
         console.print()
         render_fire_times(fires, schedule.timezone)
+
+
+def _show_value(key: str, value: Any) -> str:
+    """A stored field as ``show`` prints it: JSON for structures, durations as 1h30m, '-' for none."""
+    import json
+
+    from flowyml_sched.triggers import format_duration
+
+    if value is None or value == "":
+        return "-"
+    if key.endswith("_seconds") and isinstance(value, int | float):
+        return format_duration(timedelta(seconds=value))
+    if isinstance(value, dict | list | bool):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def render_history(name: str, runs: list[Run]) -> None:

@@ -70,11 +70,12 @@ class StoreEngine:
         self.engine.dispose()
 
 
-def create_store_engine(url_text: str) -> StoreEngine:
-    """Parse ``url_text`` and build its engine; for SQLite, create the file and its directories.
+def create_store_engine(url_text: str, create: bool = True) -> StoreEngine:
+    """Parse ``url_text`` and build its engine; for SQLite, create the file and its directories
+    (with ``create=False`` a missing SQLite file is an error instead).
 
     Nothing is queried yet. Raises :class:`StoreError` for an unparsable or unsupported URL,
-    a missing driver, or a SQLite file that cannot be created.
+    a missing driver, or a SQLite file that cannot be created (or is missing).
     """
     try:
         url = sa.make_url(url_text)
@@ -84,7 +85,7 @@ def create_store_engine(url_text: str) -> StoreEngine:
         ) from None
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, create)
     if backend == "postgresql":
         return _postgresql_engine(url)
     raise StoreError(
@@ -93,7 +94,7 @@ def create_store_engine(url_text: str) -> StoreEngine:
     )
 
 
-def _sqlite_engine(url: sa.URL) -> StoreEngine:
+def _sqlite_engine(url: sa.URL, create: bool) -> StoreEngine:
     database = url.database or ""
     is_uri = str(url.query.get("uri", "")).lower() in ("true", "1")
     if database in ("", ":memory:"):
@@ -109,6 +110,12 @@ def _sqlite_engine(url: sa.URL) -> StoreEngine:
         else:
             path = Path(database).expanduser().absolute()
             location = str(path)
+            if not create and not path.exists():
+                raise StoreError(
+                    location,
+                    "there is no store here yet (the first add, apply or db upgrade creates it); "
+                    "check --db, FLOWYML_SCHEDULER_DB_PATH or FLOWYML_SCHEDULER_DB_URL",
+                )
             _create_sqlite_file(path)
             url = url.set(database=str(path))
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})

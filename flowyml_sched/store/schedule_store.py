@@ -40,16 +40,17 @@ _IN_LIST_LIMIT = 500
 """Above this many names, ``last_runs`` reads every schedule's latest run and filters in Python."""
 
 
-def open_store(url: str) -> ScheduleStore:
+def open_store(url: str, create: bool = True) -> ScheduleStore:
     """Open the store at a SQLAlchemy URL, creating or upgrading its schema when needed.
 
     ``sqlite:///PATH`` (the file and its parent directories are created, mode 0600/0700)
-    or ``postgresql+psycopg://USER@HOST:PORT/DB``. When the schema is already current this
+    or ``postgresql+psycopg://USER@HOST:PORT/DB``; with ``create=False`` a missing SQLite
+    file is a StoreError (for commands that only read). When the schema is already current this
     costs one query and does not import Alembic. Raises
     :class:`~flowyml_sched.errors.StoreError` (naming the path, or the URL without its
     password) when the store cannot be created, opened, read or upgraded.
     """
-    store_engine = create_store_engine(url)
+    store_engine = create_store_engine(url, create)
     store = ScheduleStore(store_engine)
     try:
         store._ensure_schema()

@@ -6,6 +6,7 @@ Rich honours ``NO_COLOR`` and drops colour and styles when stdout is not a termi
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,21 +21,54 @@ if TYPE_CHECKING:
 
 
 PIPE_WIDTH = 160
-"""Columns of a table printed to a pipe or file (a terminal uses its own width)."""
+"""Columns of Rich output printed to a pipe or file (a terminal uses its own width)."""
 
 
 def _console() -> Console:
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=PIPE_WIDTH)
+        console = Console(highlight=False, markup=False, width=PIPE_WIDTH)
     return console
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column)
-    return table
+class _Grid:
+    """Rows under column headings: a Rich table on a terminal, plain aligned text otherwise
+    (for pipes, files and scripts: no box characters, no wrapping, and much faster)."""
+
+    def __init__(self, *columns: str, header: bool = True, right: tuple[int, ...] = ()):
+        self.columns = columns
+        self.header = header
+        self.right = right
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def print(self) -> None:
+        console = _console()
+        if console.is_terminal:
+            table = Table(
+                box=box.SIMPLE_HEAD if self.header else None,
+                show_header=self.header,
+                show_edge=False,
+                pad_edge=False,
+            )
+            for index, column in enumerate(self.columns):
+                table.add_column(column, justify="right" if index in self.right else "left")
+            for row in self.rows:
+                table.add_row(*row)
+            console.print(table)
+            return
+        lines = ([self.columns] if self.header else []) + self.rows
+        widths = [max(len(line[i]) for line in lines) for i in range(len(self.columns))]
+        out = []
+        for line in lines:
+            cells = [
+                cell.rjust(width) if index in self.right else cell.ljust(width)
+                for index, (cell, width) in enumerate(zip(line, widths, strict=True))
+            ]
+            out.append("  ".join(cells).rstrip())
+        sys.stdout.write("\n".join(out) + "\n")
 
 
 def relative(moment: datetime, now: datetime) -> str:
@@ -80,8 +114,7 @@ def fire_time_json(fire: FireTime) -> dict[str, Any]:
 
 def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
     """Print fire times as a table: local time, UTC, and the DST note."""
-    table = _table("#", f"fire time ({zone_name})", "UTC", "DST")
-    table.columns[0].justify = "right"
+    table = _Grid("#", f"fire time ({zone_name})", "UTC", "DST", right=(0,))
     for index, fire in enumerate(fires, start=1):
         table.add_row(
             str(index),
@@ -89,7 +122,7 @@ def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
             fire.utc.strftime("%Y-%m-%d %H:%M:%S"),
             fire.describe_note(),
         )
-    _console().print(table)
+    table.print()
 
 
 def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime) -> None:
@@ -98,7 +131,7 @@ def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime)
     if not rows:
         console.print("no schedules; add one with 'flowyml-sched add' or 'flowyml-sched apply FILE'")
         return
-    table = _table("name", "schedule", "zone", "next fire", "last run", "state")
+    table = _Grid("name", "schedule", "zone", "next fire", "last run", "state")
     from flowyml_sched.zones import get_zone
 
     for schedule, run in rows:
@@ -112,7 +145,7 @@ def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime)
             "enabled" if schedule.enabled else "paused" + (f": {schedule.pause_note}" if schedule.pause_note else "")
         )
         table.add_row(schedule.name, trigger_label(schedule), schedule.timezone, next_fire, last, state)
-    console.print(table)
+    table.print()
 
 
 def render_schedule(schedule: Schedule, fires: list[FireTime], now: datetime) -> None:
@@ -120,12 +153,10 @@ def render_schedule(schedule: Schedule, fires: list[FireTime], now: datetime) ->
     from flowyml_sched.model import schedule_to_dict
 
     console = _console()
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = _Grid("field", "value", header=False)
     for key, value in schedule_to_dict(schedule).items():
         table.add_row(key, _show_value(key, value))
-    console.print(table)
+    table.print()
     if schedule.enabled:
         console.print()
         render_fire_times(fires, schedule.timezone)
@@ -152,7 +183,7 @@ def render_history(name: str, runs: list[Run]) -> None:
     if not runs:
         console.print(f"no runs recorded for {name}")
         return
-    table = _table("scheduled for (UTC)", "status", "started (UTC)", "duration", "error", "run id", "worker")
+    table = _Grid("scheduled for (UTC)", "status", "started (UTC)", "duration", "error", "run id", "worker")
     for run in runs:
         table.add_row(
             f"{run.scheduled_for:%Y-%m-%d %H:%M:%S}",
@@ -163,7 +194,7 @@ def render_history(name: str, runs: list[Run]) -> None:
             run.run_id or "",
             run.worker or "",
         )
-    console.print(table)
+    table.print()
 
 
 def _utc(value: datetime | None) -> str | None:
@@ -230,7 +261,7 @@ def render_health(report: dict[str, Any]) -> None:
     for late in report["late"]:
         console.print(f"  late: {late['name']} was due {late['next_fire_at']} ({late['late_seconds']:.0f} s ago)")
     if report["schedules"]:
-        table = _table("schedule", "runs", "success", "p50", "p95", "missed", "skipped")
+        table = _Grid("schedule", "runs", "success", "p50", "p95", "missed", "skipped")
         for name, figures in report["schedules"].items():
             share = figures["success_rate"]
             p50, p95 = figures["duration_p50_seconds"], figures["duration_p95_seconds"]
@@ -243,7 +274,7 @@ def render_health(report: dict[str, Any]) -> None:
                 str(figures["missed"]),
                 str(figures["skipped"]),
             )
-        console.print(table)
+        table.print()
     failure = report["last_failure"]
     if failure:
         error = (failure["error"] or "").splitlines()[0] if failure["error"] else ""

@@ -131,6 +131,8 @@ class Worker:
         self._active: dict[int, _Active] = {}
         self._threads: set[threading.Thread] = set()
         self._maintenance = _Maintenance()
+        self._known_due: tuple[datetime | None] | None = None
+        """The earliest due fire time read by the last idle round, for the loop's sleep."""
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -144,6 +146,12 @@ class Worker:
             free = self.settings.max_concurrent - len(self._active)
         if free <= 0:
             return []
+        # an idle round is one indexed read; the write transaction only when something is due
+        due = self.store.next_due_at()
+        if due is None or due > now:
+            self._known_due = (due,)
+            return []
+        self._known_due = None
         claims = self.store.claim_due(now, self.identity, free)
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
@@ -237,10 +245,14 @@ class Worker:
         with self._mutex:
             if len(self._active) >= self.settings.max_concurrent:
                 return poll
-        try:
-            due = self.store.next_due_at()
-        except StoreError:
-            return poll
+        known, self._known_due = self._known_due, None
+        if known is not None:
+            (due,) = known
+        else:
+            try:
+                due = self.store.next_due_at()
+            except StoreError:
+                return poll
         if due is None:
             return poll
         return min(poll, max(0.0, (due - self.clock()).total_seconds()))

@@ -110,15 +110,29 @@ class ChildRun:
         return self._process.pid if self._process else None
 
     def wait(self, timeout: float | None = None) -> Outcome:
-        """Block until the child ends, stopping it as ``timed_out`` after ``timeout`` seconds."""
+        """Block until the run ends, stopping it as ``timed_out`` after ``timeout`` seconds.
+
+        The run is its whole process group: when the child has exited, what it left behind
+        in its group (a background process still holding the output pipe) gets SIGTERM,
+        then SIGKILL after the grace, so a run always ends and its timeout always holds.
+        """
         assert self._process is not None, "start() first"
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop(RunStatus.timed_out, f"timed out after {timeout:g} s")
             self._process.wait()
         if self._pump is not None:
-            self._pump.join()
+            remaining = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            self._pump.join(remaining)
+            if self._pump.is_alive():  # leftovers in the group keep the output pipe open
+                if deadline is not None and time.monotonic() >= deadline and self._stopped_as is None:
+                    self._stopped_as = (RunStatus.timed_out, f"timed out after {timeout:g} s")
+                self._signal(signal.SIGTERM)
+                self._pump.join(self.kill_grace)
+                self._signal(signal.SIGKILL)
+                self._pump.join()
         return self._outcome()
 
     def stop(self, status: RunStatus, reason: str) -> None:
@@ -126,6 +140,11 @@ class ChildRun:
         twice, and before :meth:`start` (the child is then stopped as soon as it exists)."""
         with self._guard:
             if self._process is not None and self._process.poll() is not None:
+                if self._pump is None or not self._pump.is_alive():
+                    return  # the run is over, group and all
+                if self._stopped_as is None:
+                    self._stopped_as = (status, reason)
+                self._terminate()  # the leader is gone but its group still holds the output
                 return
             if self._stopped_as is None:
                 self._stopped_as = (status, reason)
@@ -139,9 +158,14 @@ class ChildRun:
 
     def _kill_later(self) -> None:
         assert self._process is not None
-        try:
+        started = time.monotonic()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=self.kill_grace)
-        except subprocess.TimeoutExpired:
+        if self._pump is not None:  # the rest of the group gets the same grace
+            self._pump.join(max(0.0, self.kill_grace - (time.monotonic() - started)))
+        # SIGKILL what is left of the group, leader or not; a group with a member still
+        # holding the output pipe (or a live leader) cannot have had its id reused
+        if self._process.poll() is None or (self._pump is not None and self._pump.is_alive()):
             self._signal(signal.SIGKILL)
 
     def _signal(self, signum: int) -> None:

@@ -143,7 +143,7 @@ class Worker:
         if self._stopping.is_set():
             return []
         with self._mutex:
-            free = self.settings.max_concurrent - len(self._active)
+            free = self.settings.max_concurrent - len(self._threads)
         if free <= 0:
             return []
         # an idle round is one indexed read; the write transaction only when something is due
@@ -243,7 +243,7 @@ class Worker:
     def _sleep_seconds(self) -> float:
         poll = self.settings.poll_interval
         with self._mutex:
-            if len(self._active) >= self.settings.max_concurrent:
+            if len(self._threads) >= self.settings.max_concurrent:
                 return poll
         known, self._known_due = self._known_due, None
         if known is not None:
@@ -446,7 +446,7 @@ class Worker:
             self._close(claim, RunStatus.skipped, "the previous run was still going (overlap: skip)")
             return None, None
         if overlap is Overlap.queue:
-            queue_lock = self.locks.lock(f"{schedule.name}.queued")
+            queue_lock = self.locks.lock(f"{schedule.name}+queued")  # '+' is in no schedule name
             if not queue_lock.acquire(0):
                 self._close(
                     claim, RunStatus.skipped, "a run was already waiting behind the running one (overlap: queue)"
@@ -454,7 +454,8 @@ class Worker:
                 return None, None
             while not self._stopping.is_set():
                 if lock.acquire(0.5):
-                    return lock, queue_lock
+                    queue_lock.release()  # the next fire time may wait now
+                    return lock, None
             queue_lock.release()
             self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
             return None, None

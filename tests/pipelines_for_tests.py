@@ -149,3 +149,21 @@ def gated(
 
 NOT_CALLABLE = 42
 """Resolves, but is not a pipeline."""
+
+
+def leaves_background(seconds: float = 30.0) -> None:
+    """Starts ``sleep seconds`` in the background (holding the output pipe) and returns at once."""
+    import subprocess
+
+    subprocess.Popen(["sleep", str(seconds)])
+
+
+def grandchild_ignoring_term(seconds: float = 60.0) -> None:
+    """Forks a child that ignores SIGTERM; both sleep ``seconds``."""
+    import signal
+
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(seconds)
+        os._exit(0)
+    time.sleep(seconds)

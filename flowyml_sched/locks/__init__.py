@@ -32,7 +32,7 @@ class RunLock(Protocol):
 
 class LockBackend(Protocol):
     def lock(self, name: str) -> RunLock:
-        """A lock object for schedule ``name`` (not yet taken)."""
+        """A lock object for schedule ``name``, or ``name+suffix`` for a helper lock (not yet taken)."""
         ...
 
 

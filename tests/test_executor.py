@@ -1,0 +1,68 @@
+"""The child-process executor: a run is its whole process group, so a run always ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pipelines_for_tests import pythonpath
+
+from flowyml_sched.executor import ChildRun, RunRequest
+from flowyml_sched.model import RunStatus
+
+FIRE = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _child_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", pythonpath())
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def run(tmp_path: Path, pipeline: str, params: dict, timeout: float | None) -> tuple[ChildRun, RunStatus, float]:
+    child = ChildRun(RunRequest(pipeline, params, FIRE, "run-1"), tmp_path / "run.log", kill_grace=1.0).start()
+    started = time.monotonic()
+    outcome = child.wait(timeout)
+    return child, outcome.status, time.monotonic() - started
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads process groups from /proc")
+def test_a_background_process_left_behind_ends_with_the_run(tmp_path: Path) -> None:
+    child, status, took = run(tmp_path, "pipelines_for_tests:leaves_background", {"seconds": 30}, None)
+    assert status is RunStatus.succeeded
+    assert took < 10  # not the 30 s the background sleep wanted
+    assert child.pid is not None
+    deadline = time.monotonic() + 5
+    while group_members(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the kernel to finish the kill, not for time
+    assert group_members(child.pid) == []
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads process groups from /proc")
+def test_a_grandchild_ignoring_sigterm_cannot_outlive_the_timeout(tmp_path: Path) -> None:
+    child, status, took = run(tmp_path, "pipelines_for_tests:grandchild_ignoring_term", {"seconds": 60}, 2.0)
+    assert status is RunStatus.timed_out
+    assert took < 2.0 + 1.0 + 5  # timeout, kill grace, and slack for a loaded machine
+    assert child.pid is not None
+    deadline = time.monotonic() + 5
+    while group_members(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_members(child.pid) == []
+    assert os.path.exists(tmp_path / "run.log")

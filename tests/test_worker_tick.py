@@ -384,7 +384,7 @@ def test_overlap_queue_lets_one_run_wait_and_skips_a_third(
     worker.tick(at_minute(1))
     wait_until(lambda: events(record, "start"), "the first run to start")
     worker.tick(at_minute(2))
-    wait_until(lambda: flock_held(tmp_path / "locks" / "busy.queued.lock"), "the second run to queue")
+    wait_until(lambda: flock_held(tmp_path / "locks" / "busy+queued.lock"), "the second run to queue")
     worker.tick(at_minute(3))
     wait_until(lambda: statuses(store, "busy").get(at_minute(3)) is RunStatus.skipped, "the third to be skipped")
     assert statuses(store, "busy")[at_minute(2)] is RunStatus.running  # still waiting

@@ -114,7 +114,22 @@ def edit_schedule(store: ScheduleStore, name: str, changes: Mapping[str, Any], n
     """
     current = store.get(name)
     updated = replace(current, **changes)
-    return store.replace(replace(updated, next_fire_at=next_fire_at(updated, now)), now)
+    return store.replace(replace(updated, next_fire_at=carried_next_fire_at(current, updated, now)), now)
+
+
+def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) -> datetime | None:
+    """The next fire time of an edited schedule.
+
+    When its timing is untouched (same trigger, zone and enabled state) the stored next
+    fire time is kept, so an edit of, say, its description cannot drop a fire time that is
+    due but not yet claimed; otherwise it is the first fire time after ``now``.
+    """
+    same_timing = (current.trigger, current.timezone, current.enabled) == (
+        updated.trigger,
+        updated.timezone,
+        updated.enabled,
+    )
+    return current.next_fire_at if same_timing else next_fire_at(updated, now)
 
 
 def pause_schedule(store: ScheduleStore, name: str, note: str | None, now: datetime) -> Schedule:
@@ -183,14 +198,20 @@ def apply_file(
     from flowyml_sched.spec import plan
 
     spec = validate_file(path, check_pipelines=check_pipelines)
+    # a file is known by its absolute path, so --prune means the same file from any directory
+    source = str(Path(path).resolve())
     current = store.list()
-    result = plan(spec, current, prune=prune, source=path, now=now)
-    if not dry_run and result.has_changes:
-        wanted = [entry.new for entry in (*result.creates, *result.changes) if entry.new is not None]
-        timed = {s.name: replace(s, next_fire_at=next_fire_at(s, now)) for s in wanted}
+    result = plan(spec, current, prune=prune, source=source, now=now)
+    if not dry_run and (result.has_changes or result.other_source):
         store.apply(
-            creates=[timed[entry.name] for entry in result.creates],
-            updates=[timed[entry.name] for entry in result.changes],
+            creates=[replace(e.new, next_fire_at=next_fire_at(e.new, now)) for e in result.creates if e.new],
+            updates=[
+                replace(e.new, next_fire_at=carried_next_fire_at(e.old, e.new, now))
+                # changed ones, and unchanged ones the file now owns (stored from the CLI or
+                # another file), so that a later --prune of this file may delete them
+                for e in (*result.changes, *(u for u in result.unchanged if u.name in result.other_source))
+                if e.new and e.old
+            ],
             deletes=[entry.name for entry in result.deletes],
             now=now,
         )

@@ -1,0 +1,67 @@
+"""Use cases over a real store: edits and applies keep fire times that are due but unclaimed."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from flowyml_sched import service
+from flowyml_sched.model import Schedule
+from flowyml_sched.store import ScheduleStore
+from flowyml_sched.triggers import DailyTrigger
+
+UTC = timezone.utc
+CREATED = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
+DUE = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)  # the first fire of a daily 09:00 UTC schedule
+
+
+def add_daily(store: ScheduleStore) -> None:
+    schedule = Schedule("nightly", "pipelines_for_tests:ok", DailyTrigger(9, 0), "UTC")
+    service.add_schedule(store, schedule, CREATED, check_pipeline=False)
+
+
+def test_editing_only_the_description_keeps_a_due_unclaimed_fire_time(store: ScheduleStore) -> None:
+    add_daily(store)
+    edited = service.edit_schedule(store, "nightly", {"description": "only words"}, DUE + timedelta(seconds=5))
+    assert edited.next_fire_at == DUE  # still due: the worker will claim it
+
+
+def test_editing_the_trigger_moves_the_next_fire_time_past_now(store: ScheduleStore) -> None:
+    add_daily(store)
+    now = DUE + timedelta(seconds=5)
+    edited = service.edit_schedule(store, "nightly", {"trigger": DailyTrigger(10, 0)}, now)
+    assert edited.next_fire_at == datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
+
+
+def test_resume_starts_after_now_not_in_the_paused_period(store: ScheduleStore) -> None:
+    add_daily(store)
+    service.pause_schedule(store, "nightly", "maintenance", CREATED)
+    resumed = service.resume_schedule(store, "nightly", DUE + timedelta(days=2, hours=1))
+    assert resumed.next_fire_at == datetime(2026, 1, 13, 9, 0, tzinfo=UTC)
+
+
+SPEC = """version: 1
+schedules:
+  - name: {name}
+    pipeline: pipelines_for_tests:ok
+    daily: "09:00"
+"""
+
+
+def test_prune_knows_a_file_by_its_absolute_path_from_any_directory(
+    store: ScheduleStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder, name in (("a", "from-a"), ("b", "from-b")):
+        (tmp_path / folder / "y").mkdir(parents=True)
+        (tmp_path / folder / "y" / "s.yaml").write_text(SPEC.format(name=name))
+        monkeypatch.chdir(tmp_path / folder)
+        service.apply_file(store, "y/s.yaml", prune=True, dry_run=False, now=CREATED, check_pipelines=False)
+    assert [s.name for s in store.list()] == ["from-a", "from-b"]
+    monkeypatch.chdir(tmp_path)
+    plan = service.apply_file(
+        store, os.fspath(tmp_path / "a" / "y" / "s.yaml"), prune=True, dry_run=True, now=CREATED, check_pipelines=False
+    )
+    assert not plan.deletes and [u.name for u in plan.unchanged] == ["from-a"]

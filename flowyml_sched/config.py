@@ -85,6 +85,8 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
     """
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(path, "it is not UTF-8 text") from None
     except FileNotFoundError:
         if required:
             raise ConfigError(path, "no such file") from None
@@ -101,9 +103,12 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
         raise ConfigError(path, f"{line}not valid YAML") from None
     if not isinstance(data, dict):
         raise ConfigError(path, "expected a mapping of keys to values")
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    unknown = sorted(set(map(str, data)) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(path, f"unknown key {unknown[0]!r}")
+    for key, value in data.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, f"{key} must be non-empty text, not {value!r}")
     return data
 
 

@@ -222,3 +222,16 @@ class SpecFileError(SchedulerError, OSError):
         self.path = path
         self.reason = reason
         super().__init__(f"cannot use the schedules file {path}: {reason}")
+
+
+class OutOfRange(SchedulerError, ValueError):
+    """A fire time past the year 9999, the last one the calendar can hold."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} falls past the year 9999, the last one the calendar can hold")
+
+
+MIN_YEAR = 1800
+"""Earliest year of an instant the tool accepts."""
+MAX_YEAR = 9000
+"""Latest year of an instant the tool accepts; fire times are sought up to year 9999."""

@@ -208,7 +208,11 @@ def parse_spec(text: str, path: str) -> SpecFile:
     Returns a :class:`SpecFile`. Raises :class:`~flowyml_sched.errors.InvalidSpec` listing
     every :class:`~flowyml_sched.errors.SpecProblem` when there is at least one.
     """
-    return _Reader(path).read(text)
+    try:
+        return _Reader(path).read(text)
+    except RecursionError:
+        problem = SpecProblem(path, None, "the YAML is nested too deeply to be a schedules file")
+        raise InvalidSpec(path, [problem]) from None
 
 
 def load_spec(path: str | os.PathLike[str]) -> SpecFile:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from flowyml_sched.cronspec import CronSpec
+from flowyml_sched.errors import OutOfRange
 from flowyml_sched.triggers import IntervalTrigger, Trigger
 
 UTC = timezone.utc
@@ -87,17 +88,25 @@ def next_fire_time(trigger: Trigger, zone: tzinfo, after: datetime) -> FireTime:
     """The first fire time of ``trigger`` in ``zone`` strictly after the instant ``after``.
 
     ``after`` must be aware (any zone); the result is in ``zone``. Raises ``ValueError``
-    for a naive ``after``.
+    for a naive ``after`` and :class:`~flowyml_sched.errors.OutOfRange` when the fire time
+    would fall past the year 9999.
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"reference instant {after!r} is naive; pass an aware datetime")
-    if isinstance(trigger, IntervalTrigger):
-        return _next_interval(trigger, zone, after)
-    spec = trigger.spec
-    cur = after.astimezone(UTC).replace(tzinfo=None)
-    if spec.fixed_time:
-        return _next_fixed(spec, zone, cur)
-    return _next_wildcard(spec, zone, cur)
+    try:
+        if isinstance(trigger, IntervalTrigger):
+            return _next_interval(trigger, zone, after)
+        spec = trigger.spec
+        cur = after.astimezone(UTC).replace(tzinfo=None)
+        if spec.fixed_time:
+            return _next_fixed(spec, zone, cur)
+        return _next_wildcard(spec, zone, cur)
+    except OverflowError:
+        raise OutOfRange(f"the next fire time after {after.isoformat()}") from None
+    except ValueError as exc:
+        if "out of range" not in str(exc):
+            raise
+        raise OutOfRange(f"the next fire time after {after.isoformat()}") from None
 
 
 def iter_fire_times(trigger: Trigger, zone: tzinfo, after: datetime) -> Iterator[FireTime]:

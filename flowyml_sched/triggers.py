@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flowyml_sched.cronspec import CronSpec, compile_cron
-from flowyml_sched.errors import InvalidDuration, InvalidInstant, InvalidMinute, InvalidTimeOfDay
+from flowyml_sched.errors import MAX_YEAR, MIN_YEAR, InvalidDuration, InvalidInstant, InvalidMinute, InvalidTimeOfDay
 
 UTC = timezone.utc
+
+MAX_DURATION = timedelta(days=36500)
+"""The longest interval, timeout or grace accepted: 100 years."""
 
 _SHORT_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
@@ -101,6 +104,8 @@ class IntervalTrigger:
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
             raise InvalidDuration(str(self.every), "it must be longer than zero")
+        if self.every > MAX_DURATION:
+            raise InvalidDuration(str(self.every), f"it is longer than {MAX_DURATION.days} days")
         if self.anchor.tzinfo is None or self.anchor.utcoffset() is None:
             raise InvalidInstant(self.anchor.isoformat(), "it has no UTC offset", "anchor")
         object.__setattr__(self, "anchor", self.anchor.astimezone(UTC))
@@ -153,21 +158,28 @@ def parse_duration(text: str) -> timedelta:
 
         try:
             value = isodate.parse_duration(stripped.upper())
+        except OverflowError:
+            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days") from None
         except (isodate.ISO8601Error, ValueError) as exc:
             raise InvalidDuration(text, f"it is not an ISO 8601 duration ({exc})") from None
         if not isinstance(value, timedelta):
             raise InvalidDuration(text, "years and months have no fixed length; use a cron schedule")
     else:
-        match = _SHORT_DURATION.fullmatch(stripped)
+        match = _SHORT_DURATION.fullmatch(stripped) if len(stripped) <= 40 else None
         if not stripped or not match:
             reason = "it is not a number followed by d, h, m or s"
             if stripped and _SHORT_DURATION.fullmatch(stripped.lower()):
                 reason = "units are lower case (m is minutes; months have no fixed length)"
             raise InvalidDuration(text, reason)
         parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
-        value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+        try:
+            value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+        except OverflowError:
+            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days") from None
     if value <= timedelta(0):
         raise InvalidDuration(text, "it must be longer than zero")
+    if value > MAX_DURATION:
+        raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days")
     return value
 
 
@@ -194,6 +206,8 @@ def parse_instant(text: str, option: str | None = None) -> datetime:
         raise InvalidInstant(text, "it is not an ISO 8601 date and time", option) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInstant(text, "it has no UTC offset, so it names no single instant", option)
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise InvalidInstant(text, f"its year is outside {MIN_YEAR}-{MAX_YEAR}", option)
     return value
 
 

@@ -190,18 +190,21 @@ class Worker:
     def run(self, once: bool = False) -> int:
         """Serve until stopped by a signal (or, with ``once``, until what is due now has run).
 
-        Returns the exit status: 0 after a clean shutdown.
+        Returns the exit status: 0 after a clean shutdown; 1 when ``once`` and its round failed.
         """
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
         self._heartbeat(self.clock())
         logger.info("worker %s serving %s", self.identity.id, self.store.location)
         self.notifier.ready(f"serving {self.store.location}")
+        failed = False
         try:
             while not self._stopping.is_set():
                 now = self.clock()
+                failed = True
                 try:
                     self.tick(now)
+                    failed = False
                 except StoreError as exc:
                     logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
                     self.notifier.status(f"store unavailable: {exc}")
@@ -217,7 +220,7 @@ class Worker:
                 self._wake.clear()
         finally:
             self._shutdown()
-        return 0
+        return 1 if once and failed else 0
 
     def request_stop(self) -> None:
         """First stage: stop claiming, let running work finish within the grace period."""

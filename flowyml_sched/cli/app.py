@@ -520,7 +520,7 @@ def clear_command(
 @translate_errors
 def history_command(
     name: Annotated[str, typer.Argument(help="The schedule (removed ones too).")],
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="How many runs, newest first.")] = 20,
     as_json: o.Json = False,
     db: o.DbPath = None,
     db_url: o.DbUrl = None,
@@ -645,24 +645,34 @@ def run_worker_command(
             help="Apply this YAML file at start, when it changes and on SIGHUP (pruning its removed schedules).",
         ),
     ] = None,
-    max_concurrent: Annotated[int, typer.Option("--max-concurrent", min=1, help="Runs executed at once.")] = 4,
+    max_concurrent: Annotated[
+        int, typer.Option("--max-concurrent", min=1, max=1000, help="Runs executed at once.")
+    ] = 4,
     poll_interval: Annotated[
-        float, typer.Option("--poll-interval", min=0.05, help="Seconds between polls when nothing is due sooner.")
+        float,
+        typer.Option("--poll-interval", min=0.05, max=3600, help="Seconds between polls when nothing is due sooner."),
     ] = 1.0,
     grace: Annotated[
         float,
-        typer.Option("--grace", min=0, help="Seconds running work may finish after SIGTERM before it is stopped."),
+        typer.Option(
+            "--grace", min=0, max=86400, help="Seconds running work may finish after SIGTERM before it is stopped."
+        ),
     ] = 30.0,
     lease: Annotated[
         float,
-        typer.Option("--lease", min=1, help="Seconds a heartbeat keeps this worker's claims; then they are abandoned."),
+        typer.Option(
+            "--lease", min=1, max=86400, help="Seconds a heartbeat keeps this worker's claims; then they are abandoned."
+        ),
     ] = 30.0,
     in_process: Annotated[
         bool, typer.Option("--in-process", help="Run pipelines in the worker process (no timeout, no isolation).")
     ] = False,
-    keep_runs: Annotated[int, typer.Option("--keep-runs", min=1, help="History kept per schedule, in runs.")] = 1000,
+    keep_runs: Annotated[
+        int, typer.Option("--keep-runs", min=1, max=10_000_000, help="History kept per schedule, in runs.")
+    ] = 1000,
     keep_days: Annotated[
-        Optional[float], typer.Option("--keep-days", min=0, help="Also delete history older than this many days.")
+        Optional[float],
+        typer.Option("--keep-days", min=0, max=36500, help="Also delete history older than this many days."),
     ] = None,
     state_dir: Annotated[
         Optional[Path],
@@ -729,9 +739,8 @@ def run_worker_command(
             sync=lambda path, now: sync_file(store, path, now),
         )
         if once:
-            worker.run(once=True)
+            code = worker.run(once=True)
             worker.wait_idle()
-            code = 0
         else:
             code = worker.run()
     raise typer.Exit(code)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from flowyml_sched.model import CatchUp, Schedule
 from flowyml_sched.timing import iter_fire_times
@@ -33,19 +33,25 @@ MAX_MISSED_RECORDED = 1000
 """At most this many missed fire times of one schedule are written to history per dispatch;
 older ones are counted in :attr:`Dispatch.missed_unlisted` and logged."""
 
-_SCAN_LIMIT = 1_000_000
+SCAN_LIMIT = 100_000
+"""The most fire times walked one by one in a dispatch (under a second); a
+schedule further behind is dispatched from a recent window and the older fire times are
+reported as missed without being counted (:attr:`Dispatch.missed_uncounted_before`)."""
 
 
 @dataclass(frozen=True)
 class Dispatch:
     """The decision for one schedule: fire times to ``run`` (oldest first), fire times
-    ``missed`` (oldest first), how many older missed ones were not listed, and the
-    schedule's new ``next_fire_at`` (UTC, strictly after now). All datetimes aware UTC."""
+    ``missed`` (oldest first), how many older missed ones were not listed, the
+    schedule's new ``next_fire_at`` (UTC, strictly after now), and, for a schedule too far
+    behind to walk, the instant before which missed fire times were not even counted.
+    All datetimes aware UTC."""
 
     run: list[datetime]
     missed: list[datetime]
     missed_unlisted: int
     next_fire_at: datetime
+    missed_uncounted_before: datetime | None = None
 
 
 def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
@@ -58,28 +64,15 @@ def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
     zone = get_zone(schedule.timezone)
     policy = schedule.policy
     grace = policy.misfire_grace or DEFAULT_MISFIRE_GRACE
-    utc = schedule.next_fire_at.tzinfo
-    late_count = 0
-    # of the late fire times only the newest can matter: the most that run or are listed as
-    # missed; on-time ones (the newest of all) all run, so none of them may be dropped
-    late_due: deque[datetime] = deque(maxlen=max(policy.max_catchup, MAX_MISSED_RECORDED) + 1)
-    on_time: list[datetime] = []
+    keep = max(policy.max_catchup, MAX_MISSED_RECORDED) + 1
     first = schedule.next_fire_at
-    following = iter_fire_times(schedule.trigger, zone, first)
-    candidate = first
-    next_fire_at = first
-    for _ in range(_SCAN_LIMIT):
-        if candidate > now:
-            next_fire_at = candidate
-            break
-        if now - candidate > grace:
-            late_count += 1
-            late_due.append(candidate)
-        else:
-            on_time.append(candidate)
-        candidate = next(following).at.astimezone(utc)
-    else:  # a schedule so far behind that scanning to now is not worth it
-        next_fire_at = next(iter_fire_times(schedule.trigger, zone, now)).at.astimezone(utc)
+    scanned = _scan(schedule, zone, first, now, grace, keep)
+    skipped_before: datetime | None = None
+    if scanned is None:  # too far behind to walk every fire time: start near now instead
+        skipped_before = _recent_start(schedule, zone, first, now, keep)
+        scanned = _scan(schedule, zone, skipped_before, now, grace, keep, inclusive=False)
+        assert scanned is not None, "a recent window holds a bounded number of fire times"
+    late_due, late_count, on_time, next_fire_at = scanned
     late = list(late_due)
     unlisted_total = late_count - len(late)
     run: list[datetime]
@@ -93,4 +86,57 @@ def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
     if len(missed) > MAX_MISSED_RECORDED:
         unlisted_total += len(missed) - MAX_MISSED_RECORDED
         missed = missed[-MAX_MISSED_RECORDED:]
-    return Dispatch(run=run + on_time, missed=missed, missed_unlisted=unlisted_total, next_fire_at=next_fire_at)
+    return Dispatch(
+        run=run + on_time,
+        missed=missed,
+        missed_unlisted=unlisted_total,
+        next_fire_at=next_fire_at,
+        missed_uncounted_before=skipped_before,
+    )
+
+
+def _scan(
+    schedule: Schedule,
+    zone: tzinfo,
+    start: datetime,
+    now: datetime,
+    grace: timedelta,
+    keep: int,
+    inclusive: bool = True,
+) -> tuple[deque[datetime], int, list[datetime], datetime] | None:
+    """Walk the fire times from ``start`` (included when ``inclusive``) to ``now``: the newest
+    ``keep`` late ones, how many were late, the on-time ones and the first one after now.
+    None when there are more than :data:`SCAN_LIMIT` of them."""
+    utc = start.tzinfo
+    # of the late fire times only the newest can matter: the most that run or are listed as
+    # missed; on-time ones (the newest of all) all run, so none of them may be dropped
+    late_due: deque[datetime] = deque(maxlen=keep)
+    late_count = 0
+    on_time: list[datetime] = []
+    following = iter_fire_times(schedule.trigger, zone, start)
+    candidate = start if inclusive else next(following).at.astimezone(utc)
+    for _ in range(SCAN_LIMIT):
+        if candidate > now:
+            return late_due, late_count, on_time, candidate
+        if now - candidate > grace:
+            late_count += 1
+            late_due.append(candidate)
+        else:
+            on_time.append(candidate)
+        candidate = next(following).at.astimezone(utc)
+    return None
+
+
+def _recent_start(schedule: Schedule, zone: tzinfo, first: datetime, now: datetime, keep: int) -> datetime:
+    """An instant after ``first`` such that at least ``keep`` fire times fall between it and
+    ``now``: windows back from now grow fourfold until one holds enough."""
+    span = timedelta(hours=1)
+    while True:
+        start = max(first, now - span)
+        fires = iter_fire_times(schedule.trigger, zone, start)
+        count = 0
+        while count < keep and next(fires).utc <= now:
+            count += 1
+        if count >= keep or start == first:
+            return start
+        span *= 4

@@ -12,6 +12,10 @@ DEFAULT_TIMEZONE = "UTC"
 """Timezone of a schedule that names none and of ``next`` without ``--tz``."""
 
 
+_NOT_CIVIL_PREFIXES = ("right/", "posix/")
+_NOT_CIVIL = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1024)
 def get_zone(name: str) -> ZoneInfo:
     """Return the :class:`~zoneinfo.ZoneInfo` for an IANA name such as ``Europe/Berlin``.
@@ -22,6 +26,8 @@ def get_zone(name: str) -> ZoneInfo:
     try:
         if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
             raise ValueError(name)
+        if name.startswith(_NOT_CIVIL_PREFIXES) or name in _NOT_CIVIL:
+            raise ValueError(name)  # leap-second, POSIX-rule or host-dependent: not a civil zone
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise UnknownTimezone(name, suggest_zones(name)) from None

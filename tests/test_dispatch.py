@@ -299,3 +299,22 @@ def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
         assert late_run == ([] if on_time else late[-1:])
     else:
         assert late_run == late[-max_catchup:]
+
+
+@pytest.mark.parametrize("catchup", [CatchUp.latest, CatchUp.all])
+def test_every_second_down_for_a_year_runs_the_newest_and_is_fast(catchup: CatchUp) -> None:
+    schedule = every_second(catchup=catchup, max_catchup=3)
+    now = schedule.next_fire_at + timedelta(days=365, seconds=0.5)
+    started = time.perf_counter()
+    dispatch = plan_dispatch(schedule, now)
+    assert time.perf_counter() - started < 10  # bounded work (about one second here), not a year of fire times
+    # fire times are whole seconds: on time are the 60 of the last minute (23:59:02 to 00:00:01)
+    newest_late = now - timedelta(seconds=60.5)
+    on_time = [now - timedelta(seconds=s + 0.5) for s in range(59, -1, -1)]
+    # on-time fire times run; with latest nothing late runs beside them, with all the 3 newest late ones
+    expected_late = [] if catchup is CatchUp.latest else [newest_late - timedelta(seconds=s) for s in (2, 1, 0)]
+    assert dispatch.run == expected_late + on_time
+    assert dispatch.missed[-1] == newest_late - timedelta(seconds=len(expected_late))
+    assert dispatch.missed_uncounted_before is not None
+    assert dispatch.missed_uncounted_before > schedule.next_fire_at
+    assert dispatch.next_fire_at == now + timedelta(seconds=0.5)

@@ -300,11 +300,14 @@ class ScheduleStore:
                 for at in dispatch.missed:
                     reason = f"missed: no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
                     _insert_run_quietly(conn, schedule.name, at, RunStatus.missed, now, worker, reason)
-                if dispatch.missed_unlisted:
+                if dispatch.missed_unlisted or dispatch.missed_uncounted_before:
                     logger.warning(
-                        "%s: %d older missed fire times were not recorded one by one",
+                        "%s: %d older missed fire times were not recorded one by one%s",
                         schedule.name,
                         dispatch.missed_unlisted,
+                        f", nor any before {dispatch.missed_uncounted_before.isoformat()}"
+                        if dispatch.missed_uncounted_before
+                        else "",
                     )
                 for at in dispatch.run:
                     run_id = _insert_run_quietly(conn, schedule.name, at, RunStatus.running, now, worker, None)

@@ -225,6 +225,8 @@ def validate_params(params: object) -> None:
         raise InvalidParams(params, "expected a mapping of names to values")
     if not all(isinstance(k, str) for k in params):
         raise InvalidParams(params, "every key must be a string")
+    if "scheduled_for" in params:
+        raise InvalidParams(params, "scheduled_for is reserved: the worker passes each run's fire time under that name")
     try:
         json.dumps(dict(params), allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -159,3 +159,29 @@ def test_the_scheduler_runs_the_flowyml_factory(flowyml_sandbox):
     target = pipelines.resolve("flowyml_demo")
     result = pipelines.run_target(target, {"input": "sales.csv"}, MARCH_4, "sched-run-7")
     assert result == pipelines.PipelineResult(True, None, "sched-run-7")
+
+
+def test_a_worker_runs_the_flowyml_entry_point_and_its_run_id_lands_in_history(flowyml_sandbox):
+    from datetime import timedelta
+
+    from flowyml_sched import service
+    from flowyml_sched.locks import FileLocks
+    from flowyml_sched.model import RunStatus, Schedule
+    from flowyml_sched.store import open_store
+    from flowyml_sched.triggers import DailyTrigger
+    from flowyml_sched.worker import Worker, WorkerSettings
+
+    created = MARCH_4 - timedelta(hours=1)
+    with open_store(f"sqlite:///{flowyml_sandbox / 'store.db'}") as store:
+        schedule = Schedule("flowyml-nightly", "flowyml_demo", DailyTrigger(2, 30), "UTC")
+        service.add_schedule(store, schedule, created)  # the entry point resolves: no --no-check needed
+        worker = Worker(
+            store,
+            FileLocks(flowyml_sandbox / "locks"),
+            WorkerSettings(log_dir=flowyml_sandbox / "logs"),  # a child process, as the worker runs by default
+        )
+        assert [c.scheduled_for for c in worker.tick(MARCH_4)] == [MARCH_4]
+        assert worker.wait_idle(120)
+        (run,) = store.history("flowyml-nightly")
+    assert run.status is RunStatus.succeeded, run.error
+    assert run.run_id and (flowyml_sandbox / ".flowyml" / "runs" / f"{run.run_id}.json").is_file()

@@ -1,0 +1,106 @@
+"""The command-line tool as real processes: concurrent writers, the worker's --sync and --check."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("flowyml-sched"))
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLOWYML_SCHEDULER_DB_PATH": str(tmp_path / "store.db"),
+        "FLOWYML_SCHEDULER_STATE_DIR": str(tmp_path / "state"),
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+
+def test_eight_add_processes_at_once_on_one_fresh_sqlite_file_all_land(env: dict[str, str]) -> None:
+    processes = [
+        subprocess.Popen(
+            [CLI, "add", f"job-{i}", "--pipeline", "daily_summary", "--hourly", str(i), "--no-check-pipeline"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 8, outputs
+    assert not any("locked" in err for _, err in outputs)
+    listed = cli("list", "--json", env=env)
+    import json
+
+    assert sorted(s["name"] for s in json.loads(listed.stdout)) == [f"job-{i}" for i in range(8)]
+
+
+SPEC = """version: 1
+schedules:
+  - name: {name}
+    pipeline: daily_summary
+    daily: "02:30"
+"""
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # polling the store for the worker's work, not waiting for time
+
+
+def names(env: dict[str, str]) -> list[str]:
+    import json
+
+    listed = cli("list", "--json", env=env)
+    return [s["name"] for s in json.loads(listed.stdout)] if listed.returncode == 0 else []
+
+
+def test_the_worker_syncs_its_file_at_start_on_change_and_on_sighup_and_check_sees_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "schedules.yaml"
+    spec.write_text(SPEC.format(name="first"))
+    assert cli("run-worker", "--check", env=env).returncode == 1  # no store, no worker yet
+    worker = subprocess.Popen(
+        [CLI, "run-worker", "--sync", str(spec), "--poll-interval", "0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: names(env) == ["first"], "the file to be applied at start")
+        assert cli("run-worker", "--check", env=env).returncode == 0
+        spec.write_text(SPEC.format(name="second"))
+        os.utime(spec, (time.time() + 5, time.time() + 5))  # a visibly newer file, even on coarse clocks
+        wait_for(lambda: names(env) == ["second"], "the changed file to be applied (and 'first' pruned)")
+        cli("add", "from-cli", "--pipeline", "daily_summary", "--hourly", "5", env=env)
+        stamp = spec.stat().st_mtime
+        spec.write_text(SPEC.format(name="third"))
+        os.utime(spec, (stamp, stamp))  # same modification time: only SIGHUP makes it re-read
+        worker.send_signal(signal.SIGHUP)
+        # re-applied, pruning only what came from the file: the CLI's schedule stays
+        wait_for(lambda: names(env) == ["from-cli", "third"], "SIGHUP's re-apply")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert cli("run-worker", "--check", env=env).returncode == 1  # it stopped cleanly: no live worker

@@ -87,8 +87,6 @@ class ChildRun:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             stopped_early = self._stopped_as is not None
-        if stopped_early:  # stop() came while the child was being started
-            self._terminate()
         request = {
             "pipeline": self.request.pipeline,
             "params": self.request.params,
@@ -103,6 +101,8 @@ class ChildRun:
             logger.warning("run %s: the child process exited before reading its request", self.request.run_id)
         self._pump = threading.Thread(target=self._copy_output, name=f"log-{self.request.run_id}", daemon=True)
         self._pump.start()
+        if stopped_early:  # stop() came while the child was being started
+            self._terminate()
         return self
 
     @property
@@ -161,8 +161,9 @@ class ChildRun:
         started = time.monotonic()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=self.kill_grace)
-        if self._pump is not None:  # the rest of the group gets the same grace
-            self._pump.join(max(0.0, self.kill_grace - (time.monotonic() - started)))
+        pump = self._pump
+        if pump is not None and pump.ident is not None:  # the rest of the group gets the same grace
+            pump.join(max(0.0, self.kill_grace - (time.monotonic() - started)))
         # SIGKILL what is left of the group, leader or not; a group with a member still
         # holding the output pipe (or a live leader) cannot have had its id reused
         if self._process.poll() is None or (self._pump is not None and self._pump.is_alive()):

@@ -1,11 +1,25 @@
-"""Smoke test: the fire-time benchmark still runs and writes its report (tiny sizes)."""
+"""Smoke tests of the benchmarks: each one runs once on tiny sizes, so that none can rot.
+
+``bench/fire_times.py`` on its own, then the whole suite (``bench/run.py --quick``, two
+repetitions instead of five) once for the module, about 30 s. The suite uses PostgreSQL
+when it answers (the PostgreSQL checks follow conftest's rule: skipped without a server,
+failed under CI) and APScheduler when it is installed (its checks are skipped otherwise).
+No test asserts a time.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import PG_CANDIDATE_URLS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "fire_times.py"
 
@@ -38,3 +52,158 @@ def test_fire_times_benchmark_quick_run_writes_json_and_prints_a_markdown_table(
         assert result["ratio_ours_over_croniter"] > 0
     # Daily 02:30 from 2026-03-20T12:00+01:00: the 1st is 21 March, the 50th 49 days later.
     assert report["results"][1]["last_fire_time"] == "2026-05-09T02:30:00+02:00"
+
+
+# -- the suite: bench/run.py ------------------------------------------------------------------
+
+RUN = BENCH.with_name("run.py")
+SUITE = (
+    "lateness",
+    "poll_cost",
+    "idle_cost",
+    "throughput",
+    "cli_startup",
+    "fire_times",
+    "memory",
+    "bulk_apply",
+)
+HAS_APSCHEDULER = importlib.util.find_spec("apscheduler") is not None
+NO_APSCHEDULER = "APScheduler is not installed (it is in the 'bench' extra: pip install -e '.[bench]')"
+
+
+def _reachable_postgres() -> str | None:
+    """The PostgreSQL URL the tests use, or None when none answers (then the suite runs on SQLite only)."""
+    explicit = os.environ.get("FLOWYML_TEST_PG_URL")
+    for candidate in (explicit,) if explicit else PG_CANDIDATE_URLS:
+        engine = sa.create_engine(candidate, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.select(1))
+            return candidate
+        except Exception:
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+def _run_suite(output: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--repeat", "2", "--output-dir", str(output), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=output.parent,
+    )
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> dict[str, Any]:
+    """Every benchmark once, on tiny sizes (--quick, 2 repetitions): about 30 s."""
+    output = tmp_path_factory.mktemp("bench") / "results"
+    pg_url = _reachable_postgres()
+    done = _run_suite(output, *(("--pg-url", pg_url) if pg_url else ("--no-pg",)))
+    reports = {p.stem: json.loads(p.read_text()) for p in output.glob("*.json")}
+    return {"done": done, "output": output, "reports": reports, "pg_url": pg_url}
+
+
+def test_the_suite_runs_every_benchmark_and_writes_results_md(suite):
+    done = suite["done"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert set(suite["reports"]) == set(SUITE)
+    text = (suite["output"] / "RESULTS.md").read_text()
+    assert "Quick run" in text
+    assert "| target | measured | result |" in text
+    for report in suite["reports"].values():
+        assert f"## {report['title']}" in text
+    rows = [line for line in text.split("## Targets")[1].split("\n## ")[0].splitlines() if line.startswith("| ")]
+    assert len(rows) > 8 and all(row.endswith(("| PASS |", "| FAIL |", "| n/a |")) for row in rows[1:])
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_each_benchmark_reports_the_machine_and_repetitions(suite, name):
+    report = suite["reports"][name]
+    assert report["benchmark"] == name and report["quick"] is True
+    assert {"nproc", "cpu_model", "python"} <= set(report["machine"])
+    assert {"loadavg_1min_before", "machine_cores", "others_cores"} <= set(report["busy"])
+    assert isinstance(report["targets"], list)
+    for t in report["targets"]:
+        assert t["pass"] in (True, False, None) and t["measured"]
+
+
+def _stats(value: dict[str, Any]) -> None:
+    assert value["min"] <= value["median"] <= value["max"] and value["n"] >= 2
+
+
+def test_lateness_measures_every_due_fire_time(suite):
+    report = suite["reports"]["lateness"]
+    ours = [c for c in report["configs"] if c["scheduler"] == "flowyml-sched"]
+    assert {(c["backend"], c["processes"]) for c in ours} >= {("sqlite", 1), ("sqlite", 2)}
+    for config in ours:
+        assert config["claim"]["incomplete_reps"] == 0
+        assert all(r["count"] == r["expected"] == report["params"]["due"] for r in config["claim"]["reps"])
+        for key in ("p50_s", "p99_s", "max_s"):
+            _stats(config["claim"][key])
+            assert config["claim"][key]["min"] >= 0
+        _stats(config["pipeline_start"]["p99_s"])
+
+
+def test_poll_cost_idle_cost_and_memory_report_figures(suite):
+    poll = suite["reports"]["poll_cost"]
+    assert {r["stored"] for r in poll["results"] if r["backend"] == "sqlite"} == set(poll["params"]["counts"])
+    for r in poll["results"]:
+        _stats(r["poll_s"])
+        assert r["poll_s"]["min"] > 0
+    idle = suite["reports"]["idle_cost"]["results"]
+    assert any(r["process"] == "flowyml-sched (sqlite)" for r in idle)
+    for r in idle:
+        _stats(r["cpu_percent_of_core"])
+    for r in suite["reports"]["memory"]["results"]:
+        _stats(r["vm_hwm_mib"])
+        assert 10 < r["vm_hwm_mib"]["median"] < 1000
+
+
+def test_throughput_cli_startup_fire_times_and_bulk_apply_report_figures(suite):
+    for config in suite["reports"]["throughput"]["configs"]:
+        assert config["incomplete_reps"] == 0
+        _stats(config["fires_per_s"])
+        _stats(config["raw_commits_per_s"])
+        assert config["ratio_to_half_raw"] > 0
+    cli = {r["command"]: r for r in suite["reports"]["cli_startup"]["results"]}
+    assert {"--help", "floor help", "floor next", "floor list"} <= set(cli)
+    assert all(r["ratio_to_floor"] > 0 for r in cli.values() if "floor" in r)
+    fire = suite["reports"]["fire_times"]
+    assert [r["expression"] for r in fire["results"]] == ["*/7 * * * *", "30 2 * * *"]
+    for r in suite["reports"]["bulk_apply"]["results"]:
+        _stats(r["ours_s"])
+
+
+@pytest.mark.skipif(not HAS_APSCHEDULER, reason=NO_APSCHEDULER)
+def test_apscheduler_comparisons_ran_beside_ours(suite):
+    lateness = suite["reports"]["lateness"]
+    theirs = [c for c in lateness["configs"] if c["scheduler"] == "APScheduler"]
+    assert {c["backend"] for c in theirs} >= {"sqlite"}
+    for config in theirs:
+        assert all(r["count"] == r["expected"] for r in config["job_start"]["reps"])
+        _stats(config["job_start"]["p99_s"])
+    assert any(t["pass"] is not None for t in lateness["targets"])
+    assert any(r["process"] == "APScheduler (sqlite)" for r in suite["reports"]["idle_cost"]["results"])
+    for r in suite["reports"]["bulk_apply"]["results"]:
+        _stats(r["apscheduler_add_job_s"])
+
+
+def test_postgresql_parts_ran(suite, postgres_server_url):
+    assert suite["pg_url"], "PostgreSQL answered the fixture but not the suite"
+    for name, key in (("lateness", "configs"), ("throughput", "configs"), ("poll_cost", "results")):
+        assert any(c["backend"] == "postgresql" for c in suite["reports"][name][key]), name
+
+
+def test_the_suite_runs_without_apscheduler_and_says_so(tmp_path):
+    output = tmp_path / "results"
+    done = _run_suite(output, "--only", "bulk_apply", "--no-apscheduler", "--no-pg")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((output / "bulk_apply.json").read_text())
+    assert "apscheduler_add_job_s" not in report["results"][0]
+    assert report["notes"] == ["APScheduler skipped: --no-apscheduler given"]
+    assert "APScheduler skipped" in (output / "RESULTS.md").read_text()

@@ -1,0 +1,106 @@
+"""5. CLI start-up: wall time of short commands against the import floor of the same run.
+
+Each command runs as a fresh process (``flowyml-sched`` from this environment, output
+discarded), and each is compared with a floor: a bare ``python -c "import ..."`` of the
+libraries the command cannot avoid, timed in the same repetitions (the commands and floors
+alternate, after one untimed warm-up of each):
+
+- ``--help``: ``import typer, rich.console``
+- ``next --cron '*/5 * * * *' --tz Europe/Berlin``: ``import typer, rich.console, rich.table, croniter, zoneinfo``
+- ``list`` on a SQLite store of 1,000 and of 10,000 schedules: ``import typer, rich.table, sqlalchemy.orm``
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import common
+
+NAME = "cli_startup"
+TITLE = "5. CLI start-up"
+
+FLOORS = {
+    "help": "import typer, rich.console",
+    "next": "import typer, rich.console, rich.table, croniter, zoneinfo",
+    "list": "import typer, rich.table, sqlalchemy.orm",
+}
+
+
+def _sizes(opt: common.Options) -> dict[str, Any]:
+    return {"list_counts": [10, 100] if opt.quick else [1_000, 10_000]}
+
+
+def _timed(args: list[str], env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=300)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def run(opt: common.Options) -> dict[str, Any]:
+    size = _sizes(opt)
+    cli = common.cli()
+    env = common.child_env(opt.workdir)
+    commands: dict[str, tuple[str, list[str]]] = {
+        "floor help": ("", [sys.executable, "-c", FLOORS["help"]]),
+        "--help": ("floor help", [cli, "--help"]),
+        "floor next": ("", [sys.executable, "-c", FLOORS["next"]]),
+        "next --cron '*/5 * * * *' --tz Europe/Berlin": (
+            "floor next",
+            [cli, "next", "--cron", "*/5 * * * *", "--tz", "Europe/Berlin"],
+        ),
+        "floor list": ("", [sys.executable, "-c", FLOORS["list"]]),
+    }
+    for count in size["list_counts"]:
+        url = common.sqlite_url(opt.workdir / NAME / f"list-{count}.db")
+        common.populate(url, count)
+        commands[f"list ({count:,} schedules)"] = ("floor list", [cli, "list", "--db-url", url])
+    for _, args in commands.values():
+        _timed(args, env)  # warm-up: page cache, .pyc files
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(opt.reps(full=10, quick=5)):
+        for name, (_, args) in commands.items():
+            samples[name].append(_timed(args, env))
+    results = []
+    for name, (floor, args) in commands.items():
+        entry: dict[str, Any] = {"command": name, "argv": args[1:], "seconds": common.summary(samples[name], 4)}
+        if floor:
+            entry["floor"] = floor
+            entry["ratio_to_floor"] = round(entry["seconds"]["median"] / statistics.median(samples[floor]), 3)
+        results.append(entry)
+    return {"params": size | {"repetitions": opt.reps(full=10, quick=5), "floors": FLOORS}, "results": results}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Wall time of a fresh process, median of {report['params']['repetitions']} (min-max); "
+        "the floors are bare imports: " + "; ".join(f"{k}: `{v}`" for k, v in report["params"]["floors"].items()) + ".",
+        "",
+        "| command | wall time | / floor |",
+        "|---|---|---:|",
+    ]
+    for r in report["results"]:
+        ratio = f"{r['ratio_to_floor']:.2f}" if "ratio_to_floor" in r else ""
+        lines.append(f"| `{r['command']}` | {common.fmt_ms(r['seconds'], digits=0)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    smallest_list = f"list ({report['params']['list_counts'][0]:,} schedules)"
+    for r in report["results"]:
+        if r["command"] in ("--help", smallest_list) or r["command"].startswith("next"):
+            found.append(
+                common.target(
+                    f"`flowyml-sched {r['command']}` within 1.5x of its import floor",
+                    f"{r['ratio_to_floor']:.2f}x ({r['seconds']['median'] * 1e3:.0f} ms)",
+                    r["ratio_to_floor"] <= 1.5,
+                )
+            )
+    return found

@@ -38,11 +38,11 @@ from __future__ import annotations
 import random
 import zlib
 from datetime import datetime, timedelta, timezone
-from functools import cache
 from zoneinfo import ZoneInfo
 
 import pytest
 from cronsim import CronSim, CronSimError
+from zone_transitions import transitions
 
 from flowyml_sched.errors import InvalidCronExpression
 from flowyml_sched.timing import fire_times
@@ -78,28 +78,8 @@ DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 _MAX_CRONSIM_TICKS = 200_000
 
 
-@cache
 def _transitions(zone_name: str) -> tuple[datetime, ...]:
-    """UTC instants where the zone's offset changes, 1980-2030 (12-hour scan, then bisection)."""
-    zone = ZoneInfo(zone_name)
-    step = timedelta(hours=12)
-    found = []
-    t = datetime(1980, 1, 1, tzinfo=UTC)
-    offset = t.astimezone(zone).utcoffset()
-    while t < datetime(2031, 1, 1, tzinfo=UTC):
-        later = t + step
-        if later.astimezone(zone).utcoffset() != offset:
-            low, high = t, later
-            while high - low > timedelta(seconds=1):
-                mid = low + (high - low) / 2
-                if mid.astimezone(zone).utcoffset() == offset:
-                    low = mid
-                else:
-                    high = mid
-            found.append(high)
-            offset = later.astimezone(zone).utcoffset()
-        t = later
-    return tuple(found)
+    return transitions(zone_name, 2031)
 
 
 # -- random expressions -------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
+from zone_transitions import transitions
 
 from flowyml_sched.errors import InvalidCronExpression
 from flowyml_sched.timing import fire_times, fire_times_between, iter_fire_times, next_fire_time
@@ -49,28 +49,8 @@ DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@cache
 def _transitions(zone_name: str) -> tuple[datetime, ...]:
-    """UTC instants where the zone's offset changes, 1980-2035 (12-hour scan, then bisection)."""
-    zone = ZoneInfo(zone_name)
-    step = timedelta(hours=12)
-    found = []
-    t = datetime(1980, 1, 1, tzinfo=UTC)
-    offset = t.astimezone(zone).utcoffset()
-    while t < datetime(2036, 1, 1, tzinfo=UTC):
-        later = t + step
-        if later.astimezone(zone).utcoffset() != offset:
-            low, high = t, later
-            while high - low > timedelta(seconds=1):
-                mid = low + (high - low) / 2
-                if mid.astimezone(zone).utcoffset() == offset:
-                    low = mid
-                else:
-                    high = mid
-            found.append(high)
-            offset = later.astimezone(zone).utcoffset()
-        t = later
-    return tuple(found)
+    return transitions(zone_name, 2036)
 
 
 def _wall(instant: datetime, zone: ZoneInfo) -> datetime:

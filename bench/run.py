@@ -63,6 +63,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     parser.add_argument("--no-apscheduler", action="store_true", help="leave out the APScheduler comparisons")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the stores and worker logs")
+    parser.add_argument(
+        "--render-only", action="store_true", help="run nothing: rebuild the Markdown from the JSON in --output-dir"
+    )
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(BY_NAME)
     skipped = set(args.skip.split(",")) if args.skip else set()
@@ -72,8 +75,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.names = [n for n in BY_NAME if n in chosen and n not in skipped]
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    default_place = args.output_dir is None and not args.quick
     args.output_dir = args.output_dir or (QUICK_DIR if args.quick else common.RESULTS_DIR)
-    args.results_md = args.results_md or (args.output_dir / "RESULTS.md" if args.quick else DEFAULT_RESULTS_MD)
+    args.results_md = args.results_md or (DEFAULT_RESULTS_MD if default_place else args.output_dir / "RESULTS.md")
     return args
 
 
@@ -176,6 +180,8 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.render_only:
+        return _render(args)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     pg_url, pg_note = (None, "--no-pg given") if args.no_pg else common.find_postgres(args.pg_url)
@@ -201,6 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    _render(args)
+    print(f"wrote {len(args.names) - len(failed)} JSON files in {args.output_dir}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    """Write the Markdown from every benchmark JSON in the output directory."""
     reports = []
     for module in BENCHMARKS:
         path = args.output_dir / f"{module.NAME}.json"
@@ -208,13 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             report = json.loads(path.read_text())
             if "targets" in report and report.get("benchmark") == module.NAME:
                 reports.append(report)
-    if reports:
-        args.results_md.parent.mkdir(parents=True, exist_ok=True)
-        args.results_md.write_text(results_markdown(reports))
-        print(f"wrote {args.results_md} and {len(args.names) - len(failed)} JSON files in {args.output_dir}")
-    if failed:
-        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    if not reports:
+        print(f"no benchmark results in {args.output_dir}", file=sys.stderr)
         return 1
+    args.results_md.parent.mkdir(parents=True, exist_ok=True)
+    args.results_md.write_text(results_markdown(reports))
+    print(f"wrote {args.results_md}")
     return 0
 
 

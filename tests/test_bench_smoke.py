@@ -207,3 +207,19 @@ def test_the_suite_runs_without_apscheduler_and_says_so(tmp_path):
     assert "apscheduler_add_job_s" not in report["results"][0]
     assert report["notes"] == ["APScheduler skipped: --no-apscheduler given"]
     assert "APScheduler skipped" in (output / "RESULTS.md").read_text()
+    again = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--render-only",
+            "--output-dir",
+            str(output),
+            "--results-md",
+            str(tmp_path / "R.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "R.md").read_text() == (output / "RESULTS.md").read_text()

@@ -25,9 +25,9 @@ PIPE_WIDTH = 160
 
 
 def _console() -> Console:
-    console = Console(highlight=False, markup=False)
+    console = Console(highlight=False, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, markup=False, width=PIPE_WIDTH)
+        console = Console(highlight=False, markup=False, emoji=False, width=PIPE_WIDTH)
     return console
 
 

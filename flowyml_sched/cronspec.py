@@ -112,10 +112,6 @@ class CronSpec:
             )
         return (dom and dow) if self.days_and else (dom or dow)
 
-    def matching_days(self, year: int, month: int) -> tuple[int, ...]:
-        """Days of ``year``-``month`` that match, ascending."""
-        return _matching_days(self, year, month)
-
     def next_wall_time(self, after: datetime) -> datetime:
         """First naive wall-clock minute strictly after the naive ``after`` that matches.
 
@@ -162,17 +158,6 @@ class CronSpec:
                             year, month = year + 1, 1
                 continue
             return datetime(year, month, day, hour, minutes[i])
-
-    def matches(self, wall: datetime) -> bool:
-        """True when the naive wall-clock time ``wall`` (to the minute) matches."""
-        return (
-            wall.second == 0
-            and wall.microsecond == 0
-            and wall.minute in self.minutes
-            and wall.hour in self.hours
-            and wall.month in self.months
-            and wall.day in _matching_days(self, wall.year, wall.month)
-        )
 
 
 @lru_cache(maxsize=8192)
@@ -237,7 +222,7 @@ def compile_cron(expression: str) -> CronSpec:
         days_and=raw[2].startswith(("*", "?")) or raw[4].startswith(("*", "?")),
         fixed_time=not raw[0].startswith("*") and not raw[1].startswith("*"),
     )
-    if not any(spec.matching_days(y, m) for y in _PROBE_YEARS for m in sorted(spec.months)):
+    if not any(_matching_days(spec, y, m) for y in _PROBE_YEARS for m in sorted(spec.months)):
         raise InvalidCronExpression(
             expression, "no day can ever match it (check day-of-month against month and day-of-week)"
         )

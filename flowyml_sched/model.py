@@ -201,6 +201,16 @@ class Claim:
     scheduled_for: datetime
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat found: ``lease_kept`` is False when the worker's row said ``dead``
+    (its lease had expired and its runs were declared abandoned); ``others_expired`` is True
+    when another ``alive`` worker's lease expired before this heartbeat (time to reap)."""
+
+    lease_kept: bool
+    others_expired: bool
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid schedule name, else raise InvalidScheduleName."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):

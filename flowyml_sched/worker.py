@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -34,7 +35,7 @@ from pathlib import Path
 from flowyml_sched.errors import SchedulerError, StoreError
 from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, run_in_process
 from flowyml_sched.locks import LockBackend, RunLock
-from flowyml_sched.model import Claim, Overlap, Run, RunStatus, WorkerInfo
+from flowyml_sched.model import Claim, Heartbeat, Overlap, Run, RunStatus, WorkerInfo
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
 
@@ -48,10 +49,10 @@ DEFAULT_MAX_CONCURRENT = 4
 """Runs one worker executes at once."""
 DEFAULT_GRACE = 30.0
 """Seconds running work gets to finish after the first SIGTERM; keep below systemd's TimeoutStopSec."""
-DEFAULT_HEARTBEAT_INTERVAL = 5.0
-"""Seconds between heartbeats (and checks for other workers' expired leases)."""
 DEFAULT_LEASE = 30.0
 """Seconds a heartbeat keeps a worker's claims alive."""
+DEFAULT_HEARTBEAT_INTERVAL = DEFAULT_LEASE / 3
+"""Seconds between heartbeats (and checks for other workers' expired leases): two may be missed."""
 DEFAULT_KEEP_RUNS = 1000
 """History retention: runs kept per schedule."""
 RETENTION_INTERVAL = 3600.0
@@ -128,11 +129,19 @@ class Worker:
         self._drain_deadline: float | None = None  # monotonic end of the grace period, once stopping
         self._wake = threading.Event()
         self._mutex = threading.Lock()
+        self._idle = threading.Condition(self._mutex)
         self._active: dict[int, _Active] = {}
-        self._threads: set[threading.Thread] = set()
+        self._jobs: queue.SimpleQueue[tuple[list[Claim], int] | None] = queue.SimpleQueue()
+        self._busy = 0
+        """Jobs (one schedule's claims of one round, or one retry) queued or running."""
+        self._runners: list[threading.Thread] = []
+        self._waiting_runners = 0
         self._maintenance = _Maintenance()
-        self._known_due: tuple[datetime | None] | None = None
-        """The earliest due fire time read by the last idle round, for the loop's sleep."""
+        self._watch = store.change_watch()
+        self._due: tuple[datetime | None] | None = None
+        """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
+        self._backlog = False
+        """The last claim round took as many schedules as it could: more may be due already."""
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -143,16 +152,18 @@ class Worker:
         if self._stopping.is_set():
             return []
         with self._mutex:
-            free = self.settings.max_concurrent - len(self._threads)
+            free = self.settings.max_concurrent - self._busy
         if free <= 0:
             return []
-        # an idle round is one indexed read; the write transaction only when something is due
-        due = self.store.next_due_at()
+        # an idle round reads nothing while the watch sees no change; the write transaction
+        # only when something is due, or when the last round left some behind (its limit
+        # was the free capacity): then claiming is the read
+        due = now if self._backlog else self._earliest_due()
         if due is None or due > now:
-            self._known_due = (due,)
             return []
-        self._known_due = None
+        self._due = None
         claims = self.store.claim_due(now, self.identity, free)
+        self._backlog = len({claim.schedule.name for claim in claims}) >= free
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
             late = (now - claim.scheduled_for).total_seconds()
@@ -172,18 +183,15 @@ class Worker:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no run is going (True) or ``timeout`` seconds pass (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._mutex:
-                threads = list(self._threads)
-            if not threads:
-                return True
-            for thread in threads:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                thread.join(remaining)
-                if deadline is not None and time.monotonic() >= deadline:
-                    with self._mutex:
-                        return not self._threads
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _earliest_due(self) -> datetime | None:
+        """The earliest due fire time: read from the store only when the watch saw a change
+        (the watch is asked first, so a change committed during the read is seen next time)."""
+        if self._watch.changed() or self._due is None:
+            self._due = (self.store.next_due_at(),)
+        return self._due[0]
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -246,16 +254,16 @@ class Worker:
     def _sleep_seconds(self) -> float:
         poll = self.settings.poll_interval
         with self._mutex:
-            if len(self._threads) >= self.settings.max_concurrent:
+            if self._busy >= self.settings.max_concurrent:
                 return poll
-        known, self._known_due = self._known_due, None
-        if known is not None:
-            (due,) = known
-        else:
+        if self._backlog:
+            return 0.0
+        if self._due is None:  # else the round just asked the watch
             try:
-                due = self.store.next_due_at()
+                self._due = (self.store.next_due_at(),)
             except StoreError:
                 return poll
+        (due,) = self._due
         if due is None:
             return poll
         return min(poll, max(0.0, (due - self.clock()).total_seconds()))
@@ -292,6 +300,9 @@ class Worker:
             self.store.heartbeat(self.identity)
         except StoreError as exc:
             logger.error("could not record the worker's stop: %s", exc)
+        self._watch.close()
+        for _ in self._runners:
+            self._jobs.put(None)
         logger.info("worker %s stopped", self.identity.id)
 
     # -- maintenance -------------------------------------------------------------------------
@@ -301,9 +312,9 @@ class Worker:
         state = self._maintenance
         if clock >= state.heartbeat_due:
             state.heartbeat_due = clock + self.settings.heartbeat_interval
-            self._heartbeat(now)
-            for run in self.store.reap_abandoned(now):
-                self._retry_abandoned(run, now)
+            if self._heartbeat(now).others_expired:
+                for run in self.store.reap_abandoned(now):
+                    self._retry_abandoned(run, now)
         if clock >= state.retention_due:
             state.retention_due = clock + RETENTION_INTERVAL
             older = now - timedelta(days=self.settings.keep_days) if self.settings.keep_days else None
@@ -323,21 +334,23 @@ class Worker:
                 self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
             )
             try:
-                if not self.store.heartbeat(self.identity):
+                if not self.store.heartbeat(self.identity).lease_kept:
                     self._lost_lease()
             except StoreError as exc:
                 logger.error("heartbeat failed: %s", exc)
         self.notifier.watchdog()
 
-    def _heartbeat(self, now: datetime) -> None:
+    def _heartbeat(self, now: datetime) -> Heartbeat:
         self.identity = replace(
             self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
         )
-        if not self.store.heartbeat(self.identity):
+        beat = self.store.heartbeat(self.identity)
+        if not beat.lease_kept:
             self._lost_lease()
         with self._mutex:
             running = len(self._active)
         self.notifier.status(f"serving; {running} running")
+        return beat
 
     def _lost_lease(self) -> None:
         """This worker missed its lease (stalled longer than ``lease``) and another worker
@@ -381,15 +394,35 @@ class Worker:
     # -- running one claim -------------------------------------------------------------------
 
     def _start(self, claims: list[Claim], first_attempt: int = 1) -> None:
-        """Run ``claims`` (of one schedule, oldest first) one after the other in a new thread."""
-        thread = threading.Thread(
-            target=self._execute_all, args=(claims, first_attempt), name=f"run-{claims[0].schedule.name}", daemon=True
-        )
+        """Hand ``claims`` (of one schedule, oldest first) to a runner thread, which runs them
+        one after the other; a runner is started when none is waiting for work."""
         with self._mutex:
             for claim in claims:
                 self._active[claim.run_id] = _Active(claim)
-            self._threads.add(thread)
-        thread.start()
+            self._busy += 1
+            start_runner = self._waiting_runners == 0
+            if start_runner:
+                self._waiting_runners += 1
+                runner = threading.Thread(target=self._serve_jobs, name=f"runner-{len(self._runners)}", daemon=True)
+                self._runners.append(runner)
+        self._jobs.put((claims, first_attempt))
+        if start_runner:
+            runner.start()
+
+    def _serve_jobs(self) -> None:
+        """A runner thread: run jobs until the ``None`` that :meth:`_shutdown` sends."""
+        while (job := self._jobs.get()) is not None:
+            with self._mutex:
+                self._waiting_runners -= 1
+            try:
+                self._execute_all(*job)
+            except Exception:  # a bug must not take the runner down with it
+                logger.exception("a runner failed")
+            with self._mutex:
+                self._busy -= 1
+                self._waiting_runners += 1
+                self._idle.notify_all()
+            self._wake.set()
 
     def _execute_all(self, claims: list[Claim], first_attempt: int) -> None:
         try:
@@ -407,8 +440,6 @@ class Worker:
             with self._mutex:
                 for claim in claims:  # also those an escaping error left unstarted
                     self._active.pop(claim.run_id, None)
-                self._threads.discard(threading.current_thread())
-            self._wake.set()
 
     def _too_late_to_start(self) -> bool:
         """Claimed runs still start while draining, until the grace period ends or a second signal."""
@@ -438,7 +469,6 @@ class Worker:
                     held.release()
             with self._mutex:
                 self._active.pop(claim.run_id, None)
-            self._wake.set()
 
     def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:
         """The previous run holds the lock: apply the overlap policy. Returns the held locks,
@@ -509,9 +539,9 @@ class Worker:
         run_uuid = uuid.uuid4().hex
         request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
-        if self.settings.in_process:
-            self.store.start_attempt(claim.run_id, self.identity, pid=os.getpid(), log_path=None, run_uuid=run_uuid)
-            return run_in_process(request)
+        if self.settings.in_process:  # the claim recorded this process; the run id comes with the outcome
+            outcome = run_in_process(request)
+            return outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
         child = ChildRun(request, log_path, self.settings.max_log_bytes)

@@ -569,6 +569,86 @@ def test_a_closed_store_refuses_work(store_url: str) -> None:
         opened.list()
 
 
+# -- change watch ---------------------------------------------------------------------------
+
+
+def changed_within(watch, timeout: float = 10.0) -> bool:
+    """Ask ``watch`` until it says changed (a PostgreSQL notification travels after the commit)."""
+    deadline = time.monotonic() + timeout
+    while not watch.changed():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_change_watch_says_changed_first_then_only_after_a_write_by_another_store(
+    store: ScheduleStore, store_url: str
+) -> None:
+    watch = store.change_watch()
+    assert watch.changed()
+    assert not watch.changed()
+    with open_store(store_url) as other:
+        other.add(etl(), NOW)
+        assert changed_within(watch)
+        assert not watch.changed()
+        other.remove("etl")
+    assert changed_within(watch)
+    assert not watch.changed()
+
+
+def test_change_watch_sees_the_stores_own_writes(store: ScheduleStore) -> None:
+    watch = store.change_watch()
+    watch.changed()
+    store.add(etl(), NOW)
+    assert changed_within(watch)
+
+
+def test_change_watch_of_an_in_memory_store_always_says_changed() -> None:
+    with open_store("sqlite://") as memory:
+        watch = memory.change_watch()
+        assert watch.changed() and watch.changed()
+
+
+def test_postgresql_change_watch_hears_sql_written_by_hand(postgresql_url: str) -> None:
+    with open_store(postgresql_url) as opened:
+        opened.add(etl(), NOW)
+        watch = opened.change_watch()
+        watch.changed()
+        engine = sa.create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE schedules SET enabled = false"))
+        finally:
+            engine.dispose()
+        assert changed_within(watch)
+
+
+def test_postgresql_change_watch_survives_losing_its_connection(postgresql_url: str) -> None:
+    name = f"watch-test-{os.getpid()}-{time.monotonic_ns()}"
+    url = sa.make_url(postgresql_url).update_query_dict({"application_name": name})
+    with open_store(url.render_as_string(hide_password=False)) as opened:
+        watch = opened.change_watch()
+        watch.changed()
+        engine = sa.create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                killed = conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :name AND query ILIKE 'LISTEN%'"
+                    ),
+                    {"name": name},
+                ).all()
+        finally:
+            engine.dispose()
+        assert killed == [(True,)]
+        assert changed_within(watch)  # the lost connection counts as a change
+        assert not watch.changed()  # listening again, on a new connection
+        opened.add(etl(), NOW)
+        assert changed_within(watch)
+
+
 # -- SQLite specifics -----------------------------------------------------------------------
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pipelines_for_tests import pythonpath, read_records
 
 from flowyml_sched import service
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
-from flowyml_sched.store import ScheduleStore
+from flowyml_sched.store import ScheduleStore, open_store
 from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, Trigger
 from flowyml_sched.worker import Worker, WorkerSettings
 
@@ -236,6 +237,26 @@ def test_a_fire_time_is_not_claimed_one_microsecond_before_its_instant(
     worker.idle()
     assert worker.tick(DAY1 + timedelta(seconds=1)) == []  # and never twice
     assert statuses(store, "nightly") == {DAY1: RunStatus.succeeded}
+
+
+def test_idle_rounds_query_nothing_until_a_schedule_changes_then_the_change_is_claimed(
+    store: ScheduleStore, store_url: str, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)  # first due at DAY1
+    worker = make_worker(heartbeat_interval=LONG_LEASE)
+    statements: list[str] = []
+    sa.event.listen(store._db.engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    assert worker.tick(at_minute(1)) == []
+    assert any("min(" in sql.lower() for sql in statements)  # the first round reads the earliest due time
+    statements.clear()
+    for minute in range(2, 20):
+        assert worker.tick(at_minute(minute)) == []
+    assert statements == []  # then nothing, while nothing changes
+    with open_store(store_url) as other:  # another process's CLI adds a schedule due sooner
+        add(other, "sooner", trigger=HourlyTrigger(30))
+    sooner = CREATED.replace(minute=30)
+    assert wait_until(lambda: worker.tick(sooner), "the worker to see the new schedule") == [("sooner", sooner)]
+    worker.idle()
 
 
 @pytest.mark.parametrize(

@@ -724,7 +724,7 @@ def run_worker_command(
         poll_interval=poll_interval,
         grace=grace,
         lease=lease,
-        heartbeat_interval=min(5.0, lease / 3),
+        heartbeat_interval=lease / 3,
         in_process=in_process,
         keep_runs=keep_runs,
         keep_days=keep_days,

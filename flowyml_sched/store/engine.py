@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -52,6 +53,11 @@ class StoreEngine:
     def __init__(self, engine: sa.Engine, location: str, password: str | None):
         self.engine = engine
         self.write_engine = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+        self.write_mutex = threading.RLock()
+        """Held around every write transaction: the threads of one process queue here and wake
+        the moment the writer before them commits (on SQLite instead of polling the database
+        lock through its busy handler, which sleeps 1, 2, 5, 10... ms between tries), and the
+        store's group commit relies on it."""
         self.location = location
         self._password = password
 

@@ -9,8 +9,11 @@ SQLAlchemy exceptions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -26,10 +29,11 @@ from flowyml_sched.errors import (
     SchedulerError,
     StoreError,
 )
-from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import CatchUp, Claim, Heartbeat, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
-from flowyml_sched.store.schema import runs, schedules, workers
+from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
+from flowyml_sched.store.watch import ChangeWatch, watch_for
 from flowyml_sched.triggers import IntervalTrigger, trigger_from_text, trigger_text
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,102 @@ UTC = timezone.utc
 
 _IN_LIST_LIMIT = 500
 """Above this many names, ``last_runs`` reads every schedule's latest run and filters in Python."""
+
+# -- the worker's hot statements, built once (building a statement costs more than running it)
+
+_EARLIEST_DUE = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
+    schedules.c.enabled.is_(True)
+)
+_DUE = (
+    sa.select(schedules)
+    .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_now", type_=UTCDateTime()))
+    .order_by(schedules.c.next_fire_at)
+    .limit(sa.bindparam("b_limit"))
+)
+_DUE_FOR_UPDATE = _DUE.with_for_update(skip_locked=True)
+_MOVE_NEXT_FIRE = (
+    sa.update(schedules).where(schedules.c.name == sa.bindparam("b_name")).values(next_fire_at=sa.bindparam("b_next"))
+)
+
+
+@functools.cache
+def _insert_untaken(dialect: str) -> sa.Executable:
+    """``INSERT ... ON CONFLICT (schedule_name, scheduled_for) DO NOTHING RETURNING id,
+    schedule_name, scheduled_for`` for ``dialect``, executed with many rows (SQLAlchemy
+    batches them into multi-row statements): the rows returned are those inserted; a row left
+    out existed already (another worker won that fire time). Built on first use, so that
+    commands on SQLite never import the PostgreSQL dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return (
+        insert(runs)
+        .on_conflict_do_nothing(index_elements=[runs.c.schedule_name, runs.c.scheduled_for])
+        .returning(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for)
+    )
+
+
+_RUNS_TO_FINISH = sa.select(
+    runs.c.id, runs.c.started_at, runs.c.status, runs.c.worker, runs.c.attempt, runs.c.error
+).where(runs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+_FINISH_RUN = (
+    sa.update(runs)
+    .where(runs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        finished_at=sa.bindparam("b_finished_at", type_=UTCDateTime()),
+        duration_seconds=sa.bindparam("b_duration", type_=sa.Float()),
+        error=sa.bindparam("b_error", type_=sa.Text()),
+        run_id=sa.func.coalesce(sa.bindparam("b_run_id", type_=sa.String()), runs.c.run_id),
+    )
+)
+
+
+@dataclasses.dataclass(eq=False)
+class _Finish:
+    """A :meth:`ScheduleStore.finish_run` call waiting for a write transaction to record it."""
+
+    run_id: int
+    worker_id: str
+    status: RunStatus
+    finished_at: datetime
+    error: str | None
+    pipeline_run_id: str | None
+    closed: bool = False
+    """Whether the row was this worker's running run (and is now closed)."""
+    settled: bool = False
+    """Recorded by a transaction that committed."""
+    failure: BaseException | None = None
+    """The error of the transaction that carried it and failed."""
+
+
+def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
+    """Close the running rows of ``finishes`` (one read, one batched update); set each ``closed``."""
+    if not finishes:
+        return
+    rows = {row.id: row for row in conn.execute(_RUNS_TO_FINISH, {"b_ids": [f.run_id for f in finishes]})}
+    closing: list[dict[str, Any]] = []
+    for finish in finishes:
+        row = rows.pop(finish.run_id, None)  # popped: a second finish of one run finds it closed
+        if row is None or row.status != RunStatus.running.value or row.worker != finish.worker_id:
+            continue
+        error = finish.error
+        if row.attempt > 1 and row.error:  # the earlier attempts' lines stay on top
+            error = f"{row.error}\n{error}" if error else row.error
+        closing.append(
+            {
+                "b_id": finish.run_id,
+                "b_status": finish.status.value,
+                "b_finished_at": finish.finished_at,
+                "b_duration": (finish.finished_at - row.started_at).total_seconds() if row.started_at else None,
+                "b_error": error,
+                "b_run_id": finish.pipeline_run_id or None,
+            }
+        )
+        finish.closed = True
+    if closing:
+        conn.execute(_FINISH_RUN, closing)
 
 
 def open_store(url: str, create: bool = True) -> ScheduleStore:
@@ -69,6 +169,9 @@ class ScheduleStore:
     def __init__(self, store_engine: StoreEngine):
         self._db = store_engine
         self._closed = False
+        self._watches: list[ChangeWatch] = []
+        self._finishes: list[_Finish] = []
+        self._finishes_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -86,6 +189,8 @@ class ScheduleStore:
         """Release the store's connections. Using the store afterwards raises StoreError."""
         if not self._closed:
             self._closed = True
+            for watch in self._watches:
+                watch.close()
             self._db.dispose()
 
     def __enter__(self) -> ScheduleStore:
@@ -257,10 +362,16 @@ class ScheduleStore:
 
     def next_due_at(self) -> datetime | None:
         """The earliest ``next_fire_at`` of an enabled schedule (aware UTC), or None. One indexed query."""
-        earliest = sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)
-        stmt = sa.select(earliest).where(schedules.c.enabled.is_(True))
         with self._reading() as conn:
-            return conn.execute(stmt).scalar()
+            return conn.execute(_EARLIEST_DUE).scalar()
+
+    def change_watch(self) -> ChangeWatch:
+        """A new :class:`~flowyml_sched.store.watch.ChangeWatch` on this store's schedules (one per
+        caller: each tracks what it has seen). Ask it before :meth:`next_due_at`; a False answer
+        means the last ``next_due_at`` still holds. Closed with the store."""
+        watch = watch_for(self._db.engine)
+        self._watches.append(watch)
+        return watch
 
     def claim_due(self, now: datetime, worker: WorkerInfo, limit: int) -> list[Claim]:
         """Claim the due fire times of at most ``limit`` schedules, in one write transaction.
@@ -277,29 +388,23 @@ class ScheduleStore:
         from flowyml_sched.dispatch import plan_dispatch
 
         now = _utc(now, "now")
-        stmt = (
-            sa.select(schedules)
-            .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= now)
-            .order_by(schedules.c.next_fire_at)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
+        due = _DUE_FOR_UPDATE if self.dialect == "postgresql" else _DUE
+        moves: list[dict[str, Any]] = []
+        new_runs: list[dict[str, Any]] = []
+        to_run: dict[tuple[str, datetime], Schedule] = {}
         claims: list[Claim] = []
         with self._writing() as conn:
-            for row in conn.execute(stmt).mappings().all():
+            # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
+            # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE
+            for row in conn.execute(due, {"b_now": now, "b_limit": limit}).mappings().all():
                 schedule = _schedule_from_row(row)
                 dispatch = plan_dispatch(schedule, now)
-                moved = conn.execute(
-                    sa.update(schedules)
-                    .where(schedules.c.name == schedule.name, schedules.c.next_fire_at == row["next_fire_at"])
-                    .values(next_fire_at=dispatch.next_fire_at)
-                ).rowcount
-                if not moved:
-                    continue
-                for at in dispatch.missed:
+                moves.append({"b_name": schedule.name, "b_next": dispatch.next_fire_at})
+                if dispatch.missed:
                     reason = f"missed: no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
-                    _insert_run_quietly(conn, schedule.name, at, RunStatus.missed, now, worker, reason)
+                    new_runs += (
+                        _claim_row(schedule.name, at, RunStatus.missed, now, worker, reason) for at in dispatch.missed
+                    )
                 if dispatch.missed_unlisted or dispatch.missed_uncounted_before:
                     logger.warning(
                         "%s: %d older missed fire times were not recorded one by one%s",
@@ -310,9 +415,17 @@ class ScheduleStore:
                         else "",
                     )
                 for at in dispatch.run:
-                    run_id = _insert_run_quietly(conn, schedule.name, at, RunStatus.running, now, worker, None)
-                    if run_id is not None:
-                        claims.append(Claim(run_id, schedule, at.astimezone(UTC)))
+                    new_runs.append(_claim_row(schedule.name, at, RunStatus.running, now, worker, None))
+                    to_run[(schedule.name, at.astimezone(UTC))] = schedule
+            if moves:
+                conn.execute(_MOVE_NEXT_FIRE, moves)
+            if new_runs:
+                for run_id, name, at in conn.execute(_insert_untaken(self.dialect), new_runs).all():
+                    schedule = to_run.pop((name, at), None)
+                    if schedule is not None:
+                        claims.append(Claim(run_id, schedule, at))
+        for name, at in to_run:  # its row existed: another worker ran that fire time
+            logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
         claims.sort(key=lambda c: c.scheduled_for)
         return claims
 
@@ -341,28 +454,21 @@ class ScheduleStore:
 
         Returns False (changing nothing) when the row is no longer this worker's running
         run: another worker marked it abandoned, or a ``replace`` overlap interrupted it.
+
+        Group commit: the call waits for the store's write lock, and any write transaction of
+        this store that begins meanwhile records it (with every other run waiting to finish)
+        before its commit; the call returns once that has committed.
         """
-        finished_at = _utc(finished_at, "finished_at")
-        with self._writing() as conn:
-            row = conn.execute(
-                sa.select(runs.c.started_at, runs.c.status, runs.c.worker, runs.c.attempt, runs.c.error).where(
-                    runs.c.id == run_id
-                )
-            ).first()
-            if row is None or row.status != RunStatus.running.value or row.worker != worker.id:
-                return False
-            if row.attempt > 1 and row.error:  # the earlier attempts' lines stay on top
-                error = f"{row.error}\n{error}" if error else row.error
-            values: dict[str, Any] = {
-                "status": status.value,
-                "finished_at": finished_at,
-                "duration_seconds": (finished_at - row.started_at).total_seconds() if row.started_at else None,
-                "error": error,
-            }
-            if pipeline_run_id:
-                values["run_id"] = pipeline_run_id
-            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
-        return True
+        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id)
+        with self._finishes_lock:
+            self._finishes.append(request)
+        with self._guard(), self._db.write_mutex:
+            if not request.settled:  # no transaction has carried it yet: this one will
+                with self._writing():
+                    pass
+            if request.failure is not None:
+                raise request.failure
+        return request.closed
 
     def retry_run(self, run_id: int, worker: WorkerInfo, now: datetime, previous: RunStatus) -> int | None:
         """Take a failed, timed-out or abandoned run for another attempt, owned by ``worker``.
@@ -429,11 +535,14 @@ class ScheduleStore:
             )
         return True
 
-    def heartbeat(self, worker: WorkerInfo) -> bool:
-        """Insert or refresh ``worker``'s row: its heartbeat time, lease expiry and status.
+    def heartbeat(self, worker: WorkerInfo) -> Heartbeat:
+        """Insert or refresh ``worker``'s row (heartbeat time, lease expiry, status) and, in the
+        same transaction, look for other ``alive`` workers whose lease expired before
+        ``worker.heartbeat_at`` (then call :meth:`reap_abandoned`).
 
-        Returns False when the row said ``dead``: the worker's lease had expired and another
-        worker declared its running runs abandoned (the row is alive again afterwards).
+        ``lease_kept`` is False when the row said ``dead``: the worker's lease had expired and
+        another worker declared its running runs abandoned (the row is alive again afterwards).
+        Usually one UPDATE and one indexed read.
         """
         values = {
             "host": worker.host,
@@ -444,12 +553,22 @@ class ScheduleStore:
             "status": worker.status,
         }
         with self._writing() as conn:
-            before = conn.execute(sa.select(workers.c.status).where(workers.c.id == worker.id)).scalar()
-            if before is None:
-                conn.execute(sa.insert(workers).values(id=worker.id, **values))
-            else:
-                conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values))
-        return before != "dead"
+            kept = conn.execute(
+                sa.update(workers).where(workers.c.id == worker.id, workers.c.status != "dead").values(values)
+            ).rowcount
+            if not kept:
+                before = conn.execute(sa.select(workers.c.status).where(workers.c.id == worker.id)).scalar()
+                if before is None:
+                    conn.execute(sa.insert(workers).values(id=worker.id, **values))
+                    kept = True
+                else:
+                    conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values))
+            expired = conn.execute(
+                sa.select(workers.c.id)
+                .where(workers.c.status == "alive", workers.c.lease_expires_at < values["heartbeat_at"])
+                .limit(1)
+            ).first()
+        return Heartbeat(lease_kept=bool(kept), others_expired=expired is not None)
 
     def reap_abandoned(self, now: datetime) -> list[Run]:
         """Declare dead every ``alive`` worker whose lease expired before ``now``, and mark its
@@ -551,8 +670,22 @@ class ScheduleStore:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
-        with self._guard(), self._db.write_engine.begin() as conn:
-            yield conn
+        """A write transaction, holding the store's write lock; before it commits it also
+        records the runs waiting in :meth:`finish_run` (group commit)."""
+        with self._guard(), self._db.write_mutex:
+            carried: list[_Finish] = []
+            try:
+                with self._db.write_engine.begin() as conn:
+                    yield conn
+                    with self._finishes_lock:
+                        carried, self._finishes = self._finishes, []
+                    _record_finishes(conn, carried)
+            except BaseException as exc:
+                for finish in carried:
+                    finish.failure = exc
+                raise
+            for finish in carried:
+                finish.settled = True
 
 
 # -- rows <-> objects ----------------------------------------------------------------------
@@ -693,17 +826,11 @@ def _grace_text(schedule: Schedule) -> str:
     return format_duration(schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE)
 
 
-def _insert_run_quietly(
-    conn: sa.Connection,
-    name: str,
-    at: datetime,
-    status: RunStatus,
-    now: datetime,
-    worker: WorkerInfo,
-    error: str | None,
-) -> int | None:
-    """Insert a run row in a savepoint; None when (schedule, scheduled_for) exists already (a lost race)."""
-    values = {
+def _claim_row(
+    name: str, at: datetime, status: RunStatus, now: datetime, worker: WorkerInfo, error: str | None
+) -> dict[str, Any]:
+    """The values of a run row made by a claim: ``running`` (owned by ``worker``) or ``missed``."""
+    return {
         "schedule_name": name,
         "scheduled_for": _utc(at, "scheduled_for"),
         "status": status.value,
@@ -715,12 +842,6 @@ def _insert_run_quietly(
         "host": worker.host,
         "pid": worker.pid,
     }
-    try:
-        with conn.begin_nested():
-            return conn.execute(sa.insert(runs).values(values).returning(runs.c.id)).scalar_one()
-    except sa.exc.IntegrityError:
-        logger.debug("%s at %s was claimed by another worker", name, values["scheduled_for"])
-        return None
 
 
 def _run_from_row(row: Mapping[str, Any]) -> Run:

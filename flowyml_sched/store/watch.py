@@ -1,0 +1,136 @@
+"""Change watches: tell an idle worker, cheaply, whether the schedules may have changed.
+
+An idle worker needs the earliest due fire time (one indexed read), but that only changes
+when a schedule is written. A watch answers "changed since I last asked?" without a query:
+
+- SQLite: ``PRAGMA data_version`` on a connection of the watch's own, which changes when any
+  *other* connection (another process, or this store's pool) commits to the database
+  (https://sqlite.org/pragma.html#pragma_data_version). It covers every table, so the
+  answer is "may have changed". An in-memory database has one shared connection, where the
+  pragma cannot see the writes: its watch always says changed.
+- PostgreSQL: ``LISTEN flowyml_sched_schedules`` on a connection of the watch's own; migration
+  0002's trigger notifies that channel, with the table's schema as payload, at the commit of
+  every statement that writes ``schedules``. The check is a non-blocking look at the socket.
+
+The first call, and every call after the watch's connection failed (it is opened again on
+the next call), says changed, so the caller reads again: a watch can cause an extra read,
+never a missed change, provided the caller asks the watch *before* it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "flowyml_sched_schedules"
+"""The PostgreSQL notification channel of migration 0002's trigger; the payload is the schema."""
+
+
+class ChangeWatch(Protocol):
+    def changed(self) -> bool:
+        """True when the schedules may have changed since the previous call (always on the first)."""
+
+    def close(self) -> None:
+        """Release the watch's connection; calling :meth:`changed` afterwards opens it again."""
+
+
+class AlwaysChanged:
+    """The watch of a store whose writes cannot be observed (in-memory SQLite): always changed."""
+
+    def changed(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class SQLiteDataVersionWatch:
+    """``PRAGMA data_version`` on a dedicated connection, outside any transaction."""
+
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._raw: Any = None
+        self._version: int | None = None
+
+    def changed(self) -> bool:
+        try:
+            if self._raw is None:
+                self._raw = self._engine.raw_connection()  # autocommit: the store's connect hook
+            version = self._raw.driver_connection.execute("PRAGMA data_version").fetchone()[0]
+        except Exception as exc:  # any failure: say changed; the caller's read reports the error
+            logger.debug("the SQLite change watch failed: %s", exc)
+            self.close()
+            return True
+        changed = version != self._version
+        self._version = version
+        return changed
+
+    def close(self) -> None:
+        raw, self._raw, self._version = self._raw, None, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.invalidate()
+
+
+class PostgresListenWatch:
+    """``LISTEN`` on a dedicated autocommit connection; a notification for this schema means changed."""
+
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._raw: Any = None
+        self._schema: str | None = None
+
+    def changed(self) -> bool:
+        if self._raw is None:
+            self._listen()
+            return True
+        try:
+            pg = self._raw.driver_connection
+            readable, _, _ = select.select([pg.fileno()], [], [], 0)
+            if not readable:
+                return False
+            return any(notify.payload == self._schema for notify in pg.notifies(timeout=0))
+        except Exception as exc:  # a lost connection: listen anew, and say changed
+            logger.debug("the PostgreSQL change watch lost its connection: %s", exc)
+            self.close()
+            self._listen()
+            return True
+
+    def _listen(self) -> None:
+        """Open a connection and LISTEN on it; on failure stay closed (the next call tries again)."""
+        raw = None
+        try:
+            raw = self._engine.raw_connection()
+            pg = raw.driver_connection
+            pg.rollback()
+            pg.autocommit = True
+            self._schema = pg.execute("SELECT current_schema()").fetchone()[0]
+            pg.execute(f"LISTEN {CHANNEL}")
+        except Exception as exc:
+            logger.debug("the PostgreSQL change watch cannot listen: %s", exc)
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.invalidate()
+            return
+        self._raw = raw
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.invalidate()  # never back to the pool: it is autocommit and listening
+
+
+def watch_for(engine: sa.Engine) -> ChangeWatch:
+    """The right :class:`ChangeWatch` for ``engine``'s database."""
+    if engine.dialect.name == "postgresql":
+        return PostgresListenWatch(engine)
+    if isinstance(engine.pool, sa.pool.StaticPool):
+        return AlwaysChanged()
+    return SQLiteDataVersionWatch(engine)

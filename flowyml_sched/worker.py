@@ -125,6 +125,8 @@ class Worker:
             status="alive",
         )
         self._stopping = threading.Event()
+        self._serving = False
+        """Inside :meth:`run`'s loop, whose rounds record finished runs: runners queue them."""
         self._stop_now = threading.Event()
         self._drain_deadline: float | None = None  # monotonic end of the grace period, once stopping
         self._wake = threading.Event()
@@ -147,8 +149,14 @@ class Worker:
 
     def tick(self, now: datetime) -> list[Claim]:
         """One round at ``now``: heartbeat and reap if due, apply the sync file if it changed,
-        then claim due fire times up to the free capacity and start them. Returns the claims."""
+        claim due fire times up to the free capacity and start them, and record the runs that
+        finished meanwhile (in the claim's transaction when there is one). Returns the claims."""
         self._maintain(now)
+        claims = self._claim(now)
+        self.store.record_queued_finishes()
+        return claims
+
+    def _claim(self, now: datetime) -> list[Claim]:
         if self._stopping.is_set():
             return []
         with self._mutex:
@@ -206,6 +214,7 @@ class Worker:
         logger.info("worker %s serving %s", self.identity.id, self.store.location)
         self.notifier.ready(f"serving {self.store.location}")
         failed = False
+        self._serving = not once
         try:
             while not self._stopping.is_set():
                 now = self.clock()
@@ -269,6 +278,8 @@ class Worker:
         return min(poll, max(0.0, (due - self.clock()).total_seconds()))
 
     def _shutdown(self) -> None:
+        self._serving = False  # runners record their own runs from now on
+        self._record_queued()
         grace = self.settings.grace
         self.notifier.stopping(f"draining, up to {grace:g} s")
         logger.info("stopping: no more claims; waiting up to %g s for %d running", grace, len(self._active))
@@ -276,6 +287,7 @@ class Worker:
         while time.monotonic() < deadline and not self._stop_now.is_set():
             if self.wait_idle(0.2):
                 break
+            self._record_queued()
             self._keep_lease()
         with self._mutex:
             remaining = list(self._active.values())
@@ -295,6 +307,7 @@ class Worker:
             leftover = list(self._active.values())
         for active in leftover:  # in-process runs cannot be stopped: record them, then leave
             self.store.finish_run(active.claim.run_id, self.identity, RunStatus.interrupted, now, error=reason)
+        self._record_queued()
         try:
             self.identity = replace(self.identity, heartbeat_at=now, status="stopped")
             self.store.heartbeat(self.identity)
@@ -304,6 +317,12 @@ class Worker:
         for _ in self._runners:
             self._jobs.put(None)
         logger.info("worker %s stopped", self.identity.id)
+
+    def _record_queued(self) -> None:
+        try:
+            self.store.record_queued_finishes()
+        except StoreError as exc:
+            logger.error("could not record finished runs: %s", exc)
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -525,7 +544,7 @@ class Worker:
                 and attempt <= policy.retries
                 and not self._stopping.is_set()
             )
-            if not self._close(claim, outcome.status, outcome.error, outcome.pipeline_run_id) or not retry:
+            if not self._close(claim, outcome.status, outcome.error, outcome.pipeline_run_id, wait=retry) or not retry:
                 return
             if self._stopping.wait(policy.retry_backoff.total_seconds()):
                 return
@@ -555,10 +574,28 @@ class Worker:
             child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
         return child.wait(timeout)
 
-    def _close(self, claim: Claim, status: RunStatus, error: str | None, pipeline_run_id: str | None = None) -> bool:
-        closed = self.store.finish_run(
-            claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
-        )
+    def _close(
+        self,
+        claim: Claim,
+        status: RunStatus,
+        error: str | None,
+        pipeline_run_id: str | None = None,
+        *,
+        wait: bool = True,
+    ) -> bool:
+        """Record the run's end. With ``wait`` False, while the loop serves, the next round
+        records it (with others, in one transaction) and this returns True at once; otherwise
+        returns whether the row was still this worker's running run."""
+        if self._serving and not wait:
+            self.store.queue_finish(
+                claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
+            )
+            self._wake.set()
+            closed = True
+        else:
+            closed = self.store.finish_run(
+                claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
+            )
         level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
         logger.log(level, "%s for %s: %s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
                    f" ({error.splitlines()[0]})" if error else "")  # fmt: skip

@@ -1,17 +1,20 @@
 """Per-schedule run locks that enforce the overlap policy across workers.
 
 A backend hands out one :class:`RunLock` per schedule name. The file backend (one host)
-uses filelock's ``FileLock``: the OS releases it when the holder dies, even by ``kill -9``.
+uses filelock's descriptor locks (``flock``): the OS releases them when the holder dies, even
+by ``kill -9``.
 A Redis backend (several hosts) fits the same interface with a token-owned lease that the
 holder extends while the run goes on.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Protocol
 
-from filelock import FileLock, Timeout
+from filelock import lock_descriptor, unlock_descriptor
 
 
 class RunLock(Protocol):
@@ -37,19 +40,39 @@ class LockBackend(Protocol):
 
 
 class _FileRunLock:
+    """A lock on one file, taken with filelock's ``lock_descriptor`` (``flock`` on Unix, the
+    primitive ``FileLock`` uses) on a descriptor of its own: a second lock object on the same
+    file, in this thread or another, is refused while this one holds it."""
+
+    POLL_INTERVAL = 0.05
+    """Seconds between tries while waiting for a lock another run holds."""
+
     def __init__(self, path: Path):
-        self._lock = FileLock(path, thread_local=False)
+        self._path = path
+        self._fd: int | None = None
 
     def acquire(self, timeout: float) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
         try:
-            self._lock.acquire(timeout=timeout, poll_interval=0.05)
-        except Timeout:
-            return False
+            while not lock_descriptor(fd, blocking=False):
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(min(self.POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         return True
 
     def release(self) -> None:
-        if self._lock.is_locked:
-            self._lock.release(force=True)
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                unlock_descriptor(fd)
+            finally:
+                os.close(fd)  # closing drops the lock even if the unlock failed
 
     def extend(self) -> None:
         return None

@@ -104,6 +104,8 @@ class _Finish:
     finished_at: datetime
     error: str | None
     pipeline_run_id: str | None
+    queued: bool = False
+    """From :meth:`ScheduleStore.queue_finish`: nobody waits for it."""
     closed: bool = False
     """Whether the row was this worker's running run (and is now closed)."""
     settled: bool = False
@@ -470,6 +472,32 @@ class ScheduleStore:
                 raise request.failure
         return request.closed
 
+    def queue_finish(
+        self,
+        run_id: int,
+        worker: WorkerInfo,
+        status: RunStatus,
+        finished_at: datetime,
+        *,
+        error: str | None = None,
+        pipeline_run_id: str | None = None,
+    ) -> None:
+        """:meth:`finish_run` without waiting: the next write transaction of this store records
+        it (the caller makes sure one comes soon, with :meth:`record_queued_finishes` when it has
+        nothing else to write). If that transaction fails, the one after it tries again."""
+        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id, True)
+        with self._finishes_lock:
+            self._finishes.append(request)
+
+    def record_queued_finishes(self) -> None:
+        """Record the finishes :meth:`queue_finish` queued, in one write transaction (none if
+        there are none). Raises StoreError; they stay queued then."""
+        with self._finishes_lock:
+            if not self._finishes:
+                return
+        with self._writing():
+            pass
+
     def retry_run(self, run_id: int, worker: WorkerInfo, now: datetime, previous: RunStatus) -> int | None:
         """Take a failed, timed-out or abandoned run for another attempt, owned by ``worker``.
 
@@ -671,7 +699,8 @@ class ScheduleStore:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
         """A write transaction, holding the store's write lock; before it commits it also
-        records the runs waiting in :meth:`finish_run` (group commit)."""
+        records the runs waiting in :meth:`finish_run` or queued by :meth:`queue_finish`
+        (group commit)."""
         with self._guard(), self._db.write_mutex:
             carried: list[_Finish] = []
             try:
@@ -683,6 +712,8 @@ class ScheduleStore:
             except BaseException as exc:
                 for finish in carried:
                     finish.failure = exc
+                with self._finishes_lock:  # nobody waits for the queued ones: the next transaction takes them
+                    self._finishes[:0] = [finish for finish in carried if finish.queued]
                 raise
             for finish in carried:
                 finish.settled = True

@@ -1,8 +1,9 @@
 """2. Poll cost: one idle poll of the worker against the number of schedules stored.
 
-One poll is what the worker's loop does each round when nothing is due:
-``Worker.tick(now)`` (its maintenance, then ``claim_due`` finding nothing) plus
-``store.next_due_at()`` (to know how long to sleep). Measured in this process on a store of
+One poll is what the worker's loop does each round when nothing is due, taken at its
+dearest: ``Worker.tick(now)`` (its maintenance and its change watch; nothing is claimed)
+plus ``store.next_due_at()``, the indexed read a round makes when the watch reports that
+the schedules changed (a round that sees no change skips it). Measured in this process on a store of
 100, 10,000 and 100,000 schedules that are not due for months; a repetition is the mean of
 a batch of polls, after a few polls of warm-up (the first round also heartbeats and prunes
 history). It must not grow with the count: the figure to watch is the ratio 100k / 100.

@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 UTC = timezone.utc
 
 DEFAULT_POLL_INTERVAL = 1.0
-"""Seconds between polls of the store when nothing is due sooner."""
+"""Seconds between rounds when nothing is due sooner; a round reads the store only when its
+change watch reports that the schedules changed (:mod:`flowyml_sched.store.watch`)."""
 DEFAULT_MAX_CONCURRENT = 4
 """Runs one worker executes at once."""
 DEFAULT_GRACE = 30.0

@@ -170,7 +170,7 @@ class Worker:
         due = now if self._backlog else self._earliest_due()
         if due is None or due > now:
             return []
-        self._due = None
+        self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         claims = self.store.claim_due(now, self.identity, free)
         self._backlog = len({claim.schedule.name for claim in claims}) >= free
         batches: dict[str, list[Claim]] = {}
@@ -234,7 +234,7 @@ class Worker:
                     while not self._stopping.is_set() and not self.wait_idle(0.2):
                         self._keep_lease()
                     break
-                self._wake.wait(self._sleep_seconds())
+                self._wake.wait(self.settings.poll_interval if failed else self._sleep_seconds())
                 self._wake.clear()
         finally:
             self._shutdown()

@@ -808,3 +808,31 @@ def test_a_draining_worker_keeps_its_lease_so_no_other_worker_takes_its_runs(
     draining.stopped = True
     assert runs_of(store, "nightly")[DAY1].status is RunStatus.succeeded
     assert {w.id: w.status for w in store.list_workers()}[draining.identity.id] == "stopped"
+
+
+def test_a_failing_round_with_work_due_waits_a_poll_before_trying_again(
+    store: ScheduleStore, store_url: str, make_worker: Callable[..., Ticking], caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(3):
+        add(store, f"job-{i}", trigger=HourlyTrigger(0))
+    worker = make_worker(max_concurrent=2, poll_interval=0.2)
+    assert len(worker.tick(CREATED.replace(hour=13))) == 2  # a full round: the third one is still due
+    worker.idle()
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # the claims' INSERT fails from now on
+        conn.execute(sa.text("ALTER TABLE runs RENAME TO runs_gone"))
+    failures = lambda: [r.created for r in caplog.records if "retrying in" in r.getMessage()]  # noqa: E731
+    caplog.set_level("ERROR", logger="flowyml_sched.worker")
+    runner = threading.Thread(target=worker.worker.run)
+    runner.start()
+    try:
+        wait_until(lambda: len(failures()) >= 4, "four failed rounds")
+        second, _, fourth = failures()[1:4]  # (the first round may follow a leftover wake-up at once)
+        assert fourth - second >= 2 * 0.2 * 0.9  # a poll between tries, not a busy loop
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE runs_gone RENAME TO runs"))
+        engine.dispose()
+        worker.worker.request_stop()
+        runner.join(30)
+        worker.stopped = True

@@ -587,16 +587,18 @@ class Worker:
         """Record the run's end. With ``wait`` False, while the loop serves, the next round
         records it (with others, in one transaction) and this returns True at once; otherwise
         returns whether the row was still this worker's running run."""
-        if self._serving and not wait:
-            self.store.queue_finish(
-                claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
-            )
+        queue = self._serving and not wait
+        closed = self.store.finish_run(
+            claim.run_id,
+            self.identity,
+            status,
+            self.clock(),
+            error=error,
+            pipeline_run_id=pipeline_run_id,
+            wait=not queue,
+        )
+        if queue:
             self._wake.set()
-            closed = True
-        else:
-            closed = self.store.finish_run(
-                claim.run_id, self.identity, status, self.clock(), error=error, pipeline_run_id=pipeline_run_id
-            )
         level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
         logger.log(level, "%s for %s: %s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
                    f" ({error.splitlines()[0]})" if error else "")  # fmt: skip

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -32,7 +33,7 @@ from flowyml_sched.errors import (
     ScheduleNotFound,
     StoreError,
 )
-from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule
+from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
 from flowyml_sched.store.migrate import alembic_config
 from flowyml_sched.store.schema import metadata
@@ -567,6 +568,65 @@ def test_a_closed_store_refuses_work(store_url: str) -> None:
     opened.close()
     with pytest.raises(StoreError, match="closed"):
         opened.list()
+
+
+# -- finishing runs (group commit) ----------------------------------------------------------
+
+WORKER = WorkerInfo("host:1:abc", "host", 1, NOW, NOW, NOW + timedelta(seconds=30), "alive")
+
+
+def claimed_runs(store: ScheduleStore, *names: str) -> list[int]:
+    """Store hourly schedules ``names`` due at NOW and claim them; their run row ids."""
+    for name in names:
+        store.add(dataclasses.replace(ping(), name=name, next_fire_at=NOW), NOW - timedelta(hours=1))
+    return [claim.run_id for claim in store.claim_due(NOW, WORKER, len(names))]
+
+
+def status_of(store: ScheduleStore, name: str) -> RunStatus:
+    return store.history(name, 1)[0].status
+
+
+def test_finish_run_closes_its_own_running_row_once(store: ScheduleStore) -> None:
+    (run_id,) = claimed_runs(store, "a")
+    later = NOW + timedelta(seconds=3)
+    assert store.finish_run(run_id, WORKER, RunStatus.succeeded, later, pipeline_run_id="p-1")
+    (run,) = store.history("a")
+    assert (run.status, run.finished_at, run.duration_seconds, run.run_id) == (RunStatus.succeeded, later, 3.0, "p-1")
+    assert not store.finish_run(run_id, WORKER, RunStatus.failed, later)  # no longer running: unchanged
+    other = dataclasses.replace(WORKER, id="elsewhere:2:def")
+    (second,) = claimed_runs(store, "b")
+    assert not store.finish_run(second, other, RunStatus.succeeded, later)  # not its run
+    assert status_of(store, "b") is RunStatus.running
+
+
+def test_a_queued_finish_waits_for_the_next_write_transaction(store: ScheduleStore) -> None:
+    first, second = claimed_runs(store, "a", "b")
+    assert store.finish_run(first, WORKER, RunStatus.succeeded, NOW, wait=False)
+    assert status_of(store, "a") is RunStatus.running  # queued, not written yet
+    store.add(dataclasses.replace(ping(), name="c"), NOW)  # any write of this store carries it
+    assert status_of(store, "a") is RunStatus.succeeded
+    store.finish_run(second, WORKER, RunStatus.failed, NOW, error="boom", wait=False)
+    store.finish_run(second, WORKER, RunStatus.succeeded, NOW, wait=False)  # a second finish of one run
+    store.record_queued_finishes()
+    (run,) = store.history("b")
+    assert (run.status, run.error) == (RunStatus.failed, "boom")  # the first finish counts
+    store.record_queued_finishes()  # nothing queued: nothing happens
+
+
+def test_finishes_from_many_threads_are_all_recorded(store: ScheduleStore) -> None:
+    names = [f"job-{i}" for i in range(40)]
+    run_ids = claimed_runs(store, *names)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda r=r: results.append(store.finish_run(r, WORKER, RunStatus.succeeded, NOW)))
+        for r in run_ids
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [True] * len(names)
+    assert {status_of(store, name) for name in names} == {RunStatus.succeeded}
 
 
 # -- change watch ---------------------------------------------------------------------------

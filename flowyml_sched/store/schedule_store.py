@@ -105,7 +105,7 @@ class _Finish:
     error: str | None
     pipeline_run_id: str | None
     queued: bool = False
-    """From :meth:`ScheduleStore.queue_finish`: nobody waits for it."""
+    """Nobody waits for it (``finish_run(..., wait=False)``)."""
     closed: bool = False
     """Whether the row was this worker's running run (and is now closed)."""
     settled: bool = False
@@ -451,6 +451,7 @@ class ScheduleStore:
         *,
         error: str | None = None,
         pipeline_run_id: str | None = None,
+        wait: bool = True,
     ) -> bool:
         """Close a ``running`` row that ``worker`` owns with a final status; duration from its start.
 
@@ -459,11 +460,16 @@ class ScheduleStore:
 
         Group commit: the call waits for the store's write lock, and any write transaction of
         this store that begins meanwhile records it (with every other run waiting to finish)
-        before its commit; the call returns once that has committed.
+        before its commit; the call returns once that has committed. With ``wait`` False it
+        returns True at once, and the next write transaction of this store records it (the
+        caller makes sure one comes soon, with :meth:`record_queued_finishes` when it has
+        nothing else to write); if that transaction fails, the one after it tries again.
         """
-        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id)
+        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id, not wait)
         with self._finishes_lock:
             self._finishes.append(request)
+        if not wait:
+            return True
         with self._guard(), self._db.write_mutex:
             if not request.settled:  # no transaction has carried it yet: this one will
                 with self._writing():
@@ -472,26 +478,9 @@ class ScheduleStore:
                 raise request.failure
         return request.closed
 
-    def queue_finish(
-        self,
-        run_id: int,
-        worker: WorkerInfo,
-        status: RunStatus,
-        finished_at: datetime,
-        *,
-        error: str | None = None,
-        pipeline_run_id: str | None = None,
-    ) -> None:
-        """:meth:`finish_run` without waiting: the next write transaction of this store records
-        it (the caller makes sure one comes soon, with :meth:`record_queued_finishes` when it has
-        nothing else to write). If that transaction fails, the one after it tries again."""
-        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id, True)
-        with self._finishes_lock:
-            self._finishes.append(request)
-
     def record_queued_finishes(self) -> None:
-        """Record the finishes :meth:`queue_finish` queued, in one write transaction (none if
-        there are none). Raises StoreError; they stay queued then."""
+        """Record the finishes queued by ``finish_run(..., wait=False)``, in one write transaction
+        (none if there are none). Raises StoreError; they stay queued then."""
         with self._finishes_lock:
             if not self._finishes:
                 return
@@ -699,8 +688,7 @@ class ScheduleStore:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
         """A write transaction, holding the store's write lock; before it commits it also
-        records the runs waiting in :meth:`finish_run` or queued by :meth:`queue_finish`
-        (group commit)."""
+        records the runs waiting or queued in :meth:`finish_run` (group commit)."""
         with self._guard(), self._db.write_mutex:
             carried: list[_Finish] = []
             try:

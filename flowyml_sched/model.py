@@ -202,6 +202,16 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class ClaimRound:
+    """What one claim transaction did: the ``claims`` to run (oldest fire time first), and
+    ``next_due_at``, the earliest ``next_fire_at`` of an enabled schedule once it committed
+    (aware UTC, or None), read in the same transaction."""
+
+    claims: list[Claim]
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """What a heartbeat found: ``lease_kept`` is False when the worker's row said ``dead``
     (its lease had expired and its runs were declared abandoned); ``others_expired`` is True

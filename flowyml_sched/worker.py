@@ -165,16 +165,26 @@ class Worker:
         if free <= 0:
             return []
         # an idle round reads nothing while the watch sees no change; the write transaction
-        # only when something is due, or when the last round left some behind (its limit
-        # was the free capacity): then claiming is the read
-        due = now if self._backlog else self._earliest_due()
+        # only when something is due: as last read (the claim reads again, under the lock),
+        # or left behind by the last round (its limit was the free capacity)
+        known = self._due[0] if self._due is not None else None
+        due = now if self._backlog or (known is not None and known <= now) else self._earliest_due()
         if due is None or due > now:
             return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
-        claims = self.store.claim_due(now, self.identity, free)
+        claimed = self.store.claim_due(now, self.identity, free)
+        claims = claimed.claims
+        self._due = (claimed.next_due_at,)
         self._backlog = len({claim.schedule.name for claim in claims}) >= free
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
+            batches.setdefault(claim.schedule.name, []).append(claim)
+        for batch in batches.values():
+            # one schedule's fire times of one round (catch-up, or several on time) run one
+            # after the other, oldest first, rather than racing for the schedule's run lock
+            # (with overlap "skip" all but one would be recorded skipped)
+            self._start(batch)
+        for claim in claims:  # logged once started, not to delay the start
             late = (now - claim.scheduled_for).total_seconds()
             logger.info(
                 "claimed %s for %s%s",
@@ -182,12 +192,6 @@ class Worker:
                 claim.scheduled_for.isoformat(),
                 f" (catch-up, {late:.0f} s late)" if late >= 1 else "",
             )
-            batches.setdefault(claim.schedule.name, []).append(claim)
-        for batch in batches.values():
-            # one schedule's fire times of one round (catch-up, or several on time) run one
-            # after the other, oldest first, rather than racing for the schedule's run lock
-            # (with overlap "skip" all but one would be recorded skipped)
-            self._start(batch)
         return claims
 
     def wait_idle(self, timeout: float | None = None) -> bool:

@@ -579,11 +579,19 @@ def claimed_runs(store: ScheduleStore, *names: str) -> list[int]:
     """Store hourly schedules ``names`` due at NOW and claim them; their run row ids."""
     for name in names:
         store.add(dataclasses.replace(ping(), name=name, next_fire_at=NOW), NOW - timedelta(hours=1))
-    return [claim.run_id for claim in store.claim_due(NOW, WORKER, len(names))]
+    return [claim.run_id for claim in store.claim_due(NOW, WORKER, len(names)).claims]
 
 
 def status_of(store: ScheduleStore, name: str) -> RunStatus:
     return store.history(name, 1)[0].status
+
+
+def test_a_claim_round_reports_the_earliest_due_time_after_it(store: ScheduleStore) -> None:
+    store.add(dataclasses.replace(ping(), name="later", next_fire_at=NOW + timedelta(hours=2)), NOW)
+    store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
+    claimed = store.claim_due(NOW, WORKER, 10)
+    assert [claim.schedule.name for claim in claimed.claims] == ["a"]
+    assert claimed.next_due_at == store.next_due_at() == datetime(2025, 3, 30, 1, 5, tzinfo=UTC)  # "a" at :05
 
 
 def test_finish_run_closes_its_own_running_row_once(store: ScheduleStore) -> None:

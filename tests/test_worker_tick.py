@@ -608,7 +608,7 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
         status="alive",
     )
     store.heartbeat(dead)
-    assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10)] == [DAY1]  # then it "dies"
+    assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10).claims] == [DAY1]  # then it "dies"
 
     live = make_worker()
     assert live.tick(DAY1 + timedelta(minutes=5)) == []  # nothing new is due; the reap happens

@@ -29,7 +29,18 @@ from flowyml_sched.errors import (
     SchedulerError,
     StoreError,
 )
-from flowyml_sched.model import CatchUp, Claim, Heartbeat, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import (
+    CatchUp,
+    Claim,
+    ClaimRound,
+    Heartbeat,
+    Overlap,
+    Policy,
+    Run,
+    RunStatus,
+    Schedule,
+    WorkerInfo,
+)
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
 from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
@@ -375,7 +386,7 @@ class ScheduleStore:
         self._watches.append(watch)
         return watch
 
-    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int) -> list[Claim]:
+    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int) -> ClaimRound:
         """Claim the due fire times of at most ``limit`` schedules, in one write transaction.
 
         For each enabled schedule whose ``next_fire_at <= now`` (oldest first; on
@@ -385,7 +396,7 @@ class ScheduleStore:
         row, and the schedule's ``next_fire_at`` moves past ``now``, all in the same
         transaction. A row that already exists for (schedule, scheduled_for) means another
         worker won that fire time: it is skipped quietly. Returns the claims to run,
-        oldest fire time first.
+        oldest fire time first, and the earliest due time after them (as :meth:`next_due_at`).
         """
         from flowyml_sched.dispatch import plan_dispatch
 
@@ -426,10 +437,11 @@ class ScheduleStore:
                     schedule = to_run.pop((name, at), None)
                     if schedule is not None:
                         claims.append(Claim(run_id, schedule, at))
+            next_due_at = conn.execute(_EARLIEST_DUE).scalar()
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
         claims.sort(key=lambda c: c.scheduled_for)
-        return claims
+        return ClaimRound(claims, next_due_at)
 
     def start_attempt(
         self, run_id: int, worker: WorkerInfo, *, pid: int | None, log_path: str | None, run_uuid: str

@@ -139,7 +139,8 @@ def results_markdown(reports: list[dict[str, Any]]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `.venv/bin/python bench/run.py` (see [bench/README.md](bench/README.md) for what each "
+        f"Written by `.venv/bin/python bench/run.py{' --quick' if quick else ''}` (see "
+        "[bench/README.md](README.md) for what each "
         "benchmark does). Every figure is the **median of at least 5 repetitions, with (min-max)**.",
         "",
         f"Machine: {first['cpu_model']}, nproc {first['nproc']}, {first['memory_mib']:,} MiB; "

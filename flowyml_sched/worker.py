@@ -190,7 +190,7 @@ class Worker:
                 "claimed %s for %s%s",
                 claim.schedule.name,
                 claim.scheduled_for.isoformat(),
-                f" (catch-up, {late:.0f} s late)" if late >= 1 else "",
+                f" ({late:.0f} s late)" if late >= 1 else "",
             )
         return claims
 
@@ -543,13 +543,17 @@ class Worker:
     def _attempts(self, claim: Claim, attempt: int) -> None:
         policy = claim.schedule.policy
         while True:
+            started = self.clock()
             outcome = self._attempt(claim, attempt)
             retry = (
                 outcome.status in (RunStatus.failed, RunStatus.timed_out)
                 and attempt <= policy.retries
                 and not self._stopping.is_set()
             )
-            if not self._close(claim, outcome.status, outcome.error, outcome.pipeline_run_id, wait=retry) or not retry:
+            closed = self._close(
+                claim, outcome.status, outcome.error, outcome.pipeline_run_id, started_at=started, wait=retry
+            )
+            if not closed or not retry:
                 return
             if self._stopping.wait(policy.retry_backoff.total_seconds()):
                 return
@@ -586,6 +590,7 @@ class Worker:
         error: str | None,
         pipeline_run_id: str | None = None,
         *,
+        started_at: datetime | None = None,
         wait: bool = True,
     ) -> bool:
         """Record the run's end. With ``wait`` False, while the loop serves, the next round
@@ -599,6 +604,7 @@ class Worker:
             self.clock(),
             error=error,
             pipeline_run_id=pipeline_run_id,
+            started_at=started_at,
             wait=not queue,
         )
         if queue:

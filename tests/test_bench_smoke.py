@@ -1,7 +1,7 @@
 """Smoke tests of the benchmarks: each one runs once on tiny sizes, so that none can rot.
 
 ``bench/fire_times.py`` on its own, then the whole suite (``bench/run.py --quick``, two
-repetitions instead of five) once for the module, about 30 s. The suite uses PostgreSQL
+repetitions instead of five) once for the module, about 1.5 min. The suite uses PostgreSQL
 when it answers (the PostgreSQL checks follow conftest's rule: skipped without a server,
 failed under CI) and APScheduler when it is installed (its checks are skipped otherwise).
 No test asserts a time.
@@ -99,7 +99,7 @@ def _run_suite(output: Path, *options: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> dict[str, Any]:
-    """Every benchmark once, on tiny sizes (--quick, 2 repetitions): about 30 s."""
+    """Every benchmark once, on tiny sizes (--quick, 2 repetitions): about 1.5 min."""
     output = tmp_path_factory.mktemp("bench") / "results"
     pg_url = _reachable_postgres()
     done = _run_suite(output, *(("--pg-url", pg_url) if pg_url else ("--no-pg",)))

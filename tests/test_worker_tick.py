@@ -11,6 +11,7 @@ behaviour depends on a child process (timeout, replace, exit codes) run in one.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import threading
 import time
@@ -323,6 +324,9 @@ def test_one_rounds_catch_up_runs_go_one_by_one_and_only_a_second_stop_signal_dr
         assert started == [d.isoformat() for d in day]  # oldest first, each after the previous ended
         ends = [r["at"] for r in events(record, "end")]
         assert all(s["at"] >= e for s, e in zip(events(record, "start")[1:], ends, strict=False))
+        # history says when each started, not when the round claimed it: no run's duration holds the wait
+        rows = [runs[d] for d in day]
+        assert all(later.started_at >= earlier.finished_at for earlier, later in itertools.pairwise(rows))
     else:
         assert started == [day[0].isoformat()]
         assert runs[day[1]].error == "the worker stopped before this run started"

@@ -97,6 +97,7 @@ _FINISH_RUN = (
     .where(runs.c.id == sa.bindparam("b_id"))
     .values(
         status=sa.bindparam("b_status"),
+        started_at=sa.bindparam("b_started_at", type_=UTCDateTime()),
         finished_at=sa.bindparam("b_finished_at", type_=UTCDateTime()),
         duration_seconds=sa.bindparam("b_duration", type_=sa.Float()),
         error=sa.bindparam("b_error", type_=sa.Text()),
@@ -115,6 +116,7 @@ class _Finish:
     finished_at: datetime
     error: str | None
     pipeline_run_id: str | None
+    started_at: datetime | None
     queued: bool = False
     """Nobody waits for it (``finish_run(..., wait=False)``)."""
     closed: bool = False
@@ -136,6 +138,7 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
         if row is None or row.status != RunStatus.running.value or row.worker != finish.worker_id:
             continue
         error = finish.error
+        started_at = finish.started_at or row.started_at
         if row.attempt > 1 and row.error:  # the earlier attempts' lines stay on top
             error = f"{row.error}\n{error}" if error else row.error
         closing.append(
@@ -143,7 +146,8 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
                 "b_id": finish.run_id,
                 "b_status": finish.status.value,
                 "b_finished_at": finish.finished_at,
-                "b_duration": (finish.finished_at - row.started_at).total_seconds() if row.started_at else None,
+                "b_started_at": started_at,
+                "b_duration": (finish.finished_at - started_at).total_seconds() if started_at else None,
                 "b_error": error,
                 "b_run_id": finish.pipeline_run_id or None,
             }
@@ -463,9 +467,11 @@ class ScheduleStore:
         *,
         error: str | None = None,
         pipeline_run_id: str | None = None,
+        started_at: datetime | None = None,
         wait: bool = True,
     ) -> bool:
-        """Close a ``running`` row that ``worker`` owns with a final status; duration from its start.
+        """Close a ``running`` row that ``worker`` owns with a final status; duration from its start:
+        ``started_at`` when given (the run started after its claim, behind another), else the claim's.
 
         Returns False (changing nothing) when the row is no longer this worker's running
         run: another worker marked it abandoned, or a ``replace`` overlap interrupted it.
@@ -477,7 +483,16 @@ class ScheduleStore:
         caller makes sure one comes soon, with :meth:`record_queued_finishes` when it has
         nothing else to write); if that transaction fails, the one after it tries again.
         """
-        request = _Finish(run_id, worker.id, status, _utc(finished_at, "finished_at"), error, pipeline_run_id, not wait)
+        request = _Finish(
+            run_id,
+            worker.id,
+            status,
+            _utc(finished_at, "finished_at"),
+            error,
+            pipeline_run_id,
+            _utc(started_at, "started_at"),
+            not wait,
+        )
         with self._finishes_lock:
             self._finishes.append(request)
         if not wait:

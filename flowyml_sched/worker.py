@@ -199,6 +199,14 @@ class Worker:
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
+    def _wait_for_capacity(self) -> None:
+        """Block (keeping the lease) until a run may start or the worker is stopping."""
+        while not self._stopping.is_set():
+            with self._idle:
+                if self._idle.wait_for(lambda: self._busy < self.settings.max_concurrent, 0.2):
+                    return
+            self._keep_lease()
+
     def _earliest_due(self) -> datetime | None:
         """The earliest due fire time: read from the store only when the watch saw a change
         (the watch is asked first, so a change committed during the read is seen next time)."""
@@ -223,18 +231,12 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 now = self.clock()
-                failed = True
-                try:
-                    self.tick(now)
-                    failed = False
-                except StoreError as exc:
-                    logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
-                    self.notifier.status(f"store unavailable: {exc}")
-                except Exception:  # a bug must not end the loop while health says it runs
-                    logger.exception("the worker's round failed; retrying in %.0f s", self.settings.poll_interval)
-                    self.notifier.status("a round failed; see the log")
+                failed = not self._round(now)
                 self.notifier.watchdog()
-                if once:  # wait for what was claimed (not only for the grace period)
+                if once:  # claim all that is due at this instant, then wait for it (past the grace period too)
+                    while not failed and self._backlog and not self._stopping.is_set():
+                        self._wait_for_capacity()
+                        failed = not self._round(now)
                     while not self._stopping.is_set() and not self.wait_idle(0.2):
                         self._keep_lease()
                     break
@@ -243,6 +245,20 @@ class Worker:
         finally:
             self._shutdown()
         return 1 if once and failed else 0
+
+    def _round(self, now: datetime) -> bool:
+        """:meth:`tick`, logging its failure instead of raising; True when it went through."""
+        try:
+            self.tick(now)
+        except StoreError as exc:
+            logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
+            self.notifier.status(f"store unavailable: {exc}")
+            return False
+        except Exception:  # a bug must not end the loop while health says it runs
+            logger.exception("the worker's round failed; retrying in %.0f s", self.settings.poll_interval)
+            self.notifier.status("a round failed; see the log")
+            return False
+        return True
 
     def request_stop(self) -> None:
         """First stage: stop claiming, let running work finish within the grace period."""
@@ -266,7 +282,8 @@ class Worker:
         signal.signal(signal.SIGHUP, lambda _s, _f: self.request_sync())
 
     def _sleep_seconds(self) -> float:
-        poll = self.settings.poll_interval
+        # never past the next heartbeat: a lease shorter than the poll interval must hold too
+        poll = min(self.settings.poll_interval, max(0.0, self._maintenance.heartbeat_due - time.monotonic()))
         with self._mutex:
             if self._busy >= self.settings.max_concurrent:
                 return poll

@@ -78,6 +78,11 @@ def raises(record: str | None = None, message: str = "boom from pipelines_for_te
     raise RuntimeError(message)
 
 
+def raises_unstorable() -> None:
+    """Fails with a message no database stores as is: a NUL and an undecodable byte."""
+    raise RuntimeError("bad\x00byte " + b"\xff".decode("utf-8", "surrogateescape"))
+
+
 def flaky(record: str, failures: int = 1) -> None:
     """Fails the first ``failures`` times it is called with this record file, then succeeds."""
     calls = sum(1 for r in read_records(record) if r["event"] in ("flaky-failed", "flaky-ok"))

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from pipelines_for_tests import pythonpath, read_records
 
 from flowyml_sched import service
+from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import ScheduleStore, open_store
@@ -840,3 +841,90 @@ def test_a_failing_round_with_work_due_waits_a_poll_before_trying_again(
         worker.worker.request_stop()
         runner.join(30)
         worker.stopped = True
+
+
+def test_a_run_whose_error_no_database_stores_as_is_is_recorded_and_the_worker_goes_on(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, "bad", pipeline="pipelines_for_tests:raises_unstorable", trigger=HourlyTrigger(0))
+    add(store, "good", pipeline="pipelines_for_tests:ok", trigger=HourlyTrigger(0), params={"record": str(record)})
+    worker = make_worker(poll_interval=0.05)
+    worker.clock.set(CREATED.replace(hour=13))
+    runner = threading.Thread(target=worker.worker.run)  # the loop: runners queue their finishes
+    runner.start()
+    try:
+        for hour in (13, 14):
+            at = CREATED.replace(hour=hour)
+            worker.clock.set(at)
+            wait_until(lambda at=at: statuses(store, "good").get(at) is RunStatus.succeeded, f"good at {at}")
+            wait_until(lambda at=at: statuses(store, "bad").get(at) is RunStatus.failed, f"bad at {at}")
+        error = runs_of(store, "bad")[CREATED.replace(hour=13)].error
+        assert "RuntimeError: bad\\x00byte \\udcff" in error
+    finally:
+        worker.worker.request_stop()
+        runner.join(30)
+        worker.stopped = True
+    assert {w.id: w.status for w in store.list_workers()}[worker.identity.id] == "stopped"
+
+
+def test_a_finish_the_database_refuses_is_retried_on_its_own_and_holds_up_no_other_write(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as opened:
+        add(opened, "a")
+        add(opened, "b")
+        identity = WorkerInfo("w:1:x", "w", 1, DAY1, DAY1, DAY1 + timedelta(seconds=30), "alive")
+        first, second = (claim.run_id for claim in opened.claim_due(DAY1, identity, 2).claims)
+        engine = sa.create_engine(sqlite_url, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:  # the database refuses one error text
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse BEFORE UPDATE ON runs WHEN NEW.error = 'poison' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        engine.dispose()
+        opened.finish_run(first, identity, RunStatus.failed, DAY1, error="poison", wait=False)
+        opened.finish_run(second, identity, RunStatus.succeeded, DAY1, wait=False)
+        with pytest.raises(StoreError, match="refused"):
+            opened.record_queued_finishes()  # the shared transaction fails: both go back, each alone
+        add(opened, "c")  # other writes go through meanwhile
+        with pytest.raises(StoreError, match="refused"):
+            opened.record_queued_finishes()  # "b" is written; "a" fails again, on its own
+        assert statuses(opened, "b") == {DAY1: RunStatus.succeeded}
+        opened.record_queued_finishes()  # "a" with a note in place of the refused text
+        (run,) = opened.history("a")
+        assert run.status is RunStatus.failed
+        assert run.error.startswith("(the run's error could not be stored: ")
+
+
+def test_heartbeats_keep_a_lease_shorter_than_the_poll_interval(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    worker = make_worker(poll_interval=60.0, lease=0.6, heartbeat_interval=0.2)
+    runner = threading.Thread(target=worker.worker.run)
+    runner.start()
+    try:
+        beats: set[datetime] = set()
+
+        def heartbeats() -> int:
+            beats.update(w.heartbeat_at for w in store.list_workers() if w.id == worker.identity.id)
+            return len(beats) >= 4
+
+        wait_until(heartbeats, "four heartbeats within one poll interval", timeout=30.0)
+    finally:
+        worker.worker.request_stop()
+        runner.join(30)
+        worker.stopped = True
+
+
+def test_run_once_runs_everything_due_now_even_beyond_its_capacity(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    names = [f"job-{i}" for i in range(7)]
+    for name in names:
+        add(store, name, trigger=HourlyTrigger(0))
+    worker = make_worker(max_concurrent=2)
+    at = CREATED.replace(hour=13)
+    worker.clock.set(at)
+    assert worker.worker.run(once=True) == 0
+    worker.stopped = True
+    assert {name: statuses(store, name) for name in names} == {name: {at: RunStatus.succeeded} for name in names}

@@ -119,12 +119,22 @@ class _Finish:
     started_at: datetime | None
     queued: bool = False
     """Nobody waits for it (``finish_run(..., wait=False)``)."""
+    alone: bool = False
+    """A transaction carrying it failed: it is written in a transaction of its own."""
     closed: bool = False
     """Whether the row was this worker's running run (and is now closed)."""
     settled: bool = False
     """Recorded by a transaction that committed."""
     failure: BaseException | None = None
     """The error of the transaction that carried it and failed."""
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as every database stores it: NUL shown as ``\\x00`` (PostgreSQL text refuses it),
+    lone surrogates (undecodable bytes of a pipeline's message) as ``\\udcff`` escapes."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
@@ -488,8 +498,8 @@ class ScheduleStore:
             worker.id,
             status,
             _utc(finished_at, "finished_at"),
-            error,
-            pipeline_run_id,
+            _storable(error),
+            _storable(pipeline_run_id),
             _utc(started_at, "started_at"),
             not wait,
         )
@@ -507,12 +517,31 @@ class ScheduleStore:
 
     def record_queued_finishes(self) -> None:
         """Record the finishes queued by ``finish_run(..., wait=False)``, in one write transaction
-        (none if there are none). Raises StoreError; they stay queued then."""
+        (none if there are none), then each that a failed transaction had carried in one of
+        its own, so that a finish the database refuses holds up no other write. When one fails
+        on its own, its next try stores a note in place of its error text. Raises
+        StoreError (after trying them all); what failed stays queued."""
         with self._finishes_lock:
-            if not self._finishes:
-                return
-        with self._writing():
-            pass
+            shared = any(not finish.alone for finish in self._finishes)
+            alone = [finish for finish in self._finishes if finish.alone]
+            self._finishes = [finish for finish in self._finishes if not finish.alone]
+        failure: StoreError | None = None
+        if shared:
+            try:
+                with self._writing():
+                    pass
+            except StoreError as exc:
+                failure = exc
+        for finish in alone:
+            try:
+                with self._writing(alone=finish):
+                    pass
+            except StoreError as exc:
+                logger.error("could not record run %d: %s", finish.run_id, exc)
+                finish.error = f"(the run's error could not be stored: {exc.reason})"
+                failure = exc
+        if failure is not None:
+            raise failure
 
     def retry_run(self, run_id: int, worker: WorkerInfo, now: datetime, previous: RunStatus) -> int | None:
         """Take a failed, timed-out or abandoned run for another attempt, owned by ``worker``.
@@ -713,22 +742,30 @@ class ScheduleStore:
             yield conn
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sa.Connection]:
+    def _writing(self, alone: _Finish | None = None) -> Iterator[sa.Connection]:
         """A write transaction, holding the store's write lock; before it commits it also
-        records the runs waiting or queued in :meth:`finish_run` (group commit)."""
+        records the runs waiting or queued in :meth:`finish_run` (group commit), or only
+        ``alone``, a queued finish that a failed transaction had carried."""
         with self._guard(), self._db.write_mutex:
             carried: list[_Finish] = []
             try:
                 with self._db.write_engine.begin() as conn:
                     yield conn
-                    with self._finishes_lock:
-                        carried, self._finishes = self._finishes, []
+                    if alone is not None:
+                        carried = [alone]
+                    else:
+                        with self._finishes_lock:
+                            carried = [finish for finish in self._finishes if not finish.alone]
+                            self._finishes = [finish for finish in self._finishes if finish.alone]
                     _record_finishes(conn, carried)
             except BaseException as exc:
                 for finish in carried:
                     finish.failure = exc
-                with self._finishes_lock:  # nobody waits for the queued ones: the next transaction takes them
-                    self._finishes[:0] = [finish for finish in carried if finish.queued]
+                requeued = [finish for finish in carried if finish.queued]
+                for finish in requeued:  # nobody waits for these: each goes back, to be written on its own
+                    finish.alone, finish.failure = True, None
+                with self._finishes_lock:
+                    self._finishes[:0] = requeued
                 raise
             for finish in carried:
                 finish.settled = True

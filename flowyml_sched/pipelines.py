@@ -139,7 +139,7 @@ def run_target(target: Any, params: dict[str, Any], scheduled_for: datetime, run
         if exc.code in (None, 0):
             return PipelineResult(True)
         return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})")
-    except Exception as exc:  # the target's own failure, recorded in history
+    except BaseException as exc:  # the target's own failure (KeyboardInterrupt too), recorded in history
         return PipelineResult(False, format_error(exc))
 
 

@@ -19,6 +19,7 @@ stops everything at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -457,13 +458,14 @@ class Worker:
                 self._waiting_runners -= 1
             try:
                 self._execute_all(*job)
-            except Exception:  # a bug must not take the runner down with it
+            except BaseException:  # a bug, or a pipeline's stray BaseException, must not take the runner down
                 logger.exception("a runner failed")
-            with self._mutex:
-                self._busy -= 1
-                self._waiting_runners += 1
-                self._idle.notify_all()
-            self._wake.set()
+            finally:
+                with self._mutex:
+                    self._busy -= 1
+                    self._waiting_runners += 1
+                    self._idle.notify_all()
+                self._wake.set()
 
     def _execute_all(self, claims: list[Claim], first_attempt: int) -> None:
         try:
@@ -614,7 +616,8 @@ class Worker:
         records it (with others, in one transaction) and this returns True at once; otherwise
         returns whether the row was still this worker's running run."""
         queue = self._serving and not wait
-        closed = self.store.finish_run(
+        finishing = functools.partial(
+            self.store.finish_run,
             claim.run_id,
             self.identity,
             status,
@@ -622,11 +625,19 @@ class Worker:
             error=error,
             pipeline_run_id=pipeline_run_id,
             started_at=started_at,
-            wait=not queue,
         )
+        try:
+            closed = finishing(wait=not queue)
+        except StoreError as exc:
+            if not self._serving:
+                raise
+            logger.error("%s for %s: %s; the next rounds record it", claim.schedule.name, claim.scheduled_for, exc)
+            finishing(wait=False)  # no retry meanwhile: whether the row is still this worker's is unknown
+            queue, closed = True, False
         if queue:
             self._wake.set()
         level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
+        first_line = error.splitlines()[0][:500].replace("\x00", "\\x00") if error else ""
         logger.log(level, "%s for %s: %s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
-                   f" ({error.splitlines()[0]})" if error else "")  # fmt: skip
+                   f" ({first_line})" if error else "")  # fmt: skip
         return closed

@@ -83,6 +83,11 @@ def raises_unstorable() -> None:
     raise RuntimeError("bad\x00byte " + b"\xff".decode("utf-8", "surrogateescape"))
 
 
+def raises_keyboard_interrupt() -> None:
+    """Fails with a ``BaseException`` that is not an ``Exception``."""
+    raise KeyboardInterrupt("from pipelines_for_tests")
+
+
 def flaky(record: str, failures: int = 1) -> None:
     """Fails the first ``failures`` times it is called with this record file, then succeeds."""
     calls = sum(1 for r in read_records(record) if r["event"] in ("flaky-failed", "flaky-ok"))

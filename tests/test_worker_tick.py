@@ -928,3 +928,45 @@ def test_run_once_runs_everything_due_now_even_beyond_its_capacity(
     assert worker.worker.run(once=True) == 0
     worker.stopped = True
     assert {name: statuses(store, name) for name in names} == {name: {at: RunStatus.succeeded} for name in names}
+
+
+def test_an_in_process_pipeline_raising_keyboard_interrupt_fails_and_frees_its_slot(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store, "kb", pipeline="pipelines_for_tests:raises_keyboard_interrupt", trigger=HourlyTrigger(0))
+    worker = make_worker(max_concurrent=1)
+    hours = [CREATED.replace(hour=h) for h in (13, 14)]
+    for at in hours:
+        assert worker.tick(at) == [("kb", at)]  # the second claim needs the slot back
+        worker.idle()
+    runs = runs_of(store, "kb")
+    assert [runs[at].status for at in hours] == [RunStatus.failed, RunStatus.failed]
+    assert runs[hours[0]].error.startswith("KeyboardInterrupt: from pipelines_for_tests")
+
+
+def test_a_refused_finish_on_the_retry_path_is_recorded_by_the_loop_not_left_running(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    with open_store(sqlite_url) as opened:
+        add(opened, "poison", pipeline="pipelines_for_tests:raises", params={"message": "poison"}, retries=1)
+        engine = sa.create_engine(sqlite_url, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse BEFORE UPDATE ON runs WHEN NEW.error LIKE '%poison%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        engine.dispose()
+        settings = WorkerSettings(log_dir=tmp_path / "logs", in_process=True, poll_interval=0.05, lease=LONG_LEASE)
+        clock = Clock(DAY1)
+        worker = Worker(opened, FileLocks(tmp_path / "locks"), settings, clock=clock)
+        runner = threading.Thread(target=worker.run)
+        runner.start()
+        try:
+            wait_until(lambda: statuses(opened, "poison").get(DAY1) is RunStatus.failed, "the run to be recorded")
+        finally:
+            worker.request_stop()
+            runner.join(30)
+        (run,) = opened.history("poison")
+        assert run.error.startswith("(the run's error could not be stored: ")

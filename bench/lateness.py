@@ -4,8 +4,9 @@ The store holds ``stored`` schedules; ``due`` of them (interval schedules) are m
 instants spread evenly over a ``window`` starting ``margin`` seconds after they are armed,
 the rest not for months. Ours: the lateness of the pipeline's own start
 (``bench_jobs.record_start``), which comes after the claim transaction has committed (the
-durable claim included), and beside it the run row's ``started_at`` (when the worker
-started the run, as history shows it) minus ``scheduled_for``. APScheduler ``BackgroundScheduler`` + ``SQLAlchemyJobStore`` on the same database
+durable claim included; with the default ``--claim-ahead`` it commits about 0.1 s before the
+fire time and the run waits for its instant), and beside it the run row's ``started_at``
+(when the worker started the run, as history shows it) minus ``scheduled_for``. APScheduler ``BackgroundScheduler`` + ``SQLAlchemyJobStore`` on the same database
 with the same triggers, one process; lateness = the job function's start minus its
 scheduled run time. Workers (ours) and the scheduler (theirs) stay up across the
 repetitions; each repetition arms the due schedules anew.

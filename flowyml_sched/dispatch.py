@@ -1,8 +1,10 @@
 """PURE: what a worker does with a schedule whose next fire time has come.
 
-Given a schedule and "now", :func:`plan_dispatch` decides which due fire times run, which
-are recorded as ``missed``, and the schedule's new next fire time (always after now, so a
-fire time is never claimed before its instant and never twice by the same schedule row).
+Given a schedule, "now" and the instant ``until`` (now, or a little later: a worker claims
+fire times ahead so that their claim has committed when they are due), :func:`plan_dispatch`
+decides which fire times up to ``until`` run, which are recorded as ``missed``, and the
+schedule's new next fire time (always after ``until``, so a fire time is never claimed
+earlier than ``until - now`` before its instant and never twice by the same schedule row).
 
 A due fire time ``t`` is *on time* when ``now - t <= grace``, where grace is the
 schedule's ``misfire_grace`` or :data:`DEFAULT_MISFIRE_GRACE`; older ones are *late*
@@ -43,7 +45,7 @@ reported as missed without being counted (:attr:`Dispatch.missed_uncounted_befor
 class Dispatch:
     """The decision for one schedule: fire times to ``run`` (oldest first), fire times
     ``missed`` (oldest first), how many older missed ones were not listed, the
-    schedule's new ``next_fire_at`` (UTC, strictly after now), and, for a schedule too far
+    schedule's new ``next_fire_at`` (UTC, strictly after ``until``), and, for a schedule too far
     behind to walk, the instant before which missed fire times were not even counted.
     All datetimes aware UTC."""
 
@@ -54,23 +56,28 @@ class Dispatch:
     missed_uncounted_before: datetime | None = None
 
 
-def plan_dispatch(schedule: Schedule, now: datetime) -> Dispatch:
+def plan_dispatch(schedule: Schedule, now: datetime, until: datetime | None = None) -> Dispatch:
     """Decide what to do with ``schedule``'s due fire times at ``now`` (aware).
 
     Requires ``schedule.next_fire_at`` (aware UTC) to be set. Fire times from
-    ``next_fire_at`` up to and including ``now`` are due.
+    ``next_fire_at`` up to and including ``until`` (aware, not before ``now``; default
+    ``now``) are due; lateness is judged at ``now``, so those after it are on time.
+    Raises ValueError when ``until`` is before ``now``.
     """
     assert schedule.next_fire_at is not None, "a paused schedule has nothing due"
+    until = now if until is None else until
+    if until < now:
+        raise ValueError(f"until ({until.isoformat()}) is before now ({now.isoformat()})")
     zone = get_zone(schedule.timezone)
     policy = schedule.policy
     grace = policy.misfire_grace or DEFAULT_MISFIRE_GRACE
     keep = max(policy.max_catchup, MAX_MISSED_RECORDED) + 1
     first = schedule.next_fire_at
-    scanned = _scan(schedule, zone, first, now, grace, keep)
+    scanned = _scan(schedule, zone, first, now, until, grace, keep)
     skipped_before: datetime | None = None
     if scanned is None:  # too far behind to walk every fire time: start near now instead
         skipped_before = _recent_start(schedule, zone, first, now, keep)
-        scanned = _scan(schedule, zone, skipped_before, now, grace, keep, inclusive=False)
+        scanned = _scan(schedule, zone, skipped_before, now, until, grace, keep, inclusive=False)
         assert scanned is not None, "a recent window holds a bounded number of fire times"
     late_due, late_count, on_time, next_fire_at = scanned
     late = list(late_due)
@@ -100,12 +107,13 @@ def _scan(
     zone: tzinfo,
     start: datetime,
     now: datetime,
+    until: datetime,
     grace: timedelta,
     keep: int,
     inclusive: bool = True,
 ) -> tuple[deque[datetime], int, list[datetime], datetime] | None:
-    """Walk the fire times from ``start`` (included when ``inclusive``) to ``now``: the newest
-    ``keep`` late ones, how many were late, the on-time ones and the first one after now.
+    """Walk the fire times from ``start`` (included when ``inclusive``) to ``until``: the newest
+    ``keep`` late ones (at ``now``), how many were late, the on-time ones and the first one after ``until``.
     None when there are more than :data:`SCAN_LIMIT` of them."""
     utc = start.tzinfo
     # of the late fire times only the newest can matter: the most that run or are listed as
@@ -116,7 +124,7 @@ def _scan(
     following = iter_fire_times(schedule.trigger, zone, start)
     candidate = start if inclusive else next(following).at.astimezone(utc)
     for _ in range(SCAN_LIMIT):
-        if candidate > now:
+        if candidate > until:
             return late_due, late_count, on_time, candidate
         if now - candidate > grace:
             late_count += 1

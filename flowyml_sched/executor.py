@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -222,17 +223,25 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def run_in_process(request: RunRequest) -> Outcome:
-    """Run the pipeline in this process and thread. No timeout can stop it: use a child process for that."""
+def prepare_in_process(request: RunRequest) -> Callable[[], Outcome]:
+    """Resolve the pipeline and bind its arguments now; the returned call runs it in this
+    process and thread (no timeout can stop it: use a child process for that) and never
+    raises for the pipeline's errors. A pipeline that cannot be found fails when called."""
     from flowyml_sched.errors import PipelineNotFound
-    from flowyml_sched.pipelines import resolve, run_target
+    from flowyml_sched.pipelines import prepare_target, resolve
 
-    started = time.monotonic()
     try:
         target = resolve(request.pipeline)
     except PipelineNotFound as exc:
-        return Outcome(RunStatus.failed, str(exc))
-    result = run_target(target, request.params, request.scheduled_for, request.run_id)
-    logger.debug("in-process run %s took %.3f s", request.run_id, time.monotonic() - started)
-    status = RunStatus.succeeded if result.success else RunStatus.failed
-    return Outcome(status, result.error, result.pipeline_run_id)
+        error = str(exc)
+        return lambda: Outcome(RunStatus.failed, error)
+    prepared = prepare_target(target, request.params, request.scheduled_for, request.run_id)
+
+    def call() -> Outcome:
+        started = time.monotonic()
+        result = prepared()
+        logger.debug("in-process run %s took %.3f s", request.run_id, time.monotonic() - started)
+        status = RunStatus.succeeded if result.success else RunStatus.failed
+        return Outcome(status, result.error, result.pipeline_run_id)
+
+    return call

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -115,32 +116,65 @@ def run_target(target: Any, params: dict[str, Any], scheduled_for: datetime, run
 
     ``scheduled_for`` is the fire time (aware UTC); ``run_id`` becomes the flowyml run id.
     """
+    return prepare_target(target, params, scheduled_for, run_id)()
+
+
+def prepare_target(
+    target: Any, params: dict[str, Any], scheduled_for: datetime, run_id: str
+) -> Callable[[], PipelineResult]:
+    """Check a resolved target and bind its arguments now (as :func:`run_target` would); the
+    returned call runs it once and reports how it ended, never raising for the target's errors.
+    A target that cannot take the params fails when called."""
     try:
         if is_flowyml_pipeline(target):
-            return _run_flowyml(target, params, run_id)
+            return _guarded(lambda: _run_flowyml(target, params, run_id))
         if not callable(target):
-            return PipelineResult(False, f"the pipeline is a {type(target).__name__}, not callable")
+            return _failing(f"the pipeline is a {type(target).__name__}, not callable")
         signature = _signature(target)
         kwargs = dict(params)
         if signature is not None and _accepts(signature, "scheduled_for"):
             kwargs["scheduled_for"] = scheduled_for
-        if signature is not None and not _binds(signature, kwargs):
-            if signature.parameters or not params:
-                return PipelineResult(False, _binding_error(signature, kwargs))
-            result = target()  # a factory: it takes nothing and must return a Pipeline
+        if signature is None or _binds(signature, kwargs):
+            return _guarded(lambda: _run_result(target(**kwargs), params, run_id))
+        if signature.parameters or not params:
+            return _failing(_binding_error(signature, kwargs))
+
+        def factory() -> PipelineResult:  # it takes nothing and must return a Pipeline
+            result = target()
             if not is_flowyml_pipeline(result):
                 return PipelineResult(False, _binding_error(signature, kwargs))
             return _run_flowyml(result, params, run_id)
-        result = target(**kwargs)
-        if is_flowyml_pipeline(result):
-            return _run_flowyml(result, params, run_id)
-        return PipelineResult(True)
-    except SystemExit as exc:
-        if exc.code in (None, 0):
-            return PipelineResult(True)
-        return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})")
-    except BaseException as exc:  # the target's own failure (KeyboardInterrupt too), recorded in history
-        return PipelineResult(False, format_error(exc))
+
+        return _guarded(factory)
+    except Exception as exc:  # a target whose attributes or signature raise
+        return _failing(format_error(exc))
+
+
+def _run_result(result: Any, params: dict[str, Any], run_id: str) -> PipelineResult:
+    """A plain callable returned: a flowyml ``Pipeline`` runs now; anything else is success."""
+    if is_flowyml_pipeline(result):
+        return _run_flowyml(result, params, run_id)
+    return PipelineResult(True)
+
+
+def _failing(error: str) -> Callable[[], PipelineResult]:
+    return lambda: PipelineResult(False, error)
+
+
+def _guarded(run: Callable[[], PipelineResult]) -> Callable[[], PipelineResult]:
+    """``run`` with the target's own failures (``sys.exit`` and KeyboardInterrupt too) reported."""
+
+    def call() -> PipelineResult:
+        try:
+            return run()
+        except SystemExit as exc:
+            if exc.code in (None, 0):
+                return PipelineResult(True)
+            return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})")
+        except BaseException as exc:  # recorded in history
+            return PipelineResult(False, format_error(exc))
+
+    return call
 
 
 def format_error(exc: BaseException) -> str:

@@ -1,15 +1,23 @@
 """The worker: claims due fire times from the store and runs each exactly once.
 
 ``Worker.tick(now)`` does one round and takes "now" as an argument; ``Worker.run()`` is the
-thin loop around it that reads the clock, sleeps until the earliest due fire time or the
-poll interval (whichever comes first), and wakes at once on a signal or a finished run.
+thin loop around it that reads the clock, sleeps until the earliest due fire time (less the
+claim-ahead) or the poll interval (whichever comes first), and wakes at once on a signal or
+a finished run.
+
+On time: a round claims the fire times due within ``claim_ahead`` seconds (0.1 by default,
+like Quartz's fire-ahead window), so the claim's commit (a disk flush) is done when they are
+due; each run then waits for its fire time and starts then, never before. A pause or removal
+made in the last ``claim_ahead`` seconds before a fire time that is already claimed does not
+stop that run.
 
 Exactly once: a fire time is claimed by inserting its run row, unique on (schedule,
-scheduled_for), in the same transaction that moves the schedule's next fire time past now.
-A worker that loses the race skips quietly. A claimed run is owned by its worker, whose
-heartbeat renews a lease; when the lease expires any live worker marks the run
-``abandoned`` and retries it if the schedule has retries left. The fire times of one
-schedule claimed in one round (catch-up after downtime) run one after the other, oldest first.
+scheduled_for), in the same transaction that moves the schedule's next fire time past the
+round's horizon (now + claim-ahead). A worker that loses the race skips quietly. A claimed
+run is owned by its worker, whose heartbeat renews a lease; when the lease expires any live
+worker marks the run ``abandoned`` and retries it if the schedule has retries left. The fire
+times of one schedule claimed in one round (catch-up after downtime) run one after the
+other, oldest first.
 
 Shutdown has two stages: the first SIGTERM/SIGINT stops claiming and gives running work
 ``grace`` seconds, then stops what remains and records it ``interrupted``; a second signal
@@ -34,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flowyml_sched.errors import SchedulerError, StoreError
-from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, run_in_process
+from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, prepare_in_process
 from flowyml_sched.locks import LockBackend, RunLock
 from flowyml_sched.model import Claim, Heartbeat, Overlap, Run, RunStatus, WorkerInfo
 from flowyml_sched.sdnotify import Notifier
@@ -44,6 +52,20 @@ logger = logging.getLogger(__name__)
 
 UTC = timezone.utc
 
+DEFAULT_CLAIM_AHEAD = 0.1
+"""Seconds before their instant that fire times are claimed; their runs start at the instant."""
+PREPARE_AHEAD = 0.005
+"""Seconds before its instant at which a held run wakes to prepare (after a sleep, that Python
+work runs several times slower than warm)."""
+SPIN = 0.001
+"""Seconds before its instant at which a prepared run stops sleeping and yields the CPU until
+then: on a virtual machine the timer wakes a thread up to a millisecond late."""
+START_GUARD = 0.02
+"""Seconds before the start of a run claimed ahead in which the loop starts no round: a round's
+Python work holds the GIL (the waking run would wait up to the 5 ms switch interval), and the
+rounds of the host's other workers take the CPU."""
+START_SETTLE = timedelta(milliseconds=1)
+"""How long after that start the round waits."""
 DEFAULT_POLL_INTERVAL = 1.0
 """Seconds between rounds when nothing is due sooner; a round reads the store only when its
 change watch reports that the schedules changed (:mod:`flowyml_sched.store.watch`)."""
@@ -72,6 +94,7 @@ class WorkerSettings:
     log_dir: Path
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    claim_ahead: float = DEFAULT_CLAIM_AHEAD
     grace: float = DEFAULT_GRACE
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     lease: float = DEFAULT_LEASE
@@ -146,13 +169,22 @@ class Worker:
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False
         """The last claim round took as many schedules as it could: more may be due already."""
+        self._claim_ahead = timedelta(seconds=settings.claim_ahead)
+        """Rounds claim fire times due by now + this; ``run(once=True)`` claims only due ones."""
+        self._held: dict[int, datetime] = {}
+        """Run id to fire time of the runs claimed ahead and waiting for their instant."""
+        self._last_due: datetime | None = None
+        """The earliest due time as last read (kept when ``_due`` is invalidated)."""
+        self._claimed_ahead: list[datetime] = []
+        """Earlier due times that later reads moved past: claimed, their runs start then."""
 
     # -- one round ---------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> list[Claim]:
         """One round at ``now``: heartbeat and reap if due, apply the sync file if it changed,
-        claim due fire times up to the free capacity and start them, and record the runs that
-        finished meanwhile (in the claim's transaction when there is one). Returns the claims."""
+        claim the fire times due by ``now`` + ``claim_ahead`` up to the free capacity and start
+        them (each at its fire time), and record the runs that finished meanwhile (in the
+        claim's transaction when there is one). Returns the claims."""
         self._maintain(now)
         claims = self._claim(now)
         self.store.record_queued_finishes()
@@ -168,14 +200,15 @@ class Worker:
         # an idle round reads nothing while the watch sees no change; the write transaction
         # only when something is due: as last read (the claim reads again, under the lock),
         # or left behind by the last round (its limit was the free capacity)
+        until = now + self._claim_ahead
         known = self._due[0] if self._due is not None else None
-        due = now if self._backlog or (known is not None and known <= now) else self._earliest_due()
-        if due is None or due > now:
+        due = now if self._backlog or (known is not None and known <= until) else self._earliest_due()
+        if due is None or due > until:
             return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
-        claimed = self.store.claim_due(now, self.identity, free)
+        claimed = self.store.claim_due(now, self.identity, free, until=until)
         claims = claimed.claims
-        self._due = (claimed.next_due_at,)
+        self._read_due(claimed.next_due_at)
         self._backlog = len({claim.schedule.name for claim in claims}) >= free
         batches: dict[str, list[Claim]] = {}
         for claim in claims:
@@ -212,8 +245,8 @@ class Worker:
         """The earliest due fire time: read from the store only when the watch saw a change
         (the watch is asked first, so a change committed during the read is seen next time)."""
         if self._watch.changed() or self._due is None:
-            self._due = (self.store.next_due_at(),)
-        return self._due[0]
+            self._read_due(self.store.next_due_at())
+        return self._due[0] if self._due is not None else None
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -229,8 +262,12 @@ class Worker:
         self.notifier.ready(f"serving {self.store.location}")
         failed = False
         self._serving = not once
+        if once:
+            self._claim_ahead = timedelta(0)
         try:
             while not self._stopping.is_set():
+                if quiet := self._quiet_before_start():  # once a round: at most START_GUARD late
+                    self._stop_now.wait(quiet)
                 now = self.clock()
                 failed = not self._round(now)
                 self.notifier.watchdog()
@@ -292,13 +329,13 @@ class Worker:
             return 0.0
         if self._due is None:  # else the round just asked the watch
             try:
-                self._due = (self.store.next_due_at(),)
+                self._read_due(self.store.next_due_at())
             except StoreError:
                 return poll
-        (due,) = self._due
+        due = self._due[0] if self._due is not None else None
         if due is None:
             return poll
-        return min(poll, max(0.0, (due - self.clock()).total_seconds()))
+        return min(poll, max(0.0, (due - self._claim_ahead - self.clock()).total_seconds()))
 
     def _shutdown(self) -> None:
         self._serving = False  # runners record their own runs from now on
@@ -470,7 +507,8 @@ class Worker:
     def _execute_all(self, claims: list[Claim], first_attempt: int) -> None:
         try:
             for index, claim in enumerate(claims):
-                if index and self._too_late_to_start():
+                held = self._hold(claim)
+                if (index or held) and self._too_late_to_start():
                     try:
                         self._close(claim, RunStatus.interrupted, "the worker stopped before this run started")
                     except StoreError as exc:
@@ -483,6 +521,58 @@ class Worker:
             with self._mutex:
                 for claim in claims:  # also those an escaping error left unstarted
                     self._active.pop(claim.run_id, None)
+                    self._held.pop(claim.run_id, None)
+
+    def _hold(self, claim: Claim) -> bool:
+        """A run claimed ahead of its fire time waits for it: True when it waited. It sleeps
+        until :data:`PREPARE_AHEAD` seconds before the instant, prepares, and :meth:`_at_instant`
+        waits out the rest. At most ``claim_ahead`` seconds (a wall clock stepped back cannot
+        hold it longer); a second stop signal ends the wait."""
+        delay = min((claim.scheduled_for - self.clock()).total_seconds(), self.settings.claim_ahead)
+        if delay <= 0:
+            return False
+        with self._mutex:
+            self._held[claim.run_id] = claim.scheduled_for
+        self._stop_now.wait(max(0.0, delay - PREPARE_AHEAD))
+        return True
+
+    def _at_instant(self, claim: Claim) -> None:
+        """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
+        yielding the CPU in a loop; at most :data:`PREPARE_AHEAD` seconds in all."""
+        with self._mutex:
+            if claim.run_id not in self._held:
+                return
+        left = min((claim.scheduled_for - self.clock()).total_seconds(), PREPARE_AHEAD)
+        end = time.monotonic() + left
+        if left > SPIN:
+            self._stop_now.wait(left - SPIN)
+        while self.clock() < claim.scheduled_for and time.monotonic() < end and not self._stop_now.is_set():
+            time.sleep(0)
+        with self._mutex:
+            self._held.pop(claim.run_id, None)
+
+    def _read_due(self, due: datetime | None) -> None:
+        """Keep the earliest due time as read. The one it replaces, when earlier, has been
+        claimed (by this worker or another one on the host) and, when still ahead, its run is
+        about to start: remembered for :meth:`_quiet_before_start`."""
+        last = self._last_due
+        if last is not None and (due is None or due > last):
+            self._claimed_ahead.append(last)
+        self._last_due = due
+        self._due = (due,)
+
+    def _quiet_before_start(self) -> float:
+        """Seconds the loop waits before its round so as not to take the CPU (and this
+        process's GIL) from runs claimed ahead that are about to start: until just after
+        those starting within :data:`START_GUARD` (its own held runs, and the fire times it saw
+        claimed); 0 when there are none."""
+        now = self.clock()
+        with self._mutex:
+            instants = [*self._held.values()]
+        self._claimed_ahead = [at for at in self._claimed_ahead if at > now - START_SETTLE]
+        instants += self._claimed_ahead
+        soon = [left for left in ((at - now).total_seconds() for at in instants) if left <= START_GUARD]
+        return max(0.0, *soon) + START_SETTLE.total_seconds() if soon else 0.0
 
     def _too_late_to_start(self) -> bool:
         """Claimed runs still start while draining, until the grace period ends or a second signal."""
@@ -496,10 +586,12 @@ class Worker:
         try:
             if schedule.policy.overlap is not Overlap.allow:
                 lock = self.locks.lock(schedule.name)
-                if not lock.acquire(0):
-                    lock, queue_lock = self._overlap(claim, lock)
-                    if lock is None:
-                        return
+                if not lock.acquire(0):  # a held run takes it early when free
+                    self._at_instant(claim)  # else the previous run may still end by the instant
+                    if not lock.acquire(0):
+                        lock, queue_lock = self._overlap(claim, lock)
+                        if lock is None:
+                            return
             self._attempts(claim, attempt)
         except StoreError as exc:
             logger.error("%s for %s: %s", schedule.name, claim.scheduled_for.isoformat(), exc)
@@ -562,8 +654,7 @@ class Worker:
     def _attempts(self, claim: Claim, attempt: int) -> None:
         policy = claim.schedule.policy
         while True:
-            started = self.clock()
-            outcome = self._attempt(claim, attempt)
+            started, outcome = self._attempt(claim, attempt)
             retry = (
                 outcome.status in (RunStatus.failed, RunStatus.timed_out)
                 and attempt <= policy.retries
@@ -581,14 +672,18 @@ class Worker:
                 return
             attempt = next_attempt
 
-    def _attempt(self, claim: Claim, attempt: int) -> Outcome:
+    def _attempt(self, claim: Claim, attempt: int) -> tuple[datetime, Outcome]:
+        """Run one attempt; returns when it started and how it ended."""
         schedule = claim.schedule
         run_uuid = uuid.uuid4().hex
         request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
         if self.settings.in_process:  # the claim recorded this process; the run id comes with the outcome
-            outcome = run_in_process(request)
-            return outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
+            call = prepare_in_process(request)
+            self._at_instant(claim)
+            started = self.clock()
+            outcome = call()
+            return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
         child = ChildRun(request, log_path, self.settings.max_log_bytes)
@@ -596,11 +691,13 @@ class Worker:
             active = self._active.get(claim.run_id)
             if active is not None:
                 active.child = child
+        self._at_instant(claim)
+        started = self.clock()
         child.start()
         self.store.start_attempt(claim.run_id, self.identity, pid=child.pid, log_path=str(log_path), run_uuid=run_uuid)
         if self._stopping.is_set() and self._stop_now.is_set():
             child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
-        return child.wait(timeout)
+        return started, child.wait(timeout)
 
     def _close(
         self,

@@ -140,6 +140,21 @@ def test_nothing_is_due_one_microsecond_before_the_fire_time() -> None:
     assert dispatch.next_fire_at == FIRST_DUE
 
 
+def test_a_fire_time_up_to_until_is_claimed_ahead_on_time_and_the_late_ones_are_judged_at_now() -> None:
+    just_before = h(-3) - timedelta(milliseconds=100)
+    dispatch = plan_dispatch(daily_9am(catchup=CatchUp.none), just_before, until=h(-3))
+    assert offsets(dispatch.run) == [-3]  # ahead of its instant, so not late
+    assert offsets(dispatch.missed) == [-51, -27]
+    assert dispatch.next_fire_at == h(21)
+    one_short = plan_dispatch(daily_9am(catchup=CatchUp.none), just_before, until=h(-3) - timedelta(microseconds=1))
+    assert one_short.run == [] and one_short.next_fire_at == h(-3)
+
+
+def test_until_before_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="is before now"):
+        plan_dispatch(daily_9am(), NOW, until=NOW - timedelta(microseconds=1))
+
+
 def test_next_fire_at_moves_strictly_past_a_now_that_is_exactly_a_fire_time() -> None:
     dispatch = plan_dispatch(daily_9am(catchup=CatchUp.all), h(-3))
     assert offsets(dispatch.run) == [-51, -27, -3]
@@ -255,6 +270,7 @@ TRIGGERS: list[tuple[Trigger, str]] = [
     catchup=st.sampled_from(list(CatchUp)),
     max_catchup=st.integers(1, 5),
     grace_seconds=st.one_of(st.none(), st.integers(1, 6 * 3600)),
+    ahead_ms=st.one_of(st.just(0), st.integers(1, 3_600_000)),
 )
 def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
     trigger_index: int,
@@ -263,7 +279,10 @@ def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
     catchup: CatchUp,
     max_catchup: int,
     grace_seconds: int | None,
+    ahead_ms: int,
 ) -> None:
+    """Every fire time up to ``until`` (now, or claimed ahead) is run or missed once; lateness
+    is judged at now; the next fire time is the first after ``until``."""
     trigger, zone_name = TRIGGERS[trigger_index]
     zone = get_zone(zone_name)
     grace = timedelta(seconds=grace_seconds) if grace_seconds else None
@@ -277,16 +296,17 @@ def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
         next_fire_at=first,
     )
     now = first + timedelta(minutes=down_minutes)
-    dispatch = plan_dispatch(schedule, now)
+    until = now + timedelta(milliseconds=ahead_ms)
+    dispatch = plan_dispatch(schedule, now, until)
 
-    due = [first] if first <= now else []
-    due += [f.utc for f in fire_times_between(trigger, zone, first, now)] if first <= now else []
+    due = [first] if first <= until else []
+    due += [f.utc for f in fire_times_between(trigger, zone, first, until)] if first <= until else []
     effective = grace or DEFAULT_MISFIRE_GRACE
     on_time = [t for t in due if now - t <= effective]
     late = [t for t in due if now - t > effective]
 
-    assert dispatch.next_fire_at > now
-    assert dispatch.next_fire_at == (first if first > now else next_fire_time(trigger, zone, now).utc)
+    assert dispatch.next_fire_at > until
+    assert dispatch.next_fire_at == (first if first > until else next_fire_time(trigger, zone, until).utc)
     assert dispatch.run == sorted(dispatch.run) and dispatch.missed == sorted(dispatch.missed)
     assert not set(dispatch.run) & set(dispatch.missed)
     assert set(dispatch.run) | set(dispatch.missed) == set(due)  # few enough here to be all listed

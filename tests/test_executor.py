@@ -1,4 +1,5 @@
-"""The child-process executor: a run is its whole process group, so a run always ends."""
+"""The executor: a child run is its whole process group, so a run always ends; an in-process
+run is prepared (pipeline resolved, arguments bound) before its instant and runs when called."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from pipelines_for_tests import pythonpath
+from pipelines_for_tests import pythonpath, read_records
 
-from flowyml_sched.executor import ChildRun, RunRequest
+from flowyml_sched.executor import ChildRun, RunRequest, prepare_in_process
 from flowyml_sched.model import RunStatus
 
 FIRE = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
@@ -66,3 +67,30 @@ def test_a_grandchild_ignoring_sigterm_cannot_outlive_the_timeout(tmp_path: Path
         time.sleep(0.05)
     assert group_members(child.pid) == []
     assert os.path.exists(tmp_path / "run.log")
+
+
+def test_an_in_process_run_is_prepared_ahead_and_runs_only_when_called(tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    request = RunRequest("pipelines_for_tests:ok_with_scheduled_for", {"record": str(record)}, FIRE, "run-1")
+    call = prepare_in_process(request)
+    assert not record.exists()
+    outcome = call()
+    assert (outcome.status, outcome.error) == (RunStatus.succeeded, None)
+    assert [r["scheduled_for"] for r in read_records(record)] == [FIRE.isoformat()]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "params", "error"),
+    [
+        ("no_such_module_here:job", {}, "no_such_module_here"),
+        ("pipelines_for_tests:ok_with_scheduled_for", {"unknown": 1}, "do not fit the schedule's params"),
+        ("pipelines_for_tests:raises", {}, "RuntimeError: boom"),
+    ],
+)
+def test_a_prepared_run_that_cannot_run_or_raises_fails_when_called_not_before(
+    pipeline: str, params: dict, error: str
+) -> None:
+    call = prepare_in_process(RunRequest(pipeline, params, FIRE, "run-1"))
+    outcome = call()
+    assert outcome.status is RunStatus.failed
+    assert outcome.error is not None and error in outcome.error

@@ -594,6 +594,20 @@ def test_a_claim_round_reports_the_earliest_due_time_after_it(store: ScheduleSto
     assert claimed.next_due_at == store.next_due_at() == datetime(2025, 3, 30, 1, 5, tzinfo=UTC)  # "a" at :05
 
 
+def test_a_claim_ahead_takes_fire_times_up_to_until_and_dates_their_rows_at_the_fire_time(
+    store: ScheduleStore,
+) -> None:
+    soon, beyond = NOW + timedelta(milliseconds=80), NOW + timedelta(milliseconds=150)
+    store.add(dataclasses.replace(ping(), name="soon", next_fire_at=soon), NOW - timedelta(hours=1))
+    store.add(dataclasses.replace(ping(), name="beyond", next_fire_at=beyond), NOW - timedelta(hours=1))
+    claimed = store.claim_due(NOW, WORKER, 10, until=NOW + timedelta(milliseconds=100))
+    assert [(c.schedule.name, c.scheduled_for) for c in claimed.claims] == [("soon", soon)]
+    assert claimed.next_due_at == beyond
+    (row,) = store.history("soon")
+    assert (row.status, row.scheduled_for, row.started_at) == (RunStatus.running, soon, soon)  # not before it
+    assert store.get("soon").next_fire_at == datetime(2025, 3, 30, 1, 5, tzinfo=UTC)  # hourly at :05
+
+
 def test_finish_run_closes_its_own_running_row_once(store: ScheduleStore) -> None:
     (run_id,) = claimed_runs(store, "a")
     later = NOW + timedelta(seconds=3)

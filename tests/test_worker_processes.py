@@ -336,6 +336,8 @@ def test_many_workers_run_every_fire_time_exactly_once(cluster: Cluster) -> None
     assert not missing, f"{len(missing)} fire times never ran, first: {sorted(missing)[:10]}"
 
     lateness = sorted((r.started_at - r.scheduled_for).total_seconds() for r in runs)
+    early = [r for r in runs if r.started_at < r.scheduled_for]
+    assert not early, f"runs started before their fire time (claimed ahead): {early[:5]}"
     per_worker = Counter(r.worker for r in runs)
     assert len(per_worker) >= 2, f"one worker claimed everything: {per_worker}"
     assert all(w.status == "stopped" for w in cluster.store.list_workers())

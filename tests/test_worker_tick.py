@@ -228,17 +228,62 @@ def test_a_due_fire_time_is_claimed_exactly_once_when_two_workers_tick_at_the_sa
         assert statuses(store, name) == dict.fromkeys(fire_times, RunStatus.succeeded)
 
 
-def test_a_fire_time_is_not_claimed_one_microsecond_before_its_instant(
+def test_a_fire_time_is_claimed_at_most_claim_ahead_before_its_instant_and_runs_at_it_never_before(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    worker = make_worker(claim_ahead=0.1)
+    ahead = timedelta(seconds=0.1)
+    assert worker.tick(DAY1 - ahead - timedelta(microseconds=1)) == []
+    assert store.history("nightly") == []
+    assert worker.tick(DAY1 - ahead) == [("nightly", DAY1)]
+    worker.idle()
+    (run,) = store.history("nightly")
+    assert run.status is RunStatus.succeeded
+    assert run.started_at is not None and run.started_at >= DAY1  # held until its instant by the worker's clock
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]
+    assert worker.tick(DAY1 + timedelta(seconds=1)) == []  # and never twice
+    assert statuses(store, "nightly") == {DAY1: RunStatus.succeeded}
+
+
+def test_without_claim_ahead_a_fire_time_is_not_claimed_one_microsecond_before_its_instant(
     store: ScheduleStore, make_worker: Callable[..., Ticking]
 ) -> None:
     add(store)
-    worker = make_worker()
+    worker = make_worker(claim_ahead=0.0)
     assert worker.tick(DAY1 - timedelta(microseconds=1)) == []
     assert store.history("nightly") == []
     assert worker.tick(DAY1) == [("nightly", DAY1)]
-    worker.idle()
-    assert worker.tick(DAY1 + timedelta(seconds=1)) == []  # and never twice
-    assert statuses(store, "nightly") == {DAY1: RunStatus.succeeded}
+
+
+def test_run_once_claims_only_what_is_due_now_not_ahead(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    worker = make_worker(claim_ahead=10.0)
+    worker.clock.set(DAY1 - timedelta(seconds=1))
+    runner = threading.Thread(target=worker.worker.run, kwargs={"once": True})
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive()
+    worker.stopped = True
+    assert store.history("nightly") == []
+    assert not record.exists()
+
+
+def test_a_second_stop_signal_while_a_run_waits_for_its_instant_records_it_unstarted(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    worker = make_worker(claim_ahead=60.0)
+    assert worker.tick(DAY1 - timedelta(seconds=30)) == [("nightly", DAY1)]  # held for 30 s
+    assert statuses(store, "nightly") == {DAY1: RunStatus.running}
+    worker.worker.request_stop()
+    worker.worker.request_stop()
+    worker.idle(10.0)
+    (run,) = store.history("nightly")
+    assert (run.status, run.error) == (RunStatus.interrupted, "the worker stopped before this run started")
+    assert not record.exists()
 
 
 def test_idle_rounds_query_nothing_until_a_schedule_changes_then_the_change_is_claimed(

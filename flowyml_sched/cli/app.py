@@ -652,6 +652,15 @@ def run_worker_command(
         float,
         typer.Option("--poll-interval", min=0.05, max=3600, help="Seconds between polls when nothing is due sooner."),
     ] = 1.0,
+    claim_ahead: Annotated[
+        float,
+        typer.Option(
+            "--claim-ahead",
+            min=0,
+            max=60,
+            help="Claim fire times this many seconds before they are due; their runs still start on time, never before.",
+        ),
+    ] = 0.1,
     grace: Annotated[
         float,
         typer.Option(
@@ -722,6 +731,7 @@ def run_worker_command(
         log_dir=state / "logs",
         max_concurrent=max_concurrent,
         poll_interval=poll_interval,
+        claim_ahead=claim_ahead,
         grace=grace,
         lease=lease,
         heartbeat_interval=lease / 3,

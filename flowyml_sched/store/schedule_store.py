@@ -61,7 +61,7 @@ _EARLIEST_DUE = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.
 )
 _DUE = (
     sa.select(schedules)
-    .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_now", type_=UTCDateTime()))
+    .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_until", type_=UTCDateTime()))
     .order_by(schedules.c.next_fire_at)
     .limit(sa.bindparam("b_limit"))
 )
@@ -400,14 +400,16 @@ class ScheduleStore:
         self._watches.append(watch)
         return watch
 
-    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int) -> ClaimRound:
-        """Claim the due fire times of at most ``limit`` schedules, in one write transaction.
+    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int, *, until: datetime | None = None) -> ClaimRound:
+        """Claim the fire times due by ``until`` (default ``now``; a worker claims a little
+        ahead) of at most ``limit`` schedules, in one write transaction.
 
-        For each enabled schedule whose ``next_fire_at <= now`` (oldest first; on
+        For each enabled schedule whose ``next_fire_at <= until`` (oldest first; on
         PostgreSQL rows another worker is claiming are skipped, ``FOR UPDATE SKIP LOCKED``;
         SQLite serializes writers with ``BEGIN IMMEDIATE``), :func:`plan_dispatch` decides:
-        fire times to run get a ``running`` row owned by ``worker``, late ones a ``missed``
-        row, and the schedule's ``next_fire_at`` moves past ``now``, all in the same
+        fire times to run get a ``running`` row owned by ``worker`` (``started_at`` now, or
+        the fire time when claimed ahead of it, until the run reports its start), late ones a
+        ``missed`` row, and the schedule's ``next_fire_at`` moves past ``until``, all in the same
         transaction. A row that already exists for (schedule, scheduled_for) means another
         worker won that fire time: it is skipped quietly. Returns the claims to run,
         oldest fire time first, and the earliest due time after them (as :meth:`next_due_at`).
@@ -415,6 +417,7 @@ class ScheduleStore:
         from flowyml_sched.dispatch import plan_dispatch
 
         now = _utc(now, "now")
+        until = now if until is None else _utc(until, "until")
         due = _DUE_FOR_UPDATE if self.dialect == "postgresql" else _DUE
         moves: list[dict[str, Any]] = []
         new_runs: list[dict[str, Any]] = []
@@ -423,9 +426,9 @@ class ScheduleStore:
         with self._writing() as conn:
             # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
             # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE
-            for row in conn.execute(due, {"b_now": now, "b_limit": limit}).mappings().all():
+            for row in conn.execute(due, {"b_until": until, "b_limit": limit}).mappings().all():
                 schedule = _schedule_from_row(row)
-                dispatch = plan_dispatch(schedule, now)
+                dispatch = plan_dispatch(schedule, now, until)
                 moves.append({"b_name": schedule.name, "b_next": dispatch.next_fire_at})
                 if dispatch.missed:
                     reason = f"missed: no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
@@ -442,7 +445,7 @@ class ScheduleStore:
                         else "",
                     )
                 for at in dispatch.run:
-                    new_runs.append(_claim_row(schedule.name, at, RunStatus.running, now, worker, None))
+                    new_runs.append(_claim_row(schedule.name, at, RunStatus.running, max(now, at), worker, None))
                     to_run[(schedule.name, at.astimezone(UTC))] = schedule
             if moves:
                 conn.execute(_MOVE_NEXT_FIRE, moves)

@@ -75,10 +75,10 @@ Precedence: flags, then environment, then the config file, then defaults.
 Success.
 .TP
 .B 1
-Failure: a bad value, an unknown schedule, a YAML file with problems, a store that cannot be used.
+Failure: a bad schedule value, an unknown schedule, a YAML file with problems, a store that cannot be used.
 .TP
 .B 2
-Usage: unknown options or options that do not fit together.
+Usage: an unknown option, an option value of the wrong type or out of its range, options that do not fit together.
 .SH SIGNALS
 The worker (run\-worker) handles:
 .TP

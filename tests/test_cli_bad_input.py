@@ -55,3 +55,13 @@ def test_a_config_file_with_wrong_types_or_bytes_is_named_in_the_message(tmp_pat
 def test_history_limit_past_the_bound_is_a_usage_error() -> None:
     result = runner.invoke(app, ["history", "x", "--limit", "99999999999999999999"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("option", ["--poll-interval", "--claim-ahead", "--grace", "--lease", "--keep-days"])
+def test_nan_for_a_worker_duration_is_a_usage_error_naming_the_option(tmp_path: Path, option: str) -> None:
+    # nan passes every range check: without its own check the worker would start with it
+    result = runner.invoke(app, ["run-worker", "--once", "--db", str(tmp_path / "s.db"), option, "nan"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output and "nan is not a number" in result.output
+    assert not (tmp_path / "s.db").exists()

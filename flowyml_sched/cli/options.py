@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,6 +135,13 @@ RetryBackoff = Annotated[
     Optional[str],
     typer.Option("--retry-backoff", help="Wait between tries, such as 1m (60s).", rich_help_panel=POLICY),
 ]
+
+
+def finite(value: float | None) -> float | None:
+    """Typer callback for float options: refuses ``nan``, which passes every range check."""
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("nan is not a number; give a finite one")
+    return value
 
 
 def settings(db: Path | None, db_url: str | None, config: Path | None, tz: str | None = None) -> Settings:

@@ -2,9 +2,12 @@
 
 Given a schedule, "now" and the instant ``until`` (now, or a little later: a worker claims
 fire times ahead so that their claim has committed when they are due), :func:`plan_dispatch`
-decides which fire times up to ``until`` run, which are recorded as ``missed``, and the
-schedule's new next fire time (always after ``until``, so a fire time is never claimed
-earlier than ``until - now`` before its instant and never twice by the same schedule row).
+decides which due fire times run (those up to now, and the first one after now when it is
+not after ``until``), which are recorded as ``missed``, and the schedule's new next fire
+time (after them, so a fire time is never claimed earlier than ``until - now`` before its
+instant and never twice by the same schedule row). At most one fire time is claimed ahead:
+two fire times of one schedule claimed in one round run one after the other, and a future
+one must instead face the overlap policy at its instant.
 
 A due fire time ``t`` is *on time* when ``now - t <= grace``, where grace is the
 schedule's ``misfire_grace`` or :data:`DEFAULT_MISFIRE_GRACE`; older ones are *late*
@@ -45,7 +48,7 @@ reported as missed without being counted (:attr:`Dispatch.missed_uncounted_befor
 class Dispatch:
     """The decision for one schedule: fire times to ``run`` (oldest first), fire times
     ``missed`` (oldest first), how many older missed ones were not listed, the
-    schedule's new ``next_fire_at`` (UTC, strictly after ``until``), and, for a schedule too far
+    schedule's new ``next_fire_at`` (UTC, strictly after now and after every fire time decided), and, for a schedule too far
     behind to walk, the instant before which missed fire times were not even counted.
     All datetimes aware UTC."""
 
@@ -60,9 +63,10 @@ def plan_dispatch(schedule: Schedule, now: datetime, until: datetime | None = No
     """Decide what to do with ``schedule``'s due fire times at ``now`` (aware).
 
     Requires ``schedule.next_fire_at`` (aware UTC) to be set. Fire times from
-    ``next_fire_at`` up to and including ``until`` (aware, not before ``now``; default
-    ``now``) are due; lateness is judged at ``now``, so those after it are on time.
-    Raises ValueError when ``until`` is before ``now``.
+    ``next_fire_at`` up to and including ``now`` are due, and so is the first one after
+    ``now`` when it is not after ``until`` (aware, not before ``now``; default ``now``);
+    lateness is judged at ``now``, so that one is on time. Raises ValueError when ``until``
+    is before ``now``.
     """
     assert schedule.next_fire_at is not None, "a paused schedule has nothing due"
     until = now if until is None else until
@@ -112,8 +116,9 @@ def _scan(
     keep: int,
     inclusive: bool = True,
 ) -> tuple[deque[datetime], int, list[datetime], datetime] | None:
-    """Walk the fire times from ``start`` (included when ``inclusive``) to ``until``: the newest
-    ``keep`` late ones (at ``now``), how many were late, the on-time ones and the first one after ``until``.
+    """Walk the fire times from ``start`` (included when ``inclusive``) to ``now``, and the first
+    one after ``now`` if it is not after ``until``: the newest ``keep`` late ones (at ``now``),
+    how many were late, the on-time ones and the next fire time after them.
     None when there are more than :data:`SCAN_LIMIT` of them."""
     utc = start.tzinfo
     # of the late fire times only the newest can matter: the most that run or are listed as
@@ -131,7 +136,10 @@ def _scan(
             late_due.append(candidate)
         else:
             on_time.append(candidate)
+        ahead = candidate > now
         candidate = next(following).at.astimezone(utc)
+        if ahead:  # claimed ahead: the one after it waits for a later round
+            return late_due, late_count, on_time, candidate
     return None
 
 

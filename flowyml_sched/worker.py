@@ -66,6 +66,8 @@ Python work holds the GIL (the waking run would wait up to the 5 ms switch inter
 rounds of the host's other workers take the CPU."""
 START_SETTLE = timedelta(milliseconds=1)
 """How long after that start the round waits."""
+UNSTARTED = "the worker stopped before this run started"
+"""The error of a claimed run closed ``interrupted`` before it started."""
 DEFAULT_POLL_INTERVAL = 1.0
 """Seconds between rounds when nothing is due sooner; a round reads the store only when its
 change watch reports that the schedules changed (:mod:`flowyml_sched.store.watch`)."""
@@ -153,6 +155,8 @@ class Worker:
         self._serving = False
         """Inside :meth:`run`'s loop, whose rounds record finished runs: runners queue them."""
         self._stop_now = threading.Event()
+        self._no_starts = threading.Event()
+        """Set when claimed runs may no longer start: a second signal, or the grace period's end."""
         self._drain_deadline: float | None = None  # monotonic end of the grace period, once stopping
         self._wake = threading.Event()
         self._mutex = threading.Lock()
@@ -302,6 +306,7 @@ class Worker:
         """First stage: stop claiming, let running work finish within the grace period."""
         if self._stopping.is_set():
             self._stop_now.set()
+            self._no_starts.set()
         self._stopping.set()
         self._wake.set()
 
@@ -349,6 +354,7 @@ class Worker:
                 break
             self._record_queued()
             self._keep_lease()
+        self._no_starts.set()  # runs still waiting for their instant are closed unstarted
         with self._mutex:
             remaining = list(self._active.values())
         reason = (
@@ -510,7 +516,7 @@ class Worker:
                 held = self._hold(claim)
                 if (index or held) and self._too_late_to_start():
                     try:
-                        self._close(claim, RunStatus.interrupted, "the worker stopped before this run started")
+                        self._close(claim, RunStatus.interrupted, UNSTARTED)
                     except StoreError as exc:
                         logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
                     with self._mutex:
@@ -524,32 +530,34 @@ class Worker:
                     self._held.pop(claim.run_id, None)
 
     def _hold(self, claim: Claim) -> bool:
-        """A run claimed ahead of its fire time waits for it: True when it waited. It sleeps
-        until :data:`PREPARE_AHEAD` seconds before the instant, prepares, and :meth:`_at_instant`
-        waits out the rest. At most ``claim_ahead`` seconds (a wall clock stepped back cannot
-        hold it longer); a second stop signal ends the wait."""
-        delay = min((claim.scheduled_for - self.clock()).total_seconds(), self.settings.claim_ahead)
+        """A run claimed ahead of its fire time (by this worker, or by one whose abandoned run
+        this one retries) waits for it: True when it waited. It sleeps until
+        :data:`PREPARE_AHEAD` seconds before the instant, prepares, and :meth:`_at_instant`
+        waits out the rest; a second stop signal or the grace period's end stops the wait."""
+        delay = (claim.scheduled_for - self.clock()).total_seconds()
         if delay <= 0:
             return False
         with self._mutex:
             self._held[claim.run_id] = claim.scheduled_for
-        self._stop_now.wait(max(0.0, delay - PREPARE_AHEAD))
+        self._no_starts.wait(max(0.0, delay - PREPARE_AHEAD))
         return True
 
-    def _at_instant(self, claim: Claim) -> None:
+    def _at_instant(self, claim: Claim) -> bool:
         """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
-        yielding the CPU in a loop; at most :data:`PREPARE_AHEAD` seconds in all."""
+        yielding the CPU in a loop. False when the worker stopped first (the run must not
+        start: close it :data:`UNSTARTED`); True when it may start, and for a run not held."""
         with self._mutex:
             if claim.run_id not in self._held:
-                return
-        left = min((claim.scheduled_for - self.clock()).total_seconds(), PREPARE_AHEAD)
-        end = time.monotonic() + left
+                return True
+        left = (claim.scheduled_for - self.clock()).total_seconds()
+        end = time.monotonic() + left  # by the monotonic clock too: a frozen wall clock cannot hold it
         if left > SPIN:
-            self._stop_now.wait(left - SPIN)
-        while self.clock() < claim.scheduled_for and time.monotonic() < end and not self._stop_now.is_set():
+            self._no_starts.wait(left - SPIN)
+        while self.clock() < claim.scheduled_for and time.monotonic() < end and not self._no_starts.is_set():
             time.sleep(0)
         with self._mutex:
             self._held.pop(claim.run_id, None)
+        return not self._too_late_to_start()
 
     def _read_due(self, due: datetime | None) -> None:
         """Keep the earliest due time as read. The one it replaces, when earlier, has been
@@ -577,7 +585,7 @@ class Worker:
     def _too_late_to_start(self) -> bool:
         """Claimed runs still start while draining, until the grace period ends or a second signal."""
         deadline = self._drain_deadline
-        return self._stop_now.is_set() or (deadline is not None and time.monotonic() >= deadline)
+        return self._no_starts.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
     def _execute(self, claim: Claim, attempt: int) -> None:
         schedule = claim.schedule
@@ -586,8 +594,10 @@ class Worker:
         try:
             if schedule.policy.overlap is not Overlap.allow:
                 lock = self.locks.lock(schedule.name)
-                if not lock.acquire(0):  # a held run takes it early when free
-                    self._at_instant(claim)  # else the previous run may still end by the instant
+                if not lock.acquire(0):  # a held run takes it early when free, else at its instant
+                    if not self._at_instant(claim):  # (the previous run may still end by then)
+                        self._close(claim, RunStatus.interrupted, UNSTARTED)
+                        return
                     if not lock.acquire(0):
                         lock, queue_lock = self._overlap(claim, lock)
                         if lock is None:
@@ -630,8 +640,8 @@ class Worker:
         # replace: stop the running one, then take its place
         now = self.clock()
         for running in self.store.running_runs(schedule.name):
-            if running.id == claim.run_id:
-                continue
+            if running.id == claim.run_id or running.scheduled_for >= claim.scheduled_for:
+                continue  # only earlier runs are replaced; a later one claimed ahead waits for its instant
             reason = f"replaced by the run for {claim.scheduled_for.isoformat()} (overlap: replace)"
             if self.store.interrupt_run(running.id, now, reason):
                 self._stop_running(running, reason)
@@ -654,7 +664,7 @@ class Worker:
     def _attempts(self, claim: Claim, attempt: int) -> None:
         policy = claim.schedule.policy
         while True:
-            started, outcome = self._attempt(claim, attempt)
+            started, outcome = self._attempt(claim, attempt)  # started None: it did not
             retry = (
                 outcome.status in (RunStatus.failed, RunStatus.timed_out)
                 and attempt <= policy.retries
@@ -672,29 +682,34 @@ class Worker:
                 return
             attempt = next_attempt
 
-    def _attempt(self, claim: Claim, attempt: int) -> tuple[datetime, Outcome]:
-        """Run one attempt; returns when it started and how it ended."""
+    def _attempt(self, claim: Claim, attempt: int) -> tuple[datetime | None, Outcome]:
+        """Run one attempt; returns when it started (None: the worker stopped before its
+        instant) and how it ended."""
         schedule = claim.schedule
         run_uuid = uuid.uuid4().hex
         request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
         if self.settings.in_process:  # the claim recorded this process; the run id comes with the outcome
             call = prepare_in_process(request)
-            self._at_instant(claim)
+            if not self._at_instant(claim):
+                return None, Outcome(RunStatus.interrupted, UNSTARTED)
             started = self.clock()
             outcome = call()
             return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
+        if not self._at_instant(claim):
+            return None, Outcome(RunStatus.interrupted, UNSTARTED)
         child = ChildRun(request, log_path, self.settings.max_log_bytes)
         with self._mutex:
             active = self._active.get(claim.run_id)
             if active is not None:
                 active.child = child
-        self._at_instant(claim)
         started = self.clock()
         child.start()
-        self.store.start_attempt(claim.run_id, self.identity, pid=child.pid, log_path=str(log_path), run_uuid=run_uuid)
+        self.store.start_attempt(
+            claim.run_id, self.identity, pid=child.pid, log_path=str(log_path), run_uuid=run_uuid, started_at=started
+        )
         if self._stopping.is_set() and self._stop_now.is_set():
             child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
         return started, child.wait(timeout)

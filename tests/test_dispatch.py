@@ -150,6 +150,13 @@ def test_a_fire_time_up_to_until_is_claimed_ahead_on_time_and_the_late_ones_are_
     assert one_short.run == [] and one_short.next_fire_at == h(-3)
 
 
+def test_of_fire_times_closer_together_than_the_claim_ahead_only_the_first_after_now_is_claimed() -> None:
+    schedule = dataclasses.replace(daily_9am(), trigger=IntervalTrigger(timedelta(seconds=1), NOW), next_fire_at=NOW)
+    dispatch = plan_dispatch(schedule, NOW - timedelta(milliseconds=500), until=NOW + timedelta(seconds=5))
+    assert dispatch.run == [NOW]  # the next ones face the overlap policy at their instants, claimed one a round
+    assert dispatch.next_fire_at == NOW + timedelta(seconds=1)
+
+
 def test_until_before_now_is_refused() -> None:
     with pytest.raises(ValueError, match="is before now"):
         plan_dispatch(daily_9am(), NOW, until=NOW - timedelta(microseconds=1))
@@ -281,8 +288,8 @@ def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
     grace_seconds: int | None,
     ahead_ms: int,
 ) -> None:
-    """Every fire time up to ``until`` (now, or claimed ahead) is run or missed once; lateness
-    is judged at now; the next fire time is the first after ``until``."""
+    """Every fire time up to now, and the first after it when not after ``until`` (claimed
+    ahead), is run or missed once; lateness is judged at now; the next fire time follows them."""
     trigger, zone_name = TRIGGERS[trigger_index]
     zone = get_zone(zone_name)
     grace = timedelta(seconds=grace_seconds) if grace_seconds else None
@@ -299,14 +306,17 @@ def test_dispatch_accounts_for_every_due_fire_time_exactly_once(
     until = now + timedelta(milliseconds=ahead_ms)
     dispatch = plan_dispatch(schedule, now, until)
 
-    due = [first] if first <= until else []
-    due += [f.utc for f in fire_times_between(trigger, zone, first, until)] if first <= until else []
+    due = [first] if first <= now else []
+    due += [f.utc for f in fire_times_between(trigger, zone, first, now)] if first <= now else []
+    after_now = first if first > now else next_fire_time(trigger, zone, now).utc
+    if after_now <= until:
+        due.append(after_now)
     effective = grace or DEFAULT_MISFIRE_GRACE
     on_time = [t for t in due if now - t <= effective]
     late = [t for t in due if now - t > effective]
 
-    assert dispatch.next_fire_at > until
-    assert dispatch.next_fire_at == (first if first > until else next_fire_time(trigger, zone, until).utc)
+    assert dispatch.next_fire_at > now
+    assert dispatch.next_fire_at == (next_fire_time(trigger, zone, due[-1]).utc if due else first)
     assert dispatch.run == sorted(dispatch.run) and dispatch.missed == sorted(dispatch.missed)
     assert not set(dispatch.run) & set(dispatch.missed)
     assert set(dispatch.run) | set(dispatch.missed) == set(due)  # few enough here to be all listed

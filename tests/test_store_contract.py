@@ -594,7 +594,7 @@ def test_a_claim_round_reports_the_earliest_due_time_after_it(store: ScheduleSto
     assert claimed.next_due_at == store.next_due_at() == datetime(2025, 3, 30, 1, 5, tzinfo=UTC)  # "a" at :05
 
 
-def test_a_claim_ahead_takes_fire_times_up_to_until_and_dates_their_rows_at_the_fire_time(
+def test_a_claim_ahead_takes_fire_times_up_to_until_and_leaves_their_rows_unstarted(
     store: ScheduleStore,
 ) -> None:
     soon, beyond = NOW + timedelta(milliseconds=80), NOW + timedelta(milliseconds=150)
@@ -604,7 +604,7 @@ def test_a_claim_ahead_takes_fire_times_up_to_until_and_dates_their_rows_at_the_
     assert [(c.schedule.name, c.scheduled_for) for c in claimed.claims] == [("soon", soon)]
     assert claimed.next_due_at == beyond
     (row,) = store.history("soon")
-    assert (row.status, row.scheduled_for, row.started_at) == (RunStatus.running, soon, soon)  # not before it
+    assert (row.status, row.scheduled_for, row.started_at) == (RunStatus.running, soon, None)  # until it starts
     assert store.get("soon").next_fire_at == datetime(2025, 3, 30, 1, 5, tzinfo=UTC)  # hourly at :05
 
 

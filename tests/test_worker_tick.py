@@ -30,7 +30,7 @@ from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import ScheduleStore, open_store
-from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, Trigger
+from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger, Trigger
 from flowyml_sched.worker import Worker, WorkerSettings
 
 UTC = timezone.utc
@@ -283,7 +283,47 @@ def test_a_second_stop_signal_while_a_run_waits_for_its_instant_records_it_unsta
     worker.idle(10.0)
     (run,) = store.history("nightly")
     assert (run.status, run.error) == (RunStatus.interrupted, "the worker stopped before this run started")
+    assert run.started_at is None  # it never started
     assert not record.exists()
+
+
+def test_a_run_waiting_for_an_instant_beyond_the_grace_period_is_closed_unstarted_when_it_ends(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    worker = make_worker(claim_ahead=60.0, grace=0.2)
+    assert worker.tick(DAY1 - timedelta(seconds=30)) == [("nightly", DAY1)]
+    worker.worker.request_stop()
+    runner = threading.Thread(target=worker.worker.run)  # drains: 0.2 s, not the 30 s to the instant
+    runner.start()
+    runner.join(15)
+    assert not runner.is_alive()
+    worker.stopped = True
+    (run,) = store.history("nightly")
+    assert (run.status, run.error, run.started_at) == (
+        RunStatus.interrupted,
+        "the worker stopped before this run started",
+        None,
+    )
+    assert not record.exists()
+
+
+def test_a_retried_abandoned_run_claimed_ahead_by_the_dead_worker_waits_for_its_instant(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)}, retries=1)
+    dead = WorkerInfo("elsewhere:4242:deadbeef", "elsewhere", 4242, DAY1 - timedelta(hours=1), DAY1, DAY1, "alive")
+    store.heartbeat(dead)
+    early = DAY1 - timedelta(seconds=20)  # its --claim-ahead was long; its lease has ended at DAY1 - 1 s
+    assert [c.scheduled_for for c in store.claim_due(early, dead, 10, until=DAY1).claims] == [DAY1]
+    store.heartbeat(dataclasses.replace(dead, heartbeat_at=early, lease_expires_at=DAY1 - timedelta(seconds=1)))
+
+    live = make_worker(claim_ahead=0.1)
+    assert live.tick(DAY1 - timedelta(milliseconds=300)) == []  # reaps, retries: held 0.3 s, not started now
+    live.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, live.identity.id)
+    assert run.started_at is not None and run.started_at >= DAY1
 
 
 def test_idle_rounds_query_nothing_until_a_schedule_changes_then_the_change_is_claimed(
@@ -508,6 +548,60 @@ def test_overlap_replace_interrupts_the_running_child_and_runs_the_new_fire_time
     assert [r["scheduled_for"] for r in events(record, "end")] == [at_minute(2).isoformat()]
     with pytest.raises(ProcessLookupError):
         os.kill(first["pid"], 0)  # the replaced child is gone
+
+
+def test_overlap_skip_applies_at_the_instant_of_each_fire_time_claimed_ahead(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    first = CREATED + timedelta(hours=1)
+    add(
+        store,
+        "busy",
+        pipeline="pipelines_for_tests:gated",
+        trigger=IntervalTrigger(timedelta(seconds=1), first),
+        params={"gate": str(gate), "record": str(record)},
+        overlap=Overlap.skip,
+    )
+    fires = [first + timedelta(seconds=n) for n in range(3)]
+    worker = make_worker(claim_ahead=3.0)
+    now = first - timedelta(milliseconds=50)
+    # one fire time ahead a round, not a batch that would run one after the other
+    assert [worker.tick(now + timedelta(milliseconds=n)) for n in range(3)] == [[("busy", at)] for at in fires]
+    wait_until(lambda: statuses(store, "busy").get(fires[2]) is RunStatus.skipped, "the third to be skipped")
+    gate.touch()
+    worker.idle()
+    assert statuses(store, "busy") == dict(
+        zip(fires, [RunStatus.succeeded, RunStatus.skipped, RunStatus.skipped], strict=True)
+    )
+    assert [r["scheduled_for"] for r in events(record, "start")] == [fires[0].isoformat()]
+
+
+def test_overlap_replace_stops_only_earlier_runs_not_a_later_one_claimed_ahead(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path, child_env: None
+) -> None:
+    first = CREATED + timedelta(hours=1)
+    add(
+        store,
+        "busy",
+        pipeline="pipelines_for_tests:gated",
+        trigger=IntervalTrigger(timedelta(seconds=1), first),
+        params={"gate": str(gate), "record": str(record)},
+        overlap=Overlap.replace,
+    )
+    fires = [first + timedelta(seconds=n) for n in range(3)]
+    worker = make_worker(in_process=False, claim_ahead=3.0)
+    now = first - timedelta(milliseconds=50)
+    # one fire time ahead a round: three rounds claim the three, each its own job
+    assert [worker.tick(now + timedelta(milliseconds=n)) for n in range(3)] == [[("busy", at)] for at in fires]
+    wait_until(lambda: len(events(record, "start")) == 3, "the third run to start, replacing the second")
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "busy")
+    assert runs[fires[2]].status is RunStatus.succeeded  # the second's replace left it alone
+    for earlier, later in itertools.pairwise(fires):
+        assert runs[earlier].status is RunStatus.interrupted
+        assert f"replaced by the run for {later.isoformat()} (overlap: replace)" in runs[earlier].error
+    assert all(runs[at].started_at >= at for at in fires)
 
 
 # -- outcomes ------------------------------------------------------------------------------

@@ -408,7 +408,7 @@ class ScheduleStore:
         PostgreSQL rows another worker is claiming are skipped, ``FOR UPDATE SKIP LOCKED``;
         SQLite serializes writers with ``BEGIN IMMEDIATE``), :func:`plan_dispatch` decides:
         fire times to run get a ``running`` row owned by ``worker`` (``started_at`` now, or
-        the fire time when claimed ahead of it, until the run reports its start), late ones a
+        none when claimed ahead of it, until the run reports its start), late ones a
         ``missed`` row, and the schedule's ``next_fire_at`` moves past ``until``, all in the same
         transaction. A row that already exists for (schedule, scheduled_for) means another
         worker won that fire time: it is skipped quietly. Returns the claims to run,
@@ -445,7 +445,7 @@ class ScheduleStore:
                         else "",
                     )
                 for at in dispatch.run:
-                    new_runs.append(_claim_row(schedule.name, at, RunStatus.running, max(now, at), worker, None))
+                    new_runs.append(_claim_row(schedule.name, at, RunStatus.running, now, worker, None))
                     to_run[(schedule.name, at.astimezone(UTC))] = schedule
             if moves:
                 conn.execute(_MOVE_NEXT_FIRE, moves)
@@ -461,14 +461,22 @@ class ScheduleStore:
         return ClaimRound(claims, next_due_at)
 
     def start_attempt(
-        self, run_id: int, worker: WorkerInfo, *, pid: int | None, log_path: str | None, run_uuid: str
+        self,
+        run_id: int,
+        worker: WorkerInfo,
+        *,
+        pid: int | None,
+        log_path: str | None,
+        run_uuid: str,
+        started_at: datetime,
     ) -> None:
-        """Record on a claimed run the process running it, its log file and its run id."""
+        """Record on a claimed run the process running it, its log file, its run id and when
+        it started (UTC; a run claimed ahead has none until then)."""
         with self._writing() as conn:
             conn.execute(
                 sa.update(runs)
                 .where(runs.c.id == run_id, runs.c.worker == worker.id)
-                .values(pid=pid, log_path=log_path, run_id=run_uuid)
+                .values(pid=pid, log_path=log_path, run_id=run_uuid, started_at=_utc(started_at, "started_at"))
             )
 
     def finish_run(
@@ -557,7 +565,7 @@ class ScheduleStore:
         now = _utc(now, "now")
         with self._writing() as conn:
             row = conn.execute(
-                sa.select(runs.c.attempt, runs.c.error, runs.c.status).where(runs.c.id == run_id)
+                sa.select(runs.c.attempt, runs.c.error, runs.c.status, runs.c.scheduled_for).where(runs.c.id == run_id)
             ).first()
             if row is None or row.status != previous.value:
                 return None
@@ -576,7 +584,7 @@ class ScheduleStore:
                     worker=worker.id,
                     host=worker.host,
                     pid=worker.pid,
-                    started_at=now,
+                    started_at=now if now >= row.scheduled_for else None,  # ahead of its instant: not yet
                     finished_at=None,
                     duration_seconds=None,
                     error=note,
@@ -921,7 +929,7 @@ def _claim_row(
         "scheduled_for": _utc(at, "scheduled_for"),
         "status": status.value,
         "attempt": 1,
-        "started_at": now if status is RunStatus.running else None,
+        "started_at": now if status is RunStatus.running and at <= now else None,  # claimed ahead: not yet
         "finished_at": now if status is not RunStatus.running else None,
         "error": error,
         "worker": worker.id,

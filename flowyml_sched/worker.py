@@ -68,6 +68,8 @@ START_SETTLE = timedelta(milliseconds=1)
 """How long after that start the round waits."""
 UNSTARTED = "the worker stopped before this run started"
 """The error of a claimed run closed ``interrupted`` before it started."""
+LEASE_LOST = "the worker's lease expired before this run started; another worker took its runs over"
+"""The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
 DEFAULT_POLL_INTERVAL = 1.0
 """Seconds between rounds when nothing is due sooner; a round reads the store only when its
 change watch reports that the schedules changed (:mod:`flowyml_sched.store.watch`)."""
@@ -542,13 +544,15 @@ class Worker:
         self._no_starts.wait(max(0.0, delay - PREPARE_AHEAD))
         return True
 
-    def _at_instant(self, claim: Claim) -> bool:
+    def _at_instant(self, claim: Claim) -> str | None:
         """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
-        yielding the CPU in a loop. False when the worker stopped first (the run must not
-        start: close it :data:`UNSTARTED`); True when it may start, and for a run not held."""
+        yielding the CPU in a loop. Returns why the run must not start (the caller closes it
+        ``interrupted`` with that error): the worker stopped first (:data:`UNSTARTED`), or it
+        stalled past its lease and another worker took its runs over (:data:`LEASE_LOST`).
+        None when it may start, and for a run not held."""
         with self._mutex:
             if claim.run_id not in self._held:
-                return True
+                return None
         left = (claim.scheduled_for - self.clock()).total_seconds()
         end = time.monotonic() + left  # by the monotonic clock too: a frozen wall clock cannot hold it
         if left > SPIN:
@@ -557,7 +561,30 @@ class Worker:
             time.sleep(0)
         with self._mutex:
             self._held.pop(claim.run_id, None)
-        return not self._too_late_to_start()
+        if self._too_late_to_start():
+            return UNSTARTED
+        if self.clock() >= self.identity.lease_expires_at and not self._renew_lease():
+            return LEASE_LOST
+        return None
+
+    def _renew_lease(self) -> bool:
+        """A held run reached its instant after this worker's lease ran out (it stalled): renew
+        it now. False when another worker had declared this one dead (its runs abandoned, maybe
+        retried elsewhere), or the store cannot say."""
+        now = self.clock()
+        identity = replace(
+            self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
+        )
+        try:
+            kept = self.store.heartbeat(identity).lease_kept
+        except StoreError as exc:
+            logger.error("could not renew the lease before a run's start: %s", exc)
+            return False
+        if kept:
+            self.identity = identity
+        else:
+            self._lost_lease()
+        return kept
 
     def _read_due(self, due: datetime | None) -> None:
         """Keep the earliest due time as read. The one it replaces, when earlier, has been
@@ -595,8 +622,8 @@ class Worker:
             if schedule.policy.overlap is not Overlap.allow:
                 lock = self.locks.lock(schedule.name)
                 if not lock.acquire(0):  # a held run takes it early when free, else at its instant
-                    if not self._at_instant(claim):  # (the previous run may still end by then)
-                        self._close(claim, RunStatus.interrupted, UNSTARTED)
+                    if (why := self._at_instant(claim)) is not None:  # (the previous run may end by then)
+                        self._close(claim, RunStatus.interrupted, why)
                         return
                     if not lock.acquire(0):
                         lock, queue_lock = self._overlap(claim, lock)
@@ -637,6 +664,9 @@ class Worker:
             queue_lock.release()
             self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
             return None, None
+        if self._stopping.is_set():  # draining: the running one keeps its grace period
+            self._close(claim, RunStatus.interrupted, UNSTARTED)
+            return None, None
         # replace: stop the running one, then take its place
         now = self.clock()
         for running in self.store.running_runs(schedule.name):
@@ -646,10 +676,13 @@ class Worker:
             if self.store.interrupt_run(running.id, now, reason):
                 self._stop_running(running, reason)
         deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline and not self._stopping.is_set():
+        while time.monotonic() < deadline and not self._no_starts.is_set():
             if lock.acquire(0.5):
                 return lock, None
-        self._close(claim, RunStatus.failed, "the running run could not be replaced in time (overlap: replace)")
+        if self._no_starts.is_set():
+            self._close(claim, RunStatus.interrupted, UNSTARTED)
+        else:
+            self._close(claim, RunStatus.failed, "the running run could not be replaced in time (overlap: replace)")
         return None, None
 
     def _stop_running(self, run: Run, reason: str) -> None:
@@ -691,15 +724,15 @@ class Worker:
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
         if self.settings.in_process:  # the claim recorded this process; the run id comes with the outcome
             call = prepare_in_process(request)
-            if not self._at_instant(claim):
-                return None, Outcome(RunStatus.interrupted, UNSTARTED)
+            if (why := self._at_instant(claim)) is not None:
+                return None, Outcome(RunStatus.interrupted, why)
             started = self.clock()
             outcome = call()
             return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
-        if not self._at_instant(claim):
-            return None, Outcome(RunStatus.interrupted, UNSTARTED)
+        if (why := self._at_instant(claim)) is not None:
+            return None, Outcome(RunStatus.interrupted, why)
         child = ChildRun(request, log_path, self.settings.max_log_bytes)
         with self._mutex:
             active = self._active.get(claim.run_id)

@@ -604,6 +604,53 @@ def test_overlap_replace_stops_only_earlier_runs_not_a_later_one_claimed_ahead(
     assert all(runs[at].started_at >= at for at in fires)
 
 
+def test_while_draining_a_replace_leaves_the_running_run_its_grace_and_closes_the_new_one_unstarted(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    first = CREATED + timedelta(hours=1)
+    add(
+        store,
+        "busy",
+        pipeline="pipelines_for_tests:gated",
+        trigger=IntervalTrigger(timedelta(seconds=1), first),
+        params={"gate": str(gate), "record": str(record)},
+        overlap=Overlap.replace,
+    )
+    worker = make_worker(claim_ahead=3.0)
+    now = first - timedelta(milliseconds=50)
+    assert [worker.tick(now + timedelta(milliseconds=n)) for n in range(2)] == [
+        [("busy", first)],
+        [("busy", first + timedelta(seconds=1))],
+    ]
+    wait_until(lambda: events(record, "start"), "the first run to start")
+    worker.worker.request_stop()  # draining: the second reaches its instant with the first still going
+    wait_until(
+        lambda: statuses(store, "busy").get(first + timedelta(seconds=1)) is RunStatus.interrupted,
+        "the second to close",
+    )
+    gate.touch()
+    worker.idle()
+    runs = runs_of(store, "busy")
+    assert runs[first].status is RunStatus.succeeded
+    second = runs[first + timedelta(seconds=1)]
+    assert (second.error, second.started_at) == ("the worker stopped before this run started", None)
+
+
+def test_a_worker_that_lost_its_lease_does_not_start_the_run_it_claimed_ahead(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)}, retries=1)
+    stalled = make_worker(claim_ahead=60.0, lease=0.5)
+    assert stalled.tick(DAY1 - timedelta(seconds=1)) == [("nightly", DAY1)]  # held 1 s; its lease ends first
+    other = make_worker()
+    assert other.tick(DAY1 - timedelta(milliseconds=400)) == []  # reaps the stalled one's run, retries it at DAY1
+    other.idle()
+    stalled.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, other.identity.id)
+    assert len(events(record, "ok")) == 1  # the stalled worker did not run it too
+
+
 # -- outcomes ------------------------------------------------------------------------------
 
 

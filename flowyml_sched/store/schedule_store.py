@@ -470,12 +470,13 @@ class ScheduleStore:
         run_uuid: str,
         started_at: datetime,
     ) -> None:
-        """Record on a claimed run the process running it, its log file, its run id and when
-        it started (UTC; a run claimed ahead has none until then)."""
+        """Record on a claimed run, while it is this worker's running run, the process running
+        it, its log file, its run id and when it started (UTC; a run claimed ahead has none
+        until then)."""
         with self._writing() as conn:
             conn.execute(
                 sa.update(runs)
-                .where(runs.c.id == run_id, runs.c.worker == worker.id)
+                .where(runs.c.id == run_id, runs.c.worker == worker.id, runs.c.status == RunStatus.running.value)
                 .values(pid=pid, log_path=log_path, run_id=run_uuid, started_at=_utc(started_at, "started_at"))
             )
 

@@ -89,6 +89,24 @@ def _insert_untaken(dialect: str) -> sa.Executable:
     )
 
 
+_WORKER_VALUES = {
+    "host": sa.bindparam("b_host"),
+    "pid": sa.bindparam("b_pid"),
+    "started_at": sa.bindparam("b_started_at", type_=UTCDateTime()),
+    "heartbeat_at": sa.bindparam("b_heartbeat_at", type_=UTCDateTime()),
+    "lease_expires_at": sa.bindparam("b_lease_expires_at", type_=UTCDateTime()),
+    "status": sa.bindparam("b_status"),
+}
+_HEARTBEAT = (
+    sa.update(workers).where(workers.c.id == sa.bindparam("b_id"), workers.c.status != "dead").values(_WORKER_VALUES)
+)
+_OTHER_EXPIRED = (
+    sa.select(workers.c.id)
+    .where(
+        workers.c.status == "alive", workers.c.lease_expires_at < sa.bindparam("b_heartbeat_at", type_=UTCDateTime())
+    )
+    .limit(1)
+)
 _RUNS_TO_FINISH = sa.select(
     runs.c.id, runs.c.started_at, runs.c.status, runs.c.worker, runs.c.attempt, runs.c.error
 ).where(runs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -637,10 +655,9 @@ class ScheduleStore:
             "lease_expires_at": _utc(worker.lease_expires_at, "lease_expires_at"),
             "status": worker.status,
         }
+        params = {f"b_{key}": value for key, value in values.items()} | {"b_id": worker.id}
         with self._writing() as conn:
-            kept = conn.execute(
-                sa.update(workers).where(workers.c.id == worker.id, workers.c.status != "dead").values(values)
-            ).rowcount
+            kept = conn.execute(_HEARTBEAT, params).rowcount
             if not kept:
                 before = conn.execute(sa.select(workers.c.status).where(workers.c.id == worker.id)).scalar()
                 if before is None:
@@ -648,11 +665,7 @@ class ScheduleStore:
                     kept = True
                 else:
                     conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values))
-            expired = conn.execute(
-                sa.select(workers.c.id)
-                .where(workers.c.status == "alive", workers.c.lease_expires_at < values["heartbeat_at"])
-                .limit(1)
-            ).first()
+            expired = conn.execute(_OTHER_EXPIRED, params).first()
         return Heartbeat(lease_kept=bool(kept), others_expired=expired is not None)
 
     def reap_abandoned(self, now: datetime) -> list[Run]:

@@ -571,20 +571,11 @@ class Worker:
         """A held run reached its instant after this worker's lease ran out (it stalled): renew
         it now. False when another worker had declared this one dead (its runs abandoned, maybe
         retried elsewhere), or the store cannot say."""
-        now = self.clock()
-        identity = replace(
-            self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
-        )
         try:
-            kept = self.store.heartbeat(identity).lease_kept
+            return self._heartbeat(self.clock()).lease_kept
         except StoreError as exc:
             logger.error("could not renew the lease before a run's start: %s", exc)
             return False
-        if kept:
-            self.identity = identity
-        else:
-            self._lost_lease()
-        return kept
 
     def _read_due(self, due: datetime | None) -> None:
         """Keep the earliest due time as read. The one it replaces, when earlier, has been

@@ -458,12 +458,15 @@ def test_a_schedule_created_now_does_not_run_for_earlier_fire_times(
 # -- overlap -------------------------------------------------------------------------------
 
 
-def add_gated(store: ScheduleStore, gate: Path, record: Path, overlap: Overlap, **policy: Any) -> None:
+def add_gated(
+    store: ScheduleStore, gate: Path, record: Path, overlap: Overlap, trigger: Trigger | None = None, **policy: Any
+) -> None:
+    """Schedule "busy" (every minute unless ``trigger`` says otherwise) running the gated pipeline."""
     add(
         store,
         "busy",
         pipeline="pipelines_for_tests:gated",
-        trigger=CronTrigger("* * * * *"),
+        trigger=trigger or CronTrigger("* * * * *"),
         params={"gate": str(gate), "record": str(record)},
         overlap=overlap,
         **policy,
@@ -554,14 +557,7 @@ def test_overlap_skip_applies_at_the_instant_of_each_fire_time_claimed_ahead(
     store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
 ) -> None:
     first = CREATED + timedelta(hours=1)
-    add(
-        store,
-        "busy",
-        pipeline="pipelines_for_tests:gated",
-        trigger=IntervalTrigger(timedelta(seconds=1), first),
-        params={"gate": str(gate), "record": str(record)},
-        overlap=Overlap.skip,
-    )
+    add_gated(store, gate, record, Overlap.skip, IntervalTrigger(timedelta(seconds=1), first))
     fires = [first + timedelta(seconds=n) for n in range(3)]
     worker = make_worker(claim_ahead=3.0)
     now = first - timedelta(milliseconds=50)
@@ -580,14 +576,7 @@ def test_overlap_replace_stops_only_earlier_runs_not_a_later_one_claimed_ahead(
     store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path, child_env: None
 ) -> None:
     first = CREATED + timedelta(hours=1)
-    add(
-        store,
-        "busy",
-        pipeline="pipelines_for_tests:gated",
-        trigger=IntervalTrigger(timedelta(seconds=1), first),
-        params={"gate": str(gate), "record": str(record)},
-        overlap=Overlap.replace,
-    )
+    add_gated(store, gate, record, Overlap.replace, IntervalTrigger(timedelta(seconds=1), first))
     fires = [first + timedelta(seconds=n) for n in range(3)]
     worker = make_worker(in_process=False, claim_ahead=3.0)
     now = first - timedelta(milliseconds=50)
@@ -608,14 +597,7 @@ def test_while_draining_a_replace_leaves_the_running_run_its_grace_and_closes_th
     store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
 ) -> None:
     first = CREATED + timedelta(hours=1)
-    add(
-        store,
-        "busy",
-        pipeline="pipelines_for_tests:gated",
-        trigger=IntervalTrigger(timedelta(seconds=1), first),
-        params={"gate": str(gate), "record": str(record)},
-        overlap=Overlap.replace,
-    )
+    add_gated(store, gate, record, Overlap.replace, IntervalTrigger(timedelta(seconds=1), first))
     worker = make_worker(claim_ahead=3.0)
     now = first - timedelta(milliseconds=50)
     assert [worker.tick(now + timedelta(milliseconds=n)) for n in range(2)] == [

@@ -650,42 +650,25 @@ def run_worker_command(
     ] = 4,
     poll_interval: Annotated[
         float,
-        typer.Option(
-            "--poll-interval",
-            min=0.05,
-            max=3600,
-            callback=o.finite,
-            help="Seconds between polls when nothing is due sooner.",
-        ),
+        o.bounded_float("--poll-interval", 0.05, 3600, "Seconds between polls when nothing is due sooner."),
     ] = 1.0,
     claim_ahead: Annotated[
         float,
-        typer.Option(
+        o.bounded_float(
             "--claim-ahead",
-            min=0,
-            max=60,
-            callback=o.finite,
-            help="Claim fire times this many seconds before they are due; their runs still start on time, never before.",
+            0,
+            60,
+            "Claim fire times this many seconds before they are due; their runs still start on time, never before.",
         ),
     ] = 0.1,
     grace: Annotated[
         float,
-        typer.Option(
-            "--grace",
-            min=0,
-            max=86400,
-            callback=o.finite,
-            help="Seconds running work may finish after SIGTERM before it is stopped.",
-        ),
+        o.bounded_float("--grace", 0, 86400, "Seconds running work may finish after SIGTERM before it is stopped."),
     ] = 30.0,
     lease: Annotated[
         float,
-        typer.Option(
-            "--lease",
-            min=1,
-            max=86400,
-            callback=o.finite,
-            help="Seconds a heartbeat keeps this worker's claims; then they are abandoned.",
+        o.bounded_float(
+            "--lease", 1, 86400, "Seconds a heartbeat keeps this worker's claims; then they are abandoned."
         ),
     ] = 30.0,
     in_process: Annotated[
@@ -696,9 +679,7 @@ def run_worker_command(
     ] = 1000,
     keep_days: Annotated[
         Optional[float],
-        typer.Option(
-            "--keep-days", min=0, max=36500, callback=o.finite, help="Also delete history older than this many days."
-        ),
+        o.bounded_float("--keep-days", 0, 36500, "Also delete history older than this many days."),
     ] = None,
     state_dir: Annotated[
         Optional[Path],

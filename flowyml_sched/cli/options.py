@@ -137,6 +137,11 @@ RetryBackoff = Annotated[
 ]
 
 
+def bounded_float(flag: str, low: float, high: float, help: str) -> Any:
+    """A float option within ``[low, high]`` that also refuses ``nan`` (see :func:`finite`)."""
+    return typer.Option(flag, min=low, max=high, callback=finite, help=help)
+
+
 def finite(value: float | None) -> float | None:
     """Typer callback for float options: refuses ``nan``, which passes every range check."""
     if value is not None and math.isnan(value):

@@ -592,6 +592,8 @@ class Worker:
         process's GIL) from runs claimed ahead that are about to start: until just after
         those starting within :data:`START_GUARD` (its own held runs, and the fire times it saw
         claimed); 0 when there are none."""
+        if not self._held and not self._claimed_ahead:  # idle: nothing to look at
+            return 0.0
         now = self.clock()
         with self._mutex:
             instants = [*self._held.values()]

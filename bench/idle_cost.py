@@ -1,8 +1,7 @@
 """3. Idle cost: CPU used by a worker process while nothing is due.
 
-One ``flowyml-sched run-worker --in-process`` (default settings: a look at the change watch
-every second, which reads the store only when the schedules changed, and a heartbeat every
-10 s) on a store of 10,000 schedules, none due for months; beside it, at the
+One ``flowyml-sched run-worker --in-process`` (default settings: it sleeps until a write
+to the schedules wakes it, or its heartbeat every 10 s) on a store of 10,000 schedules, none due for months; beside it, at the
 same time, the same on PostgreSQL and APScheduler's ``BackgroundScheduler`` on a
 ``SQLAlchemyJobStore`` of 10,000 such jobs. After they are serving and a settling pause,
 each repetition is a window of 60 s (``--quick``: 1 s) over which the process's CPU time

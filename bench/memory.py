@@ -1,9 +1,9 @@
 """7. Memory: the worker's peak resident set with many schedules stored.
 
 A fresh ``flowyml-sched run-worker --in-process`` on a SQLite store of 100,000 schedules
-(none due; and of 100 for comparison) serves until it has heartbeated and polled a few
-times (``settle_s`` at one poll a second), then its ``VmHWM`` (peak RSS) and ``VmRSS``
-are read from ``/proc/<pid>/status``. Each repetition is a new process.
+(none due; and of 100 for comparison) serves for ``settle_s`` (its first rounds, which
+read the store, and a heartbeat), then its ``VmHWM`` (peak RSS) and ``VmRSS`` are read
+from ``/proc/<pid>/status``. Each repetition is a new process.
 """
 
 from __future__ import annotations

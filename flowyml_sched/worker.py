@@ -1,9 +1,11 @@
 """The worker: claims due fire times from the store and runs each exactly once.
 
 ``Worker.tick(now)`` does one round and takes "now" as an argument; ``Worker.run()`` is the
-thin loop around it that reads the clock, sleeps until the earliest due fire time (less the
-claim-ahead) or the poll interval (whichever comes first), and wakes at once on a signal or
-a finished run.
+thin loop around it that reads the clock and sleeps until the earliest due fire time (less
+the claim-ahead) or the next heartbeat, whichever comes first. It wakes at once on a signal,
+a finished run, or a change to the schedules or the sync file: the store's change watch and
+an inotify watch on the sync file give descriptors to sleep on. Where they cannot (no inotify,
+in-memory SQLite), and after a failed round, it also wakes every poll interval to look.
 
 On time: a round claims the fire times due within ``claim_ahead`` seconds (0.1 by default,
 like Quartz's fire-ahead window), so the claim's commit (a disk flush) is done when they are
@@ -31,6 +33,7 @@ import functools
 import logging
 import os
 import queue
+import select
 import signal
 import socket
 import threading
@@ -43,6 +46,7 @@ from pathlib import Path
 
 from flowyml_sched.errors import SchedulerError, StoreError
 from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, prepare_in_process
+from flowyml_sched.filewatch import FileWatch
 from flowyml_sched.locks import LockBackend, RunLock
 from flowyml_sched.model import Claim, Heartbeat, Overlap, Run, RunStatus, WorkerInfo
 from flowyml_sched.sdnotify import Notifier
@@ -71,8 +75,8 @@ UNSTARTED = "the worker stopped before this run started"
 LEASE_LOST = "the worker's lease expired before this run started; another worker took its runs over"
 """The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
 DEFAULT_POLL_INTERVAL = 1.0
-"""Seconds between rounds when nothing is due sooner; a round reads the store only when its
-change watch reports that the schedules changed (:mod:`flowyml_sched.store.watch`)."""
+"""Seconds between looks at the change watch and the sync file where they cannot wake the
+loop (:mod:`flowyml_sched.store.watch`), and between retries after a failed round."""
 DEFAULT_MAX_CONCURRENT = 4
 """Runs one worker executes at once."""
 DEFAULT_GRACE = 30.0
@@ -107,6 +111,31 @@ class WorkerSettings:
     keep_runs: int | None = DEFAULT_KEEP_RUNS
     keep_days: float | None = None
     sync_file: Path | None = None
+
+
+class _Wakeup:
+    """What the loop sleeps on: :meth:`set` (from any thread, or a signal handler) wakes it, and so
+    does any of the descriptors given to :meth:`wait` turning readable. A self-pipe (a socket
+    pair: closed when collected, never a reused descriptor number)."""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending already
+            self._writer.send(b"\0")
+
+    def wait(self, timeout: float, fds: list[int]) -> None:
+        """Sleep up to ``timeout`` seconds, until :meth:`set` (since the last wait) or one of ``fds`` is readable."""
+        poller = select.poll()
+        for fd in (self._reader.fileno(), *fds):
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(0.0, timeout) * 1000)
+        with contextlib.suppress(OSError):
+            while self._reader.recv(4096):
+                pass
 
 
 @dataclass
@@ -160,7 +189,7 @@ class Worker:
         self._no_starts = threading.Event()
         """Set when claimed runs may no longer start: a second signal, or the grace period's end."""
         self._drain_deadline: float | None = None  # monotonic end of the grace period, once stopping
-        self._wake = threading.Event()
+        self._wake = _Wakeup()
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
         self._active: dict[int, _Active] = {}
@@ -171,6 +200,7 @@ class Worker:
         self._waiting_runners = 0
         self._maintenance = _Maintenance()
         self._watch = store.change_watch()
+        self._sync_watch = FileWatch([settings.sync_file]) if settings.sync_file is not None else None
         self._due: tuple[datetime | None] | None = None
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False
@@ -284,8 +314,7 @@ class Worker:
                     while not self._stopping.is_set() and not self.wait_idle(0.2):
                         self._keep_lease()
                     break
-                self._wake.wait(self.settings.poll_interval if failed else self._sleep_seconds())
-                self._wake.clear()
+                self._sleep(self.settings.poll_interval if failed else self._sleep_seconds())
         finally:
             self._shutdown()
         return 1 if once and failed else 0
@@ -326,9 +355,24 @@ class Worker:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.request_sync())
 
+    def _sleep(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds or until woken: by a signal or a finished run, or by
+        the change watch or the sync file's watch (then consumed here, whether or not the next
+        round looks: a watch left readable would wake every sleep)."""
+        watches = (self._watch.fileno(), self._sync_watch.fileno() if self._sync_watch is not None else None)
+        self._wake.wait(timeout, [fd for fd in watches if fd is not None])
+        if self._watch.changed():
+            self._due = None
+        if self._sync_watch is not None:
+            self._sync_watch.drain()  # the round compares the file's mtime
+
     def _sleep_seconds(self) -> float:
-        # never past the next heartbeat: a lease shorter than the poll interval must hold too
-        poll = min(self.settings.poll_interval, max(0.0, self._maintenance.heartbeat_due - time.monotonic()))
+        # never past the next heartbeat (the lease must hold), nor half the systemd watchdog's period
+        poll = max(0.0, self._maintenance.heartbeat_due - time.monotonic())
+        if self.notifier.watchdog_seconds is not None:
+            poll = min(poll, self.notifier.watchdog_seconds / 2)
+        if self._watch.fileno() is None or (self._sync_watch is not None and self._sync_watch.fileno() is None):
+            poll = min(poll, self.settings.poll_interval)  # no wake-up on a change: look every poll interval
         with self._mutex:
             if self._busy >= self.settings.max_concurrent:
                 return poll
@@ -382,6 +426,8 @@ class Worker:
         except StoreError as exc:
             logger.error("could not record the worker's stop: %s", exc)
         self._watch.close()
+        if self._sync_watch is not None:
+            self._sync_watch.close()
         for _ in self._runners:
             self._jobs.put(None)
         logger.info("worker %s stopped", self.identity.id)

@@ -78,7 +78,8 @@ def test_the_worker_syncs_its_file_at_start_on_change_and_on_sighup_and_check_se
     spec.write_text(SPEC.format(name="first"))
     assert cli("run-worker", "--check", env=env).returncode == 1  # no store, no worker yet
     worker = subprocess.Popen(
-        [CLI, "run-worker", "--sync", str(spec), "--poll-interval", "0.1"],
+        # no poll and no heartbeat within the test: an inotify watch on the file wakes the worker
+        [CLI, "run-worker", "--sync", str(spec), "--poll-interval", "3600", "--lease", "3600"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import select
 import sqlite3
 import stat
 import subprocess
@@ -679,6 +680,36 @@ def test_change_watch_says_changed_first_then_only_after_a_write_by_another_stor
     assert not watch.changed()
 
 
+def wakes_within(watch, timeout: float = 10.0) -> bool:
+    """Whether the watch's descriptor turns readable (a sleeping worker would wake) in time."""
+    fd = watch.fileno()
+    assert fd is not None, "this store's watch gives nothing to sleep on"
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def test_change_watch_descriptor_wakes_a_sleeper_on_another_stores_write_until_asked(
+    store: ScheduleStore, store_url: str
+) -> None:
+    watch = store.change_watch()
+    watch.changed()  # opens the watch (inotify on SQLite, LISTEN on PostgreSQL)
+    assert not wakes_within(watch, 0)
+    with open_store(store_url) as other:
+        other.add(etl(), NOW)
+        assert wakes_within(watch)
+        assert watch.changed()
+        assert not wakes_within(watch, 0)  # consumed by changed(): a sleeper sleeps again
+        other.remove("etl")
+        assert wakes_within(watch)
+        assert watch.changed()
+
+
+def test_change_watch_of_an_in_memory_store_gives_no_descriptor_so_the_worker_polls() -> None:
+    with open_store("sqlite://") as memory:
+        watch = memory.change_watch()
+        watch.changed()
+        assert watch.fileno() is None
+
+
 def test_change_watch_sees_the_stores_own_writes(store: ScheduleStore) -> None:
     watch = store.change_watch()
     watch.changed()
@@ -736,6 +767,31 @@ def test_postgresql_change_watch_survives_losing_its_connection(postgresql_url: 
 
 def sqlite_path(url: str) -> Path:
     return Path(sa.make_url(url).database or "")
+
+
+def test_sqlite_change_watch_woken_by_a_commits_wal_writes_waits_for_the_commit(sqlite_url: str) -> None:
+    # a commit writes its WAL frames (inotify events) before it shows; a watch that looked in
+    # between said "unchanged" and slept through the change (found by a worker test)
+    with open_store(sqlite_url) as opened:
+        watch = opened.change_watch()
+        watch.changed()
+        writer = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
+        try:
+            writer.execute("PRAGMA cache_size = 1")  # spill to the WAL before the commit
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("CREATE TABLE filler (blob BLOB)")
+            writer.execute("INSERT INTO filler VALUES (randomblob(200000))")
+            assert wakes_within(watch)  # frames written, not committed
+            answer: list[bool] = []
+            looking = threading.Thread(target=lambda: answer.append(watch.changed()))
+            looking.start()
+            looking.join(0.5)
+            assert looking.is_alive(), f"the watch answered {answer} before the commit"
+            writer.execute("COMMIT")
+            looking.join(30)
+            assert answer == [True]
+        finally:
+            writer.close()
 
 
 def test_sqlite_file_is_created_private_in_new_directories_and_in_wal_mode(sqlite_url: str) -> None:

@@ -560,6 +560,29 @@ def test_pause_stops_within_one_poll_and_resume_skips_the_paused_period(cluster:
     assert len(cluster.records("ok")) == len(runs)
 
 
+def test_an_idle_worker_wakes_on_a_write_to_the_store_not_on_a_poll(cluster: Cluster) -> None:
+    # an hour between polls and 20 minutes between heartbeats: only the change watch's wake-up
+    # (inotify on the SQLite files, LISTEN on PostgreSQL) lets it see a schedule added while it sleeps
+    worker = cluster.start_worker("--in-process", "--poll-interval", "3600", "--lease", "3600")
+    for name in ("first", "second"):  # "second" is added once the worker is surely asleep again
+        due = utc_now() + timedelta(seconds=1)
+        cluster.add(
+            name,
+            "ok_with_scheduled_for",
+            params={"record": str(cluster.record), "tag": name},
+            trigger=IntervalTrigger(timedelta(hours=1), due),
+            next_fire_at=due,
+        )
+        run = wait_until(
+            lambda name=name: next((r for r in cluster.runs(name) if r.status is RunStatus.succeeded), None),
+            30,
+            f"the run of {name}, added while the worker slept",
+        )
+        assert run.scheduled_for == due and run.started_at >= due
+    assert worker.stop() == 0
+    assert len(cluster.records("ok")) == 2
+
+
 # -- 6. pipelines that fail in every way ------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1138,3 +1139,38 @@ def test_a_refused_finish_on_the_retry_path_is_recorded_by_the_loop_not_left_run
             runner.join(30)
         (run,) = opened.history("poison")
         assert run.error.startswith("(the run's error could not be stored: ")
+
+
+def test_without_inotify_the_loop_looks_at_the_store_every_poll_interval(
+    sqlite_url: str, tmp_path: Path, record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as on a system without inotify: the SQLite change watch gives nothing to sleep on, so the
+    # loop must not sleep until its next heartbeat (a week away here) but look every poll interval
+    monkeypatch.setitem(sys.modules, "inotify_simple", None)
+    settings = WorkerSettings(
+        log_dir=tmp_path / "logs", in_process=True, poll_interval=0.05, lease=LONG_LEASE, heartbeat_interval=LONG_LEASE
+    )
+    with open_store(sqlite_url) as store:
+        worker = Worker(store, FileLocks(tmp_path / "locks"), settings)
+        runner = threading.Thread(target=worker.run)
+        runner.start()
+        try:
+            for name in ("first", "second"):  # "second" comes once the loop surely sleeps
+                due = datetime.now(UTC) + timedelta(seconds=0.3)
+                schedule = Schedule(
+                    name=name,
+                    pipeline="pipelines_for_tests:ok",
+                    trigger=IntervalTrigger(timedelta(hours=1), due),
+                    params={"record": str(record), "tag": name},
+                    next_fire_at=due,
+                )
+                with open_store(sqlite_url) as other:  # another process's CLI, say
+                    other.add(schedule, datetime.now(UTC))
+                wait_until(
+                    lambda name=name: [r for r in store.history(name) if r.status is RunStatus.succeeded],
+                    f"the run of {name}",
+                )
+        finally:
+            worker.request_stop()
+            runner.join(30)
+        assert not runner.is_alive()

@@ -650,7 +650,13 @@ def run_worker_command(
     ] = 4,
     poll_interval: Annotated[
         float,
-        o.bounded_float("--poll-interval", 0.05, 3600, "Seconds between polls when nothing is due sooner."),
+        o.bounded_float(
+            "--poll-interval",
+            0.05,
+            3600,
+            "Seconds between looks for changes where a write cannot wake the worker (no inotify, "
+            "in-memory SQLite), and between retries after a failed round.",
+        ),
     ] = 1.0,
     claim_ahead: Annotated[
         float,

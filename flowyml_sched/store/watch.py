@@ -12,6 +12,13 @@ when a schedule is written. A watch answers "changed since I last asked?" withou
   0002's trigger notifies that channel, with the table's schema as payload, at the commit of
   every statement that writes ``schedules``. The check is a non-blocking look at the socket.
 
+A watch also gives a descriptor to sleep on, readable when a change may have come
+(:meth:`ChangeWatch.fileno`): on SQLite an inotify watch on the database's files
+(:mod:`flowyml_sched.filewatch`), on PostgreSQL the listening connection's socket. The
+sleeper then calls :meth:`ChangeWatch.changed`, which consumes what made it readable. Where
+there is none (in-memory SQLite, no inotify, a URI-named database, no connection), the caller
+polls.
+
 The first call, and every call after the watch's connection failed (it is opened again on
 the next call), says changed, so the caller reads again: a watch can cause an extra read,
 never a missed change, provided the caller asks the watch *before* it reads.
@@ -22,9 +29,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+
+from flowyml_sched.filewatch import FileWatch
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,10 @@ class ChangeWatch(Protocol):
     def changed(self) -> bool:
         """True when the schedules may have changed since the previous call (always on the first)."""
 
+    def fileno(self) -> int | None:
+        """A descriptor that turns readable when :meth:`changed` may say True, and stays so until
+        it is called; None when the watch cannot wake a sleeper (poll :meth:`changed` instead)."""
+
     def close(self) -> None:
         """Release the watch's connection; calling :meth:`changed` afterwards opens it again."""
 
@@ -46,23 +60,37 @@ class AlwaysChanged:
     def changed(self) -> bool:
         return True
 
+    def fileno(self) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
 
 class SQLiteDataVersionWatch:
-    """``PRAGMA data_version`` on a dedicated connection, outside any transaction."""
+    """``PRAGMA data_version`` on a dedicated connection, outside any transaction; with the
+    database's ``path``, an inotify watch on its file, ``-wal`` and ``-journal`` to sleep on."""
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, path: Path | None):
         self._engine = engine
         self._raw: Any = None
         self._version: int | None = None
+        self._paths = [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-journal")] if path else []
+        self._files: FileWatch | None = None
 
     def changed(self) -> bool:
+        written = self._drain_files()  # before the read: a commit after it wakes the sleeper again
         try:
             if self._raw is None:
                 self._raw = self._engine.raw_connection()  # autocommit: the store's connect hook
-            version = self._raw.driver_connection.execute("PRAGMA data_version").fetchone()[0]
+            sqlite = self._raw.driver_connection
+            version = sqlite.execute("PRAGMA data_version").fetchone()[0]
+            if written and version == self._version:
+                # a commit writes its WAL frames (the events) before it shows (a write to the
+                # mmap'd -shm, which inotify does not see): wait for the writer's lock, then look
+                sqlite.execute("BEGIN IMMEDIATE")
+                sqlite.execute("ROLLBACK")
+                version = sqlite.execute("PRAGMA data_version").fetchone()[0]
         except Exception as exc:  # any failure: say changed; the caller's read reports the error
             logger.debug("the SQLite change watch failed: %s", exc)
             self.close()
@@ -71,8 +99,25 @@ class SQLiteDataVersionWatch:
         self._version = version
         return changed
 
+    def _drain_files(self) -> bool:
+        """Read the inotify events; True when one may be a write to the database's files."""
+        if self._files is None:
+            if self._paths:
+                self._files = FileWatch(self._paths)
+            return False
+        written = self._files.drain()
+        if written and self._files.fileno() is None:
+            self._files = None  # the inotify watch was lost (events dropped): watch anew next time
+        return written
+
+    def fileno(self) -> int | None:
+        return self._files.fileno() if self._files is not None else None
+
     def close(self) -> None:
         raw, self._raw, self._version = self._raw, None, None
+        files, self._files = self._files, None
+        if files is not None:
+            files.close()
         if raw is not None:
             with contextlib.suppress(Exception):
                 raw.invalidate()
@@ -101,6 +146,14 @@ class PostgresListenWatch:
             self.close()
             self._listen()
             return True
+
+    def fileno(self) -> int | None:
+        if self._raw is None:
+            return None
+        try:
+            return self._raw.driver_connection.fileno()
+        except Exception:  # closed: the next call to changed() listens anew
+            return None
 
     def _listen(self) -> None:
         """Open a connection and LISTEN on it; on failure stay closed (the next call tries again)."""
@@ -133,4 +186,5 @@ def watch_for(engine: sa.Engine) -> ChangeWatch:
         return PostgresListenWatch(engine)
     if isinstance(engine.pool, sa.pool.StaticPool):
         return AlwaysChanged()
-    return SQLiteDataVersionWatch(engine)
+    uri = str(engine.url.query.get("uri", "")).lower() in ("true", "1")
+    return SQLiteDataVersionWatch(engine, None if uri else Path(engine.url.database).resolve())

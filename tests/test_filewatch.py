@@ -1,0 +1,81 @@
+"""File watches (inotify) that let the idle worker sleep until a file it cares about is written.
+
+Each test waits for the watch's descriptor with a deadline (``select``): waiting for an
+event, never for the clock.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowyml_sched.filewatch import FileWatch
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+
+DEADLINE = 10.0
+"""Seconds to wait for an event that must come."""
+
+
+def readable(watch: FileWatch, timeout: float = DEADLINE) -> bool:
+    fd = watch.fileno()
+    assert fd is not None
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+@pytest.fixture
+def watched(tmp_path: Path):
+    target = tmp_path / "schedules.yaml"
+    watch = FileWatch([target])
+    yield target, watch
+    watch.close()
+
+
+def test_a_write_to_the_watched_file_makes_the_descriptor_readable_until_drained(watched) -> None:
+    target, watch = watched
+    assert not readable(watch, 0)
+    target.write_text("version: 1\n")  # created after the watch began
+    assert readable(watch)
+    assert watch.drain()
+    assert not readable(watch, 0)
+    with target.open("a") as handle:
+        handle.write("schedules: []\n")
+    assert readable(watch) and watch.drain()
+
+
+def test_a_file_renamed_into_place_is_seen(watched, tmp_path: Path) -> None:
+    target, watch = watched
+    staged = tmp_path / ".schedules.yaml.swp"
+    staged.write_text("version: 1\n")
+    watch.drain()  # the staging file's own events
+    os.replace(staged, target)  # how editors and git save
+    assert readable(watch) and watch.drain()
+
+
+def test_writes_to_other_files_of_the_directory_wake_but_do_not_concern_it(watched, tmp_path: Path) -> None:
+    _, watch = watched
+    (tmp_path / "other.log").write_text("x")
+    assert readable(watch)  # the directory is watched: the sleeper wakes and looks
+    assert not watch.drain()
+    assert not readable(watch, 0)
+
+
+def test_a_removed_directory_ends_the_watch_and_the_caller_polls(tmp_path: Path) -> None:
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    watch = FileWatch([directory / "store.db"])
+    directory.rmdir()
+    assert readable(watch)
+    assert watch.drain()  # the watch is lost: say "may have changed"
+    assert watch.fileno() is None
+    assert not watch.drain()
+
+
+def test_a_directory_that_does_not_exist_gives_no_descriptor(tmp_path: Path) -> None:
+    watch = FileWatch([tmp_path / "missing" / "store.db"])
+    assert watch.fileno() is None
+    assert not watch.drain()

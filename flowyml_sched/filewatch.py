@@ -50,7 +50,8 @@ class FileWatch:
         try:
             self._inotify = INotify()
             for directory, names in by_directory.items():
-                self._names[self._inotify.add_watch(directory, mask)] = names
+                # two paths of one directory (one through a symlink) get one watch descriptor
+                self._names.setdefault(self._inotify.add_watch(directory, mask), set()).update(names)
         except OSError as exc:
             logger.debug("cannot watch %s with inotify, polling instead: %s", sorted(by_directory), exc)
             self.close()

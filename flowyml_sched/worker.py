@@ -200,7 +200,9 @@ class Worker:
         self._waiting_runners = 0
         self._maintenance = _Maintenance()
         self._watch = store.change_watch()
-        self._sync_watch = FileWatch([settings.sync_file]) if settings.sync_file is not None else None
+        sync_file = settings.sync_file
+        # a symlinked sync file (a deployed checkout, say) is written where it points to
+        self._sync_watch = FileWatch([sync_file, sync_file.resolve()]) if sync_file is not None else None
         self._due: tuple[datetime | None] | None = None
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False

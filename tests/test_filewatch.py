@@ -79,3 +79,31 @@ def test_a_directory_that_does_not_exist_gives_no_descriptor(tmp_path: Path) -> 
     watch = FileWatch([tmp_path / "missing" / "store.db"])
     assert watch.fileno() is None
     assert not watch.drain()
+
+
+def test_a_file_watched_through_a_symlink_is_seen_where_it_points(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    real = checkout / "schedules.yaml"
+    real.write_text("version: 1\n")
+    link = tmp_path / "schedules.yaml"
+    link.symlink_to(real)
+    watch = FileWatch([link, link.resolve()])  # as the worker watches its --sync file
+    try:
+        real.write_text("version: 1\nschedules: []\n")
+        assert readable(watch) and watch.drain()
+    finally:
+        watch.close()
+
+
+def test_two_paths_into_one_directory_keep_both_names(tmp_path: Path) -> None:
+    alias = tmp_path / "alias"
+    alias.symlink_to(tmp_path)
+    watch = FileWatch([tmp_path / "a.yaml", alias / "b.yaml"])
+    try:
+        (tmp_path / "a.yaml").write_text("a")
+        assert readable(watch) and watch.drain()
+        (tmp_path / "b.yaml").write_text("b")
+        assert readable(watch) and watch.drain()
+    finally:
+        watch.close()

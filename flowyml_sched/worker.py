@@ -127,15 +127,18 @@ class _Wakeup:
         with contextlib.suppress(OSError):  # full: a wake-up is pending already
             self._writer.send(b"\0")
 
-    def wait(self, timeout: float, fds: list[int]) -> None:
-        """Sleep up to ``timeout`` seconds, until :meth:`set` (since the last wait) or one of ``fds`` is readable."""
+    def wait(self, timeout: float, fds: list[int]) -> bool:
+        """Sleep up to ``timeout`` seconds, until :meth:`set` (since the last wait) or one of
+        ``fds`` is readable. True when woken by :meth:`set`."""
         poller = select.poll()
         for fd in (self._reader.fileno(), *fds):
             poller.register(fd, select.POLLIN)
         poller.poll(max(0.0, timeout) * 1000)
+        woken = False
         with contextlib.suppress(OSError):
             while self._reader.recv(4096):
-                pass
+                woken = True
+        return woken
 
 
 @dataclass
@@ -359,21 +362,30 @@ class Worker:
 
     def _sleep(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds or until woken: by a signal or a finished run, or by
-        the change watch or the sync file's watch (then consumed here, whether or not the next
-        round looks: a watch left readable would wake every sleep)."""
-        watches = (self._watch.fileno(), self._sync_watch.fileno() if self._sync_watch is not None else None)
-        self._wake.wait(timeout, [fd for fd in watches if fd is not None])
-        if self._watch.changed():
-            self._due = None
-        if self._sync_watch is not None:
-            self._sync_watch.drain()  # the round compares the file's mtime
+        a change to the schedules or the sync file. A watch that woke it is consumed here,
+        whether or not the next round looks (left readable, it would wake every sleep); one
+        that woke it for nothing (another table, another schema) does not end the sleep."""
+        deadline = time.monotonic() + timeout
+        while True:
+            woken = self._wake.wait(deadline - time.monotonic(), [fd for fd in self._watch_fds() if fd is not None])
+            changed = self._watch.changed()
+            if changed:
+                self._due = None
+            synced = self._sync_watch is not None and self._sync_watch.drain()  # the round compares its mtime
+            # a watch lost meanwhile (fileno None): back to the loop, which then polls
+            if woken or changed or synced or None in self._watch_fds() or time.monotonic() >= deadline:
+                return
+
+    def _watch_fds(self) -> tuple[int | None, ...]:
+        """The descriptors of the change watch and the sync file's watch (None: that one must be polled)."""
+        return (self._watch.fileno(), *((self._sync_watch.fileno(),) if self._sync_watch is not None else ()))
 
     def _sleep_seconds(self) -> float:
         # never past the next heartbeat (the lease must hold), nor half the systemd watchdog's period
         poll = max(0.0, self._maintenance.heartbeat_due - time.monotonic())
         if self.notifier.watchdog_seconds is not None:
             poll = min(poll, self.notifier.watchdog_seconds / 2)
-        if self._watch.fileno() is None or (self._sync_watch is not None and self._sync_watch.fileno() is None):
+        if None in self._watch_fds():
             poll = min(poll, self.settings.poll_interval)  # no wake-up on a change: look every poll interval
         with self._mutex:
             if self._busy >= self.settings.max_concurrent:

@@ -56,12 +56,32 @@ def test_a_file_renamed_into_place_is_seen(watched, tmp_path: Path) -> None:
     assert readable(watch) and watch.drain()
 
 
-def test_writes_to_other_files_of_the_directory_wake_but_do_not_concern_it(watched, tmp_path: Path) -> None:
-    _, watch = watched
-    (tmp_path / "other.log").write_text("x")
-    assert readable(watch)  # the directory is watched: the sleeper wakes and looks
-    assert not watch.drain()
-    assert not readable(watch, 0)
+def test_writes_to_other_files_of_the_directory_wake_nobody(tmp_path: Path) -> None:
+    target, other = tmp_path / "store.db", tmp_path / "worker.log"
+    target.write_text("")
+    other.write_text("")
+    watch = FileWatch([target])
+    try:
+        with other.open("a") as log:  # a log beside the database, written all day
+            log.write("a line\n")
+        assert not readable(watch, 0.2)
+        (tmp_path / "new.log").write_text("x")  # a file appearing wakes (it might be ours) but is not it
+        assert readable(watch)
+        assert not watch.drain()
+    finally:
+        watch.close()
+
+
+def test_a_file_replaced_by_a_rename_is_watched_anew(watched, tmp_path: Path) -> None:
+    target, watch = watched
+    staged = tmp_path / "staged"
+    for content in ("one", "two"):
+        staged.write_text(content)
+        os.replace(staged, target)
+        assert readable(watch) and watch.drain()
+    with target.open("a") as handle:  # a write to the file renamed into place
+        handle.write("three")
+    assert readable(watch) and watch.drain()
 
 
 def test_a_removed_directory_ends_the_watch_and_the_caller_polls(tmp_path: Path) -> None:

@@ -27,14 +27,16 @@ logger = logging.getLogger(__name__)
 class FileWatch:
     """Watches ``paths`` (files that need not exist yet).
 
-    Each existing file has a watch of its own for writes (so other files of its directory
+    With ``when_closed``, a file's writes count once its writer closes it (a file written
+    whole, where a half-written one must not be read), else at each write (a database's
+    files, which stay open). Each existing file has a watch of its own for writes (so other files of its directory
     being written wake nobody), and each directory one for files appearing in it or leaving
     it (a rename into place, a file created after the watch began), which also adds the new
     file's own watch. :meth:`fileno` is readable while events are pending; :meth:`drain`
     reads them. Not thread-safe: one thread drains it. :meth:`close` releases it.
     """
 
-    def __init__(self, paths: Iterable[Path]):
+    def __init__(self, paths: Iterable[Path], *, when_closed: bool = False):
         self._directories: dict[int, tuple[Path, set[str]]] = {}
         """Watch descriptor of a directory to it and the names of the watched files in it."""
         self._files: set[int] = set()
@@ -44,7 +46,7 @@ class FileWatch:
             from inotify_simple import INotify, flags
         except ImportError:  # not Linux (the dependency is Linux-only): callers poll
             return
-        self._file_mask = flags.MODIFY | flags.CLOSE_WRITE | flags.ATTRIB  # ATTRIB: touch
+        self._file_mask = flags.CLOSE_WRITE | flags.ATTRIB | (0 if when_closed else flags.MODIFY)  # ATTRIB: touch
         self._arrived = flags.CREATE | flags.MOVED_TO
         self._lost = flags.Q_OVERFLOW | flags.IGNORED
         """Events were lost (the queue overflowed), or a watch ended (its file or directory went)."""

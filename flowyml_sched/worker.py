@@ -204,8 +204,11 @@ class Worker:
         self._maintenance = _Maintenance()
         self._watch = store.change_watch()
         sync_file = settings.sync_file
-        # a symlinked sync file (a deployed checkout, say) is written where it points to
-        self._sync_watch = FileWatch([sync_file, sync_file.resolve()]) if sync_file is not None else None
+        # a symlinked sync file (a deployed checkout, say) is written where it points to; a file
+        # written in place counts once closed, not half-written
+        self._sync_watch = (
+            FileWatch([sync_file, sync_file.resolve()], when_closed=True) if sync_file is not None else None
+        )
         self._due: tuple[datetime | None] | None = None
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False
@@ -319,7 +322,7 @@ class Worker:
                     while not self._stopping.is_set() and not self.wait_idle(0.2):
                         self._keep_lease()
                     break
-                self._sleep(self.settings.poll_interval if failed else self._sleep_seconds())
+                self._sleep(self._sleep_seconds(failed))
         finally:
             self._shutdown()
         return 1 if once and failed else 0
@@ -380,11 +383,15 @@ class Worker:
         """The descriptors of the change watch and the sync file's watch (None: that one must be polled)."""
         return (self._watch.fileno(), *((self._sync_watch.fileno(),) if self._sync_watch is not None else ()))
 
-    def _sleep_seconds(self) -> float:
+    def _sleep_seconds(self, failed: bool = False) -> float:
+        """How long the loop sleeps; after a failed round, a poll interval (a write still wakes it)."""
+        watchdog = self.notifier.watchdog_seconds / 2 if self.notifier.watchdog_seconds is not None else None
+        if failed:
+            return min(self.settings.poll_interval, watchdog or self.settings.poll_interval)
         # never past the next heartbeat (the lease must hold), nor half the systemd watchdog's period
         poll = max(0.0, self._maintenance.heartbeat_due - time.monotonic())
-        if self.notifier.watchdog_seconds is not None:
-            poll = min(poll, self.notifier.watchdog_seconds / 2)
+        if watchdog is not None:
+            poll = min(poll, watchdog)
         if None in self._watch_fds():
             poll = min(poll, self.settings.poll_interval)  # no wake-up on a change: look every poll interval
         with self._mutex:

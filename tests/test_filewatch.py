@@ -127,3 +127,17 @@ def test_two_paths_into_one_directory_keep_both_names(tmp_path: Path) -> None:
         assert readable(watch) and watch.drain()
     finally:
         watch.close()
+
+
+def test_when_closed_a_file_counts_once_its_writer_closes_it_not_half_written(tmp_path: Path) -> None:
+    target = tmp_path / "schedules.yaml"
+    target.write_text("")
+    watch = FileWatch([target], when_closed=True)  # as the worker watches its --sync file
+    try:
+        with target.open("w") as writer:
+            writer.write("version: 1\n")
+            writer.flush()
+            assert not readable(watch, 0.2)  # half-written: nobody should read it yet
+        assert readable(watch) and watch.drain()
+    finally:
+        watch.close()

@@ -777,9 +777,9 @@ def test_sqlite_change_watch_woken_by_a_commits_wal_writes_waits_for_the_commit(
         watch.changed()
         writer = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
         try:
+            writer.execute("CREATE TABLE filler (blob BLOB)")  # a commit that shows at once
             writer.execute("PRAGMA cache_size = 1")  # spill to the WAL before the commit
-            writer.execute("BEGIN IMMEDIATE")
-            writer.execute("CREATE TABLE filler (blob BLOB)")
+            writer.execute("BEGIN IMMEDIATE")  # then one that does not yet (both before the watch looks)
             writer.execute("INSERT INTO filler VALUES (randomblob(200000))")
             assert wakes_within(watch)  # frames written, not committed
             answer: list[bool] = []
@@ -790,6 +790,7 @@ def test_sqlite_change_watch_woken_by_a_commits_wal_writes_waits_for_the_commit(
             writer.execute("COMMIT")
             looking.join(30)
             assert answer == [True]
+            assert not watch.changed()  # the second commit was in that answer
         finally:
             writer.close()
 

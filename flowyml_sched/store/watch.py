@@ -84,13 +84,13 @@ class SQLiteDataVersionWatch:
             if self._raw is None:
                 self._raw = self._engine.raw_connection()  # autocommit: the store's connect hook
             sqlite = self._raw.driver_connection
-            version = sqlite.execute("PRAGMA data_version").fetchone()[0]
-            if written and version == self._version:
+            if written:
                 # a commit writes its WAL frames (the events) before it shows (a write to the
                 # mmap'd -shm, which inotify does not see): wait for the writer's lock, then look
+                # (even if the version moved: an earlier commit may have moved it)
                 sqlite.execute("BEGIN IMMEDIATE")
                 sqlite.execute("ROLLBACK")
-                version = sqlite.execute("PRAGMA data_version").fetchone()[0]
+            version = sqlite.execute("PRAGMA data_version").fetchone()[0]
         except Exception as exc:  # any failure: say changed; the caller's read reports the error
             logger.debug("the SQLite change watch failed: %s", exc)
             self.close()
@@ -100,11 +100,13 @@ class SQLiteDataVersionWatch:
         return changed
 
     def _drain_files(self) -> bool:
-        """Read the inotify events; True when one may be a write to the database's files."""
+        """Read the inotify events (starting the watch on the first call); True when there may
+        have been a write to the database's files."""
         if self._files is None:
-            if self._paths:
-                self._files = FileWatch(self._paths)
-            return False
+            if not self._paths:
+                return False
+            self._files = FileWatch(self._paths)
+            return True  # a commit in flight may have written before the watch began
         written = self._files.drain()
         if written and self._files.fileno() is None:
             self._files = None  # the inotify watch was lost (events dropped): watch anew next time

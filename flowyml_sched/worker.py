@@ -203,12 +203,7 @@ class Worker:
         self._waiting_runners = 0
         self._maintenance = _Maintenance()
         self._watch = store.change_watch()
-        sync_file = settings.sync_file
-        # a symlinked sync file (a deployed checkout, say) is written where it points to; a file
-        # written in place counts once closed, not half-written
-        self._sync_watch = (
-            FileWatch([sync_file, sync_file.resolve()], when_closed=True) if sync_file is not None else None
-        )
+        self._sync_watch = self._watch_sync_file()
         self._due: tuple[datetime | None] | None = None
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False
@@ -375,9 +370,17 @@ class Worker:
             if changed:
                 self._due = None
             synced = self._sync_watch is not None and self._sync_watch.drain()  # the round compares its mtime
+            if synced and self._sync_watch.fileno() is None:  # lost (its directory replaced): watch anew
+                self._sync_watch = self._watch_sync_file()
             # a watch lost meanwhile (fileno None): back to the loop, which then polls
             if woken or changed or synced or None in self._watch_fds() or time.monotonic() >= deadline:
                 return
+
+    def _watch_sync_file(self) -> FileWatch | None:
+        """A watch on the sync file: where a symlinked one (a deployed checkout, say) points to
+        as well; a file written in place counts once closed, not half-written."""
+        path = self.settings.sync_file
+        return FileWatch([path, path.resolve()], when_closed=True) if path is not None else None
 
     def _watch_fds(self) -> tuple[int | None, ...]:
         """The descriptors of the change watch and the sync file's watch (None: that one must be polled)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
+import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +68,12 @@ class AlwaysChanged:
         pass
 
 
+LOCK_WAIT_SECONDS = 0.2
+"""How long the SQLite watch waits for another writer's lock before it answers "may have
+changed" and gives no descriptor (the sleeper then polls) until the lock is free: a long
+transaction elsewhere must not hold the worker's loop (and its signals) for the busy timeout."""
+
+
 class SQLiteDataVersionWatch:
     """``PRAGMA data_version`` on a dedicated connection, outside any transaction; with the
     database's ``path``, an inotify watch on its file, ``-wal`` and ``-journal`` to sleep on."""
@@ -75,21 +82,31 @@ class SQLiteDataVersionWatch:
         self._engine = engine
         self._raw: Any = None
         self._version: int | None = None
+        self._unsettled = False
+        """A write was seen whose writer still held the lock at the last look: look again."""
         self._paths = [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-journal")] if path else []
         self._files: FileWatch | None = None
 
     def changed(self) -> bool:
-        written = self._drain_files()  # before the read: a commit after it wakes the sleeper again
+        written = self._drain_files() or self._unsettled  # before the read: a later commit wakes again
         try:
             if self._raw is None:
                 self._raw = self._engine.raw_connection()  # autocommit: the store's connect hook
+                self._raw.driver_connection.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SECONDS * 1000:.0f}")
             sqlite = self._raw.driver_connection
             if written:
                 # a commit writes its WAL frames (the events) before it shows (a write to the
                 # mmap'd -shm, which inotify does not see): wait for the writer's lock, then look
                 # (even if the version moved: an earlier commit may have moved it)
-                sqlite.execute("BEGIN IMMEDIATE")
+                try:
+                    sqlite.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                        raise
+                    self._unsettled = True  # a long transaction: poll until it ends
+                    return True
                 sqlite.execute("ROLLBACK")
+                self._unsettled = False
             version = sqlite.execute("PRAGMA data_version").fetchone()[0]
         except Exception as exc:  # any failure: say changed; the caller's read reports the error
             logger.debug("the SQLite change watch failed: %s", exc)
@@ -113,10 +130,10 @@ class SQLiteDataVersionWatch:
         return written
 
     def fileno(self) -> int | None:
-        return self._files.fileno() if self._files is not None else None
+        return self._files.fileno() if self._files is not None and not self._unsettled else None
 
     def close(self) -> None:
-        raw, self._raw, self._version = self._raw, None, None
+        raw, self._raw, self._version, self._unsettled = self._raw, None, None, False
         files, self._files = self._files, None
         if files is not None:
             files.close()

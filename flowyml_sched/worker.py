@@ -127,18 +127,18 @@ class _Wakeup:
         with contextlib.suppress(OSError):  # full: a wake-up is pending already
             self._writer.send(b"\0")
 
-    def wait(self, timeout: float, fds: list[int]) -> bool:
+    def wait(self, timeout: float, fds: list[int]) -> tuple[bool, set[int]]:
         """Sleep up to ``timeout`` seconds, until :meth:`set` (since the last wait) or one of
-        ``fds`` is readable. True when woken by :meth:`set`."""
+        ``fds`` is readable. Returns whether :meth:`set` woke it, and the readable ``fds``."""
         poller = select.poll()
         for fd in (self._reader.fileno(), *fds):
             poller.register(fd, select.POLLIN)
-        poller.poll(max(0.0, timeout) * 1000)
+        ready = {fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)}
         woken = False
         with contextlib.suppress(OSError):
             while self._reader.recv(4096):
                 woken = True
-        return woken
+        return woken, ready
 
 
 @dataclass
@@ -365,11 +365,15 @@ class Worker:
         that woke it for nothing (another table, another schema) does not end the sleep."""
         deadline = time.monotonic() + timeout
         while True:
-            woken = self._wake.wait(deadline - time.monotonic(), [fd for fd in self._watch_fds() if fd is not None])
-            changed = self._watch.changed()
+            store_fd, *sync_fd = self._watch_fds()
+            woken, ready = self._wake.wait(
+                deadline - time.monotonic(), [fd for fd in self._watch_fds() if fd is not None]
+            )
+            # the store's watch is asked when it woke the loop, or when it must be polled
+            changed = (store_fd is None or store_fd in ready) and self._watch.changed()
             if changed:
                 self._due = None
-            synced = self._sync_watch is not None and self._sync_watch.drain()  # the round compares its mtime
+            synced = bool(sync_fd) and sync_fd[0] in ready and self._sync_watch.drain()  # the round compares its mtime
             if synced and self._sync_watch.fileno() is None:  # lost (its directory replaced): watch anew
                 self._sync_watch = self._watch_sync_file()
             # a watch lost meanwhile (fileno None): back to the loop, which then polls

@@ -67,6 +67,8 @@ class FileWatch:
             self.close()
 
     def _watch_file(self, path: Path) -> None:
+        if path.is_dir():  # a directory (a symlink to one, on a watched path) counts when replaced
+            return
         with contextlib.suppress(FileNotFoundError):  # not there yet, or gone: its directory's watch tells
             self._files.add(self._inotify.add_watch(path, self._file_mask))
 

@@ -36,6 +36,7 @@ import queue
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -203,6 +204,8 @@ class Worker:
         self._waiting_runners = 0
         self._maintenance = _Maintenance()
         self._watch = store.change_watch()
+        self._sync_target: Path | None = None
+        """Where the sync file resolved to when its watch began."""
         self._sync_watch = self._watch_sync_file()
         self._due: tuple[datetime | None] | None = None
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
@@ -369,22 +372,31 @@ class Worker:
             woken, ready = self._wake.wait(
                 deadline - time.monotonic(), [fd for fd in self._watch_fds() if fd is not None]
             )
-            # the store's watch is asked when it woke the loop, or when it must be polled
-            changed = (store_fd is None or store_fd in ready) and self._watch.changed()
+            # the store's watch is asked when it woke the loop, or when it must be polled or rechecked
+            asked = store_fd is None or store_fd in ready or self._watch.recheck() is not None
+            changed = asked and self._watch.changed()
             if changed:
                 self._due = None
-            synced = bool(sync_fd) and sync_fd[0] in ready and self._sync_watch.drain()  # the round compares its mtime
-            if synced and self._sync_watch.fileno() is None:  # lost (its directory replaced): watch anew
-                self._sync_watch = self._watch_sync_file()
+            synced = bool(sync_fd) and sync_fd[0] in ready and self._sync_watch.drain()
+            if synced:
+                self._maintenance.sync_requested = True
+                if self._sync_watch.fileno() is not None and self.settings.sync_file.resolve() != self._sync_target:
+                    self._sync_watch = self._watch_sync_file()  # a link on its path now points elsewhere
             # a watch lost meanwhile (fileno None): back to the loop, which then polls
             if woken or changed or synced or None in self._watch_fds() or time.monotonic() >= deadline:
                 return
 
     def _watch_sync_file(self) -> FileWatch | None:
-        """A watch on the sync file: where a symlinked one (a deployed checkout, say) points to
-        as well; a file written in place counts once closed, not half-written."""
+        """A watch on the sync file, where it is and where it resolves to, and on each symlink on
+        its path (a deploy that swaps a ``current`` link): a file written in place counts once
+        closed, not half-written."""
         path = self.settings.sync_file
-        return FileWatch([path, path.resolve()], when_closed=True) if path is not None else None
+        if path is None:
+            return None
+        given = path.absolute()
+        links = [link for link in (*reversed(given.parents), given) if link.is_symlink()]
+        self._sync_target = path.resolve()
+        return FileWatch([given, self._sync_target, *links], when_closed=True)
 
     def _watch_fds(self) -> tuple[int | None, ...]:
         """The descriptors of the change watch and the sync file's watch (None: that one must be polled)."""
@@ -401,6 +413,8 @@ class Worker:
             poll = min(poll, watchdog)
         if None in self._watch_fds():
             poll = min(poll, self.settings.poll_interval)  # no wake-up on a change: look every poll interval
+        if (recheck := self._watch.recheck()) is not None:
+            poll = min(poll, recheck)
         with self._mutex:
             if self._busy >= self.settings.max_concurrent:
                 return poll
@@ -527,11 +541,17 @@ class Worker:
         if path is None or self._sync is None:
             return
         state = self._maintenance
+        if self._sync_watch is not None and self._sync_watch.fileno() is None and sys.platform == "linux":
+            self._sync_watch = self._watch_sync_file()  # lost, its directory gone for a while: try again
+            if self._sync_watch.fileno() is not None:
+                state.sync_requested = True  # what changed while it was lost went unseen
         try:
             mtime = path.stat().st_mtime
         except OSError:
             mtime = None
-        if not state.sync_requested and mtime == state.sync_mtime:
+        # with a watch, only its report (a writer closed the file) counts: a round for another
+        # reason must not read a file half-written; without one, a new mtime does
+        if not state.sync_requested and (self._sync_watch.fileno() is not None or mtime == state.sync_mtime):
             return
         state.sync_requested = False
         state.sync_mtime = mtime

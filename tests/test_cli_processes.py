@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,74 @@ def test_the_worker_syncs_its_file_at_start_on_change_and_on_sighup_and_check_se
             worker.kill()
             worker.wait()
     assert cli("run-worker", "--check", env=env).returncode == 1  # it stopped cleanly: no live worker
+
+
+def history(env: dict[str, str], name: str) -> list[dict]:
+    import json
+
+    shown = cli("history", name, "--json", env=env)
+    return json.loads(shown.stdout) if shown.returncode == 0 else []
+
+
+def start_syncing_worker(spec: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A worker applying ``spec``, with no poll and no heartbeat within a test: only the file's
+    inotify watch makes it apply a change."""
+    return subprocess.Popen(
+        [CLI, "run-worker", "--in-process", "--sync", str(spec), "--poll-interval", "3600", "--lease", "3600"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(worker: subprocess.Popen[str]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def test_the_worker_follows_a_deploy_that_swaps_a_symlinked_directory(env: dict[str, str], tmp_path: Path) -> None:
+    releases = tmp_path / "releases"
+    for release, name in (("v1", "first"), ("v2", "second")):
+        (releases / release).mkdir(parents=True)
+        (releases / release / "schedules.yaml").write_text(SPEC.format(name=name))
+    current = tmp_path / "current"
+    current.symlink_to(releases / "v1")
+    worker = start_syncing_worker(current / "schedules.yaml", env)
+    try:
+        wait_for(lambda: names(env) == ["first"], "v1 to be applied at start")
+        staged = tmp_path / "current.new"
+        staged.symlink_to(releases / "v2")
+        os.replace(staged, current)  # an atomic deploy
+        wait_for(lambda: "second" in names(env), "the swap to v2 to be applied")
+        (releases / "v2" / "schedules.yaml").write_text(SPEC.format(name="third"))
+        wait_for(lambda: "third" in names(env) and "second" not in names(env), "an edit of v2, now watched")
+    finally:
+        stop(worker)
+
+
+def test_a_sync_file_being_written_is_not_applied_half_written(env: dict[str, str], tmp_path: Path) -> None:
+    spec = tmp_path / "schedules.yaml"
+    spec.write_text(SPEC.format(name="first"))
+    worker = start_syncing_worker(spec, env)
+    try:
+        wait_for(lambda: names(env) == ["first"], "the file to be applied at start")
+        with spec.open("w") as writer:
+            writer.write("version: 1\nschedules:\n")  # valid so far, and it would delete "first"
+            writer.flush()
+            # a round for another reason meanwhile: a schedule due now, added by the CLI
+            soon = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()  # after the add, even slow
+            added = cli("add", "now", "--pipeline", "daily_summary", "--every", "1h", "--anchor", soon,
+                        "--no-check-pipeline", env=env)  # fmt: skip
+            assert added.returncode == 0, added.stderr
+            wait_for(lambda: history(env, "now"), "the worker's round that runs 'now'")
+            assert names(env) == ["first", "now"]
+            writer.write(SPEC.format(name="second").split("schedules:\n", 1)[1])
+        wait_for(lambda: names(env) == ["now", "second"], "the finished file to be applied")
+    finally:
+        stop(worker)

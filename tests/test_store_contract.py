@@ -784,10 +784,11 @@ def test_sqlite_change_watch_woken_by_a_commits_wal_writes_looks_again_once_it_s
             writer.execute("INSERT INTO filler VALUES (randomblob(200000))")
             assert wakes_within(watch)
             assert watch.changed()  # may have: the writer holds its lock past the watch's short wait
-            assert watch.fileno() is None  # so the sleeper polls until the lock is free
+            assert watch.fileno() is not None  # and a commit after it still wakes the sleeper
+            assert watch.recheck() is not None  # so the sleeper asks again soon, until the lock is free
             writer.execute("COMMIT")
             assert watch.changed()  # the commit that was in flight
-            assert watch.fileno() is not None
+            assert watch.recheck() is None
             assert not watch.changed()
         finally:
             writer.close()

@@ -51,6 +51,10 @@ class ChangeWatch(Protocol):
         """A descriptor that turns readable when :meth:`changed` may say True, and stays so until
         it is called; None when the watch cannot wake a sleeper (poll :meth:`changed` instead)."""
 
+    def recheck(self) -> float | None:
+        """Seconds after which :meth:`changed` must be asked again although the descriptor
+        stayed quiet (a write was seen whose commit could not be waited for); None: no need."""
+
     def close(self) -> None:
         """Release the watch's connection; calling :meth:`changed` afterwards opens it again."""
 
@@ -64,14 +68,17 @@ class AlwaysChanged:
     def fileno(self) -> None:
         return None
 
+    def recheck(self) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
 
 LOCK_WAIT_SECONDS = 0.2
 """How long the SQLite watch waits for another writer's lock before it answers "may have
-changed" and gives no descriptor (the sleeper then polls) until the lock is free: a long
-transaction elsewhere must not hold the worker's loop (and its signals) for the busy timeout."""
+changed" and asks to be asked again soon (:meth:`ChangeWatch.recheck`) until the lock is free:
+a long transaction elsewhere must not hold the worker's loop (and its signals) for the busy timeout."""
 
 
 class SQLiteDataVersionWatch:
@@ -103,7 +110,7 @@ class SQLiteDataVersionWatch:
                 except sqlite3.OperationalError as exc:
                     if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                         raise
-                    self._unsettled = True  # a long transaction: poll until it ends
+                    self._unsettled = True  # a long transaction: look again soon, until it ends
                     return True
                 sqlite.execute("ROLLBACK")
                 self._unsettled = False
@@ -130,7 +137,10 @@ class SQLiteDataVersionWatch:
         return written
 
     def fileno(self) -> int | None:
-        return self._files.fileno() if self._files is not None and not self._unsettled else None
+        return self._files.fileno() if self._files is not None else None
+
+    def recheck(self) -> float | None:
+        return LOCK_WAIT_SECONDS if self._unsettled else None
 
     def close(self) -> None:
         raw, self._raw, self._version, self._unsettled = self._raw, None, None, False
@@ -173,6 +183,9 @@ class PostgresListenWatch:
             return self._raw.driver_connection.fileno()
         except Exception:  # closed: the next call to changed() listens anew
             return None
+
+    def recheck(self) -> None:
+        return None  # a notification comes after its commit
 
     def _listen(self) -> None:
         """Open a connection and LISTEN on it; on failure stay closed (the next call tries again)."""

@@ -166,10 +166,11 @@ def test_a_sync_file_being_written_is_not_applied_half_written(env: dict[str, st
         with spec.open("w") as writer:
             writer.write("version: 1\nschedules:\n")  # valid so far, and it would delete "first"
             writer.flush()
-            # a round for another reason meanwhile: a schedule due now, added by the CLI
+            # a round for another reason meanwhile: a schedule due soon, added by the CLI (its
+            # pipeline does not exist: the run fails and writes nothing)
             soon = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()  # after the add, even slow
-            added = cli("add", "now", "--pipeline", "daily_summary", "--every", "1h", "--anchor", soon,
-                        "--no-check-pipeline", env=env)  # fmt: skip
+            options = ["--pipeline", "no_such_pipeline", "--every", "1h", "--anchor", soon, "--no-check-pipeline"]
+            added = cli("add", "now", *options, env=env)
             assert added.returncode == 0, added.stderr
             wait_for(lambda: history(env, "now"), "the worker's round that runs 'now'")
             assert names(env) == ["first", "now"]

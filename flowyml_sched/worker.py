@@ -368,10 +368,9 @@ class Worker:
         that woke it for nothing (another table, another schema) does not end the sleep."""
         deadline = time.monotonic() + timeout
         while True:
-            store_fd, *sync_fd = self._watch_fds()
-            woken, ready = self._wake.wait(
-                deadline - time.monotonic(), [fd for fd in self._watch_fds() if fd is not None]
-            )
+            fds = self._watch_fds()
+            store_fd, *sync_fd = fds
+            woken, ready = self._wake.wait(deadline - time.monotonic(), [fd for fd in fds if fd is not None])
             # the store's watch is asked when it woke the loop, or when it must be polled or rechecked
             asked = store_fd is None or store_fd in ready or self._watch.recheck() is not None
             changed = asked and self._watch.changed()
@@ -381,6 +380,7 @@ class Worker:
             if synced:
                 self._maintenance.sync_requested = True
                 if self._sync_watch.fileno() is not None and self.settings.sync_file.resolve() != self._sync_target:
+                    self._sync_watch.close()
                     self._sync_watch = self._watch_sync_file()  # a link on its path now points elsewhere
             # a watch lost meanwhile (fileno None): back to the loop, which then polls
             if woken or changed or synced or None in self._watch_fds() or time.monotonic() >= deadline:

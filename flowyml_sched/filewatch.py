@@ -29,10 +29,10 @@ class FileWatch:
 
     With ``when_closed``, a file's writes count once its writer closes it (a file written
     whole, where a half-written one must not be read), else at each write (a database's
-    files, which stay open). Each existing file has a watch of its own for writes (so other files of its directory
-    being written wake nobody), and each directory one for files appearing in it or leaving
-    it (a rename into place, a file created after the watch began), which also adds the new
-    file's own watch. :meth:`fileno` is readable while events are pending; :meth:`drain`
+    files, which stay open). Each existing file has a watch of its own for writes (so other
+    files of its directory being written wake nobody), and each directory one for files
+    appearing in it or leaving it (a rename into place, a file created after the watch
+    began), which also adds the new file's own watch. :meth:`fileno` is readable while events are pending; :meth:`drain`
     reads them. Not thread-safe: one thread drains it. :meth:`close` releases it.
     """
 

@@ -406,7 +406,7 @@ class Worker:
         """How long the loop sleeps; after a failed round, a poll interval (a write still wakes it)."""
         watchdog = self.notifier.watchdog_seconds / 2 if self.notifier.watchdog_seconds is not None else None
         if failed:
-            return min(self.settings.poll_interval, watchdog or self.settings.poll_interval)
+            return min(self.settings.poll_interval, watchdog) if watchdog is not None else self.settings.poll_interval
         # never past the next heartbeat (the lease must hold), nor half the systemd watchdog's period
         poll = max(0.0, self._maintenance.heartbeat_due - time.monotonic())
         if watchdog is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flowyml_sched.model import RunStatus
+from flowyml_sched.runner import private_opener
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +179,7 @@ class ChildRun:
     def _copy_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         written = dropped = 0
-        with open(self.log_path, "wb") as log:
-            os.chmod(self.log_path, 0o600)
+        with open(self.log_path, "wb", opener=private_opener) as log:
             while chunk := self._process.stdout.read1(_CHUNK):
                 room = self.max_log_bytes - written
                 if room > 0:

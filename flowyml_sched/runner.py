@@ -2,7 +2,7 @@
 
 Reads one JSON request on stdin (``pipeline``, ``params``, ``scheduled_for`` as ISO 8601,
 ``run_id``), runs the pipeline, and writes ``{"success", "error", "pipeline_run_id"}`` to
-RESULT_PATH (written to a temporary file, then renamed). Exit status 0 on success, 1 on
+RESULT_PATH (written to a temporary file with mode 0600, then renamed). Exit status 0 on success, 1 on
 failure. Whatever the pipeline prints goes to the stdout/stderr the worker captures.
 """
 
@@ -12,6 +12,14 @@ import json
 import os
 import sys
 from datetime import datetime
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``open(..., opener=)`` that creates the file with mode 0600 (and makes an existing one
+    0600), so that no moment leaves a run's output readable by others, not even a kill -9."""
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return descriptor
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +39,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     temporary = f"{result_path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with open(temporary, "w", encoding="utf-8", opener=private_opener) as handle:
         json.dump({"success": result.success, "error": result.error, "pipeline_run_id": result.pipeline_run_id}, handle)
     os.replace(temporary, result_path)
     return 0 if result.success else 1

@@ -3,7 +3,10 @@ run is prepared (pipeline resolved, arguments bound) before its instant and runs
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,3 +97,23 @@ def test_a_prepared_run_that_cannot_run_or_raises_fails_when_called_not_before(
     outcome = call()
     assert outcome.status is RunStatus.failed
     assert outcome.error is not None and error in outcome.error
+
+
+def test_the_result_file_of_a_child_run_is_private_from_its_creation(tmp_path: Path) -> None:
+    # a worker killed with -9 never reads (and removes) the result its child wrote: what the
+    # child left behind must already be 0600, like the run's log
+    result = tmp_path / "run.result.json"
+    request = {"pipeline": "pipelines_for_tests:ok", "params": {}, "scheduled_for": FIRE.isoformat(), "run_id": "r"}
+    old_umask = os.umask(0o022)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "flowyml_sched.runner", str(result)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.umask(old_umask)
+    assert done.returncode == 0, done.stderr
+    assert result.stat().st_mode & 0o777 == 0o600

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -35,12 +34,44 @@ CONNECT_TIMEOUT_SECONDS = 10
 BEGIN_OPTION = "flowyml_sched_begin"
 """Execution option naming the SQLite ``BEGIN`` mode of a connection's transactions (``IMMEDIATE`` for writes)."""
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*):[^@/]*@")
+
+def _split_userinfo(url_text: str) -> tuple[str, str, str] | None:
+    """``(scheme://, userinfo, @rest)`` of a URL with credentials, else None.
+
+    The credentials run to the *last* ``@`` before the query, so that a password holding an
+    unencoded ``@`` (or ``/``, ``:``) is taken whole; a URL whose part after ``://`` starts with
+    ``/`` (``sqlite:////path``) has none.
+    """
+    scheme, sep, rest = url_text.partition("://")
+    if not sep or rest.startswith("/"):
+        return None
+    at = rest.partition("?")[0].rfind("@")
+    if at < 0:
+        return None
+    return scheme + sep, rest[:at], rest[at:]
 
 
 def redact(url_text: str) -> str:
-    """``url_text`` with any password replaced by ``***`` (works on text SQLAlchemy cannot parse)."""
-    return _PASSWORD_IN_URL.sub(r"\1:***@", url_text)
+    """``url_text`` with its password replaced by ``***`` (works on text SQLAlchemy cannot parse).
+
+    Everything after the user name's first ``:`` up to the last ``@`` is the password; when the
+    user name itself holds an ``@``, the whole of the credentials is hidden.
+    """
+    parts = _split_userinfo(url_text)
+    if parts is None:
+        return url_text
+    head, userinfo, tail = parts
+    user, colon, _password = userinfo.partition(":")
+    if "@" in user:
+        return f"{head}***{tail}"
+    return f"{head}{user}{':***' if colon else ''}{tail}"
+
+
+def _unencoded_at(url_text: str) -> bool:
+    """Whether the credentials of ``url_text`` hold an ``@`` that is not percent-encoded
+    (SQLAlchemy would split them at the first one and take the rest of the password for the host)."""
+    parts = _split_userinfo(url_text)
+    return parts is not None and "@" in parts[1]
 
 
 class StoreEngine:
@@ -83,11 +114,18 @@ def create_store_engine(url_text: str, create: bool = True) -> StoreEngine:
     Nothing is queried yet. Raises :class:`StoreError` for an unparsable or unsupported URL,
     a missing driver, or a SQLite file that cannot be created (or is missing).
     """
+    if _unencoded_at(url_text):
+        raise StoreError(
+            redact(url_text),
+            "its user name or password holds an '@' that is not percent-encoded; write it as %40 "
+            "(encode the password with urllib.parse.quote(password, safe=''))",
+        )
     try:
         url = sa.make_url(url_text)
     except (sa.exc.ArgumentError, ValueError) as exc:
+        detail = "" if _split_userinfo(url_text) else f" ({exc})"  # the error may quote a piece of the password
         raise StoreError(
-            redact(url_text), f"it is not a database URL ({exc}); use sqlite:///PATH or postgresql+psycopg://HOST/DB"
+            redact(url_text), f"it is not a database URL{detail}; use sqlite:///PATH or postgresql+psycopg://HOST/DB"
         ) from None
     backend = url.get_backend_name()
     if backend == "sqlite":

@@ -115,10 +115,14 @@ class InvalidScheduleName(SchedulerError, ValueError):
 class InvalidPipelineReference(SchedulerError, ValueError):
     """A pipeline that is neither an entry-point name nor a ``package.module:attr`` reference."""
 
-    def __init__(self, reference: str, reason: str = "it is not an entry-point name or module:attr"):
+    def __init__(
+        self, reference: str, reason: str = "it is not an entry-point name or module:attr", schedule: str | None = None
+    ):
         self.reference = reference
+        self.schedule = schedule
+        who = f"schedule {schedule!r}: " if schedule is not None else ""
         super().__init__(
-            f"invalid pipeline {reference!r}: {reason}. Expected an entry-point name in the group "
+            f"{who}invalid pipeline {_short(reference)}: {reason}. Expected an entry-point name in the group "
             "flowyml_sched.pipelines (such as daily_summary) or package.module:attr (such as etl.jobs:run)"
         )
 
@@ -133,11 +137,16 @@ class InvalidPolicy(SchedulerError, ValueError):
 
 
 class InvalidParams(SchedulerError, ValueError):
-    """Schedule params that are not a JSON-able mapping, or a ``--param`` that is not key=value."""
+    """Schedule params that are not a JSON-able mapping within the size limits, or a
+    ``--param`` that is not key=value. ``schedule`` names the schedule when it is known; the
+    value is shown shortened, so the message stays one line."""
 
-    def __init__(self, value: object, reason: str):
+    def __init__(self, value: object, reason: str, schedule: str | None = None):
         self.value = value
-        super().__init__(f"invalid params {value!r}: {reason}")
+        self.reason = reason
+        self.schedule = schedule
+        who = f"schedule {schedule!r}: " if schedule is not None else ""
+        super().__init__(f"{who}invalid params {_short(value)}: {reason}")
 
 
 class ScheduleExists(SchedulerError, ValueError):
@@ -235,3 +244,14 @@ MIN_YEAR = 1800
 """Earliest year of an instant the tool accepts."""
 MAX_YEAR = 9000
 """Latest year of an instant the tool accepts; fire times are sought up to year 9999."""
+
+
+def _short(value: object, width: int = 80) -> str:
+    """``repr(value)`` cut to about ``width`` characters (deep or large values included)."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = width
+    shortener.maxlevel = 3
+    text = shortener.repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -19,6 +19,7 @@ from flowyml_sched.errors import (
     InvalidPipelineReference,
     InvalidPolicy,
     InvalidScheduleName,
+    UnknownTimezone,
 )
 from flowyml_sched.triggers import Trigger
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
@@ -29,6 +30,19 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _IDENTIFIER_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 PIPELINE_PATTERN = re.compile(rf"(?:{_IDENTIFIER_PATH}:{_IDENTIFIER_PATH}|[A-Za-z0-9][A-Za-z0-9_.-]*)")
 """``package.module:attr.path`` or an entry-point name in the group ``flowyml_sched.pipelines``."""
+
+MAX_PIPELINE_LENGTH = 512
+"""Longest pipeline reference, in characters (the store's ``pipeline`` column holds this many)."""
+
+MAX_TIMEZONE_LENGTH = 64
+"""Longest timezone name, in characters (the store's ``timezone`` column holds this many)."""
+
+MAX_PARAMS_DEPTH = 32
+"""Deepest nesting of a schedule's params: the params mapping is level 1, and each list or
+mapping inside a value one level more (``{"a": [1]}`` is 2 levels deep)."""
+
+MAX_PARAMS_BYTES = 65_536
+"""Largest params, measured as their JSON text (``json.dumps``, as the store keeps them)."""
 
 DEFAULT_MAX_CATCHUP = 100
 """With catch-up ``all``: the most missed fire times run after downtime."""
@@ -136,9 +150,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         validate_name(self.name)
-        validate_pipeline(self.pipeline)
-        get_zone(self.timezone)
-        validate_params(self.params)
+        validate_pipeline(self.pipeline, self.name)
+        validate_timezone(self.timezone)
+        validate_params(self.params, self.name)
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "tags", tuple(sorted(set(self.tags))))
         for tag in self.tags:
@@ -228,29 +242,82 @@ def validate_name(name: str) -> str:
     return name
 
 
-def validate_pipeline(reference: str) -> str:
-    """Return ``reference`` if it is shaped like an entry-point name or ``module:attr``.
+def validate_pipeline(reference: str, schedule: str | None = None) -> str:
+    """Return ``reference`` if it is shaped like an entry-point name or ``module:attr`` and at
+    most :data:`MAX_PIPELINE_LENGTH` characters long.
 
-    Whether it resolves is checked where the pipelines can be loaded (the worker).
-    Raises :class:`~flowyml_sched.errors.InvalidPipelineReference`.
+    Whether it resolves is checked where the pipelines can be loaded (the worker). Raises
+    :class:`~flowyml_sched.errors.InvalidPipelineReference` (naming ``schedule`` when given).
     """
+    if isinstance(reference, str) and len(reference) > MAX_PIPELINE_LENGTH:
+        raise InvalidPipelineReference(
+            reference, f"it is {len(reference)} characters long, at most {MAX_PIPELINE_LENGTH} are allowed", schedule
+        )
     if not isinstance(reference, str) or not PIPELINE_PATTERN.fullmatch(reference):
-        raise InvalidPipelineReference(str(reference))
+        raise InvalidPipelineReference(str(reference), schedule=schedule)
     return reference
 
 
-def validate_params(params: object) -> None:
-    """Raise InvalidParams unless ``params`` is a mapping with string keys that JSON can hold."""
+def validate_timezone(name: str) -> str:
+    """Return ``name`` if it is an IANA zone name of at most :data:`MAX_TIMEZONE_LENGTH`
+    characters. Raises :class:`~flowyml_sched.errors.UnknownTimezone`."""
+    if not isinstance(name, str) or len(name) > MAX_TIMEZONE_LENGTH:
+        raise UnknownTimezone(str(name)[:MAX_TIMEZONE_LENGTH] + "...", [])
+    get_zone(name)
+    return name
+
+
+def validate_params(params: object, schedule: str | None = None) -> None:
+    """Raise InvalidParams unless ``params`` is a mapping with string keys that JSON can hold,
+    nested at most :data:`MAX_PARAMS_DEPTH` levels deep and at most :data:`MAX_PARAMS_BYTES`
+    long as JSON.
+
+    The one check of params' shape and size: every way in (``add``, ``edit``, ``apply``, a
+    stored row being loaded) goes through it, so whatever is stored can be exported and
+    applied back. ``schedule`` is named in the message when given.
+    """
     if not isinstance(params, Mapping):
-        raise InvalidParams(params, "expected a mapping of names to values")
+        raise InvalidParams(params, "expected a mapping of names to values", schedule)
     if not all(isinstance(k, str) for k in params):
-        raise InvalidParams(params, "every key must be a string")
+        raise InvalidParams(params, "every key must be a string", schedule)
     if "scheduled_for" in params:
-        raise InvalidParams(params, "scheduled_for is reserved: the worker passes each run's fire time under that name")
+        raise InvalidParams(
+            params, "scheduled_for is reserved: the worker passes each run's fire time under that name", schedule
+        )
+    depth = params_depth(params)
+    if depth > MAX_PARAMS_DEPTH:
+        raise InvalidParams(
+            params,
+            f"nested more than {MAX_PARAMS_DEPTH} levels deep (lists and mappings, the params themselves counted)",
+            schedule,
+        )
     try:
-        json.dumps(dict(params), allow_nan=False)
+        size = len(json.dumps(dict(params), allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise InvalidParams(params, f"the values must be JSON: {exc}") from None
+        raise InvalidParams(params, f"the values must be JSON: {exc}", schedule) from None
+    if size > MAX_PARAMS_BYTES:
+        raise InvalidParams(params, f"{size} bytes as JSON, at most {MAX_PARAMS_BYTES} are allowed", schedule)
+
+
+def params_depth(value: object) -> int:
+    """How many levels of lists and mappings ``value`` nests (0 for a scalar, 1 for ``{}``),
+    counted without recursion; past ``MAX_PARAMS_DEPTH + 1`` it stops counting (a value that
+    refers to itself is infinitely deep)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_PARAMS_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

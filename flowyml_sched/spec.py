@@ -42,7 +42,16 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecFileError, SpecProblem
-from flowyml_sched.model import NAME_PATTERN, CatchUp, Overlap, Policy, Schedule, validate_name, validate_pipeline
+from flowyml_sched.model import (
+    MAX_PARAMS_DEPTH,
+    NAME_PATTERN,
+    CatchUp,
+    Overlap,
+    Policy,
+    Schedule,
+    validate_name,
+    validate_pipeline,
+)
 from flowyml_sched.model import validate_params as _validate_params
 from flowyml_sched.timing import next_fire_time
 from flowyml_sched.triggers import (
@@ -155,7 +164,6 @@ _STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP = (
 _MAP, _SEQ, _MERGE = _TAG_PREFIX + "map", _TAG_PREFIX + "seq", _TAG_PREFIX + "merge"
 _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP})
 _MAX_PARAM_NODES = 100_000
-_MAX_PARAM_DEPTH = 100
 _SCALARS = YAML(typ="safe", pure=True).constructor
 _ZERO_DURATION = re.compile(r"0+[dhms]?|pt0+[hms]|p0+d")
 
@@ -688,8 +696,13 @@ def _plain(node: Node, where: str, budget: list[int], depth: int, stack: set[int
     budget[0] -= 1
     if budget[0] < 0:
         raise _Bad(f"{where} is too large: more than {_MAX_PARAM_NODES} values (after expanding aliases)", node)
-    if depth > _MAX_PARAM_DEPTH or id(node) in stack:
-        raise _Bad(f"{where} nests too deeply or refers to itself", node)
+    if id(node) in stack:
+        raise _Bad(f"{where} refers to itself", node)
+    if depth >= MAX_PARAMS_DEPTH and isinstance(node, MappingNode | SequenceNode):
+        raise _Bad(
+            f"{where} is nested more than {MAX_PARAMS_DEPTH} levels deep (lists and mappings, the params themselves counted)",
+            node,
+        )
     if isinstance(node, MappingNode):
         out: dict[str, Any] = {}
         inner = stack | {id(node)}

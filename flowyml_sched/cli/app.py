@@ -198,7 +198,7 @@ def add_command(
         pipeline=pipeline,
         trigger=build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at),
         timezone=tz or o.settings(db, db_url, config).timezone,
-        params=o.parse_params(param),
+        params=o.parse_params(param, name),
         description=description or "",
         tags=tuple(tag or ()),
         policy=o.policy_changes(
@@ -294,7 +294,7 @@ def edit_command(
         if tz is not None:
             changes["timezone"] = tz
         if param is not None:
-            changes["params"] = o.parse_params(param)
+            changes["params"] = o.parse_params(param, name)
         if description is not None:
             changes["description"] = description
         if tag is not None:

@@ -171,20 +171,30 @@ def open_store(
         store.close()
 
 
-def parse_params(items: list[str] | None) -> dict[str, Any]:
+def parse_params(items: list[str] | None, schedule: str | None = None) -> dict[str, Any]:
     """``["k=v", ...]`` to a mapping; each value is JSON when it parses as JSON, else text.
 
-    Raises :class:`~flowyml_sched.errors.InvalidParams` for an item without ``=``.
+    Raises :class:`~flowyml_sched.errors.InvalidParams` (naming ``schedule`` when given) for
+    an item without ``=`` or JSON nested too deeply to read; the params' limits are checked by
+    :func:`flowyml_sched.model.validate_params`.
     """
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidParams(item, "expected KEY=VALUE, such as --param day=2026-01-31 or --param limit=10")
+            raise InvalidParams(
+                item, "expected KEY=VALUE, such as --param day=2026-01-31 or --param limit=10", schedule
+            )
         try:
             params[key] = json.loads(value)
         except ValueError:
             params[key] = value
+        except RecursionError:
+            from flowyml_sched.model import MAX_PARAMS_DEPTH
+
+            raise InvalidParams(
+                item, f"{key} is nested more than {MAX_PARAMS_DEPTH} levels deep (lists and mappings)", schedule
+            ) from None
     return params
 
 

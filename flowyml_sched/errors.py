@@ -168,6 +168,26 @@ class ScheduleNotFound(SchedulerError, LookupError):
         super().__init__(f"no schedule named {name!r} in {where or 'the store'}; {hint}")
 
 
+class ScheduleBroken(SchedulerError, ValueError):
+    """A stored schedule row that cannot be loaded: a zone a tzdata update dropped, an
+    expression, params or policy value written by hand in SQL.
+
+    ``problems`` pairs each field that does not load with why (one line each). The worker
+    skips the row; ``edit`` giving each such field a new value repairs it, ``remove`` drops it.
+    """
+
+    def __init__(self, name: str, problems: list[tuple[str, str]] | tuple[tuple[str, str], ...]):
+        self.name = name
+        self.problems = tuple(problems)
+        super().__init__(f"{describe_broken(name, self.problems)}; repair it with 'flowyml-sched edit' or remove it")
+
+
+def describe_broken(name: str, problems: tuple[tuple[str, str], ...]) -> str:
+    """``schedule 'm1', field timezone: unknown timezone 'Mars/Olympus'; ...``: one line."""
+    fields = "; ".join(f"field {field}: {' '.join(why.split())}" for field, why in problems)
+    return f"schedule {name!r}, {fields}"
+
+
 class StoreError(SchedulerError, OSError):
     """The schedule store cannot be opened, read or written (corrupt file, no permission, server down)."""
 

@@ -19,7 +19,9 @@ from flowyml_sched.errors import (
     InvalidPipelineReference,
     InvalidPolicy,
     InvalidScheduleName,
+    ScheduleBroken,
     UnknownTimezone,
+    describe_broken,
 )
 from flowyml_sched.triggers import Trigger
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
@@ -164,6 +166,84 @@ class Schedule:
         return self.trigger.kind
 
 
+BROKEN_FIELD_OF = {
+    "kind": "trigger",
+    "expression": "trigger",
+    "anchor": "trigger",
+    "catchup": "policy",
+    "max_catchup": "policy",
+    "misfire_grace_seconds": "policy",
+    "overlap": "policy",
+    "timeout_seconds": "policy",
+    "retries": "policy",
+    "retry_backoff_seconds": "policy",
+}
+"""The :class:`Schedule` field that a stored column belongs to, where the names differ."""
+
+
+@dataclass(frozen=True)
+class BrokenSchedule:
+    """A stored schedule row that cannot be loaded as a :class:`Schedule`.
+
+    ``name`` is the row's name as stored. ``problems`` pairs each stored field that does not
+    load (``timezone``, ``expression``, ``params``, ``catchup``, ...) with why, one line each.
+    ``fields`` holds the Schedule's fields as far as they load: a field that does not load keeps
+    its stored value, except ``trigger`` and ``policy``, None when they do not load
+    (``policy_fields`` then holds the policy's fields the same way). ``stored`` is the row as
+    JSON-able values, with the keys of :func:`schedule_to_dict`.
+    """
+
+    name: str
+    problems: tuple[tuple[str, str], ...]
+    fields: Mapping[str, Any]
+    policy_fields: Mapping[str, Any]
+    stored: Mapping[str, Any]
+
+    @property
+    def reason(self) -> str:
+        """The problems as one line: ``field timezone: unknown timezone 'Mars/Olympus'; ...``."""
+        return describe_broken(self.name, self.problems).partition(", ")[2]
+
+    @property
+    def message(self) -> str:
+        """``schedule 'm1', field timezone: unknown timezone 'Mars/Olympus'; ...``: one line."""
+        return describe_broken(self.name, self.problems)
+
+    @property
+    def error(self) -> ScheduleBroken:
+        """The error that a use of this row as a schedule raises."""
+        return ScheduleBroken(self.name, self.problems)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.stored.get("enabled"))
+
+    @property
+    def kind(self) -> str:
+        return str(self.stored.get("kind"))
+
+    @property
+    def trigger(self) -> Trigger | None:
+        return self.fields.get("trigger")
+
+    @property
+    def next_fire_at(self) -> datetime | None:
+        value = self.fields.get("next_fire_at")
+        return value if isinstance(value, datetime) else None
+
+    def repaired(self, changes: Mapping[str, Any]) -> Schedule:
+        """The schedule this row becomes with ``changes`` (Schedule field names to values).
+
+        Raises :class:`~flowyml_sched.errors.ScheduleBroken` naming the fields that stay
+        broken (``changes`` gives them no new value; a broken ``name`` cannot be repaired,
+        only removed), and the model's validation errors for bad new values.
+        """
+        left = [(f, why) for f, why in self.problems if BROKEN_FIELD_OF.get(f, f) not in changes]
+        if left:
+            raise ScheduleBroken(self.name, left)
+        return Schedule(**{**self.fields, **changes})
+
+
 @dataclass(frozen=True)
 class Run:
     """One row of execution history: a fire time of a schedule and what became of it.
@@ -217,12 +297,14 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimRound:
-    """What one claim transaction did: the ``claims`` to run (oldest fire time first), and
+    """What one claim transaction did: the ``claims`` to run (oldest fire time first),
     ``next_due_at``, the earliest ``next_fire_at`` of an enabled schedule once it committed
-    (aware UTC, or None), read in the same transaction."""
+    (aware UTC, or None), read in the same transaction, and the due rows found ``broken``
+    (that cannot be loaded) in this round: skipped, and left out of later rounds until they change."""
 
     claims: list[Claim]
     next_due_at: datetime | None
+    broken: tuple[BrokenSchedule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -361,6 +443,15 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
         "next_fire_at": iso(schedule.next_fire_at),
         "version": schedule.version,
     }
+
+
+def entry_to_dict(entry: Schedule | BrokenSchedule) -> dict[str, Any]:
+    """:func:`schedule_to_dict` plus ``status`` (``enabled``, ``paused`` or ``broken``) and
+    ``error`` (why a broken row cannot be loaded, else None); a broken row gives its stored
+    values under the same keys."""
+    if isinstance(entry, BrokenSchedule):
+        return dict(entry.stored) | {"status": "broken", "error": entry.reason}
+    return schedule_to_dict(entry) | {"status": "enabled" if entry.enabled else "paused", "error": None}
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.errors import UsageError
-from flowyml_sched.model import Run, RunStatus, Schedule, WorkerInfo, run_to_dict
+from flowyml_sched.model import BrokenSchedule, Run, RunStatus, Schedule, WorkerInfo, run_to_dict
 from flowyml_sched.timing import FireTime, fire_times, next_fire_time
 from flowyml_sched.triggers import (
     CronTrigger,
@@ -109,10 +109,16 @@ def add_schedule(store: ScheduleStore, schedule: Schedule, now: datetime, check_
 def edit_schedule(store: ScheduleStore, name: str, changes: Mapping[str, Any], now: datetime) -> Schedule:
     """Change fields of a stored schedule (``changes`` maps Schedule field names to values).
 
-    The next fire time is recomputed from ``now``. Raises ScheduleNotFound and the model's
-    validation errors; nothing is stored when one is raised.
+    The next fire time is kept when the timing is untouched (:func:`carried_next_fire_at`),
+    else recomputed from ``now``. A row that cannot be loaded (:class:`BrokenSchedule`) is
+    repaired when ``changes`` gives each of its broken fields a valid value; its next fire
+    time is then computed from ``now``. Raises ScheduleNotFound, ScheduleBroken (a broken
+    field left as it is) and the model's validation errors; nothing is stored when one is raised.
     """
-    current = store.get(name)
+    current = store.entry(name)
+    if isinstance(current, BrokenSchedule):
+        repaired = current.repaired(changes)
+        return store.replace(replace(repaired, next_fire_at=next_fire_at(repaired, now)), now)
     updated = replace(current, **changes)
     return store.replace(replace(updated, next_fire_at=carried_next_fire_at(current, updated, now)), now)
 
@@ -132,29 +138,55 @@ def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) ->
     return current.next_fire_at if same_timing else next_fire_at(updated, now)
 
 
-def pause_schedule(store: ScheduleStore, name: str, note: str | None, now: datetime) -> Schedule:
-    """Pause a schedule: no fire time is claimed until it is resumed. Raises ScheduleNotFound."""
-    return edit_schedule(store, name, {"enabled": False, "pause_note": note}, now)
+def pause_schedule(store: ScheduleStore, name: str, note: str | None, now: datetime) -> Schedule | BrokenSchedule:
+    """Pause a schedule: no fire time is claimed until it is resumed. A row that cannot be
+    loaded is paused too (and returned as the :class:`BrokenSchedule` it still is). Raises
+    ScheduleNotFound."""
+    return _set_enabled(store, name, False, note, now)
 
 
-def resume_schedule(store: ScheduleStore, name: str, now: datetime) -> Schedule:
-    """Resume a schedule from its next fire time after ``now``. Raises ScheduleNotFound."""
-    return edit_schedule(store, name, {"enabled": True, "pause_note": None}, now)
+def resume_schedule(store: ScheduleStore, name: str, now: datetime) -> Schedule | BrokenSchedule:
+    """Resume a schedule from its next fire time after ``now``. A row that cannot be loaded
+    is marked enabled without a next fire time: it runs once an edit repairs it (and is
+    returned as the :class:`BrokenSchedule` it still is). Raises ScheduleNotFound."""
+    return _set_enabled(store, name, True, None, now)
+
+
+def _set_enabled(
+    store: ScheduleStore, name: str, enabled: bool, note: str | None, now: datetime
+) -> Schedule | BrokenSchedule:
+    if isinstance(store.entry(name), BrokenSchedule):
+        store.set_enabled(name, enabled, note, now)
+        return store.entry(name)
+    return edit_schedule(store, name, {"enabled": enabled, "pause_note": note}, now)
 
 
 def list_schedules(
     store: ScheduleStore, tag: str | None = None, enabled: bool | None = None
-) -> list[tuple[Schedule, Run | None]]:
-    """Stored schedules sorted by name, each with its latest run (or None)."""
-    schedules = store.list(tag=tag, enabled=enabled)
+) -> list[tuple[Schedule | BrokenSchedule, Run | None]]:
+    """Stored schedules sorted by name, each with its latest run (or None); a row that cannot
+    be loaded is listed as a :class:`BrokenSchedule` (with why)."""
+    schedules = store.entries(tag=tag, enabled=enabled)
     last = store.last_runs([s.name for s in schedules]) if schedules else {}
     return [(s, last.get(s.name)) for s in schedules]
 
 
 def preview_stored(store: ScheduleStore, name: str, after: datetime, count: int) -> tuple[Schedule, list[FireTime]]:
-    """A stored schedule and its next ``count`` fire times after ``after`` (even while paused)."""
+    """A stored schedule and its next ``count`` fire times after ``after`` (even while paused).
+    Raises ScheduleNotFound, and ScheduleBroken for a row that cannot be loaded."""
     schedule = store.get(name)
     return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count)
+
+
+def show_schedule(
+    store: ScheduleStore, name: str, after: datetime, count: int
+) -> tuple[Schedule | BrokenSchedule, list[FireTime]]:
+    """As :func:`preview_stored`, but a row that cannot be loaded comes back as a
+    :class:`BrokenSchedule` with no fire times, so that it can be looked at. Raises ScheduleNotFound."""
+    found = store.entry(name)
+    if isinstance(found, BrokenSchedule):
+        return found, []
+    return found, fire_times(found.trigger, get_zone(found.timezone), after, count)
 
 
 def check_pipeline_reference(reference: str) -> None:
@@ -200,7 +232,9 @@ def apply_file(
     spec = validate_file(path, check_pipelines=check_pipelines)
     # a file is known by its absolute path, so --prune means the same file from any directory
     source = str(Path(path).resolve())
-    current = store.list()
+    entries = store.entries()
+    current = [e for e in entries if isinstance(e, Schedule)]
+    broken = {e.name for e in entries if isinstance(e, BrokenSchedule)}
     result = plan(spec, current, prune=prune, source=source, now=now)
     if not dry_run and (result.has_changes or result.other_source):
         store.apply(
@@ -212,17 +246,26 @@ def apply_file(
                 for e in (*result.changes, *(u for u in result.unchanged if u.name in result.other_source))
                 if e.new and e.old
             ],
-            deletes=[entry.name for entry in result.deletes],
+            # a row that cannot be loaded and that the file defines is replaced by the file's schedule
+            deletes=[entry.name for entry in result.deletes] + [e.name for e in result.creates if e.name in broken],
             now=now,
         )
     return result
 
 
 def export_schedules(store: ScheduleStore) -> str:
-    """YAML text of every stored schedule, which ``apply`` takes back unchanged."""
+    """YAML text of every stored schedule, which ``apply`` takes back unchanged.
+
+    Raises ScheduleBroken (naming the first) when a stored row cannot be loaded: it would be
+    left out of the file, and a later ``apply --prune`` of that file would lose it.
+    """
     from flowyml_sched.spec import dump_spec
 
-    return dump_spec(store.list())
+    entries = store.entries()
+    for entry in entries:
+        if isinstance(entry, BrokenSchedule):
+            raise entry.error
+    return dump_spec(e for e in entries if isinstance(e, Schedule))
 
 
 # -- health ------------------------------------------------------------------------------
@@ -249,12 +292,15 @@ def health(
     tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
 ) -> dict[str, Any]:
     """A JSON-able health report at ``now``: ``status`` (``ok``, ``degraded`` or ``down``),
-    live ``workers``, ``late`` schedules, per-schedule success rate and duration p50/p95
+    live ``workers``, ``late`` schedules, ``broken`` ones (rows that cannot be loaded, each
+    ``{"name", "error"}``; any makes the status ``degraded``), per-schedule success rate and duration p50/p95
     (seconds) over ``window``, and the ``last_failure``. Never raises on odd data: rows
     with missing times are left out of the figures.
     """
     live = live_workers(store, now)
-    schedules = store.list(enabled=True)
+    entries = store.entries()
+    schedules = [s for s in entries if isinstance(s, Schedule) and s.enabled]
+    broken = [{"name": e.name, "error": e.reason} for e in entries if isinstance(e, BrokenSchedule)]
     late = [
         {
             "name": s.name,
@@ -301,7 +347,7 @@ def health(
     status = "ok"
     if schedules and not live:
         status = "down"
-    elif late:
+    elif late or broken:
         status = "degraded"
     return {
         "status": status,
@@ -318,6 +364,7 @@ def health(
             for w in live
         ],
         "late": late,
+        "broken": broken,
         "success_rate": succeeded / total if total else None,
         "schedules": report_schedules,
         "last_failure": run_to_dict(last_failure) if last_failure else None,

@@ -256,7 +256,7 @@ def edit_command(
 
     Example: flowyml-sched edit nightly-etl --daily 03:15 --timeout 45m
     """
-    from flowyml_sched.model import schedule_to_dict
+    from flowyml_sched.model import Schedule, schedule_to_dict
     from flowyml_sched.service import build_trigger, edit_schedule
     from flowyml_sched.triggers import IntervalTrigger, parse_instant
 
@@ -279,7 +279,7 @@ def edit_command(
         typer.echo(f"changed {name} in {file}")
         return
     with o.open_store(db, db_url, config, create=False) as store:
-        current = store.get(name)
+        current = store.entry(name)  # a row that cannot be loaded too: an edit may repair it
         changes: dict[str, Any] = {}
         if pipeline is not None:
             changes["pipeline"] = pipeline
@@ -299,11 +299,12 @@ def edit_command(
             changes["description"] = description
         if tag is not None:
             changes["tags"] = tuple(tag)
-        policy = o.policy_changes(
-            current.policy, catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff
-        )
-        if policy != current.policy:
-            changes["policy"] = policy
+        policy_options = (catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff)
+        if any(option is not None for option in policy_options):
+            base = current.policy if isinstance(current, Schedule) else current.policy_fields
+            policy = o.policy_changes(base, *policy_options)
+            if not isinstance(current, Schedule) or policy != current.policy:
+                changes["policy"] = policy
         if not changes:
             raise UsageError("nothing to change: give at least one option")
         stored = edit_schedule(store, name, changes, now)
@@ -380,9 +381,9 @@ def list_command(
     with o.open_store(db, db_url, config, create=False) as store:
         rows = list_schedules(store, tag=tag, enabled=state)
     if as_json:
-        from flowyml_sched.model import run_to_dict, schedule_to_dict
+        from flowyml_sched.model import entry_to_dict, run_to_dict
 
-        _print_json([schedule_to_dict(s) | {"last_run": run_to_dict(r) if r else None} for s, r in rows])
+        _print_json([entry_to_dict(s) | {"last_run": run_to_dict(r) if r else None} for s, r in rows])
     else:
         from flowyml_sched.cli.render import render_schedule_list
 
@@ -402,15 +403,15 @@ def show_command(
 
     Example: flowyml-sched show nightly-etl --json
     """
-    from flowyml_sched.service import preview_stored
+    from flowyml_sched.service import show_schedule
 
     now = _now()
     with o.open_store(db, db_url, config, create=False) as store:
-        schedule, fires = preview_stored(store, name, now, 3)
+        schedule, fires = show_schedule(store, name, now, 3)
     if as_json:
-        from flowyml_sched.model import schedule_to_dict
+        from flowyml_sched.model import entry_to_dict
 
-        _print_json(schedule_to_dict(schedule))
+        _print_json(entry_to_dict(schedule))
     else:
         from flowyml_sched.cli.render import render_schedule
 
@@ -440,8 +441,9 @@ def pause_command(
     from flowyml_sched.service import pause_schedule
 
     with o.open_store(db, db_url, config, create=False) as store:
-        pause_schedule(store, name, note, _now())
+        paused = pause_schedule(store, name, note, _now())
     typer.echo(f"paused {name}")
+    _warn_if_broken(paused)
 
 
 @app.command("resume")
@@ -469,7 +471,20 @@ def resume_command(
     now = _now()
     with o.open_store(db, db_url, config, create=False) as store:
         stored = resume_schedule(store, name, now)
-    typer.echo(f"resumed {name}: {describe_next(stored, now)}")
+    if _warn_if_broken(stored):
+        typer.echo(f"resumed {name}: it runs once repaired")
+    else:
+        typer.echo(f"resumed {name}: {describe_next(stored, now)}")
+
+
+def _warn_if_broken(entry: object) -> bool:
+    """Say on stderr that a stored row cannot be loaded (it does not run until repaired); True if so."""
+    from flowyml_sched.model import BrokenSchedule
+
+    if not isinstance(entry, BrokenSchedule):
+        return False
+    typer.echo(f"flowyml-sched: warning: {entry.error}", err=True)
+    return True
 
 
 @app.command("remove")
@@ -536,7 +551,7 @@ def history_command(
     with o.open_store(db, db_url, config, create=False) as store:
         runs = store.history(name, limit)
         if not runs:
-            store.get(name)  # an unknown name is an error, a schedule without runs is not
+            store.entry(name)  # an unknown name is an error, a schedule without runs is not
     if as_json:
         from flowyml_sched.model import run_to_dict
 

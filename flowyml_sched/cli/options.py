@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -199,7 +199,7 @@ def parse_params(items: list[str] | None, schedule: str | None = None) -> dict[s
 
 
 def policy_changes(
-    base: Policy,
+    base: Policy | Mapping[str, Any],
     catchup: str | None,
     max_catchup: int | None,
     misfire_grace: str | None,
@@ -208,8 +208,9 @@ def policy_changes(
     retries: int | None,
     retry_backoff: str | None,
 ) -> Policy:
-    """``base`` with the given policy options applied. Raises InvalidPolicy / InvalidDuration."""
-    from dataclasses import replace
+    """``base`` (a Policy, or a Policy's fields as a mapping, such as those of a stored row that
+    cannot be loaded) with the given policy options applied. Raises InvalidPolicy / InvalidDuration."""
+    from dataclasses import fields
 
     from flowyml_sched.errors import InvalidPolicy
     from flowyml_sched.model import CatchUp, Overlap
@@ -236,4 +237,7 @@ def policy_changes(
         changes["retries"] = retries
     if retry_backoff is not None:
         changes["retry_backoff"] = parse_duration(retry_backoff)
-    return replace(base, **changes)
+    from flowyml_sched.model import Policy
+
+    current = dict(base) if isinstance(base, Mapping) else {f.name: getattr(base, f.name) for f in fields(Policy)}
+    return Policy(**(current | changes))

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from flowyml_sched.model import Run, Schedule
+    from flowyml_sched.model import BrokenSchedule, Run, Schedule
     from flowyml_sched.spec import Plan
     from flowyml_sched.timing import FireTime
 
@@ -125,22 +125,36 @@ def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
     table.print()
 
 
-def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime) -> None:
-    """Print the schedule list: name, trigger, zone, next fire (local and relative), last run, state."""
+def render_schedule_list(rows: list[tuple[Schedule | BrokenSchedule, Run | None]], now: datetime) -> None:
+    """Print the schedule list: name, trigger, zone, next fire (local and relative), last run,
+    state (``enabled``, ``paused: note``, or ``broken: why`` for a row that cannot be loaded)."""
     console = _console()
     if not rows:
         console.print("no schedules; add one with 'flowyml-sched add' or 'flowyml-sched apply FILE'")
         return
     table = _Grid("name", "schedule", "zone", "next fire", "last run", "state")
+    from flowyml_sched.model import BrokenSchedule
     from flowyml_sched.zones import get_zone
 
     for schedule, run in rows:
+        last = f"{run.status.value} {relative(run.scheduled_for, now)}" if run else "-"
+        if isinstance(schedule, BrokenSchedule):
+            stored = schedule.stored
+            at = schedule.next_fire_at
+            table.add_row(
+                schedule.name,
+                f"{stored['kind']} {stored['expression']}",
+                str(stored["timezone"]),
+                f"{at:%Y-%m-%d %H:%M} UTC ({relative(at, now)})" if at else "-",
+                last,
+                f"broken: {schedule.reason}",
+            )
+            continue
         if schedule.next_fire_at is None:
             next_fire = "-"
         else:
             local = schedule.next_fire_at.astimezone(get_zone(schedule.timezone))
             next_fire = f"{local:%Y-%m-%d %H:%M} ({relative(schedule.next_fire_at, now)})"
-        last = f"{run.status.value} {relative(run.scheduled_for, now)}" if run else "-"
         state = (
             "enabled" if schedule.enabled else "paused" + (f": {schedule.pause_note}" if schedule.pause_note else "")
         )
@@ -148,12 +162,18 @@ def render_schedule_list(rows: list[tuple[Schedule, Run | None]], now: datetime)
     table.print()
 
 
-def render_schedule(schedule: Schedule, fires: list[FireTime], now: datetime) -> None:
-    """Print one schedule's fields, policies and next fire times."""
-    from flowyml_sched.model import schedule_to_dict
+def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], now: datetime) -> None:
+    """Print one schedule's fields, policies and next fire times; for a row that cannot be
+    loaded, its stored values and why (``status broken``, ``error``)."""
+    from flowyml_sched.model import BrokenSchedule, entry_to_dict, schedule_to_dict
 
     console = _console()
     table = _Grid("field", "value", header=False)
+    if isinstance(schedule, BrokenSchedule):
+        for key, value in entry_to_dict(schedule).items():
+            table.add_row(key, "-" if value is None or value == "" else str(value))
+        table.print()
+        return
     for key, value in schedule_to_dict(schedule).items():
         table.add_row(key, _show_value(key, value))
     table.print()
@@ -260,6 +280,8 @@ def render_health(report: dict[str, Any]) -> None:
         console.print(f"  worker {worker['id']} (heartbeat {worker['heartbeat_at']})")
     for late in report["late"]:
         console.print(f"  late: {late['name']} was due {late['next_fire_at']} ({late['late_seconds']:.0f} s ago)")
+    for broken in report["broken"]:
+        console.print(f"  broken: {broken['name']}: {broken['error']}", soft_wrap=True)
     if report["schedules"]:
         table = _Grid("schedule", "runs", "success", "p50", "p95", "missed", "skipped")
         for name, figures in report["schedules"].items():

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from flowyml_sched.errors import (
     InvalidDuration,
+    InvalidPolicy,
     RunExists,
     ScheduleExists,
     ScheduleNotFound,
@@ -30,6 +32,8 @@ from flowyml_sched.errors import (
     StoreError,
 )
 from flowyml_sched.model import (
+    NAME_PATTERN,
+    BrokenSchedule,
     CatchUp,
     Claim,
     ClaimRound,
@@ -40,6 +44,10 @@ from flowyml_sched.model import (
     RunStatus,
     Schedule,
     WorkerInfo,
+    validate_name,
+    validate_params,
+    validate_pipeline,
+    validate_timezone,
 )
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
@@ -59,13 +67,35 @@ _IN_LIST_LIMIT = 500
 _EARLIEST_DUE = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
     schedules.c.enabled.is_(True)
 )
-_DUE = (
-    sa.select(schedules)
-    .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_until", type_=UTCDateTime()))
-    .order_by(schedules.c.next_fire_at)
-    .limit(sa.bindparam("b_limit"))
-)
-_DUE_FOR_UPDATE = _DUE.with_for_update(skip_locked=True)
+_NOT_SKIPPED = schedules.c.name.not_in(sa.bindparam("b_skip", expanding=True))
+_EARLIEST_DUE_SKIPPING = _EARLIEST_DUE.where(_NOT_SKIPPED)
+_RAW_COLUMNS = [sa.type_coerce(column, sa.types.NullType()).label(column.name) for column in schedules.c]
+
+
+@functools.cache
+def _select_rows(dialect: str) -> sa.Select:
+    """``SELECT`` of whole schedule rows. On SQLite each column comes as stored and
+    :func:`_load_row` decodes it, so that a value SQLite's loose typing let in (JSON text that
+    does not parse, a date that is none) makes its row broken rather than the whole read fail;
+    PostgreSQL's column types hold what they say."""
+    return sa.select(*_RAW_COLUMNS) if dialect == "sqlite" else sa.select(schedules)
+
+
+@functools.cache
+def _due(dialect: str, skipping: bool) -> sa.Select:
+    """The enabled rows due by ``b_until``, oldest first, at most ``b_limit`` (on PostgreSQL
+    ``FOR UPDATE SKIP LOCKED``); with ``skipping``, none named in ``b_skip``."""
+    stmt = (
+        _select_rows(dialect)
+        .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_until", type_=UTCDateTime()))
+        .order_by(schedules.c.next_fire_at)
+        .limit(sa.bindparam("b_limit"))
+    )
+    if skipping:
+        stmt = stmt.where(_NOT_SKIPPED)
+    return stmt.with_for_update(skip_locked=True) if dialect == "postgresql" else stmt
+
+
 _MOVE_NEXT_FIRE = (
     sa.update(schedules).where(schedules.c.name == sa.bindparam("b_name")).values(next_fire_at=sa.bindparam("b_next"))
 )
@@ -217,6 +247,11 @@ class ScheduleStore:
         self._watches: list[ChangeWatch] = []
         self._finishes: list[_Finish] = []
         self._finishes_lock = threading.Lock()
+        self._quarantine: dict[str, str] = {}
+        """Rows :meth:`claim_due` found broken, by name, with their fingerprint (:func:`_fingerprint`):
+        left out of the due reads until they change."""
+        self._quarantine_lock = threading.Lock()
+        self._decoders = _decoders(store_engine.engine.dialect)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -280,28 +315,67 @@ class ScheduleStore:
         return _schedule_from_row(values)
 
     def get(self, name: str) -> Schedule:
-        """The schedule called ``name``. Raises ScheduleNotFound."""
+        """The schedule called ``name``. Raises ScheduleNotFound, and ScheduleBroken for a row
+        that cannot be loaded (see :meth:`entry`)."""
+        found = self.entry(name)
+        if isinstance(found, BrokenSchedule):
+            raise found.error
+        return found
+
+    def entry(self, name: str) -> Schedule | BrokenSchedule:
+        """The schedule called ``name``, or a :class:`~flowyml_sched.model.BrokenSchedule` when
+        its row cannot be loaded (an unknown zone, an unparsable expression, ...). Raises
+        ScheduleNotFound."""
+        stmt = _select_rows(self.dialect).where(schedules.c.name == name)
         with self._reading() as conn:
-            row = conn.execute(sa.select(schedules).where(schedules.c.name == name)).mappings().first()
+            row = conn.execute(stmt).mappings().first()
         if row is None:
             raise ScheduleNotFound(name)
-        return _schedule_from_row(row)
+        return _load_row(row, self._decoders)
 
     def list(self, tag: str | None = None, enabled: bool | None = None) -> list[Schedule]:
-        """Stored schedules sorted by name (code-point order on every database).
+        """Stored schedules sorted by name (code-point order on every database), leaving out
+        rows that cannot be loaded (:meth:`entries` has them too).
 
         ``tag``: only schedules carrying that tag; ``enabled``: only enabled (True) or
         paused (False) ones; None means no filter.
         """
-        stmt = sa.select(schedules)
+        return [found for found in self.entries(tag, enabled) if isinstance(found, Schedule)]
+
+    def entries(self, tag: str | None = None, enabled: bool | None = None) -> list[Schedule | BrokenSchedule]:
+        """As :meth:`list`, with a :class:`~flowyml_sched.model.BrokenSchedule` for each row
+        that cannot be loaded (a broken row's tags count when they are a list)."""
+        stmt = _select_rows(self.dialect)
         if enabled is not None:
             stmt = stmt.where(schedules.c.enabled == bool(enabled))
         with self._reading() as conn:
             rows = conn.execute(stmt).mappings().all()
-        found = [_schedule_from_row(row) for row in rows]
+        found = [_load_row(row, self._decoders) for row in rows]
         if tag is not None:
-            found = [s for s in found if tag in s.tags]
+            found = [s for s in found if tag in _tags_of(s)]
         return sorted(found, key=lambda s: s.name)
+
+    def set_enabled(self, name: str, enabled: bool, note: str | None, now: datetime) -> None:
+        """Pause (``enabled`` False, with ``note``) or resume the row ``name`` without loading
+        it, for a row that cannot be loaded (:class:`~flowyml_sched.model.BrokenSchedule`):
+        its next fire time is cleared (it cannot be computed), ``updated_at`` set to ``now``
+        and ``version`` counted up; an edit that repairs it computes the next fire time.
+        Raises ScheduleNotFound."""
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            changed = conn.execute(
+                sa.update(schedules)
+                .where(schedules.c.name == name)
+                .values(
+                    enabled=bool(enabled),
+                    pause_note=None if enabled else note,
+                    next_fire_at=None,
+                    updated_at=now,
+                    version=schedules.c.version + 1,
+                )
+            ).rowcount
+        if not changed:
+            raise ScheduleNotFound(name)
 
     def replace(self, schedule: Schedule, now: datetime) -> Schedule:
         """Overwrite the stored schedule of the same name and return it as stored.
@@ -406,9 +480,61 @@ class ScheduleStore:
     # -- the worker's side ------------------------------------------------------------------
 
     def next_due_at(self) -> datetime | None:
-        """The earliest ``next_fire_at`` of an enabled schedule (aware UTC), or None. One indexed query."""
+        """The earliest ``next_fire_at`` of an enabled schedule (aware UTC), or None, leaving out
+        the rows :meth:`claim_due` found broken while they stay unchanged. One indexed query
+        (and a read of those rows by name when there are any)."""
         with self._reading() as conn:
+            return self._earliest_due(conn, self._unchanged_quarantined(conn))
+
+    def _earliest_due(self, conn: sa.Connection, skip: list[str]) -> datetime | None:
+        if not skip:
             return conn.execute(_EARLIEST_DUE).scalar()
+        return conn.execute(_EARLIEST_DUE_SKIPPING, {"b_skip": skip}).scalar()
+
+    def _unchanged_quarantined(self, conn: sa.Connection) -> list[str]:
+        """The names of the quarantined rows that have not changed since; a row that changed
+        (repaired, broken another way, paused) or went away is let go, to be loaded again."""
+        with self._quarantine_lock:
+            held = dict(self._quarantine)
+        if not held:
+            return []
+        stmt = _select_rows(self.dialect).where(schedules.c.name.in_(sorted(held)))
+        now_held = {row["name"]: _fingerprint(row) for row in conn.execute(stmt).mappings()}
+        kept = [name for name, mark in held.items() if now_held.get(name) == mark]
+        with self._quarantine_lock:
+            for name in held.keys() - set(kept):
+                self._quarantine.pop(name, None)
+        return kept
+
+    def _due_schedules(
+        self, conn: sa.Connection, until: datetime, limit: int
+    ) -> tuple[list[Schedule], list[BrokenSchedule], list[str]]:
+        """Up to ``limit`` enabled schedules due by ``until``, oldest first, read past the rows
+        that cannot be loaded; those rows, and the names of every row quarantined now.
+
+        A row that cannot be loaded is quarantined: left out of the due reads (here and in
+        :meth:`next_due_at`) until it changes, and logged, so once per change.
+        """
+        quarantined = self._unchanged_quarantined(conn)
+        loaded: list[Schedule] = []
+        broken: list[BrokenSchedule] = []
+        while True:
+            want = limit - len(loaded)
+            skip = [*quarantined, *(s.name for s in loaded)]
+            params = {"b_until": until, "b_limit": want, "b_skip": skip}
+            rows = conn.execute(_due(self.dialect, bool(skip)), params).mappings().all()
+            for row in rows:
+                found = _load_row(row, self._decoders)
+                if isinstance(found, Schedule):
+                    loaded.append(found)
+                    continue
+                broken.append(found)
+                quarantined.append(found.name)
+                with self._quarantine_lock:
+                    self._quarantine[found.name] = _fingerprint(row)
+                logger.error("%s; skipped until the row changes (edit it or remove it)", found.message)
+            if len(loaded) >= limit or len(rows) < want:
+                return loaded, broken, quarantined
 
     def change_watch(self) -> ChangeWatch:
         """A new :class:`~flowyml_sched.store.watch.ChangeWatch` on this store's schedules (one per
@@ -429,23 +555,25 @@ class ScheduleStore:
         none when claimed ahead of it, until the run reports its start), late ones a
         ``missed`` row, and the schedule's ``next_fire_at`` moves past ``until``, all in the same
         transaction. A row that already exists for (schedule, scheduled_for) means another
-        worker won that fire time: it is skipped quietly. Returns the claims to run,
-        oldest fire time first, and the earliest due time after them (as :meth:`next_due_at`).
+        worker won that fire time: it is skipped quietly. A row that cannot be loaded
+        (:class:`~flowyml_sched.model.BrokenSchedule`) is skipped, logged and left out of later
+        rounds until it changes, and the round reads past it. Returns the claims to run,
+        oldest fire time first, the earliest due time after them (as :meth:`next_due_at`) and
+        the rows found broken.
         """
         from flowyml_sched.dispatch import plan_dispatch
 
         now = _utc(now, "now")
         until = now if until is None else _utc(until, "until")
-        due = _DUE_FOR_UPDATE if self.dialect == "postgresql" else _DUE
         moves: list[dict[str, Any]] = []
         new_runs: list[dict[str, Any]] = []
         to_run: dict[tuple[str, datetime], Schedule] = {}
         claims: list[Claim] = []
         with self._writing() as conn:
             # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
-            # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE
-            for row in conn.execute(due, {"b_until": until, "b_limit": limit}).mappings().all():
-                schedule = _schedule_from_row(row)
+            # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE; broken rows are read past
+            due, broken, quarantined = self._due_schedules(conn, until, limit)
+            for schedule in due:
                 dispatch = plan_dispatch(schedule, now, until)
                 moves.append({"b_name": schedule.name, "b_next": dispatch.next_fire_at})
                 if dispatch.missed:
@@ -472,11 +600,11 @@ class ScheduleStore:
                     schedule = to_run.pop((name, at), None)
                     if schedule is not None:
                         claims.append(Claim(run_id, schedule, at))
-            next_due_at = conn.execute(_EARLIEST_DUE).scalar()
+            next_due_at = self._earliest_due(conn, quarantined)
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
         claims.sort(key=lambda c: c.scheduled_for)
-        return ClaimRound(claims, next_due_at)
+        return ClaimRound(claims, next_due_at, tuple(broken))
 
     def start_attempt(
         self,
@@ -879,6 +1007,162 @@ def _schedule_from_row(row: Mapping[str, Any]) -> Schedule:
         next_fire_at=row["next_fire_at"],
         version=row["version"],
     )
+
+
+def _decoders(dialect: sa.Dialect) -> dict[str, Callable[[Any], Any]]:
+    """For the raw columns :func:`_select_rows` reads on SQLite: each column's own result
+    processor (JSON text, dates, booleans), applied by :func:`_load_row`; none elsewhere."""
+    if dialect.name != "sqlite":
+        return {}
+    found = {column.name: column.type.dialect_impl(dialect).result_processor(dialect, None) for column in schedules.c}
+    return {name: decode for name, decode in found.items() if decode is not None}
+
+
+def _fingerprint(row: Mapping[str, Any]) -> str:
+    """A row's stored values as one text: a change to any of them changes it."""
+    return repr(tuple(row.values()))
+
+
+def _tags_of(entry: Schedule | BrokenSchedule) -> tuple[Any, ...]:
+    if isinstance(entry, Schedule):
+        return entry.tags
+    tags = entry.fields.get("tags")
+    return tuple(tags) if isinstance(tags, list | tuple) else ()
+
+
+def _load_row(raw: Mapping[str, Any], decoders: Mapping[str, Callable[[Any], Any]]) -> Schedule | BrokenSchedule:
+    """The schedule a stored row holds, or a :class:`BrokenSchedule` naming each field of the
+    row that does not load. Never raises for what a row holds: stored rows can be written by
+    hand, by an older version, or meet a tzdata update that dropped their zone."""
+    row = dict(raw)
+    unreadable: list[tuple[str, str]] = []
+    for name, decode in decoders.items():
+        try:
+            row[name] = decode(row[name])
+        except Exception as exc:  # any value SQLite let in
+            unreadable.append((name, f"the stored value {row[name]!r} cannot be read ({exc})"))
+    if not unreadable:
+        try:
+            return _schedule_from_row(row)
+        except Exception:  # _diagnose names what failed
+            pass
+    return _diagnose(row, unreadable)
+
+
+def _diagnose(row: dict[str, Any], problems: list[tuple[str, str]]) -> BrokenSchedule:
+    """Load ``row`` field by field, collecting each field's problem (see :func:`_load_row`)."""
+    name = row.get("name")
+    name = name if isinstance(name, str) else repr(name)
+    bad = {field for field, _why in problems}
+
+    def attempt(field: str, load: Callable[[], Any], fallback: Any = None) -> Any:
+        if field in bad:
+            return fallback
+        try:
+            return load()
+        except Exception as exc:  # any stored value, reported with its field
+            problems.append((field, str(exc) or type(exc).__name__))
+            bad.add(field)
+            return fallback
+
+    def text(field: str, optional: bool = False) -> Any:
+        value = row.get(field)
+        if not isinstance(value, str) and not (optional and value is None):
+            raise TypeError(f"{value!r} is not text")
+        return value
+
+    attempt("name", lambda: validate_name(row["name"]))
+    pipeline = attempt("pipeline", lambda: validate_pipeline(row["pipeline"], name), row.get("pipeline"))
+    timezone_name = attempt("timezone", lambda: validate_timezone(row["timezone"]), row.get("timezone"))
+    trigger_field = "expression" if row.get("kind") in ("cron", "daily", "hourly", "interval") else "kind"
+    anchor = row.get("anchor")
+    if anchor is not None and "anchor" not in bad:
+        attempt("anchor", lambda: _utc(anchor, "anchor"))
+    trigger = attempt(trigger_field, lambda: trigger_from_text(row["kind"], row["expression"], row.get("anchor")))
+
+    def load_params() -> dict[str, Any]:
+        if not isinstance(row["params"], dict):
+            raise TypeError(f"{row['params']!r} is not a mapping")
+        validate_params(row["params"], name)
+        return dict(row["params"])
+
+    params = attempt("params", load_params, row.get("params"))
+
+    def load_tags() -> tuple[str, ...]:
+        tags = row["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) and NAME_PATTERN.fullmatch(t) for t in tags):
+            raise ValueError(f"{tags!r} is not a list of tags (letters, digits, '_', '-' and '.')")
+        return tuple(tags)
+
+    tags = attempt("tags", load_tags, row.get("tags"))
+    description = attempt("description", lambda: text("description"), "")
+    pause_note = attempt("pause_note", lambda: text("pause_note", optional=True))
+    source = attempt("source", lambda: text("source"), "cli")
+    policy_fields = {
+        "catchup": attempt("catchup", lambda: _member(CatchUp, "catchup", row["catchup"]), row.get("catchup")),
+        "max_catchup": row.get("max_catchup"),
+        "misfire_grace": attempt("misfire_grace_seconds", lambda: _duration(row["misfire_grace_seconds"])),
+        "overlap": attempt("overlap", lambda: _member(Overlap, "overlap", row["overlap"]), row.get("overlap")),
+        "timeout": attempt("timeout_seconds", lambda: _duration(row["timeout_seconds"])),
+        "retries": row.get("retries"),
+        "retry_backoff": attempt(
+            "retry_backoff_seconds", lambda: timedelta(seconds=row["retry_backoff_seconds"]), timedelta(seconds=60)
+        ),
+    }
+    policy = None
+    if not bad & {"catchup", "overlap", "misfire_grace_seconds", "timeout_seconds", "retry_backoff_seconds"}:
+        columns = {"retry backoff": "retry_backoff_seconds", "misfire_grace": "misfire_grace_seconds"}
+        try:
+            policy = Policy(**policy_fields)
+        except InvalidPolicy as exc:
+            problems.append((columns.get(exc.field, exc.field.replace("timeout", "timeout_seconds")), str(exc)))
+    if not problems:  # every field loads alone: a combination fails
+        try:
+            _schedule_from_row(row)
+        except Exception as exc:  # every field loads alone
+            problems.append(("row", str(exc) or type(exc).__name__))
+    fields = {
+        "name": name,
+        "pipeline": pipeline,
+        "trigger": trigger,
+        "timezone": timezone_name,
+        "params": params,
+        "description": description,
+        "tags": tags,
+        "enabled": bool(row.get("enabled")),
+        "pause_note": pause_note,
+        "policy": policy,
+        "source": source,
+        "created_at": row.get("created_at"),
+        "updated_at": row.get("updated_at"),
+        "next_fire_at": row.get("next_fire_at"),
+        "version": row.get("version"),
+    }
+    return BrokenSchedule(name, tuple(problems), fields, policy_fields, _stored_json(row))
+
+
+def _member(kind: type[enum.Enum], field: str, value: Any) -> Any:
+    """``kind(value)``, or InvalidPolicy naming ``field`` and the members."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidPolicy(field, value, f"one of {', '.join(m.value for m in kind)}") from None
+
+
+def _stored_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's values as JSON-able data (datetimes ISO 8601, anything else odd as its repr)."""
+    import json
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            return repr(value)
+        return value
+
+    return {key: plain(row.get(key)) for key in (column.name for column in schedules.c)}
 
 
 def _insert_schedule(conn: sa.Connection, values: Mapping[str, Any]) -> None:

@@ -69,6 +69,34 @@ Disables colour in tables.
 .PP
 The spelling flowyml_SCHEDULER_* of the original scheduler is accepted too.
 Precedence: flags, then environment, then the config file, then defaults.
+.SH BROKEN SCHEDULES
+A stored schedule row that cannot be loaded (a zone that a tzdata update dropped, or an
+expression, name, params or policy value written by hand in SQL) is skipped, never fatal.
+The worker logs it once, for example
+.IR "schedule 'm1', field timezone: unknown timezone 'Mars/Olympus'" ,
+keeps running the other schedules, and looks at the row again when it changes.
+.B list
+shows it with the state
+.I broken
+and the reason (\-\-json: status and error),
+.B health
+counts it (exit 1), and
+.BR show ", " pause ", " resume " and " remove
+work on it.
+.B edit
+repairs it when it gives each broken field a new value (such as
+.BR "edit m1 \-\-tz Europe/Berlin" ),
+and so does an
+.B apply
+of a file that defines the schedule;
+.BR next " and " export
+refuse it.
+.SH LIMITS
+A pipeline reference holds at most 512 characters, a timezone name 64; params nest at
+most 32 levels of lists and mappings (the params themselves counted) and take at most
+65536 bytes as JSON, the same for add, edit, apply and stored rows, so whatever is stored
+exports to a file that apply takes back unchanged.
+A database URL whose user name or password holds an '@' must write it as %40.
 .SH EXIT STATUS
 .TP
 .B 0

@@ -63,7 +63,7 @@ def run(opt: common.Options) -> dict[str, Any]:
             else:
                 url = base_url
                 with open_store(url) as store:
-                    store.clear()
+                    store.clear(datetime.now(timezone.utc))
             common.populate(url, count)
             workdir = opt.workdir / NAME / f"{backend}-{count}"
             results.append({"backend": backend, "stored": count, "poll_s": measure(url, workdir, opt.reps(), batch)})

@@ -23,7 +23,7 @@ catch-up policy:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from flowyml_sched.model import CatchUp, Schedule
@@ -156,3 +156,15 @@ def _recent_start(schedule: Schedule, zone: tzinfo, first: datetime, now: dateti
         if count >= keep or start == first:
             return start
         span *= 4
+
+
+def unclaimed_due(schedule: Schedule, now: datetime) -> list[datetime]:
+    """The fire times of ``schedule`` due at ``now`` (aware) that no worker has claimed: from
+    its stored ``next_fire_at`` up to and including ``now``, oldest first, at most
+    :data:`MAX_MISSED_RECORDED` (the newest). Empty when ``next_fire_at`` is None or after
+    ``now``. A pause, an edit of its timing or its removal records them ``missed``."""
+    if schedule.next_fire_at is None or schedule.next_fire_at > now:
+        return []
+    counted = replace(schedule, policy=replace(schedule.policy, catchup=CatchUp.none))
+    dispatch = plan_dispatch(counted, now)  # with catch-up "none" and until = now: every due one is listed
+    return (dispatch.missed + dispatch.run)[-MAX_MISSED_RECORDED:]

@@ -265,6 +265,9 @@ class Run:
     host: str | None = None
     pid: int | None = None
     log_path: str | None = None
+    retry_at: datetime | None = None
+    """When a retry of this fire time is due (UTC): set on a ``failed``, ``timed_out`` or
+    ``abandoned`` attempt with retries left, until a worker takes the retry; else None."""
     id: int | None = field(default=None, compare=False)
     """The history row's database id; not part of a run's value."""
 
@@ -288,11 +291,16 @@ class WorkerInfo:
 @dataclass(frozen=True)
 class Claim:
     """A fire time a worker has claimed: the run row's ``run_id`` (database id), the
-    schedule as it was at claim time, and ``scheduled_for`` (aware UTC)."""
+    schedule as it was at claim time, ``scheduled_for`` (aware UTC) and the ``attempt`` it
+    is to run (above 1 for a retry; :meth:`ScheduleStore.start_attempt` fences on it).
+    ``retry_of`` is the outcome of the attempt before a retry: the row keeps it when the retry
+    does not start (overlap, shutdown), since that attempt did run."""
 
     run_id: int
     schedule: Schedule
     scheduled_for: datetime
+    attempt: int = 1
+    retry_of: RunStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -470,4 +478,5 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "host": run.host,
         "pid": run.pid,
         "log_path": run.log_path,
+        "retry_at": run.retry_at.isoformat() if run.retry_at else None,
     }

@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
 from flowyml_sched.errors import SchedulerError, StoreError
 from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, prepare_in_process
 from flowyml_sched.filewatch import FileWatch
@@ -75,6 +76,18 @@ UNSTARTED = "the worker stopped before this run started"
 """The error of a claimed run closed ``interrupted`` before it started."""
 LEASE_LOST = "the worker's lease expired before this run started; another worker took its runs over"
 """The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
+FENCED = "its start was refused: the run is no longer this worker's to start (its lease ran out)"
+"""The error of an attempt whose fenced start changed nothing (:meth:`ScheduleStore.start_attempt`)."""
+STALLED = "the worker stalled past its lease between recording this run's start and starting it"
+"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
+START_NOT_RECORDED = "its start could not be recorded before its misfire grace ended"
+"""The error of a fire time that did not run because the store refused its fenced start."""
+STOP_FLUSH = 10.0
+"""Seconds after the grace period for which a stopping worker tries to write what it could not
+record while the store was unreachable (grace 30 s + 10 s stays below systemd's 45 s)."""
+FENCE_RETRY_FIRST = 0.05
+"""Seconds before the first retry of a fenced start the store refused; doubled each time, up
+to the poll interval."""
 DEFAULT_POLL_INTERVAL = 1.0
 """Seconds between looks at the change watch and the sync file where they cannot wake the
 loop (:mod:`flowyml_sched.store.watch`), and between retries after a failed round."""
@@ -197,7 +210,7 @@ class Worker:
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
         self._active: dict[int, _Active] = {}
-        self._jobs: queue.SimpleQueue[tuple[list[Claim], int] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[Claim] | None] = queue.SimpleQueue()
         self._busy = 0
         """Jobs (one schedule's claims of one round, or one retry) queued or running."""
         self._runners: list[threading.Thread] = []
@@ -219,6 +232,8 @@ class Worker:
         """The earliest due time as last read (kept when ``_due`` is invalidated)."""
         self._claimed_ahead: list[datetime] = []
         """Earlier due times that later reads moved past: claimed, their runs start then."""
+        self._kept: set[int] = set()
+        """Run ids whose pending retry this worker takes itself (its rounds leave them alone)."""
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -248,7 +263,9 @@ class Worker:
         if due is None or due > until:
             return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
-        claimed = self.store.claim_due(now, self.identity, free, until=until)
+        with self._mutex:
+            kept = list(self._kept)
+        claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept)
         claims = claimed.claims
         self._read_due(claimed.next_due_at)
         self._backlog = len({claim.schedule.name for claim in claims}) >= free
@@ -456,17 +473,16 @@ class Worker:
                 active.child.stop(RunStatus.interrupted, reason)
         if remaining:
             self.wait_idle(15.0)
-        now = self.clock()
         with self._mutex:
             leftover = list(self._active.values())
         for active in leftover:  # in-process runs cannot be stopped: record them, then leave
-            self.store.finish_run(active.claim.run_id, self.identity, RunStatus.interrupted, now, error=reason)
-        self._record_queued()
-        try:
-            self.identity = replace(self.identity, heartbeat_at=now, status="stopped")
-            self.store.heartbeat(self.identity)
-        except StoreError as exc:
-            logger.error("could not record the worker's stop: %s", exc)
+            self._close(active.claim, RunStatus.interrupted, reason, wait=False)
+        if self._flush_queued(time.monotonic() if self._stop_now.is_set() else deadline + STOP_FLUSH):
+            try:
+                self.identity = replace(self.identity, heartbeat_at=self.clock(), status="stopped")
+                self.store.heartbeat(self.identity)
+            except StoreError as exc:
+                logger.error("could not record the worker's stop: %s", exc)
         self._watch.close()
         if self._sync_watch is not None:
             self._sync_watch.close()
@@ -474,11 +490,29 @@ class Worker:
             self._jobs.put(None)
         logger.info("worker %s stopped", self.identity.id)
 
-    def _record_queued(self) -> None:
+    def _record_queued(self) -> bool:
+        """Write what is queued for the store; False (logged) when the store refused it."""
         try:
             self.store.record_queued_finishes()
         except StoreError as exc:
             logger.error("could not record finished runs: %s", exc)
+            return False
+        return True
+
+    def _flush_queued(self, until: float) -> bool:
+        """At the stop: write what is queued, trying again with backoff until the monotonic
+        instant ``until``. False when the store never took it: the worker then leaves its row
+        ``alive``, so that once its lease runs out another worker declares the runs it could
+        not record ``abandoned`` (and stores their retries)."""
+        delay = FENCE_RETRY_FIRST
+        while not self._record_queued():
+            if time.monotonic() + delay > until:
+                logger.error("the store did not come back before the stop: runs not recorded stay 'running' "
+                             "until another worker finds this worker's lease expired")  # fmt: skip
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, self.settings.poll_interval)
+        return True
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -488,8 +522,8 @@ class Worker:
         if clock >= state.heartbeat_due:
             state.heartbeat_due = clock + self.settings.heartbeat_interval
             if self._heartbeat(now).others_expired:
-                for run in self.store.reap_abandoned(now):
-                    self._retry_abandoned(run, now)
+                self.store.reap_abandoned(now)  # their retries are stored: a claim round takes them
+            self._due = None  # read again: another worker may have stored a retry meanwhile
         if clock >= state.retention_due:
             state.retention_due = clock + RETENTION_INTERVAL
             older = now - timedelta(days=self.settings.keep_days) if self.settings.keep_days else None
@@ -560,21 +594,9 @@ class Worker:
         except SchedulerError as exc:
             logger.error("sync of %s failed, keeping the current schedules: %s", path, exc)
 
-    def _retry_abandoned(self, run: Run, now: datetime) -> None:
-        try:
-            schedule = self.store.get(run.schedule_name)
-        except SchedulerError:
-            return
-        if run.attempt > schedule.policy.retries or run.id is None:
-            logger.warning("%s for %s abandoned; no retries left", run.schedule_name, run.scheduled_for.isoformat())
-            return
-        if self.store.retry_run(run.id, self.identity, now, RunStatus.abandoned) is not None:
-            logger.info("retrying abandoned run of %s for %s", run.schedule_name, run.scheduled_for.isoformat())
-            self._start([Claim(run.id, schedule, run.scheduled_for)], first_attempt=run.attempt + 1)
-
     # -- running one claim -------------------------------------------------------------------
 
-    def _start(self, claims: list[Claim], first_attempt: int = 1) -> None:
+    def _start(self, claims: list[Claim]) -> None:
         """Hand ``claims`` (of one schedule, oldest first) to a runner thread, which runs them
         one after the other; a runner is started when none is waiting for work."""
         with self._mutex:
@@ -586,7 +608,7 @@ class Worker:
                 self._waiting_runners += 1
                 runner = threading.Thread(target=self._serve_jobs, name=f"runner-{len(self._runners)}", daemon=True)
                 self._runners.append(runner)
-        self._jobs.put((claims, first_attempt))
+        self._jobs.put(claims)
         if start_runner:
             runner.start()
 
@@ -596,7 +618,7 @@ class Worker:
             with self._mutex:
                 self._waiting_runners -= 1
             try:
-                self._execute_all(*job)
+                self._execute_all(job)
             except BaseException:  # a bug, or a pipeline's stray BaseException, must not take the runner down
                 logger.exception("a runner failed")
             finally:
@@ -606,19 +628,14 @@ class Worker:
                     self._idle.notify_all()
                 self._wake.set()
 
-    def _execute_all(self, claims: list[Claim], first_attempt: int) -> None:
+    def _execute_all(self, claims: list[Claim]) -> None:
         try:
             for index, claim in enumerate(claims):
                 held = self._hold(claim)
                 if (index or held) and self._too_late_to_start():
-                    try:
-                        self._close(claim, RunStatus.interrupted, UNSTARTED)
-                    except StoreError as exc:
-                        logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
-                    with self._mutex:
-                        self._active.pop(claim.run_id, None)
+                    self._close(claim, RunStatus.interrupted, UNSTARTED)
                     continue
-                self._execute(claim, first_attempt)
+                self._execute(claim)
         finally:
             with self._mutex:
                 for claim in claims:  # also those an escaping error left unstarted
@@ -638,15 +655,12 @@ class Worker:
         self._no_starts.wait(max(0.0, delay - PREPARE_AHEAD))
         return True
 
-    def _at_instant(self, claim: Claim) -> str | None:
+    def _at_instant(self, claim: Claim) -> None:
         """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
-        yielding the CPU in a loop. Returns why the run must not start (the caller closes it
-        ``interrupted`` with that error): the worker stopped first (:data:`UNSTARTED`), or it
-        stalled past its lease and another worker took its runs over (:data:`LEASE_LOST`).
-        None when it may start, and for a run not held."""
+        yielding the CPU in a loop, until a second stop signal or the grace period's end."""
         with self._mutex:
             if claim.run_id not in self._held:
-                return None
+                return
         left = (claim.scheduled_for - self.clock()).total_seconds()
         end = time.monotonic() + left  # by the monotonic clock too: a frozen wall clock cannot hold it
         if left > SPIN:
@@ -655,21 +669,52 @@ class Worker:
             time.sleep(0)
         with self._mutex:
             self._held.pop(claim.run_id, None)
-        if self._too_late_to_start():
-            return UNSTARTED
-        if self.clock() >= self.identity.lease_expires_at and not self._renew_lease():
-            return LEASE_LOST
-        return None
 
-    def _renew_lease(self) -> bool:
-        """A held run reached its instant after this worker's lease ran out (it stalled): renew
-        it now. False when another worker had declared this one dead (its runs abandoned, maybe
-        retried elsewhere), or the store cannot say."""
-        try:
-            return self._heartbeat(self.clock()).lease_kept
-        except StoreError as exc:
-            logger.error("could not renew the lease before a run's start: %s", exc)
-            return False
+    def _fence(self, claim: Claim, run_uuid: str, log_path: Path | None) -> Outcome | None:
+        """The fenced start (:meth:`ScheduleStore.start_attempt`), written before the pipeline
+        starts, then the wait for the fire time. Returns None when the attempt starts now, else
+        the outcome to record for it: ``interrupted`` when the store refused the start (the row
+        is no longer this worker's unstarted claim, or its lease is gone), the worker is
+        stopping, or it stalled past its lease after the write; ``missed`` when the store could
+        not be reached in time.
+
+        A lease that ran out by this worker's clock is renewed first (the heartbeat says
+        whether another worker declared it dead meanwhile). A write the store refuses is tried
+        again, as long as the fire time is within its misfire grace and the worker is not
+        stopping."""
+        if self._too_late_to_start():
+            return Outcome(RunStatus.interrupted, UNSTARTED)
+        grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
+        give_up = claim.scheduled_for + grace
+        delay = FENCE_RETRY_FIRST
+        while True:
+            try:
+                now = self.clock()
+                if now >= self.identity.lease_expires_at and not self._heartbeat(now).lease_kept:
+                    return Outcome(RunStatus.interrupted, LEASE_LOST)
+                lease_left = (self.identity.lease_expires_at - now).total_seconds()
+                started = self.store.start_attempt(
+                    claim,
+                    self.identity,
+                    started_at=max(now, claim.scheduled_for),
+                    run_uuid=run_uuid,
+                    log_path=None if log_path is None else str(log_path),
+                )
+                must_start_by = time.monotonic() + lease_left
+                break
+            except StoreError as exc:
+                if self.clock() + timedelta(seconds=delay) >= give_up or self._stopping.wait(delay):
+                    logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
+                    return Outcome(RunStatus.missed, f"{START_NOT_RECORDED}: {exc.reason}")
+                delay = min(delay * 2, self.settings.poll_interval)
+        if not started:
+            return Outcome(RunStatus.interrupted, FENCED)
+        self._at_instant(claim)
+        if self._too_late_to_start():
+            return Outcome(RunStatus.interrupted, UNSTARTED)
+        if time.monotonic() > must_start_by:
+            return Outcome(RunStatus.interrupted, STALLED)
+        return None
 
     def _read_due(self, due: datetime | None) -> None:
         """Keep the earliest due time as read. The one it replaces, when earlier, has been
@@ -701,7 +746,7 @@ class Worker:
         deadline = self._drain_deadline
         return self._no_starts.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
-    def _execute(self, claim: Claim, attempt: int) -> None:
+    def _execute(self, claim: Claim) -> None:
         schedule = claim.schedule
         lock: RunLock | None = None
         queue_lock: RunLock | None = None
@@ -709,19 +754,18 @@ class Worker:
             if schedule.policy.overlap is not Overlap.allow:
                 lock = self.locks.lock(schedule.name)
                 if not lock.acquire(0):  # a held run takes it early when free, else at its instant
-                    if (why := self._at_instant(claim)) is not None:  # (the previous run may end by then)
-                        self._close(claim, RunStatus.interrupted, why)
+                    self._at_instant(claim)  # (the previous run may end by then)
+                    if self._too_late_to_start():
+                        self._close(claim, RunStatus.interrupted, UNSTARTED)
                         return
                     if not lock.acquire(0):
                         lock, queue_lock = self._overlap(claim, lock)
                         if lock is None:
                             return
-            self._attempts(claim, attempt)
-        except StoreError as exc:
-            logger.error("%s for %s: %s", schedule.name, claim.scheduled_for.isoformat(), exc)
+            self._attempts(claim)
         except Exception:
             logger.exception("%s for %s: the worker failed running it", schedule.name, claim.scheduled_for.isoformat())
-            self.store.finish_run(claim.run_id, self.identity, RunStatus.failed, self.clock(), error="worker error")
+            self._close(claim, RunStatus.failed, "worker error")
         finally:
             for held in (lock, queue_lock):
                 if held is not None:
@@ -781,45 +825,74 @@ class Worker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(run.pid, signal.SIGTERM)
 
-    def _attempts(self, claim: Claim, attempt: int) -> None:
+    def _attempts(self, claim: Claim) -> None:
+        """Run the claim's attempt and, while it fails with retries left, the next ones. Each
+        retry is stored with the failure that calls for it (``retry_at``), so that another
+        worker takes it if this one stops or dies first; meanwhile this worker keeps it (and
+        the schedule's run lock) and takes it itself once the backoff has passed."""
         policy = claim.schedule.policy
         while True:
-            started, outcome = self._attempt(claim, attempt)  # started None: it did not
+            started, outcome = self._attempt(claim)  # started None: it did not
             retry = (
-                outcome.status in (RunStatus.failed, RunStatus.timed_out)
-                and attempt <= policy.retries
-                and not self._stopping.is_set()
+                started is not None
+                and outcome.status in (RunStatus.failed, RunStatus.timed_out)
+                and claim.attempt <= policy.retries
             )
-            closed = self._close(
-                claim, outcome.status, outcome.error, outcome.pipeline_run_id, started_at=started, wait=retry
-            )
-            if not closed or not retry:
+            retry_at = self.clock() + policy.retry_backoff if retry else None
+            with self._mutex:
+                if retry:
+                    self._kept.add(claim.run_id)  # before the write: no round of this worker takes it
+            try:
+                closed = self._close(
+                    claim,
+                    outcome.status,
+                    outcome.error,
+                    outcome.pipeline_run_id,
+                    started_at=started,
+                    retry_at=retry_at,
+                    wait=retry,
+                )
+                if not closed or not retry:
+                    return  # a retry recorded later (the store was down) is taken by a round
+                if self._stopping.wait(policy.retry_backoff.total_seconds()):
+                    return  # stored: another worker takes it once this one has stopped
+                taken = self._take_retry(claim)
+            finally:
+                with self._mutex:
+                    self._kept.discard(claim.run_id)
+            if taken is None:
                 return
-            if self._stopping.wait(policy.retry_backoff.total_seconds()):
-                return
-            next_attempt = self.store.retry_run(claim.run_id, self.identity, self.clock(), outcome.status)
-            if next_attempt is None:
-                return
-            attempt = next_attempt
+            claim = replace(claim, attempt=taken[0], retry_of=taken[1])
 
-    def _attempt(self, claim: Claim, attempt: int) -> tuple[datetime | None, Outcome]:
-        """Run one attempt; returns when it started (None: the worker stopped before its
-        instant) and how it ended."""
+    def _take_retry(self, claim: Claim) -> tuple[int, RunStatus] | None:
+        """Take this worker's own pending retry of ``claim``, trying again while the store is
+        unreachable; None when another worker took it, or this one is stopping."""
+        while not self._stopping.is_set():
+            try:
+                return self.store.retry_run(claim.run_id, self.identity, claim.attempt)
+            except StoreError as exc:
+                logger.error("%s for %s: could not take its retry: %s", claim.schedule.name, claim.scheduled_for, exc)
+                self._stopping.wait(self.settings.poll_interval)
+        return None
+
+    def _attempt(self, claim: Claim) -> tuple[datetime | None, Outcome]:
+        """Run one attempt; returns when it started (None: it did not, and the outcome says
+        why) and how it ended."""
         schedule = claim.schedule
         run_uuid = uuid.uuid4().hex
         request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
-        if self.settings.in_process:  # the claim recorded this process; the run id comes with the outcome
+        if self.settings.in_process:  # the run id comes with the outcome
             call = prepare_in_process(request)
-            if (why := self._at_instant(claim)) is not None:
-                return None, Outcome(RunStatus.interrupted, why)
+            if (refused := self._fence(claim, run_uuid, None)) is not None:
+                return None, refused
             started = self.clock()
             outcome = call()
             return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
-        log_path = self.settings.log_dir / schedule.name / f"{stamp}-{attempt}-{run_uuid[:8]}.log"
-        if (why := self._at_instant(claim)) is not None:
-            return None, Outcome(RunStatus.interrupted, why)
+        log_path = self.settings.log_dir / schedule.name / f"{stamp}-{claim.attempt}-{run_uuid[:8]}.log"
+        if (refused := self._fence(claim, run_uuid, log_path)) is not None:
+            return None, refused
         child = ChildRun(request, log_path, self.settings.max_log_bytes)
         with self._mutex:
             active = self._active.get(claim.run_id)
@@ -827,9 +900,9 @@ class Worker:
                 active.child = child
         started = self.clock()
         child.start()
-        self.store.start_attempt(
-            claim.run_id, self.identity, pid=child.pid, log_path=str(log_path), run_uuid=run_uuid, started_at=started
-        )
+        if child.pid is not None:
+            self.store.note_pid(claim.run_id, self.identity, child.pid)
+            self._wake.set()  # the loop's next round writes it
         if self._stopping.is_set() and self._stop_now.is_set():
             child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
         return started, child.wait(timeout)
@@ -842,11 +915,17 @@ class Worker:
         pipeline_run_id: str | None = None,
         *,
         started_at: datetime | None = None,
+        retry_at: datetime | None = None,
         wait: bool = True,
     ) -> bool:
-        """Record the run's end. With ``wait`` False, while the loop serves, the next round
-        records it (with others, in one transaction) and this returns True at once; otherwise
-        returns whether the row was still this worker's running run."""
+        """Record the run's end (with ``retry_at``, the retry it calls for). A retry that did
+        not start keeps the outcome of the attempt before it, with a line saying why. With
+        ``wait`` False, while the loop serves, the next round records it (with others, in one
+        transaction) and this returns True at once; otherwise returns whether the row was
+        still this worker's running run. A write the store refuses is queued for the loop's
+        rounds, which try it again until the store takes it (False then)."""
+        if claim.retry_of is not None and started_at is None:
+            status, error = claim.retry_of, f"attempt {claim.attempt}: not started: {error}"
         queue = self._serving and not wait
         finishing = functools.partial(
             self.store.finish_run,
@@ -857,19 +936,19 @@ class Worker:
             error=error,
             pipeline_run_id=pipeline_run_id,
             started_at=started_at,
+            retry_at=retry_at,
         )
         try:
             closed = finishing(wait=not queue)
         except StoreError as exc:
-            if not self._serving:
-                raise
-            logger.error("%s for %s: %s; the next rounds record it", claim.schedule.name, claim.scheduled_for, exc)
+            logger.error("%s for %s: %s; recording it later", claim.schedule.name, claim.scheduled_for, exc)
             finishing(wait=False)  # no retry meanwhile: whether the row is still this worker's is unknown
             queue, closed = True, False
         if queue:
             self._wake.set()
         level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
         first_line = error.splitlines()[0][:500].replace("\x00", "\\x00") if error else ""
-        logger.log(level, "%s for %s: %s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
-                   f" ({first_line})" if error else "")  # fmt: skip
+        logger.log(level, "%s for %s: %s%s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
+                   f" ({first_line})" if error else "",
+                   f"; retry at {retry_at.isoformat()}" if retry_at else "")  # fmt: skip
         return closed

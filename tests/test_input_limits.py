@@ -184,7 +184,7 @@ _PARAMS = st.dictionaries(_TEXT.filter(lambda k: k != "scheduled_for"), _VALUES,
 def test_any_params_that_are_stored_export_to_a_file_that_apply_takes_back_unchanged(
     store: ScheduleStore, tmp_path: Path, params: dict
 ) -> None:
-    store.clear()
+    store.clear(NOW)
     schedule = Schedule("p", "a.b:c", DailyTrigger(2, 0), params=params)
     service.add_schedule(store, schedule, NOW, check_pipeline=False)
     exported = service.export_schedules(store)

@@ -18,8 +18,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -34,7 +36,7 @@ from flowyml_sched.errors import (
     ScheduleNotFound,
     StoreError,
 )
-from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
 from flowyml_sched.store.migrate import alembic_config
 from flowyml_sched.store.schema import metadata
@@ -288,7 +290,7 @@ def test_remove_deletes_the_schedule_and_keeps_its_history(store: ScheduleStore)
     store.add(ping(), NOW)
     store.record_run(run("etl", hours(1)))
     store.record_run(run("etl", hours(2), RunStatus.failed, error="boom"))
-    store.remove("etl")
+    store.remove("etl", NOW)
     with pytest.raises(ScheduleNotFound):
         store.get("etl")
     assert [s.name for s in store.list()] == ["hourly_ping"]
@@ -298,15 +300,15 @@ def test_remove_deletes_the_schedule_and_keeps_its_history(store: ScheduleStore)
 
 def test_remove_unknown_name_raises(store: ScheduleStore) -> None:
     with pytest.raises(ScheduleNotFound, match="ghost"):
-        store.remove("ghost")
+        store.remove("ghost", NOW)
 
 
 def test_clear_removes_every_schedule_keeps_runs_and_counts(store: ScheduleStore) -> None:
-    assert store.clear() == 0
+    assert store.clear(NOW) == 0
     for schedule in all_samples():
         store.add(schedule, NOW)
     store.record_run(run("etl", hours(1)))
-    assert store.clear() == 4
+    assert store.clear(NOW) == 4
     assert store.list() == []
     assert len(store.history("etl")) == 1
     store.add(etl(), LATER)  # the name is free again
@@ -610,7 +612,11 @@ def test_a_claim_ahead_takes_fire_times_up_to_until_and_leaves_their_rows_unstar
 
 
 def test_finish_run_closes_its_own_running_row_once(store: ScheduleStore) -> None:
-    (run_id,) = claimed_runs(store, "a")
+    store.heartbeat(WORKER)
+    store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
+    (claim,) = store.claim_due(NOW, WORKER, 1).claims
+    run_id = claim.run_id
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u-1")
     later = NOW + timedelta(seconds=3)
     assert store.finish_run(run_id, WORKER, RunStatus.succeeded, later, pipeline_run_id="p-1")
     (run,) = store.history("a")
@@ -675,7 +681,7 @@ def test_change_watch_says_changed_first_then_only_after_a_write_by_another_stor
         other.add(etl(), NOW)
         assert changed_within(watch)
         assert not watch.changed()
-        other.remove("etl")
+        other.remove("etl", NOW)
     assert changed_within(watch)
     assert not watch.changed()
 
@@ -698,7 +704,7 @@ def test_change_watch_descriptor_wakes_a_sleeper_on_another_stores_write_until_a
         assert wakes_within(watch)
         assert watch.changed()
         assert not wakes_within(watch, 0)  # consumed by changed(): a sleeper sleeps again
-        other.remove("etl")
+        other.remove("etl", NOW)
         assert wakes_within(watch)
         assert watch.changed()
 
@@ -960,3 +966,163 @@ def test_postgresql_plain_scheme_uses_psycopg(postgresql_url: str) -> None:
         assert opened.dialect == "postgresql"
         opened.add(etl(), NOW)
         assert opened.get("etl") == as_stored(etl())
+
+
+# -- fenced starts, durable retries, every fire time a row ----------------------------------
+
+OTHER = dataclasses.replace(WORKER, id="elsewhere:2:def", host="elsewhere", pid=2)
+
+
+def claim_one(store: ScheduleStore, name: str = "a", worker: WorkerInfo = WORKER, **policy: Any) -> Claim:
+    """Store an hourly schedule ``name`` due at NOW and claim it for ``worker`` (heartbeat first)."""
+    store.heartbeat(worker)
+    schedule = dataclasses.replace(ping(), name=name, next_fire_at=NOW, policy=Policy(**policy))
+    store.add(schedule, NOW - timedelta(hours=1))
+    (claim,) = store.claim_due(NOW, worker, 1).claims
+    return claim
+
+
+def test_a_claimed_run_has_no_start_until_its_fenced_start_which_succeeds_once(store: ScheduleStore) -> None:
+    claim = claim_one(store)
+    assert store.history("a")[0].started_at is None
+    assert not store.start_attempt(claim, OTHER, started_at=NOW, run_uuid="x")  # not its claim
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u-1", log_path="/l")
+    assert not store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u-2")  # an attempt starts once
+    (run,) = store.history("a")
+    assert (run.status, run.started_at, run.run_id, run.log_path) == (RunStatus.running, NOW, "u-1", "/l")
+
+
+def test_a_fenced_start_is_refused_once_another_worker_declared_the_owner_dead(store: ScheduleStore) -> None:
+    claim = claim_one(store)
+    store.heartbeat(OTHER)
+    assert [r.id for r in store.reap_abandoned(WORKER.lease_expires_at + timedelta(seconds=1))] == [claim.run_id]
+    assert not store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
+    assert store.heartbeat(WORKER).lease_kept is False  # back from its stall: alive again, runs gone
+    assert not store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")  # and still not its run
+    assert status_of(store, "a") is RunStatus.abandoned
+
+
+def test_a_fenced_start_is_refused_after_the_owners_lease_ran_out_even_before_a_reap(store: ScheduleStore) -> None:
+    claim = claim_one(store)
+    assert not store.start_attempt(claim, WORKER, started_at=WORKER.lease_expires_at, run_uuid="u")
+    assert store.start_attempt(claim, WORKER, started_at=WORKER.lease_expires_at - timedelta(seconds=1), run_uuid="u")
+
+
+def test_a_reaped_run_with_retries_left_stores_its_retry_and_any_live_worker_takes_it_once(
+    store: ScheduleStore,
+) -> None:
+    claim = claim_one(store, retries=1)
+    store.heartbeat(OTHER)
+    reaped_at = WORKER.lease_expires_at + timedelta(seconds=1)
+    (reaped,) = store.reap_abandoned(reaped_at)
+    assert (reaped.status, reaped.retry_at) == (RunStatus.abandoned, reaped_at)
+    assert store.history("a")[0].retry_at == reaped_at  # stored with the abandonment, not in a worker's memory
+    assert store.next_due_at() == reaped_at  # the hourly schedule's next fire time is later
+    (retry,) = store.claim_due(reaped_at, OTHER, 10).claims
+    assert (retry.run_id, retry.attempt, retry.retry_of, retry.scheduled_for) == (
+        claim.run_id,
+        2,
+        RunStatus.abandoned,
+        NOW,
+    )
+    assert store.claim_due(reaped_at, OTHER, 10).claims == []  # taken once
+    (run,) = store.history("a")
+    assert (run.status, run.attempt, run.worker, run.retry_at, run.started_at) == (
+        RunStatus.running,
+        2,
+        OTHER.id,
+        None,
+        None,
+    )
+    assert run.error is not None and run.error.startswith(f"attempt 1: abandoned: worker {WORKER.id} stopped")
+
+
+def test_a_reaped_run_without_retries_left_is_abandoned_with_no_retry(store: ScheduleStore) -> None:
+    claim_one(store, retries=0)
+    (reaped,) = store.reap_abandoned(WORKER.lease_expires_at + timedelta(seconds=1))
+    assert (reaped.status, reaped.retry_at) == (RunStatus.abandoned, None)
+
+
+def test_a_live_workers_own_pending_retry_is_left_to_it_unless_it_lets_it_go(store: ScheduleStore) -> None:
+    claim = claim_one(store, retries=1)
+    store.heartbeat(OTHER)
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
+    assert store.finish_run(claim.run_id, WORKER, RunStatus.failed, NOW, error="boom", retry_at=NOW)
+    (run,) = store.history("a")
+    assert (run.status, run.retry_at) == (RunStatus.failed, NOW)  # the outcome, with its retry
+    assert store.claim_due(NOW, OTHER, 10).claims == []  # its owner lives
+    assert store.claim_due(NOW, WORKER, 10, kept=[claim.run_id]).claims == []  # the owner takes it itself
+    assert store.retry_run(claim.run_id, WORKER, 1) == (2, RunStatus.failed)
+    assert store.retry_run(claim.run_id, WORKER, 1) is None  # once
+
+
+def test_a_stopped_workers_pending_retry_is_taken_by_another(store: ScheduleStore) -> None:
+    claim = claim_one(store, retries=1)
+    store.heartbeat(OTHER)
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
+    store.finish_run(claim.run_id, WORKER, RunStatus.timed_out, NOW, retry_at=NOW + timedelta(seconds=5))
+    store.heartbeat(dataclasses.replace(WORKER, status="stopped"))
+    assert store.claim_due(NOW, OTHER, 10).claims == []  # not due yet
+    (retry,) = store.claim_due(NOW + timedelta(seconds=5), OTHER, 10).claims
+    assert (retry.attempt, retry.retry_of) == (2, RunStatus.timed_out)
+
+
+@pytest.mark.parametrize("change", ["removed", "paused"])
+def test_a_pending_retry_of_a_removed_or_paused_schedule_is_dropped_and_the_row_keeps_its_outcome(
+    store: ScheduleStore, change: str
+) -> None:
+    claim_one(store, retries=1)
+    store.heartbeat(OTHER)
+    reaped_at = WORKER.lease_expires_at + timedelta(seconds=1)
+    store.reap_abandoned(reaped_at)
+    if change == "removed":
+        store.remove("a", reaped_at)
+    else:
+        store.replace(dataclasses.replace(store.get("a"), enabled=False, next_fire_at=None), reaped_at)
+    assert store.claim_due(reaped_at, OTHER, 10).claims == []
+    (run,) = store.history("a")
+    assert (run.status, run.retry_at, run.attempt) == (RunStatus.abandoned, None, 1)
+    assert run.error is not None and run.error.endswith(f"no retry: the schedule was {change}")
+    assert store.next_due_at() is None
+
+
+def test_history_pruning_keeps_a_row_with_a_pending_retry(store: ScheduleStore) -> None:
+    claim_one(store, retries=1)
+    store.reap_abandoned(WORKER.lease_expires_at + timedelta(seconds=1))
+    assert store.prune_history(keep=None, older_than=NOW + timedelta(days=1)) == 0
+    assert store.history("a")[0].retry_at is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda store, s, now: store.replace(dataclasses.replace(s, enabled=False, next_fire_at=None), now), "paused"),
+        (
+            lambda store, s, now: store.replace(
+                dataclasses.replace(s, trigger=HourlyTrigger(30), next_fire_at=now + timedelta(minutes=20)), now
+            ),
+            "edited",
+        ),
+        (lambda store, s, now: store.remove(s.name, now), "removed"),
+        (lambda store, s, now: store.clear(now), "removed"),
+        (lambda store, s, now: store.apply([], [], [s.name], now), "removed"),
+    ],
+    ids=["pause", "edit", "remove", "clear", "apply-delete"],
+)
+def test_fire_times_due_but_unclaimed_when_a_schedule_changes_are_recorded_missed(
+    store: ScheduleStore, change: Callable[..., Any], reason: str
+) -> None:
+    stored = store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
+    now = NOW + timedelta(hours=2, minutes=10)  # 02:40: due were NOW (00:30, as stored), 01:05 and 02:05
+    change(store, stored, now)
+    runs = store.history("a", 10)
+    assert [r.scheduled_for for r in runs] == [NOW + timedelta(minutes=95), NOW + timedelta(minutes=35), NOW]
+    assert {(r.status, r.error) for r in runs} == {
+        (RunStatus.missed, f"missed: the schedule was {reason} before a worker claimed it")
+    }
+
+
+def test_an_edit_that_keeps_the_timing_records_nothing_missed(store: ScheduleStore) -> None:
+    stored = store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
+    store.replace(dataclasses.replace(stored, description="new words"), NOW + timedelta(hours=1))
+    assert store.history("a") == []  # still due: a worker claims it

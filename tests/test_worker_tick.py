@@ -320,7 +320,8 @@ def test_a_retried_abandoned_run_claimed_ahead_by_the_dead_worker_waits_for_its_
     store.heartbeat(dataclasses.replace(dead, heartbeat_at=early, lease_expires_at=DAY1 - timedelta(seconds=1)))
 
     live = make_worker(claim_ahead=0.1)
-    assert live.tick(DAY1 - timedelta(milliseconds=300)) == []  # reaps, retries: held 0.3 s, not started now
+    # reaps, storing the retry, which the same round claims: held 0.3 s, not started now
+    assert live.tick(DAY1 - timedelta(milliseconds=300)) == [("nightly", DAY1)]
     live.idle()
     run = runs_of(store, "nightly")[DAY1]
     assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, live.identity.id)
@@ -626,7 +627,8 @@ def test_a_worker_that_lost_its_lease_does_not_start_the_run_it_claimed_ahead(
     stalled = make_worker(claim_ahead=60.0, lease=0.5)
     assert stalled.tick(DAY1 - timedelta(seconds=1)) == [("nightly", DAY1)]  # held 1 s; its lease ends first
     other = make_worker()
-    assert other.tick(DAY1 - timedelta(milliseconds=400)) == []  # reaps the stalled one's run, retries it at DAY1
+    # reaps the stalled one's run and takes its retry, held until DAY1
+    assert other.tick(DAY1 - timedelta(milliseconds=400)) == [("nightly", DAY1)]
     other.idle()
     stalled.idle()
     run = runs_of(store, "nightly")[DAY1]
@@ -785,7 +787,8 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
     assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10).claims] == [DAY1]  # then it "dies"
 
     live = make_worker()
-    assert live.tick(DAY1 + timedelta(minutes=5)) == []  # nothing new is due; the reap happens
+    # nothing new is due; the reap happens and, with retries, the same round takes the stored retry
+    assert live.tick(DAY1 + timedelta(minutes=5)) == ([("nightly", DAY1)] if retried else [])
     live.idle()
 
     run = runs_of(store, "nightly")[DAY1]
@@ -1174,3 +1177,103 @@ def test_without_inotify_the_loop_looks_at_the_store_every_poll_interval(
             worker.request_stop()
             runner.join(30)
         assert not runner.is_alive()
+
+
+# -- fenced starts and durable retries -----------------------------------------------------
+
+
+def test_a_worker_declared_dead_mid_batch_starts_none_of_the_rest_though_its_own_lease_looks_valid(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, gate: Path
+) -> None:
+    # the stall: a catch-up batch runs one fire time after the other in one runner;
+    # while the first runs, another worker declares this one dead (here its lease, as this
+    # worker's clock sees it, still holds: only the database's fence can stop the rest)
+    add_gated(store, gate, record, Overlap.allow, catchup=CatchUp.all)
+    stalled = make_worker()
+    fires = [at_minute(n) for n in (1, 2, 3)]
+    assert stalled.tick(at_minute(3) + timedelta(seconds=30)) == [("busy", at) for at in fires]
+    wait_until(lambda: events(record, "start"), "the first fire time to start")
+    # another worker's heartbeat, past the stalled worker's lease, declares it dead
+    store.reap_abandoned(at_minute(3) + timedelta(seconds=LONG_LEASE + 3600))
+    assert {at: runs_of(store, "busy")[at].status for at in fires} == dict.fromkeys(fires, RunStatus.abandoned)
+    gate.touch()
+    stalled.idle()
+    started = [
+        e["scheduled_for"] for e in events(record, "start") if e["scheduled_for"] in {at.isoformat() for at in fires}
+    ]
+    assert started == [fires[0].isoformat()]  # the two others were refused at their fenced start
+    assert {at: runs_of(store, "busy")[at].status for at in fires} == dict.fromkeys(fires, RunStatus.abandoned)
+
+
+def test_a_start_the_store_refuses_runs_nothing_and_the_fire_time_is_recorded_missed_once_it_can(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    # a write of a run's start that fails (a restart, a trigger that rejects it): the pipeline
+    # must not run, and the row must not stay running once the store takes writes again
+    add(store, params={"record": str(record)}, misfire_grace=timedelta(seconds=1))
+    reject = {
+        "sqlite": "CREATE TRIGGER refuse_starts BEFORE UPDATE OF started_at ON runs "
+        "BEGIN SELECT RAISE(ABORT, 'starts refused'); END",
+        "postgresql": "CREATE FUNCTION refuse_starts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'starts refused'; END $$; CREATE TRIGGER refuse_starts BEFORE UPDATE OF started_at "
+        "ON runs FOR EACH ROW EXECUTE FUNCTION refuse_starts()",
+    }[store.dialect]
+    with store._db.write_engine.begin() as conn:
+        conn.exec_driver_sql(reject)
+    worker = make_worker()
+    worker.tick(DAY1)
+    worker.idle()
+    assert events(record, "ok") == []
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running  # its end is queued, not lost
+    with store._db.write_engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_starts" + (" ON runs" if store.dialect == "postgresql" else ""))
+    worker.tick(DAY1 + timedelta(seconds=5))  # a round writes what was queued
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.started_at) == (RunStatus.missed, None)
+    assert run.error is not None and run.error.startswith("its start could not be recorded")
+
+
+def test_a_failed_attempt_stores_its_retry_before_the_backoff_so_another_worker_takes_it_after_a_stop(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(
+        store,
+        pipeline="pipelines_for_tests:flaky",
+        params={"record": str(record), "failures": 1},
+        retries=1,
+        retry_backoff=timedelta(hours=1),
+    )
+    first = make_worker()
+    first.tick(DAY1)
+    wait_until(lambda: runs_of(store, "nightly")[DAY1].retry_at is not None, "the retry to be stored")
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt) == (RunStatus.failed, 1)
+    assert run.retry_at is not None and run.retry_at >= DAY1 + timedelta(hours=1)
+    first.worker.request_stop()  # during the backoff: the stored retry outlives this worker
+    first.worker.run()
+    first.stopped = True
+    second = make_worker()
+    assert second.tick(DAY1 + timedelta(hours=1, seconds=1)) == [("nightly", DAY1)]
+    second.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, second.identity.id)
+    assert [r["event"] for r in read_records(record)] == ["flaky-failed", "flaky-ok"]
+
+
+def test_a_retry_that_cannot_start_keeps_the_outcome_of_the_attempt_that_ran(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, gate: Path
+) -> None:
+    # attempt 1 is abandoned while its (stalled) worker still runs it and holds the run lock;
+    # the retry meets "overlap: skip": the row stays abandoned, not skipped
+    add_gated(store, gate, record, Overlap.skip, trigger=DailyTrigger(9, 0), retries=1, catchup=CatchUp.none)
+    stalled = make_worker()
+    assert stalled.tick(DAY1) == [("busy", DAY1)]
+    wait_until(lambda: events(record, "start"), "attempt 1 to start")
+    reaper = make_worker()
+    assert reaper.tick(DAY1 + timedelta(seconds=LONG_LEASE, hours=2)) == [("busy", DAY1)]  # takes the stored retry
+    reaper.idle()
+    gate.touch()
+    stalled.idle()
+    run = runs_of(store, "busy")[DAY1]
+    assert (run.status, run.attempt) == (RunStatus.abandoned, 2)
+    assert run.error is not None and run.error.splitlines()[-1].startswith("attempt 2: not started: the previous run")

@@ -507,7 +507,7 @@ def remove_command(
         typer.echo(f"removed {name} from {file}")
         return
     with o.open_store(db, db_url, config, create=False) as store:
-        store.remove(name)
+        store.remove(name, _now())
     typer.echo(f"removed {name}")
 
 
@@ -527,7 +527,7 @@ def clear_command(
         typer.echo("nothing removed", err=True)
         raise typer.Exit(1)
     with o.open_store(db, db_url, config, create=False) as store:
-        count = store.clear()
+        count = store.clear(_now())
     typer.echo(f"removed {count} schedule{'s' if count != 1 else ''}")
 
 

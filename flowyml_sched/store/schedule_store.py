@@ -15,7 +15,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -64,11 +64,40 @@ _IN_LIST_LIMIT = 500
 
 # -- the worker's hot statements, built once (building a statement costs more than running it)
 
-_EARLIEST_DUE = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
-    schedules.c.enabled.is_(True)
+_EARLIEST_FIRE = (
+    sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type))
+    .where(schedules.c.enabled.is_(True))
+    .scalar_subquery()
 )
 _NOT_SKIPPED = schedules.c.name.not_in(sa.bindparam("b_skip", expanding=True))
-_EARLIEST_DUE_SKIPPING = _EARLIEST_DUE.where(_NOT_SKIPPED)
+_EARLIEST_FIRE_SKIPPING = (
+    sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type))
+    .where(schedules.c.enabled.is_(True), _NOT_SKIPPED)
+    .scalar_subquery()
+)
+_EARLIEST_RETRY = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).scalar_subquery()
+_EARLIEST_DUE = sa.select(_EARLIEST_FIRE, _EARLIEST_RETRY)
+"""The earliest next fire time of an enabled schedule and the earliest pending retry, in one query."""
+_EARLIEST_DUE_SKIPPING = sa.select(_EARLIEST_FIRE_SKIPPING, _EARLIEST_RETRY)
+"""The same, leaving out the schedules named in ``b_skip``."""
+_RETRY_OWNER = workers.alias("retry_owner")
+_DUE_RETRIES = (
+    sa.select(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for, runs.c.attempt, runs.c.retry_at)
+    .select_from(runs.outerjoin(_RETRY_OWNER, _RETRY_OWNER.c.id == runs.c.worker))
+    .where(
+        runs.c.retry_at <= sa.bindparam("b_until", type_=UTCDateTime()),
+        # the worker that scheduled a retry takes it itself while it lives (holding the
+        # schedule's run lock between attempts), unless it let it go
+        sa.or_(
+            _RETRY_OWNER.c.status.is_(None),
+            _RETRY_OWNER.c.status != "alive",
+            sa.and_(runs.c.worker == sa.bindparam("b_me"), runs.c.id.not_in(sa.bindparam("b_kept", expanding=True))),
+        ),
+    )
+    .order_by(runs.c.retry_at)
+    .limit(sa.bindparam("b_limit"))
+)
+_DUE_RETRIES_FOR_UPDATE = _DUE_RETRIES.with_for_update(of=runs, skip_locked=True)
 _RAW_COLUMNS = [sa.type_coerce(column, sa.types.NullType()).label(column.name) for column in schedules.c]
 
 
@@ -150,8 +179,45 @@ _FINISH_RUN = (
         duration_seconds=sa.bindparam("b_duration", type_=sa.Float()),
         error=sa.bindparam("b_error", type_=sa.Text()),
         run_id=sa.func.coalesce(sa.bindparam("b_run_id", type_=sa.String()), runs.c.run_id),
+        retry_at=sa.bindparam("b_retry_at", type_=UTCDateTime()),
     )
 )
+_NOTE_PID = (
+    sa.update(runs)
+    .where(
+        runs.c.id == sa.bindparam("b_id"),
+        runs.c.worker == sa.bindparam("b_worker"),
+        runs.c.status == RunStatus.running.value,
+    )
+    .values(pid=sa.bindparam("b_pid"))
+)
+_LEASE_HELD = (
+    sa.select(workers.c.id)
+    .where(
+        workers.c.id == sa.bindparam("b_worker"),
+        workers.c.status == "alive",
+        workers.c.lease_expires_at > sa.bindparam("b_started_at", type_=UTCDateTime()),
+    )
+    .exists()
+)
+_START_ATTEMPT = (
+    sa.update(runs)
+    .where(
+        runs.c.id == sa.bindparam("b_id"),
+        runs.c.worker == sa.bindparam("b_worker"),
+        runs.c.status == RunStatus.running.value,
+        runs.c.attempt == sa.bindparam("b_attempt"),
+        runs.c.started_at.is_(None),
+        _LEASE_HELD,
+    )
+    .values(
+        started_at=sa.bindparam("b_started_at", type_=UTCDateTime()),
+        run_id=sa.bindparam("b_run_id", type_=sa.String()),
+        log_path=sa.bindparam("b_log_path", type_=sa.Text()),
+    )
+)
+"""The fenced start: changes the row only while it is this worker's unstarted claim of that
+attempt and the worker's row is ``alive`` with a lease that has not expired at the start."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -165,6 +231,8 @@ class _Finish:
     error: str | None
     pipeline_run_id: str | None
     started_at: datetime | None
+    retry_at: datetime | None = None
+    """A retry is due then: the row keeps ``status`` and the retry waits in ``retry_at``."""
     queued: bool = False
     """Nobody waits for it (``finish_run(..., wait=False)``)."""
     alone: bool = False
@@ -208,6 +276,7 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
                 "b_duration": (finish.finished_at - started_at).total_seconds() if started_at else None,
                 "b_error": error,
                 "b_run_id": finish.pipeline_run_id or None,
+                "b_retry_at": finish.retry_at,
             }
         )
         finish.closed = True
@@ -246,6 +315,7 @@ class ScheduleStore:
         self._closed = False
         self._watches: list[ChangeWatch] = []
         self._finishes: list[_Finish] = []
+        self._pid_notes: list[dict[str, Any]] = []
         self._finishes_lock = threading.Lock()
         self._quarantine: dict[str, str] = {}
         """Rows :meth:`claim_due` found broken, by name, with their fingerprint (:func:`_fingerprint`):
@@ -389,14 +459,22 @@ class ScheduleStore:
             values = _update_schedule(conn, schedule, now)
         return _schedule_from_row(values)
 
-    def remove(self, name: str) -> None:
-        """Delete the schedule ``name``; its run history stays. Raises ScheduleNotFound."""
+    def remove(self, name: str, now: datetime) -> None:
+        """Delete the schedule ``name``; its run history stays, and its fire times due at
+        ``now`` (aware) but unclaimed are recorded ``missed``. Raises ScheduleNotFound."""
+        now = _utc(now, "now")
         with self._writing() as conn:
-            _delete_schedule(conn, name)
+            _delete_schedule(conn, name, now)
 
-    def clear(self) -> int:
-        """Delete every schedule (run history stays); return how many were deleted."""
+    def clear(self, now: datetime) -> int:
+        """Delete every schedule (run history stays, and fire times due at ``now`` but
+        unclaimed are recorded ``missed``); return how many were deleted."""
+        now = _utc(now, "now")
         with self._writing() as conn:
+            for name in (
+                conn.execute(sa.select(schedules.c.name).where(schedules.c.next_fire_at <= now)).scalars().all()
+            ):
+                _record_unclaimed(conn, name, now, None)
             return conn.execute(sa.delete(schedules)).rowcount
 
     def apply(
@@ -415,7 +493,7 @@ class ScheduleStore:
         deletes = list(deletes)
         with self._writing() as conn:
             for name in deletes:
-                _delete_schedule(conn, name)
+                _delete_schedule(conn, name, now)
             for schedule in updates:
                 _update_schedule(conn, schedule, now)
             for values in create_values:
@@ -480,16 +558,20 @@ class ScheduleStore:
     # -- the worker's side ------------------------------------------------------------------
 
     def next_due_at(self) -> datetime | None:
-        """The earliest ``next_fire_at`` of an enabled schedule (aware UTC), or None, leaving out
-        the rows :meth:`claim_due` found broken while they stay unchanged. One indexed query
-        (and a read of those rows by name when there are any)."""
+        """The earliest ``next_fire_at`` of an enabled schedule or ``retry_at`` of a pending
+        retry (aware UTC), or None, leaving out the rows :meth:`claim_due` found broken while
+        they stay unchanged. One query on two indexes (and a read of those rows by name when
+        there are any)."""
         with self._reading() as conn:
             return self._earliest_due(conn, self._unchanged_quarantined(conn))
 
     def _earliest_due(self, conn: sa.Connection, skip: list[str]) -> datetime | None:
-        if not skip:
-            return conn.execute(_EARLIEST_DUE).scalar()
-        return conn.execute(_EARLIEST_DUE_SKIPPING, {"b_skip": skip}).scalar()
+        """The earliest due time: a schedule's next fire time (but those in ``skip``) or a
+        pending retry (aware UTC), or None."""
+        row = (
+            conn.execute(_EARLIEST_DUE_SKIPPING, {"b_skip": skip}).one() if skip else conn.execute(_EARLIEST_DUE).one()
+        )
+        return min((at for at in row if at is not None), default=None)
 
     def _unchanged_quarantined(self, conn: sa.Connection) -> list[str]:
         """The names of the quarantined rows that have not changed since; a row that changed
@@ -544,27 +626,43 @@ class ScheduleStore:
         self._watches.append(watch)
         return watch
 
-    def claim_due(self, now: datetime, worker: WorkerInfo, limit: int, *, until: datetime | None = None) -> ClaimRound:
+    def claim_due(
+        self,
+        now: datetime,
+        worker: WorkerInfo,
+        limit: int,
+        *,
+        until: datetime | None = None,
+        kept: Collection[int] = (),
+    ) -> ClaimRound:
         """Claim the fire times due by ``until`` (default ``now``; a worker claims a little
-        ahead) of at most ``limit`` schedules, in one write transaction.
+        ahead) of at most ``limit`` schedules, and then pending retries due by ``until`` up to
+        ``limit`` claims in all, in one write transaction.
 
         For each enabled schedule whose ``next_fire_at <= until`` (oldest first; on
         PostgreSQL rows another worker is claiming are skipped, ``FOR UPDATE SKIP LOCKED``;
         SQLite serializes writers with ``BEGIN IMMEDIATE``), :func:`plan_dispatch` decides:
-        fire times to run get a ``running`` row owned by ``worker`` (``started_at`` now, or
-        none when claimed ahead of it, until the run reports its start), late ones a
-        ``missed`` row, and the schedule's ``next_fire_at`` moves past ``until``, all in the same
-        transaction. A row that already exists for (schedule, scheduled_for) means another
-        worker won that fire time: it is skipped quietly. A row that cannot be loaded
+        fire times to run get a ``running`` row owned by ``worker`` (with no ``started_at``
+        until :meth:`start_attempt`), late ones a ``missed`` row, and the schedule's
+        ``next_fire_at`` moves past ``until``, all in the same transaction. A row that already
+        exists for (schedule, scheduled_for) means another worker won that fire time: it is
+        skipped quietly. A row that cannot be loaded
         (:class:`~flowyml_sched.model.BrokenSchedule`) is skipped, logged and left out of later
-        rounds until it changes, and the round reads past it. Returns the claims to run,
-        oldest fire time first, the earliest due time after them (as :meth:`next_due_at`) and
-        the rows found broken.
+        rounds until it changes, and the round reads past it.
+
+        A pending retry (a row with ``retry_at <= until``) is taken as :meth:`retry_run` does
+        when the worker that scheduled it is no longer ``alive``, or is ``worker`` itself and
+        its id is not in ``kept`` (the retries ``worker`` takes itself). The retry of a schedule
+        paused or removed meanwhile is dropped: the row keeps its outcome, with a note.
+
+        Returns the claims to run, oldest fire time first, the earliest due time after them
+        (as :meth:`next_due_at`) and the rows found broken.
         """
         from flowyml_sched.dispatch import plan_dispatch
 
         now = _utc(now, "now")
         until = now if until is None else _utc(until, "until")
+        postgres = self.dialect == "postgresql"
         moves: list[dict[str, Any]] = []
         new_runs: list[dict[str, Any]] = []
         to_run: dict[tuple[str, datetime], Schedule] = {}
@@ -600,6 +698,8 @@ class ScheduleStore:
                     schedule = to_run.pop((name, at), None)
                     if schedule is not None:
                         claims.append(Claim(run_id, schedule, at))
+            if len(claims) < limit:
+                claims += _take_due_retries(conn, postgres, until, worker, limit - len(claims), kept)
             next_due_at = self._earliest_due(conn, quarantined)
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
@@ -608,23 +708,42 @@ class ScheduleStore:
 
     def start_attempt(
         self,
-        run_id: int,
+        claim: Claim,
         worker: WorkerInfo,
         *,
-        pid: int | None,
-        log_path: str | None,
-        run_uuid: str,
         started_at: datetime,
-    ) -> None:
-        """Record on a claimed run, while it is this worker's running run, the process running
-        it, its log file, its run id and when it started (UTC; a run claimed ahead has none
-        until then)."""
+        run_uuid: str,
+        log_path: str | None = None,
+    ) -> bool:
+        """The fenced start: record that ``worker`` starts attempt ``claim.attempt`` of the
+        claimed run at ``started_at`` (UTC), with its run id and log file. Call it before the
+        pipeline starts, and start it only on True.
+
+        One UPDATE, which changes the row only while it is still ``worker``'s ``running``
+        claim of that attempt, not started yet, and ``worker``'s row in the workers table is
+        ``alive`` with ``lease_expires_at`` after ``started_at``; all of it is checked by the
+        database in that statement, so a worker that stalled past its lease (its runs
+        declared ``abandoned`` by another) starts nothing, and no attempt starts twice.
+        Returns whether the row changed. Raises StoreError when the write fails (then the
+        attempt must not start either).
+        """
+        params = {
+            "b_id": claim.run_id,
+            "b_worker": worker.id,
+            "b_attempt": claim.attempt,
+            "b_started_at": _utc(started_at, "started_at"),
+            "b_run_id": run_uuid,
+            "b_log_path": log_path,
+        }
         with self._writing() as conn:
-            conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == run_id, runs.c.worker == worker.id, runs.c.status == RunStatus.running.value)
-                .values(pid=pid, log_path=log_path, run_id=run_uuid, started_at=_utc(started_at, "started_at"))
-            )
+            return conn.execute(_START_ATTEMPT, params).rowcount == 1
+
+    def note_pid(self, run_id: int, worker: WorkerInfo, pid: int) -> None:
+        """Queue the process id of a started run for the store's next write transaction (the
+        caller makes sure one comes, as for ``finish_run(..., wait=False)``); written only
+        while the row is ``worker``'s running run. Never raises."""
+        with self._finishes_lock:
+            self._pid_notes.append({"b_id": run_id, "b_worker": worker.id, "b_pid": pid})
 
     def finish_run(
         self,
@@ -636,10 +755,14 @@ class ScheduleStore:
         error: str | None = None,
         pipeline_run_id: str | None = None,
         started_at: datetime | None = None,
+        retry_at: datetime | None = None,
         wait: bool = True,
     ) -> bool:
         """Close a ``running`` row that ``worker`` owns with a final status; duration from its start:
-        ``started_at`` when given (the run started after its claim, behind another), else the claim's.
+        ``started_at`` when given (the run started after its claim, behind another), else the
+        one :meth:`start_attempt` recorded. With ``retry_at`` (aware), a retry is stored with
+        the outcome: the row keeps ``status`` and its ``retry_at`` says when the retry is due
+        (:meth:`retry_run` takes it; ``worker`` first, any worker once ``worker`` is gone).
 
         Returns False (changing nothing) when the row is no longer this worker's running
         run: another worker marked it abandoned, or a ``replace`` overlap interrupted it.
@@ -659,6 +782,7 @@ class ScheduleStore:
             _storable(error),
             _storable(pipeline_run_id),
             _utc(started_at, "started_at"),
+            _utc(retry_at, "retry_at"),
             not wait,
         )
         with self._finishes_lock:
@@ -680,7 +804,7 @@ class ScheduleStore:
         on its own, its next try stores a note in place of its error text. Raises
         StoreError (after trying them all); what failed stays queued."""
         with self._finishes_lock:
-            shared = any(not finish.alone for finish in self._finishes)
+            shared = bool(self._pid_notes) or any(not finish.alone for finish in self._finishes)
             alone = [finish for finish in self._finishes if finish.alone]
             self._finishes = [finish for finish in self._finishes if not finish.alone]
         failure: StoreError | None = None
@@ -701,43 +825,19 @@ class ScheduleStore:
         if failure is not None:
             raise failure
 
-    def retry_run(self, run_id: int, worker: WorkerInfo, now: datetime, previous: RunStatus) -> int | None:
-        """Take a failed, timed-out or abandoned run for another attempt, owned by ``worker``.
+    def retry_run(self, run_id: int, worker: WorkerInfo, attempt: int) -> tuple[int, RunStatus] | None:
+        """Take the pending retry of a run whose attempt ``attempt`` ended with retries left
+        (``retry_at`` set): the row becomes ``worker``'s ``running`` claim of the next attempt,
+        not started yet (:meth:`start_attempt` fences its start).
 
-        Only a row still in status ``previous`` is taken (so two workers cannot both retry
-        it). Returns the new attempt number, or None when the row was taken meanwhile.
-        ``error`` keeps one line per earlier attempt (``attempt 1: failed: ValueError: ...``);
-        :meth:`finish_run` puts the final attempt's full error below them.
+        Conditional on the row still having that attempt and a pending retry, so two workers
+        cannot both take it. Returns the new attempt number and the outcome of ``attempt``,
+        or None when the row was taken meanwhile (or has no pending retry). ``error`` keeps one line per earlier attempt
+        (``attempt 1: failed: ValueError: ...``); :meth:`finish_run` puts the final attempt's
+        full error below them.
         """
-        now = _utc(now, "now")
         with self._writing() as conn:
-            row = conn.execute(
-                sa.select(runs.c.attempt, runs.c.error, runs.c.status, runs.c.scheduled_for).where(runs.c.id == run_id)
-            ).first()
-            if row is None or row.status != previous.value:
-                return None
-            attempt = row.attempt + 1
-            # ``error`` holds one line per earlier attempt, then the last attempt's full error
-            lines = (row.error or "").splitlines()
-            history, last = lines[: row.attempt - 1], lines[row.attempt - 1 :]
-            summary = f"attempt {row.attempt}: {previous.value}" + (f": {last[0]}" if last else "")
-            note = "\n".join([*history, summary[:500]])
-            changed = conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == run_id, runs.c.status == previous.value, runs.c.attempt == row.attempt)
-                .values(
-                    status=RunStatus.running.value,
-                    attempt=attempt,
-                    worker=worker.id,
-                    host=worker.host,
-                    pid=worker.pid,
-                    started_at=now if now >= row.scheduled_for else None,  # ahead of its instant: not yet
-                    finished_at=None,
-                    duration_seconds=None,
-                    error=note,
-                )
-            ).rowcount
-        return attempt if changed else None
+            return _take_retry(conn, run_id, attempt, worker)
 
     def running_runs(self, name: str) -> list[Run]:
         """Runs of schedule ``name`` in status ``running`` (any worker)."""
@@ -798,7 +898,10 @@ class ScheduleStore:
 
     def reap_abandoned(self, now: datetime) -> list[Run]:
         """Declare dead every ``alive`` worker whose lease expired before ``now``, and mark its
-        ``running`` runs ``abandoned``. Returns those runs (with their ids) for retrying."""
+        ``running`` runs ``abandoned``, in one transaction that also stores the retry of each
+        whose schedule has retries left (``retry_at`` ``now``; a run claimed ahead of its fire
+        time still waits for that instant once taken); any live worker then takes it
+        (:meth:`claim_due`). Returns the runs abandoned, as stored."""
         now = _utc(now, "now")
         with self._writing() as conn:
             dead = conn.execute(
@@ -811,24 +914,37 @@ class ScheduleStore:
             ids = [w.id for w in dead]
             conn.execute(sa.update(workers).where(workers.c.id.in_(ids)).values(status="dead"))
             rows = (
-                conn.execute(sa.select(runs).where(runs.c.worker.in_(ids), runs.c.status == RunStatus.running.value))
+                conn.execute(
+                    sa.select(runs, schedules.c.retries)
+                    .select_from(runs.outerjoin(schedules, schedules.c.name == runs.c.schedule_name))
+                    .where(runs.c.worker.in_(ids), runs.c.status == RunStatus.running.value)
+                )
                 .mappings()
                 .all()
             )
             last_seen = {w.id: w.heartbeat_at for w in dead}
+            reaped: list[Run] = []
             for row in rows:
+                retries_left = row["retries"] is not None and row["attempt"] <= row["retries"]
+                error = (
+                    f"worker {row['worker']} stopped heartbeating (last seen {last_seen[row['worker']].isoformat()})"
+                )
+                if row["attempt"] > 1 and row["error"]:
+                    error = f"{row['error']}\n{error}"
+                values = {
+                    "status": RunStatus.abandoned.value,
+                    "finished_at": now,
+                    "error": error,
+                    "retry_at": now if retries_left else None,
+                }
                 conn.execute(
                     sa.update(runs)
                     .where(runs.c.id == row["id"], runs.c.status == RunStatus.running.value)
-                    .values(
-                        status=RunStatus.abandoned.value,
-                        finished_at=now,
-                        error=f"worker {row['worker']} stopped heartbeating "
-                        f"(last seen {last_seen[row['worker']].isoformat()})",
-                    )
+                    .values(values)
                 )
+                reaped.append(_run_from_row({**row, **values}))
             logger.warning("workers %s lost their lease; %d of their runs abandoned", ", ".join(ids), len(rows))
-            return [_run_from_row({**row, "status": RunStatus.abandoned.value}) for row in rows]
+            return reaped
 
     def list_workers(self) -> list[WorkerInfo]:
         """Every worker row, newest heartbeat first."""
@@ -845,9 +961,10 @@ class ScheduleStore:
 
     def prune_history(self, keep: int | None, older_than: datetime | None) -> int:
         """Delete finished runs beyond the newest ``keep`` per schedule and/or older than
-        ``older_than``; running rows are never deleted. Returns how many were deleted."""
+        ``older_than``; running rows and rows with a pending retry are never deleted.
+        Returns how many were deleted."""
         deleted = 0
-        finished = runs.c.status != RunStatus.running.value
+        finished = sa.and_(runs.c.status != RunStatus.running.value, runs.c.retry_at.is_(None))
         with self._writing() as conn:
             if older_than is not None:
                 deleted += conn.execute(
@@ -901,15 +1018,19 @@ class ScheduleStore:
         ``alone``, a queued finish that a failed transaction had carried."""
         with self._guard(), self._db.write_mutex:
             carried: list[_Finish] = []
+            notes: list[dict[str, Any]] = []
             try:
                 with self._db.write_engine.begin() as conn:
                     yield conn
-                    if alone is not None:
-                        carried = [alone]
-                    else:
-                        with self._finishes_lock:
+                    with self._finishes_lock:
+                        notes, self._pid_notes = self._pid_notes, []
+                        if alone is not None:
+                            carried = [alone]
+                        else:
                             carried = [finish for finish in self._finishes if not finish.alone]
                             self._finishes = [finish for finish in self._finishes if finish.alone]
+                    if notes:  # before the finishes: a note on a closed row changes nothing
+                        conn.execute(_NOTE_PID, notes)
                     _record_finishes(conn, carried)
             except BaseException as exc:
                 for finish in carried:
@@ -919,9 +1040,89 @@ class ScheduleStore:
                     finish.alone, finish.failure = True, None
                 with self._finishes_lock:
                     self._finishes[:0] = requeued
+                    self._pid_notes[:0] = notes
                 raise
             for finish in carried:
                 finish.settled = True
+
+
+# -- claims and retries, inside a write transaction ---------------------------------------
+
+
+def _take_retry(conn: sa.Connection, run_id: int, attempt: int, worker: WorkerInfo) -> tuple[int, RunStatus] | None:
+    """Turn the pending retry of ``run_id`` after ``attempt`` into ``worker``'s running claim
+    of the next attempt; the earlier attempt becomes a line of ``error``. Returns the new
+    attempt and the earlier one's outcome; None when taken meanwhile."""
+    row = conn.execute(
+        sa.select(runs.c.error, runs.c.status).where(
+            runs.c.id == run_id, runs.c.attempt == attempt, runs.c.retry_at.is_not(None)
+        )
+    ).first()
+    if row is None:
+        return None
+    # ``error`` holds one line per earlier attempt, then the last attempt's full error
+    lines = (row.error or "").splitlines()
+    history, last = lines[: attempt - 1], lines[attempt - 1 :]
+    summary = f"attempt {attempt}: {row.status}" + (f": {last[0]}" if last else "")
+    changed = conn.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.attempt == attempt, runs.c.retry_at.is_not(None))
+        .values(
+            status=RunStatus.running.value,
+            attempt=attempt + 1,
+            worker=worker.id,
+            host=worker.host,
+            pid=None,
+            started_at=None,  # until start_attempt
+            finished_at=None,
+            duration_seconds=None,
+            retry_at=None,
+            error="\n".join([*history, summary[:500]]),
+        )
+    ).rowcount
+    return (attempt + 1, RunStatus(row.status)) if changed else None
+
+
+def _take_due_retries(
+    conn: sa.Connection,
+    postgres: bool,
+    until: datetime,
+    worker: WorkerInfo,
+    limit: int,
+    kept: Collection[int],
+) -> list[Claim]:
+    """Take up to ``limit`` pending retries due by ``until`` (see :meth:`ScheduleStore.claim_due`)."""
+    due = _DUE_RETRIES_FOR_UPDATE if postgres else _DUE_RETRIES
+    rows = conn.execute(due, {"b_until": until, "b_me": worker.id, "b_kept": list(kept), "b_limit": limit}).all()
+    if not rows:
+        return []
+    names = sorted({row.schedule_name for row in rows})
+    decoders = _decoders(conn.dialect)
+    stmt = _select_rows(conn.dialect.name).where(schedules.c.name.in_(names))
+    found = {raw["name"]: _load_row(raw, decoders) for raw in conn.execute(stmt).mappings()}
+    claims: list[Claim] = []
+    for row in rows:
+        stored = found.get(row.schedule_name)
+        if not isinstance(stored, Schedule) or not stored.enabled:
+            why = (
+                "removed"
+                if stored is None
+                else "paused"
+                if isinstance(stored, Schedule)
+                else f"broken ({stored.message})"
+            )
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == row.id, runs.c.retry_at.is_not(None))
+                .values(
+                    retry_at=None, error=sa.func.coalesce(runs.c.error + "\n", "") + f"no retry: the schedule was {why}"
+                )
+            )
+            continue
+        taken = _take_retry(conn, row.id, row.attempt, worker)
+        if taken is not None:
+            claims.append(Claim(row.id, stored, row.scheduled_for, *taken))
+    return claims
 
 
 # -- rows <-> objects ----------------------------------------------------------------------
@@ -1181,13 +1382,48 @@ def _update_schedule(conn: sa.Connection, schedule: Schedule, now: datetime) -> 
     if current is None:
         raise ScheduleNotFound(schedule.name)
     values = _schedule_values(schedule, created_at=current.created_at, updated_at=now, version=current.version + 1)
+    _record_unclaimed(conn, schedule.name, now, values)
     conn.execute(sa.update(schedules).where(schedules.c.name == schedule.name).values(values))
     return values
 
 
-def _delete_schedule(conn: sa.Connection, name: str) -> None:
+def _delete_schedule(conn: sa.Connection, name: str, now: datetime) -> None:
+    _record_unclaimed(conn, name, now, None)
     if conn.execute(sa.delete(schedules).where(schedules.c.name == name)).rowcount == 0:
         raise ScheduleNotFound(name)
+
+
+def _record_unclaimed(conn: sa.Connection, name: str, now: datetime, replacement: Mapping[str, Any] | None) -> None:
+    """Record ``missed`` the fire times of the stored schedule ``name`` that were due at ``now``
+    but unclaimed when it is removed (``replacement`` None) or replaced by the row
+    ``replacement`` with another next fire time (paused, or its timing edited): every fire time
+    gets a row. A row that cannot be loaded has no fire times to count."""
+    from flowyml_sched.dispatch import unclaimed_due
+
+    raw = conn.execute(_select_rows(conn.dialect.name).where(schedules.c.name == name)).mappings().first()
+    stored = None if raw is None else _load_row(raw, _decoders(conn.dialect))
+    if not isinstance(stored, Schedule) or stored.next_fire_at is None or stored.next_fire_at > now:
+        return
+    if replacement is None:
+        change = "removed"
+    elif replacement["next_fire_at"] == stored.next_fire_at:
+        return  # its timing is unchanged: a worker still claims them
+    else:
+        change = "paused" if stored.enabled and not replacement["enabled"] else "edited"
+    reason = f"missed: the schedule was {change} before a worker claimed it"
+    missed = [
+        {
+            "schedule_name": name,
+            "scheduled_for": at,
+            "status": RunStatus.missed.value,
+            "attempt": 1,
+            "finished_at": now,
+            "error": reason,
+        }
+        for at in unclaimed_due(stored, now)
+    ]
+    if missed:
+        conn.execute(_insert_untaken(conn.dialect.name), missed)
 
 
 def _run_values(run: Run) -> dict[str, Any]:
@@ -1208,6 +1444,7 @@ def _run_values(run: Run) -> dict[str, Any]:
         "host": run.host,
         "pid": run.pid,
         "log_path": run.log_path,
+        "retry_at": _utc(run.retry_at, "retry_at"),
     }
 
 
@@ -1227,12 +1464,12 @@ def _claim_row(
         "scheduled_for": _utc(at, "scheduled_for"),
         "status": status.value,
         "attempt": 1,
-        "started_at": now if status is RunStatus.running and at <= now else None,  # claimed ahead: not yet
+        "started_at": None,  # a running claim has none until start_attempt
         "finished_at": now if status is not RunStatus.running else None,
         "error": error,
         "worker": worker.id,
         "host": worker.host,
-        "pid": worker.pid,
+        "pid": None,  # the run's own process, once started (note_pid)
     }
 
 
@@ -1252,4 +1489,5 @@ def _run_from_row(row: Mapping[str, Any]) -> Run:
         host=row["host"],
         pid=row["pid"],
         log_path=row["log_path"],
+        retry_at=row["retry_at"],
     )

@@ -111,6 +111,8 @@ runs = sa.Table(
     sa.Column("host", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer(), nullable=True),
     sa.Column("log_path", sa.Text(), nullable=True),
+    # a pending retry: due then, taken by any live worker (migration 0003)
+    sa.Column("retry_at", UTCDateTime(), nullable=True, index=True),
     sa.UniqueConstraint("schedule_name", "scheduled_for"),
 )
 sa.Index("ix_runs_schedule_name_scheduled_for_desc", runs.c.schedule_name, runs.c.scheduled_for.desc())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -155,6 +156,30 @@ def gated(
             raise TimeoutError(f"the gate {gate} was not opened within {timeout:g} s")
         time.sleep(0.01)
     _record(record, "end", scheduled_for, tag=tag)
+
+
+_RESULT_NAME = re.compile(r"^\d{8}T\d{6}Z-(\d+)-[^.]+\.result\.json$")
+"""The runner's argument: the attempt's log file (``STATE/logs/NAME/FIRE-ATTEMPT-RUN.log``, see
+flowyml-sched(1)) with the suffix ``.result.json``."""
+
+
+def runner_attempt() -> int | None:
+    """The attempt this process runs, read from the name of the log file the worker gave it;
+    None when it was not started by the worker's runner (or the name says no attempt)."""
+    for arg in sys.argv[1:]:
+        if match := _RESULT_NAME.match(os.path.basename(arg)):
+            return int(match.group(1))
+    return None
+
+
+def attempt_recorder(record: str, tag: str, seconds: float = 0.3, scheduled_for: datetime | None = None) -> None:
+    """For the chaos test, in a child process of the worker: records ``start`` with the fire
+    time, the attempt (:func:`runner_attempt`) and the worker (``worker``: the parent process),
+    sleeps ``seconds``, records ``end`` with the same."""
+    mine = {"attempt": runner_attempt(), "worker": os.getppid()}
+    _record(record, "start", scheduled_for, tag=tag, **mine)
+    time.sleep(seconds)
+    _record(record, "end", scheduled_for, tag=tag, **mine)
 
 
 NOT_CALLABLE = 42

@@ -40,12 +40,27 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to run: the pipeline reference, its params, the fire time (aware UTC) and our run id."""
+    """What to run: the pipeline reference, its params, the fire time (aware UTC) and our run
+    id; for a child run's environment (:meth:`environment`), the schedule, the attempt and
+    the id of the worker that started it."""
 
     pipeline: str
     params: dict[str, Any]
     scheduled_for: datetime
     run_id: str
+    schedule: str = ""
+    attempt: int = 1
+    worker: str = ""
+
+    def environment(self) -> dict[str, str]:
+        """The variables a child run finds in its environment, besides the worker's own."""
+        return {
+            "FLOWYML_SCHED_SCHEDULE": self.schedule,
+            "FLOWYML_SCHED_SCHEDULED_FOR": self.scheduled_for.isoformat(),
+            "FLOWYML_SCHED_ATTEMPT": str(self.attempt),
+            "FLOWYML_SCHED_WORKER": self.worker,
+            "FLOWYML_SCHED_RUN_ID": self.run_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,7 @@ class ChildRun:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env={**os.environ, **self.request.environment()},
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             stopped_early = self._stopped_as is not None

@@ -294,13 +294,18 @@ class Claim:
     schedule as it was at claim time, ``scheduled_for`` (aware UTC) and the ``attempt`` it
     is to run (above 1 for a retry; :meth:`ScheduleStore.start_attempt` fences on it).
     ``retry_of`` is the outcome of the attempt before a retry: the row keeps it when the retry
-    does not start (overlap, shutdown), since that attempt did run."""
+    does not start (overlap, shutdown), since that attempt did run. ``owner`` is the id of
+    the worker that claimed it: only under that id may it start. ``owed`` marks a claim
+    taken from a pending retry (a retry, or an attempt handed over unstarted): it waits for
+    the schedule's run lock rather than meet the overlap policy at once."""
 
     run_id: int
     schedule: Schedule
     scheduled_for: datetime
     attempt: int = 1
     retry_of: RunStatus | None = None
+    owner: str = ""
+    owed: bool = False
 
 
 @dataclass(frozen=True)

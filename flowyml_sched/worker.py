@@ -188,17 +188,7 @@ class Worker:
         self.clock = clock
         self.notifier = notifier or Notifier({})
         self._sync = sync
-        started = clock()
-        host = socket.gethostname()
-        self.identity = WorkerInfo(
-            id=f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            host=host,
-            pid=os.getpid(),
-            started_at=started,
-            heartbeat_at=started,
-            lease_expires_at=started + timedelta(seconds=settings.lease),
-            status="alive",
-        )
+        self.identity = self._incarnation(clock())
         self._stopping = threading.Event()
         self._serving = False
         """Inside :meth:`run`'s loop, whose rounds record finished runs: runners queue them."""
@@ -347,11 +337,11 @@ class Worker:
         try:
             self.tick(now)
         except StoreError as exc:
-            logger.error("%s; retrying in %.0f s", exc, self.settings.poll_interval)
+            logger.error("%s; retrying in %g s", exc, self.settings.poll_interval)
             self.notifier.status(f"store unavailable: {exc}")
             return False
         except Exception:  # a bug must not end the loop while health says it runs
-            logger.exception("the worker's round failed; retrying in %.0f s", self.settings.poll_interval)
+            logger.exception("the worker's round failed; retrying in %g s", self.settings.poll_interval)
             self.notifier.status("a round failed; see the log")
             return False
         return True
@@ -538,24 +528,43 @@ class Worker:
         state = self._maintenance
         if time.monotonic() >= state.heartbeat_due:
             state.heartbeat_due = time.monotonic() + self.settings.heartbeat_interval
-            now = self.clock()
-            self.identity = replace(
-                self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
-            )
             try:
-                if not self.store.heartbeat(self.identity).lease_kept:
-                    self._lost_lease()
+                self._heartbeat(self.clock())
             except StoreError as exc:
                 logger.error("heartbeat failed: %s", exc)
         self.notifier.watchdog()
 
+    def _incarnation(self, now: datetime) -> WorkerInfo:
+        """A new identity (``host:pid:random``) with a lease from ``now``: at start, and once
+        another worker has declared this one dead (the old id stays dead)."""
+        host = socket.gethostname()
+        return WorkerInfo(
+            id=f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            host=host,
+            pid=os.getpid(),
+            started_at=now,
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=self.settings.lease),
+            status="alive",
+        )
+
+    def _owner(self, claim: Claim) -> WorkerInfo:
+        """This worker as the owner of ``claim``: under the id it claimed it with."""
+        return self.identity if claim.owner == self.identity.id else replace(self.identity, id=claim.owner)
+
     def _heartbeat(self, now: datetime) -> Heartbeat:
-        self.identity = replace(
+        """Renew the lease from ``now``. The lease this worker counts on moves only once the
+        store has it: after a failed heartbeat (an outage) its fenced starts renew it first.
+        Raises StoreError."""
+        renewed = replace(
             self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
         )
-        beat = self.store.heartbeat(self.identity)
+        beat = self.store.heartbeat(renewed)
+        self.identity = renewed
         if not beat.lease_kept:
             self._lost_lease()
+            self.identity = self._incarnation(now)
+            self.store.heartbeat(self.identity)
         with self._mutex:
             running = len(self._active)
         self.notifier.status(f"serving; {running} running")
@@ -563,10 +572,16 @@ class Worker:
 
     def _lost_lease(self) -> None:
         """This worker missed its lease (stalled longer than ``lease``) and another worker
-        declared its runs abandoned, perhaps retrying them: stop its own copies now."""
+        declared its runs abandoned, perhaps retrying them: stop its own copies now. It goes on
+        under a new id; what it claimed under the old one never starts."""
         with self._mutex:
             children = [a.child for a in self._active.values() if a.child is not None]
-        logger.error("this worker's lease had expired and its runs were declared abandoned; stopping %d", len(children))
+        logger.error(
+            "worker %s: its lease had expired and another worker declared its runs abandoned; "
+            "stopping its %d running pipelines and going on under a new id",
+            self.identity.id,
+            len(children),
+        )
         for child in children:
             child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
 
@@ -678,8 +693,9 @@ class Worker:
         stopping, or it stalled past its lease after the write; ``missed`` when the store could
         not be reached in time.
 
-        A lease that ran out by this worker's clock is renewed first (the heartbeat says
-        whether another worker declared it dead meanwhile). A write the store refuses is tried
+        A lease that ran out by this worker's clock is renewed first, and so is one the store
+        refused the start for (the heartbeat says whether another worker declared this one
+        dead meanwhile: then its runs are gone). A write the store refuses is tried
         again, as long as the fire time is within its misfire grace and the worker is not
         stopping."""
         if self._too_late_to_start():
@@ -687,21 +703,30 @@ class Worker:
         grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
         give_up = claim.scheduled_for + grace
         delay = FENCE_RETRY_FIRST
+        renew = False
         while True:
+            me = self.identity
+            if claim.owner != me.id:  # claimed before this worker was declared dead
+                return Outcome(RunStatus.interrupted, LEASE_LOST)
             try:
                 now = self.clock()
-                if now >= self.identity.lease_expires_at and not self._heartbeat(now).lease_kept:
-                    return Outcome(RunStatus.interrupted, LEASE_LOST)
-                lease_left = (self.identity.lease_expires_at - now).total_seconds()
+                if renew or now >= me.lease_expires_at:
+                    if not self._heartbeat(now).lease_kept:
+                        return Outcome(RunStatus.interrupted, LEASE_LOST)
+                    me = self.identity
+                lease_left = (me.lease_expires_at - now).total_seconds()
                 started = self.store.start_attempt(
                     claim,
-                    self.identity,
+                    me,
                     started_at=max(now, claim.scheduled_for),
                     run_uuid=run_uuid,
                     log_path=None if log_path is None else str(log_path),
                 )
                 must_start_by = time.monotonic() + lease_left
-                break
+                if started or renew:
+                    break
+                renew = True  # refused: once more after renewing the lease, in case only it had run out
+                continue
             except StoreError as exc:
                 if self.clock() + timedelta(seconds=delay) >= give_up or self._stopping.wait(delay):
                     logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
@@ -758,7 +783,9 @@ class Worker:
                     if self._too_late_to_start():
                         self._close(claim, RunStatus.interrupted, UNSTARTED)
                         return
-                    if not lock.acquire(0):
+                    # a retry (or an attempt handed over) waits for the previous run: it is owed
+                    # already; the misfire grace at most, then it meets the overlap policy
+                    if not lock.acquire(0) and not (claim.owed and self._wait_for(lock, claim)):
                         lock, queue_lock = self._overlap(claim, lock)
                         if lock is None:
                             return
@@ -772,6 +799,16 @@ class Worker:
                     held.release()
             with self._mutex:
                 self._active.pop(claim.run_id, None)
+
+    def _wait_for(self, lock: RunLock, claim: Claim | None = None) -> bool:
+        """Wait for ``lock`` until the worker stops or, with ``claim``, its misfire grace has
+        passed; True once held."""
+        grace = (claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE) if claim else None
+        deadline = None if grace is None else time.monotonic() + grace.total_seconds()
+        while not self._stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            if lock.acquire(0.5):
+                return True
+        return False
 
     def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:
         """The previous run holds the lock: apply the overlap policy. Returns the held locks,
@@ -788,10 +825,9 @@ class Worker:
                     claim, RunStatus.skipped, "a run was already waiting behind the running one (overlap: queue)"
                 )
                 return None, None
-            while not self._stopping.is_set():
-                if lock.acquire(0.5):
-                    queue_lock.release()  # the next fire time may wait now
-                    return lock, None
+            if self._wait_for(lock):
+                queue_lock.release()  # the next fire time may wait now
+                return lock, None
             queue_lock.release()
             self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
             return None, None
@@ -862,14 +898,19 @@ class Worker:
                     self._kept.discard(claim.run_id)
             if taken is None:
                 return
-            claim = replace(claim, attempt=taken[0], retry_of=taken[1])
+            claim = taken
 
-    def _take_retry(self, claim: Claim) -> tuple[int, RunStatus] | None:
-        """Take this worker's own pending retry of ``claim``, trying again while the store is
-        unreachable; None when another worker took it, or this one is stopping."""
+    def _take_retry(self, claim: Claim) -> Claim | None:
+        """Take this worker's own pending retry of ``claim`` (the claim of its next attempt),
+        trying again while the store is unreachable; None when another worker took it, or this
+        one is stopping."""
         while not self._stopping.is_set():
             try:
-                return self.store.retry_run(claim.run_id, self.identity, claim.attempt)
+                owner = self.identity
+                taken = self.store.retry_run(claim.run_id, owner, claim.attempt)
+                if taken is None:
+                    return None
+                return replace(claim, attempt=taken[0], retry_of=taken[1], owner=owner.id, owed=True)
             except StoreError as exc:
                 logger.error("%s for %s: could not take its retry: %s", claim.schedule.name, claim.scheduled_for, exc)
                 self._stopping.wait(self.settings.poll_interval)
@@ -880,7 +921,15 @@ class Worker:
         why) and how it ended."""
         schedule = claim.schedule
         run_uuid = uuid.uuid4().hex
-        request = RunRequest(schedule.pipeline, dict(schedule.params), claim.scheduled_for, run_uuid)
+        request = RunRequest(
+            schedule.pipeline,
+            dict(schedule.params),
+            claim.scheduled_for,
+            run_uuid,
+            schedule=schedule.name,
+            attempt=claim.attempt,
+            worker=claim.owner,
+        )
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
         if self.settings.in_process:  # the run id comes with the outcome
             call = prepare_in_process(request)
@@ -901,7 +950,7 @@ class Worker:
         started = self.clock()
         child.start()
         if child.pid is not None:
-            self.store.note_pid(claim.run_id, self.identity, child.pid)
+            self.store.note_pid(claim.run_id, self._owner(claim), child.pid)
             self._wake.set()  # the loop's next round writes it
         if self._stopping.is_set() and self._stop_now.is_set():
             child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
@@ -930,7 +979,7 @@ class Worker:
         finishing = functools.partial(
             self.store.finish_run,
             claim.run_id,
-            self.identity,
+            self._owner(claim),
             status,
             self.clock(),
             error=error,

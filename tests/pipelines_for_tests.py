@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from datetime import datetime
@@ -158,25 +157,15 @@ def gated(
     _record(record, "end", scheduled_for, tag=tag)
 
 
-_RESULT_NAME = re.compile(r"^\d{8}T\d{6}Z-(\d+)-[^.]+\.result\.json$")
-"""The runner's argument: the attempt's log file (``STATE/logs/NAME/FIRE-ATTEMPT-RUN.log``, see
-flowyml-sched(1)) with the suffix ``.result.json``."""
-
-
-def runner_attempt() -> int | None:
-    """The attempt this process runs, read from the name of the log file the worker gave it;
-    None when it was not started by the worker's runner (or the name says no attempt)."""
-    for arg in sys.argv[1:]:
-        if match := _RESULT_NAME.match(os.path.basename(arg)):
-            return int(match.group(1))
-    return None
-
-
 def attempt_recorder(record: str, tag: str, seconds: float = 0.3, scheduled_for: datetime | None = None) -> None:
     """For the chaos test, in a child process of the worker: records ``start`` with the fire
-    time, the attempt (:func:`runner_attempt`) and the worker (``worker``: the parent process),
+    time, the attempt and the id of the worker that started it (from the run's environment) and its pid (``ppid``),
     sleeps ``seconds``, records ``end`` with the same."""
-    mine = {"attempt": runner_attempt(), "worker": os.getppid()}
+    mine = {
+        "attempt": int(os.environ["FLOWYML_SCHED_ATTEMPT"]),
+        "worker": os.environ["FLOWYML_SCHED_WORKER"],
+        "ppid": os.getppid(),
+    }
     _record(record, "start", scheduled_for, tag=tag, **mine)
     time.sleep(seconds)
     _record(record, "end", scheduled_for, tag=tag, **mine)

@@ -11,12 +11,15 @@ store while the chaos went on, and from the store once every worker has stopped 
 (SIGTERM, then its exit):
 
 - no attempt (schedule, fire time, attempt) started twice;
-- no attempt started after it was taken from its worker: after the test saw its row
-  ``abandoned`` at that attempt or at a later attempt, or after a later attempt had started;
+- no attempt started by a worker after it was taken from that worker (after the test saw its
+  row ``abandoned`` at that attempt while that worker owned it), nor by any worker once the
+  row was at a later attempt or a later attempt had started (an attempt that never started
+  is handed over as it is: another worker may start it);
 - no row ``running`` once the workers have stopped;
 - every fire time of the window has a row (any final status counts);
 - every abandoned attempt of a schedule with retries left was retried: a later attempt of that
-  fire time started;
+  fire time started; and every attempt abandoned before it started was started elsewhere (or
+  a later one was);
 - every ``succeeded`` row's attempt started and ended in the record file.
 
 Nothing is faked: the stall is a real SIGSTOP held until another worker has declared the
@@ -202,14 +205,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Cl
 
 class Ledger:
     """What the test saw of the run rows while the chaos went on: each attempt seen
-    ``abandoned``, the highest attempt seen of each fire time, and when each attempt was first
-    seen taken from its worker (its row ``abandoned`` at that attempt, or at a later attempt).
-    Times are ``time.time()`` once the read returned: the change had committed by then."""
+    ``abandoned`` (and whether it had started), the highest attempt seen of each fire time,
+    when each attempt was first seen taken from the worker that owned it (its row
+    ``abandoned`` at that attempt, owned by that worker's id), and when each attempt was first
+    seen superseded (its row at a later attempt). Times are ``time.time()`` once the read
+    returned: the change had committed by then."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.taken: dict[Attempt, float] = {}
-        self.abandoned: set[Attempt] = set()
+        self.taken: dict[tuple[str, datetime, int, str], float] = {}
+        self.superseded: dict[Attempt, float] = {}
+        self.abandoned: dict[Attempt, bool] = {}
         self.highest: Counter[tuple[str, datetime]] = Counter()
 
     def observe(self, store: ScheduleStore) -> None:
@@ -220,10 +226,11 @@ class Ledger:
                 fire = (row.schedule_name, row.scheduled_for)
                 self.highest[fire] = max(self.highest[fire], row.attempt)
                 if row.status.value == "abandoned":
-                    self.abandoned.add((*fire, row.attempt))
-                    self.taken.setdefault((*fire, row.attempt), seen)
+                    key = (*fire, row.attempt)  # started: at any time it was seen abandoned
+                    self.abandoned[key] = self.abandoned.get(key, False) or row.started_at is not None
+                    self.taken.setdefault((*fire, row.attempt, row.worker or ""), seen)
                 for earlier in range(1, row.attempt):
-                    self.taken.setdefault((*fire, earlier), seen)
+                    self.superseded.setdefault((*fire, earlier), seen)
 
 
 def _watch(url: str, ledger: Ledger, stop: threading.Event) -> None:
@@ -292,7 +299,7 @@ class Chaos:
     def running_pipelines(self) -> Counter[int]:
         """Workers (pid) with a pipeline started and not ended whose process is alive."""
         ended = {r["pid"] for r in self.cluster.records("end")}
-        return Counter(r["worker"] for r in self.starts() if r["pid"] not in ended and not process_gone(r["pid"]))
+        return Counter(r["ppid"] for r in self.starts() if r["pid"] not in ended and not process_gone(r["pid"]))
 
     def progress_after(self, since: float, what: str) -> None:
         """Wait until some pipeline starts after ``since`` (``time.time()``)."""
@@ -399,9 +406,8 @@ def _run_until_settled(store: ScheduleStore, window_end: datetime, killed: set[i
 
 
 def _unsettled(row: Run) -> bool:
-    status = row.status.value
-    owed = status == "abandoned" and row.attempt <= SCHEDULES[row.schedule_name].retries
-    return status not in KNOWN_FINAL or owed
+    """Not final yet, or a retry (or a handed-over attempt) is still owed."""
+    return row.status.value not in KNOWN_FINAL or row.retry_at is not None
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -444,7 +450,7 @@ def _problems(
     late = []
     for record in sorted(starts, key=attempt_of):
         name, at, attempt = key = attempt_of(record)
-        taken = [ledger.taken.get(key, float("inf"))]
+        taken = [ledger.taken.get((*key, record["worker"]), float("inf")), ledger.superseded.get(key, float("inf"))]
         taken += [when for (n, a, later), when in first_start.items() if (n, a) == (name, at) and later > attempt]
         if record["at"] > min(taken):
             late.append(f"{show(*key)} by worker {record['worker']} {record['at'] - min(taken):.2f} s after")
@@ -475,17 +481,30 @@ def _problems(
         highest[(row.schedule_name, row.scheduled_for)] = max(
             highest[(row.schedule_name, row.scheduled_for)], row.attempt
         )
-    ended_badly = set(ledger.abandoned) | {
-        (r.schedule_name, r.scheduled_for, r.attempt) for r in rows if r.status.value == "abandoned"
-    }
-    ended_badly |= {(name, at, a) for (name, at), top in highest.items() for a in range(1, top)}
+    abandoned = dict(ledger.abandoned)
+    for r in rows:
+        if r.status.value == "abandoned":
+            key = (r.schedule_name, r.scheduled_for, r.attempt)
+            abandoned[key] = abandoned.get(key, False) or r.started_at is not None
+    for (name, at), top in highest.items():  # superseded: it had started (else it is handed over as it is)
+        for a in range(1, top):
+            abandoned.setdefault((name, at, a), True)
     last_started: Counter[tuple[str, datetime]] = Counter()
     for name, at, attempt in started:
         last_started[(name, at)] = max(attempt, last_started[(name, at)])
+    for r in rows:  # started by the store's word (its fenced start), its worker killed before its first line
+        if r.started_at is not None:
+            fire = (r.schedule_name, r.scheduled_for)
+            last_started[fire] = max(r.attempt, last_started[fire])
     lost = [
-        f"{show(name, at, attempt)} (row: {final[(name, at)].status.value} #{final[(name, at)].attempt})"
-        for name, at, attempt in sorted(ended_badly)
-        if at <= window_end and attempt <= SCHEDULES[name].retries and last_started[(name, at)] <= attempt
+        f"{show(name, at, attempt)} (row: {final[(name, at)].status.value} #{final[(name, at)].attempt}: "
+        f"{(final[(name, at)].error or '').splitlines()[-1:]})"
+        for (name, at, attempt), had_started in sorted(abandoned.items())
+        if at <= window_end
+        and (
+            (had_started and attempt <= SCHEDULES[name].retries and last_started[(name, at)] <= attempt)
+            or (not had_started and last_started[(name, at)] < attempt)
+        )
     ]
     if lost:
         problems.append(

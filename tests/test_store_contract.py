@@ -970,7 +970,10 @@ def test_postgresql_plain_scheme_uses_psycopg(postgresql_url: str) -> None:
 
 # -- fenced starts, durable retries, every fire time a row ----------------------------------
 
-OTHER = dataclasses.replace(WORKER, id="elsewhere:2:def", host="elsewhere", pid=2)
+OTHER = dataclasses.replace(
+    WORKER, id="elsewhere:2:def", host="elsewhere", pid=2, lease_expires_at=NOW + timedelta(hours=1)
+)
+"""Another worker, whose lease outlasts WORKER's."""
 
 
 def claim_one(store: ScheduleStore, name: str = "a", worker: WorkerInfo = WORKER, **policy: Any) -> Claim:
@@ -1012,6 +1015,7 @@ def test_a_reaped_run_with_retries_left_stores_its_retry_and_any_live_worker_tak
     store: ScheduleStore,
 ) -> None:
     claim = claim_one(store, retries=1)
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
     store.heartbeat(OTHER)
     reaped_at = WORKER.lease_expires_at + timedelta(seconds=1)
     (reaped,) = store.reap_abandoned(reaped_at)
@@ -1038,9 +1042,31 @@ def test_a_reaped_run_with_retries_left_stores_its_retry_and_any_live_worker_tak
 
 
 def test_a_reaped_run_without_retries_left_is_abandoned_with_no_retry(store: ScheduleStore) -> None:
-    claim_one(store, retries=0)
+    claim = claim_one(store, retries=0)
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
     (reaped,) = store.reap_abandoned(WORKER.lease_expires_at + timedelta(seconds=1))
     assert (reaped.status, reaped.retry_at) == (RunStatus.abandoned, None)
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_a_reaped_attempt_that_never_started_is_handed_over_as_it_is_spending_no_retry(
+    store: ScheduleStore, attempt: int
+) -> None:
+    claim = claim_one(store, retries=attempt - 1)  # none left after this attempt
+    if attempt == 2:  # attempt 1 ran and failed; its retry was taken, not started
+        assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
+        store.finish_run(claim.run_id, WORKER, RunStatus.failed, NOW, error="boom", retry_at=NOW)
+        assert store.retry_run(claim.run_id, WORKER, 1) == (2, RunStatus.failed)
+    reaped_at = WORKER.lease_expires_at + timedelta(seconds=1)
+    (reaped,) = store.reap_abandoned(reaped_at)
+    assert (reaped.status, reaped.retry_at) == (RunStatus.abandoned, reaped_at)
+    assert reaped.error is not None and reaped.error.endswith("before starting it")
+    store.heartbeat(OTHER)
+    (taken,) = store.claim_due(reaped_at, OTHER, 10).claims
+    assert (taken.attempt, taken.retry_of) == (attempt, None if attempt == 1 else RunStatus.failed)
+    (run,) = store.history("a")
+    assert (run.status, run.attempt, run.worker) == (RunStatus.running, attempt, OTHER.id)
+    assert run.error == (None if attempt == 1 else "attempt 1: failed: boom")
 
 
 def test_a_live_workers_own_pending_retry_is_left_to_it_unless_it_lets_it_go(store: ScheduleStore) -> None:
@@ -1126,3 +1152,15 @@ def test_an_edit_that_keeps_the_timing_records_nothing_missed(store: ScheduleSto
     stored = store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
     store.replace(dataclasses.replace(stored, description="new words"), NOW + timedelta(hours=1))
     assert store.history("a") == []  # still due: a worker claims it
+
+
+def test_a_worker_declared_dead_claims_nothing_until_it_goes_on_under_a_new_id(store: ScheduleStore) -> None:
+    store.heartbeat(WORKER)
+    store.add(dataclasses.replace(ping(), name="a", next_fire_at=NOW), NOW - timedelta(hours=1))
+    store.reap_abandoned(WORKER.lease_expires_at + timedelta(seconds=1))  # it stalled: declared dead
+    assert store.claim_due(NOW, WORKER, 10).claims == []  # its claims would have nobody to reap them
+    assert store.heartbeat(WORKER).lease_kept is False
+    assert {w.id: w.status for w in store.list_workers()}[WORKER.id] == "dead"  # stays dead
+    reborn = dataclasses.replace(WORKER, id="host:1:new")
+    assert store.heartbeat(reborn).lease_kept
+    assert [c.owner for c in store.claim_due(NOW, reborn, 10).claims] == [reborn.id]

@@ -31,6 +31,7 @@ from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import ScheduleStore, open_store
+from flowyml_sched.store.schema import UTCDateTime
 from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger, Trigger
 from flowyml_sched.worker import Worker, WorkerSettings
 
@@ -332,7 +333,8 @@ def test_a_retried_abandoned_run_claimed_ahead_by_the_dead_worker_waits_for_its_
     assert live.tick(DAY1 - timedelta(milliseconds=300)) == [("nightly", DAY1)]
     live.idle()
     run = runs_of(store, "nightly")[DAY1]
-    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, live.identity.id)
+    # the dead worker never started it: its attempt is handed over as it is, no retry spent
+    assert (run.status, run.attempt, run.worker, run.error) == (RunStatus.succeeded, 1, live.identity.id, None)
     assert run.started_at is not None and run.started_at >= DAY1
 
 
@@ -641,7 +643,7 @@ def test_a_worker_that_lost_its_lease_does_not_start_the_run_it_claimed_ahead(
     other.idle()
     stalled.idle()
     run = runs_of(store, "nightly")[DAY1]
-    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, other.identity.id)
+    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 1, other.identity.id)  # handed over
     assert len(events(record, "ok")) == 1  # the stalled worker did not run it too
 
 
@@ -793,7 +795,8 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
         status="alive",
     )
     store.heartbeat(dead)
-    assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10).claims] == [DAY1]  # then it "dies"
+    (claim,) = store.claim_due(DAY1, dead, 10).claims
+    assert store.start_attempt(claim, dead, started_at=DAY1, run_uuid="elsewhere")  # then it "dies"
 
     live = make_worker()
     # nothing new is due; the reap happens and, with retries, the same round takes the stored retry
@@ -819,6 +822,7 @@ def test_a_worker_that_finds_its_lease_expired_stops_its_own_copy_of_the_run(
     add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate)})
     stalled = make_worker(in_process=False, lease=30.0)
     assert stalled.tick(DAY1) == [("nightly", DAY1)]
+    wait_until(lambda: runs_of(store, "nightly")[DAY1].started_at, "its start to be recorded")
     # the stalled worker misses its lease; another worker declares its run abandoned
     make_worker().tick(DAY1 + timedelta(minutes=5))
     assert runs_of(store, "nightly")[DAY1].status is RunStatus.abandoned
@@ -1273,8 +1277,18 @@ def test_a_retry_that_cannot_start_keeps_the_outcome_of_the_attempt_that_ran(
     store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, gate: Path
 ) -> None:
     # attempt 1 is abandoned while its (stalled) worker still runs it and holds the run lock;
-    # the retry meets "overlap: skip": the row stays abandoned, not skipped
-    add_gated(store, gate, record, Overlap.skip, trigger=DailyTrigger(9, 0), retries=1, catchup=CatchUp.none)
+    # the retry waits out its misfire grace, then meets "overlap: skip": the row stays
+    # abandoned, not skipped
+    add_gated(
+        store,
+        gate,
+        record,
+        Overlap.skip,
+        trigger=DailyTrigger(9, 0),
+        retries=1,
+        catchup=CatchUp.none,
+        misfire_grace=timedelta(seconds=0.5),  # how long the retry waits for the lock
+    )
     stalled = make_worker()
     assert stalled.tick(DAY1) == [("busy", DAY1)]
     wait_until(lambda: events(record, "start"), "attempt 1 to start")
@@ -1286,3 +1300,78 @@ def test_a_retry_that_cannot_start_keeps_the_outcome_of_the_attempt_that_ran(
     run = runs_of(store, "busy")[DAY1]
     assert (run.status, run.attempt) == (RunStatus.abandoned, 2)
     assert run.error is not None and run.error.splitlines()[-1].startswith("attempt 2: not started: the previous run")
+
+
+def test_a_retry_waits_for_the_run_lock_the_abandoned_attempt_still_holds_then_runs(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, gate: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip, trigger=DailyTrigger(9, 0), retries=1, catchup=CatchUp.none)
+    stalled = make_worker()
+    assert stalled.tick(DAY1) == [("busy", DAY1)]
+    wait_until(lambda: events(record, "start"), "attempt 1 to start")
+    reaper = make_worker()
+    assert reaper.tick(DAY1 + timedelta(seconds=LONG_LEASE, hours=2)) == [("busy", DAY1)]
+    assert not reaper.worker.wait_idle(0.3)  # the retry waits for the lock, not skipped
+    gate.touch()
+    stalled.idle()
+    reaper.idle()
+    run = runs_of(store, "busy")[DAY1]
+    assert (run.status, run.attempt, run.worker) == (RunStatus.succeeded, 2, reaper.identity.id)
+    first_end, second_start = events(record, "end")[0]["at"], events(record, "start")[1]["at"]
+    assert second_start >= first_end  # never beside the first attempt
+
+
+def test_a_failed_heartbeat_leaves_the_lease_the_worker_counts_on_where_the_store_has_it(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    worker = make_worker(lease=30.0)
+    worker.tick(DAY1)
+    lease = worker.identity.lease_expires_at
+    reject = {
+        "sqlite": "CREATE TRIGGER refuse_beats BEFORE UPDATE ON workers BEGIN SELECT RAISE(ABORT, 'no'); END",
+        "postgresql": "CREATE FUNCTION refuse_beats() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'no'; END $$; CREATE TRIGGER refuse_beats BEFORE UPDATE ON workers "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_beats()",
+    }[store.dialect]
+    with store._db.write_engine.begin() as conn:
+        conn.exec_driver_sql(reject)
+    with pytest.raises(StoreError):
+        worker.tick(DAY1 + timedelta(seconds=20))
+    assert worker.identity.lease_expires_at == lease  # an outage: the lease was not renewed
+    with store._db.write_engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_beats" + (" ON workers" if store.dialect == "postgresql" else ""))
+
+
+def test_a_start_refused_only_because_the_stored_lease_ran_out_renews_it_and_runs(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    # after an outage longer than the lease, before any other worker reaped this one: the
+    # database has its lease expired, the worker's memory not (the renewals failed)
+    add(store, params={"record": str(record)})
+    worker = make_worker(heartbeat_interval=LONG_LEASE)
+    worker.tick(DAY1 - timedelta(hours=1))
+    with store._db.write_engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE workers SET lease_expires_at = :at WHERE id = :id").bindparams(
+                sa.bindparam("at", DAY1 - timedelta(seconds=1), type_=UTCDateTime()), id=worker.identity.id
+            )
+        )
+    assert worker.tick(DAY1) == [("nightly", DAY1)]
+    worker.idle()
+    assert [e["scheduled_for"] for e in events(record, "ok")] == [DAY1.isoformat()]
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.succeeded
+
+
+def test_a_dead_workers_unstarted_claim_is_handed_over_and_runs_even_without_retries(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)}, retries=0)
+    dead = WorkerInfo("elsewhere:4242:deadbeef", "elsewhere", 4242, DAY1, DAY1, DAY1 + timedelta(seconds=30), "alive")
+    store.heartbeat(dead)
+    assert [c.scheduled_for for c in store.claim_due(DAY1, dead, 10).claims] == [DAY1]  # dies before its start
+    live = make_worker()
+    assert live.tick(DAY1 + timedelta(minutes=5)) == [("nightly", DAY1)]
+    live.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt, run.worker, run.error) == (RunStatus.succeeded, 1, live.identity.id, None)
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]

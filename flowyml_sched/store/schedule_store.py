@@ -80,6 +80,8 @@ _EARLIEST_DUE = sa.select(_EARLIEST_FIRE, _EARLIEST_RETRY)
 """The earliest next fire time of an enabled schedule and the earliest pending retry, in one query."""
 _EARLIEST_DUE_SKIPPING = sa.select(_EARLIEST_FIRE_SKIPPING, _EARLIEST_RETRY)
 """The same, leaving out the schedules named in ``b_skip``."""
+_CLAIMER = sa.select(workers.c.status).where(workers.c.id == sa.bindparam("b_worker"))
+_CLAIMER_FOR_UPDATE = _CLAIMER.with_for_update()
 _RETRY_OWNER = workers.alias("retry_owner")
 _DUE_RETRIES = (
     sa.select(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for, runs.c.attempt, runs.c.retry_at)
@@ -655,6 +657,8 @@ class ScheduleStore:
         its id is not in ``kept`` (the retries ``worker`` takes itself). The retry of a schedule
         paused or removed meanwhile is dropped: the row keeps its outcome, with a note.
 
+        A ``worker`` whose row says ``dead`` (declared so while it stalled) claims nothing.
+
         Returns the claims to run, oldest fire time first, the earliest due time after them
         (as :meth:`next_due_at`) and the rows found broken.
         """
@@ -668,6 +672,12 @@ class ScheduleStore:
         to_run: dict[tuple[str, datetime], Schedule] = {}
         claims: list[Claim] = []
         with self._writing() as conn:
+            # a worker declared dead claims nothing: no other worker would reap its claims. Its
+            # row is locked (PostgreSQL) so that a reaper declaring it dead waits for this
+            # transaction, then finds its claims running
+            claimer = _CLAIMER_FOR_UPDATE if postgres else _CLAIMER
+            if conn.execute(claimer, {"b_worker": worker.id}).scalar() == "dead":
+                return ClaimRound([], self._earliest_due(conn, self._unchanged_quarantined(conn)))
             # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
             # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE; broken rows are read past
             due, broken, quarantined = self._due_schedules(conn, until, limit)
@@ -697,7 +707,7 @@ class ScheduleStore:
                 for run_id, name, at in conn.execute(_insert_untaken(self.dialect), new_runs).all():
                     schedule = to_run.pop((name, at), None)
                     if schedule is not None:
-                        claims.append(Claim(run_id, schedule, at))
+                        claims.append(Claim(run_id, schedule, at, owner=worker.id))
             if len(claims) < limit:
                 claims += _take_due_retries(conn, postgres, until, worker, limit - len(claims), kept)
             next_due_at = self._earliest_due(conn, quarantined)
@@ -825,7 +835,7 @@ class ScheduleStore:
         if failure is not None:
             raise failure
 
-    def retry_run(self, run_id: int, worker: WorkerInfo, attempt: int) -> tuple[int, RunStatus] | None:
+    def retry_run(self, run_id: int, worker: WorkerInfo, attempt: int) -> tuple[int, RunStatus | None] | None:
         """Take the pending retry of a run whose attempt ``attempt`` ended with retries left
         (``retry_at`` set): the row becomes ``worker``'s ``running`` claim of the next attempt,
         not started yet (:meth:`start_attempt` fences its start).
@@ -872,8 +882,9 @@ class ScheduleStore:
         ``worker.heartbeat_at`` (then call :meth:`reap_abandoned`).
 
         ``lease_kept`` is False when the row said ``dead``: the worker's lease had expired and
-        another worker declared its running runs abandoned (the row is alive again afterwards).
-        Usually one UPDATE and one indexed read.
+        another worker declared its running runs abandoned. The row stays ``dead``: what was
+        claimed under that id can never start (:meth:`start_attempt`); the worker goes on under
+        a new id. Usually one UPDATE and one indexed read.
         """
         values = {
             "host": worker.host,
@@ -891,15 +902,14 @@ class ScheduleStore:
                 if before is None:
                     conn.execute(sa.insert(workers).values(id=worker.id, **values))
                     kept = True
-                else:
-                    conn.execute(sa.update(workers).where(workers.c.id == worker.id).values(values))
             expired = conn.execute(_OTHER_EXPIRED, params).first()
         return Heartbeat(lease_kept=bool(kept), others_expired=expired is not None)
 
     def reap_abandoned(self, now: datetime) -> list[Run]:
         """Declare dead every ``alive`` worker whose lease expired before ``now``, and mark its
         ``running`` runs ``abandoned``, in one transaction that also stores the retry of each
-        whose schedule has retries left (``retry_at`` ``now``; a run claimed ahead of its fire
+        that never started (its attempt is handed over, spending no retry: it never ran), and
+        of each that did start whose schedule has retries left (``retry_at`` ``now``; a run claimed ahead of its fire
         time still waits for that instant once taken); any live worker then takes it
         (:meth:`claim_due`). Returns the runs abandoned, as stored."""
         now = _utc(now, "now")
@@ -925,12 +935,15 @@ class ScheduleStore:
             last_seen = {w.id: w.heartbeat_at for w in dead}
             reaped: list[Run] = []
             for row in rows:
-                retries_left = row["retries"] is not None and row["attempt"] <= row["retries"]
+                unstarted = row["started_at"] is None  # its fenced start never happened: it never ran
+                retries_left = row["retries"] is not None and (unstarted or row["attempt"] <= row["retries"])
                 error = (
                     f"worker {row['worker']} stopped heartbeating (last seen {last_seen[row['worker']].isoformat()})"
+                    + (" before starting it" if unstarted else "")
                 )
                 if row["attempt"] > 1 and row["error"]:
-                    error = f"{row['error']}\n{error}"
+                    history = row["error"].splitlines()[: row["attempt"] - 1]
+                    error = "\n".join([*history, error])
                 values = {
                     "status": RunStatus.abandoned.value,
                     "finished_at": now,
@@ -1049,12 +1062,16 @@ class ScheduleStore:
 # -- claims and retries, inside a write transaction ---------------------------------------
 
 
-def _take_retry(conn: sa.Connection, run_id: int, attempt: int, worker: WorkerInfo) -> tuple[int, RunStatus] | None:
+def _take_retry(
+    conn: sa.Connection, run_id: int, attempt: int, worker: WorkerInfo
+) -> tuple[int, RunStatus | None] | None:
     """Turn the pending retry of ``run_id`` after ``attempt`` into ``worker``'s running claim
-    of the next attempt; the earlier attempt becomes a line of ``error``. Returns the new
-    attempt and the earlier one's outcome; None when taken meanwhile."""
+    of the next attempt; the earlier attempt becomes a line of ``error``. An attempt that
+    never started (its worker died first) is handed over as it is: same number, no line.
+    Returns the attempt to run and the outcome of the one before it (None for a first
+    attempt); None when taken meanwhile."""
     row = conn.execute(
-        sa.select(runs.c.error, runs.c.status).where(
+        sa.select(runs.c.error, runs.c.status, runs.c.started_at).where(
             runs.c.id == run_id, runs.c.attempt == attempt, runs.c.retry_at.is_not(None)
         )
     ).first()
@@ -1063,13 +1080,17 @@ def _take_retry(conn: sa.Connection, run_id: int, attempt: int, worker: WorkerIn
     # ``error`` holds one line per earlier attempt, then the last attempt's full error
     lines = (row.error or "").splitlines()
     history, last = lines[: attempt - 1], lines[attempt - 1 :]
-    summary = f"attempt {attempt}: {row.status}" + (f": {last[0]}" if last else "")
+    if row.started_at is None:  # handed over unstarted
+        taken, earlier, error = attempt, _outcome_of(history[-1]) if history else None, "\n".join(history) or None
+    else:
+        summary = f"attempt {attempt}: {row.status}" + (f": {last[0]}" if last else "")
+        taken, earlier, error = attempt + 1, RunStatus(row.status), "\n".join([*history, summary[:500]])
     changed = conn.execute(
         sa.update(runs)
         .where(runs.c.id == run_id, runs.c.attempt == attempt, runs.c.retry_at.is_not(None))
         .values(
             status=RunStatus.running.value,
-            attempt=attempt + 1,
+            attempt=taken,
             worker=worker.id,
             host=worker.host,
             pid=None,
@@ -1077,10 +1098,15 @@ def _take_retry(conn: sa.Connection, run_id: int, attempt: int, worker: WorkerIn
             finished_at=None,
             duration_seconds=None,
             retry_at=None,
-            error="\n".join([*history, summary[:500]]),
+            error=error,
         )
     ).rowcount
-    return (attempt + 1, RunStatus(row.status)) if changed else None
+    return (taken, earlier) if changed else None
+
+
+def _outcome_of(line: str) -> RunStatus:
+    """The status named by an earlier attempt's line of ``error`` (``attempt 1: failed: ...``)."""
+    return RunStatus(line.split(": ", 2)[1])
 
 
 def _take_due_retries(
@@ -1121,7 +1147,7 @@ def _take_due_retries(
             continue
         taken = _take_retry(conn, row.id, row.attempt, worker)
         if taken is not None:
-            claims.append(Claim(row.id, stored, row.scheduled_for, *taken))
+            claims.append(Claim(row.id, stored, row.scheduled_for, *taken, owner=worker.id, owed=True))
     return claims
 
 

@@ -670,16 +670,21 @@ def test_a_failing_pipeline_with_two_retries_runs_three_attempts_and_ends_failed
     assert len(events(record, "raises")) == 3
 
 
-def test_a_retry_that_succeeds_ends_succeeded_with_its_attempt_number(
-    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
-) -> None:
+def add_flaky(store: ScheduleStore, record: Path, *, retries: int, retry_backoff: timedelta) -> None:
+    """Add ``nightly`` running a pipeline that fails its first attempt, then succeeds."""
     add(
         store,
         pipeline="pipelines_for_tests:flaky",
         params={"record": str(record), "failures": 1},
-        retries=2,
-        retry_backoff=timedelta(0),
+        retries=retries,
+        retry_backoff=retry_backoff,
     )
+
+
+def test_a_retry_that_succeeds_ends_succeeded_with_its_attempt_number(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add_flaky(store, record, retries=2, retry_backoff=timedelta(0))
     worker = make_worker()
     worker.tick(DAY1)
     worker.idle()
@@ -1249,13 +1254,7 @@ def test_a_start_the_store_refuses_runs_nothing_and_the_fire_time_is_recorded_mi
 def test_a_failed_attempt_stores_its_retry_before_the_backoff_so_another_worker_takes_it_after_a_stop(
     store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
 ) -> None:
-    add(
-        store,
-        pipeline="pipelines_for_tests:flaky",
-        params={"record": str(record), "failures": 1},
-        retries=1,
-        retry_backoff=timedelta(hours=1),
-    )
+    add_flaky(store, record, retries=1, retry_backoff=timedelta(hours=1))
     first = make_worker()
     first.tick(DAY1)
     wait_until(lambda: runs_of(store, "nightly")[DAY1].retry_at is not None, "the retry to be stored")

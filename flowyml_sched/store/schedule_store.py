@@ -1109,6 +1109,15 @@ def _outcome_of(line: str) -> RunStatus:
     return RunStatus(line.split(": ", 2)[1])
 
 
+def _unrunnable(stored: Schedule | BrokenSchedule | None) -> str:
+    """Why the stored schedule (None: removed) runs nothing: ``removed``, ``paused`` or ``broken (reason)``."""
+    if stored is None:
+        return "removed"
+    if isinstance(stored, Schedule):
+        return "paused"
+    return f"broken ({stored.message})"
+
+
 def _take_due_retries(
     conn: sa.Connection,
     postgres: bool,
@@ -1130,18 +1139,13 @@ def _take_due_retries(
     for row in rows:
         stored = found.get(row.schedule_name)
         if not isinstance(stored, Schedule) or not stored.enabled:
-            why = (
-                "removed"
-                if stored is None
-                else "paused"
-                if isinstance(stored, Schedule)
-                else f"broken ({stored.message})"
-            )
             conn.execute(
                 sa.update(runs)
                 .where(runs.c.id == row.id, runs.c.retry_at.is_not(None))
                 .values(
-                    retry_at=None, error=sa.func.coalesce(runs.c.error + "\n", "") + f"no retry: the schedule was {why}"
+                    retry_at=None,
+                    error=sa.func.coalesce(runs.c.error + "\n", "")
+                    + f"no retry: the schedule was {_unrunnable(stored)}",
                 )
             )
             continue

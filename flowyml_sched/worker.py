@@ -997,7 +997,8 @@ class Worker:
             self._wake.set()
         level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
         first_line = error.splitlines()[0][:500].replace("\x00", "\\x00") if error else ""
-        logger.log(level, "%s for %s: %s%s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
+        kept = "" if queue or closed else "; not recorded: the store no longer has it as this worker's (abandoned)"
+        logger.log(level, "%s for %s: %s%s%s%s", claim.schedule.name, claim.scheduled_for.isoformat(), status.value,
                    f" ({first_line})" if error else "",
-                   f"; retry at {retry_at.isoformat()}" if retry_at else "")  # fmt: skip
+                   f"; retry at {retry_at.isoformat()}" if retry_at and not kept else "", kept)  # fmt: skip
         return closed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -1201,11 +1202,16 @@ def test_without_inotify_the_loop_looks_at_the_store_every_poll_interval(
 
 
 def test_a_worker_declared_dead_mid_batch_starts_none_of_the_rest_though_its_own_lease_looks_valid(
-    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, gate: Path
+    store: ScheduleStore,
+    make_worker: Callable[..., Ticking],
+    record: Path,
+    gate: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # the stall: a catch-up batch runs one fire time after the other in one runner;
     # while the first runs, another worker declares this one dead (here its lease, as this
     # worker's clock sees it, still holds: only the database's fence can stop the rest)
+    caplog.set_level(logging.INFO, "flowyml_sched.worker")
     add_gated(store, gate, record, Overlap.allow, catchup=CatchUp.all)
     stalled = make_worker()
     fires = [at_minute(n) for n in (1, 2, 3)]
@@ -1221,6 +1227,8 @@ def test_a_worker_declared_dead_mid_batch_starts_none_of_the_rest_though_its_own
     ]
     assert started == [fires[0].isoformat()]  # the two others were refused at their fenced start
     assert {at: runs_of(store, "busy")[at].status for at in fires} == dict.fromkeys(fires, RunStatus.abandoned)
+    not_recorded = [r.getMessage() for r in caplog.records if "not recorded: the store no longer has it" in r.message]
+    assert len(not_recorded) == 3  # the log says the store keeps them abandoned, not "interrupted"
 
 
 def test_a_start_the_store_refuses_runs_nothing_and_the_fire_time_is_recorded_missed_once_it_can(

@@ -31,8 +31,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flowyml_sched.application import next_fire_at
 from flowyml_sched.model import Schedule
-from flowyml_sched.service import next_fire_at
 from flowyml_sched.store import open_store
 from flowyml_sched.store.engine import create_store_engine
 from flowyml_sched.store.schema import runs, schedules, workers

@@ -30,6 +30,48 @@ DB_FILENAME = "scheduler.db"
 CONFIG_KEYS = ("db_url", "db_path", "timezone", "state_dir")
 """Keys a config file may hold."""
 
+# -- the worker's settings: the run-worker command's defaults --------------------------------
+
+DEFAULT_CLAIM_AHEAD = 0.1
+"""Seconds before their instant that fire times are claimed; their runs start at the instant."""
+DEFAULT_POLL_INTERVAL = 1.0
+"""Seconds between looks at the change watch and the sync file where they cannot wake the
+loop (:mod:`flowyml_sched.store.watch`), and between retries after a failed round."""
+DEFAULT_MAX_CONCURRENT = 4
+"""Runs one worker executes at once."""
+DEFAULT_GRACE = 30.0
+"""Seconds running work gets to finish after the first SIGTERM; keep below systemd's TimeoutStopSec."""
+DEFAULT_LEASE = 30.0
+"""Seconds a heartbeat keeps a worker's claims alive."""
+HEARTBEATS_PER_LEASE = 3
+"""Heartbeats within one lease: two may be missed before the worker's claims are abandoned."""
+DEFAULT_HEARTBEAT_INTERVAL = DEFAULT_LEASE / HEARTBEATS_PER_LEASE
+"""Seconds between heartbeats (and checks for other workers' expired leases): two may be missed."""
+DEFAULT_KEEP_RUNS = 1000
+"""History retention: runs kept per schedule."""
+DEFAULT_MAX_LOG_BYTES = 10 * 1024 * 1024
+"""A run's log file keeps at most this many bytes of output (10 MiB); the rest is counted and dropped."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker behaves; times in seconds. ``log_dir`` holds one log file per run (None:
+    ``<state dir>/logs``, filled in by :func:`flowyml_sched.application.workers.open_worker`;
+    a :class:`~flowyml_sched.worker.Worker` that runs child processes needs one)."""
+
+    log_dir: Path | None = None
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    claim_ahead: float = DEFAULT_CLAIM_AHEAD
+    grace: float = DEFAULT_GRACE
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    lease: float = DEFAULT_LEASE
+    in_process: bool = False
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    keep_runs: int | None = DEFAULT_KEEP_RUNS
+    keep_days: float | None = None
+    sync_file: Path | None = None
+
 
 class ConfigError(SchedulerError, ValueError):
     """A config file that cannot be read or holds something other than the known keys."""

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flowyml_sched.config import DEFAULT_MAX_LOG_BYTES
 from flowyml_sched.model import RunStatus
 from flowyml_sched.runner import private_opener
 
@@ -31,9 +32,6 @@ logger = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 10.0
 """Seconds between SIGTERM and SIGKILL when a run is stopped (timeout, replace, shutdown)."""
-
-DEFAULT_MAX_LOG_BYTES = 10 * 1024 * 1024
-"""A run's log file keeps at most this many bytes of output (10 MiB); the rest is counted and dropped."""
 
 _CHUNK = 64 * 1024
 

@@ -45,9 +45,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from flowyml_sched.clock import utc_now
+from flowyml_sched.config import WorkerSettings
 from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
 from flowyml_sched.errors import SchedulerError, StoreError
-from flowyml_sched.executor import DEFAULT_MAX_LOG_BYTES, ChildRun, Outcome, RunRequest, prepare_in_process
+from flowyml_sched.executor import ChildRun, Outcome, RunRequest, prepare_in_process
 from flowyml_sched.filewatch import FileWatch
 from flowyml_sched.locks import LockBackend, RunLock
 from flowyml_sched.model import Claim, Heartbeat, Overlap, Run, RunStatus, WorkerInfo
@@ -58,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 UTC = timezone.utc
 
-DEFAULT_CLAIM_AHEAD = 0.1
-"""Seconds before their instant that fire times are claimed; their runs start at the instant."""
 PREPARE_AHEAD = 0.005
 """Seconds before its instant at which a held run wakes to prepare (after a sleep, that Python
 work runs several times slower than warm)."""
@@ -88,43 +88,8 @@ record while the store was unreachable (grace 30 s + 10 s stays below systemd's 
 FENCE_RETRY_FIRST = 0.05
 """Seconds before the first retry of a fenced start the store refused; doubled each time, up
 to the poll interval."""
-DEFAULT_POLL_INTERVAL = 1.0
-"""Seconds between looks at the change watch and the sync file where they cannot wake the
-loop (:mod:`flowyml_sched.store.watch`), and between retries after a failed round."""
-DEFAULT_MAX_CONCURRENT = 4
-"""Runs one worker executes at once."""
-DEFAULT_GRACE = 30.0
-"""Seconds running work gets to finish after the first SIGTERM; keep below systemd's TimeoutStopSec."""
-DEFAULT_LEASE = 30.0
-"""Seconds a heartbeat keeps a worker's claims alive."""
-DEFAULT_HEARTBEAT_INTERVAL = DEFAULT_LEASE / 3
-"""Seconds between heartbeats (and checks for other workers' expired leases): two may be missed."""
-DEFAULT_KEEP_RUNS = 1000
-"""History retention: runs kept per schedule."""
 RETENTION_INTERVAL = 3600.0
 """Seconds between history pruning rounds."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How a worker behaves; times in seconds. ``log_dir`` holds one log file per run."""
-
-    log_dir: Path
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT
-    poll_interval: float = DEFAULT_POLL_INTERVAL
-    claim_ahead: float = DEFAULT_CLAIM_AHEAD
-    grace: float = DEFAULT_GRACE
-    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
-    lease: float = DEFAULT_LEASE
-    in_process: bool = False
-    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
-    keep_runs: int | None = DEFAULT_KEEP_RUNS
-    keep_days: float | None = None
-    sync_file: Path | None = None
 
 
 class _Wakeup:
@@ -182,6 +147,8 @@ class Worker:
         notifier: Notifier | None = None,
         sync: Callable[[Path, datetime], None] | None = None,
     ):
+        if settings.log_dir is None and not settings.in_process:
+            raise ValueError("a worker that runs pipelines in child processes needs WorkerSettings.log_dir")
         self.store = store
         self.locks = locks
         self.settings = settings
@@ -939,6 +906,7 @@ class Worker:
             outcome = call()
             return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
+        assert self.settings.log_dir is not None  # checked in __init__
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{claim.attempt}-{run_uuid[:8]}.log"
         if (refused := self._fence(claim, run_uuid, log_path)) is not None:
             return None, refused

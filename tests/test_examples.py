@@ -164,7 +164,7 @@ def test_the_scheduler_runs_the_flowyml_factory(flowyml_sandbox):
 def test_a_worker_runs_the_flowyml_entry_point_and_its_run_id_lands_in_history(flowyml_sandbox):
     from datetime import timedelta
 
-    from flowyml_sched import service
+    from flowyml_sched.application import Scheduler
     from flowyml_sched.locks import FileLocks
     from flowyml_sched.model import RunStatus, Schedule
     from flowyml_sched.store import open_store
@@ -174,7 +174,7 @@ def test_a_worker_runs_the_flowyml_entry_point_and_its_run_id_lands_in_history(f
     created = MARCH_4 - timedelta(hours=1)
     with open_store(f"sqlite:///{flowyml_sandbox / 'store.db'}") as store:
         schedule = Schedule("flowyml-nightly", "flowyml_demo", DailyTrigger(2, 30), "UTC")
-        service.add_schedule(store, schedule, created)  # the entry point resolves: no --no-check needed
+        Scheduler(store, clock=lambda: created).add_schedule(schedule)  # the entry point resolves: no --no-check needed
         worker = Worker(
             store,
             FileLocks(flowyml_sandbox / "locks"),

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from flowyml_sched.errors import InvalidCronExpression
-from flowyml_sched.service import build_trigger
+from flowyml_sched.fields import trigger_of
 from flowyml_sched.timing import fire_times
 from flowyml_sched.triggers import parse_instant
 from flowyml_sched.zones import get_zone
@@ -388,7 +388,7 @@ CASES = [
 def test_field_case_fires_at_the_right_instants(schedule, zone, after, anchor, expected):
     kind, text = schedule
     start = parse_instant(after)
-    trigger = build_trigger(**{kind: text}, anchor=parse_instant(anchor) if anchor else None)
+    trigger = trigger_of({kind: text, "anchor": anchor})
     got = [f.at for f in fire_times(trigger, get_zone(zone), start, len(expected))]
     want = [datetime.fromisoformat(e) for e in expected]
     assert [g.timestamp() for g in got] == [w.timestamp() for w in want]
@@ -397,4 +397,4 @@ def test_field_case_fires_at_the_right_instants(schedule, zone, after, anchor, e
 
 def test_a_date_that_never_exists_is_refused_at_once():
     with pytest.raises(InvalidCronExpression, match="no day can ever match"):
-        build_trigger(cron="0 0 30 2 *")
+        trigger_of({"cron": "0 0 30 2 *"})

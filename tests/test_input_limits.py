@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from flowyml_sched import service
+from flowyml_sched.application import Scheduler
 from flowyml_sched.cli import app
 from flowyml_sched.model import MAX_PARAMS_BYTES, MAX_PARAMS_DEPTH, MAX_PIPELINE_LENGTH, Schedule
 from flowyml_sched.spec import parse_spec
@@ -132,7 +132,9 @@ def test_a_pipeline_reference_longer_than_its_column_is_refused_on_every_store(
 
 def test_a_pipeline_reference_of_the_longest_length_is_stored_on_every_store(store: ScheduleStore) -> None:
     reference = "a" * MAX_PIPELINE_LENGTH
-    service.add_schedule(store, Schedule("long", reference, DailyTrigger(2, 0)), NOW, check_pipeline=False)
+    Scheduler(store, clock=lambda: NOW).add_schedule(
+        Schedule("long", reference, DailyTrigger(2, 0)), check_pipeline=False
+    )
     assert store.get("long").pipeline == reference
 
 
@@ -186,11 +188,12 @@ def test_any_params_that_are_stored_export_to_a_file_that_apply_takes_back_uncha
 ) -> None:
     store.clear(NOW)
     schedule = Schedule("p", "a.b:c", DailyTrigger(2, 0), params=params)
-    service.add_schedule(store, schedule, NOW, check_pipeline=False)
-    exported = service.export_schedules(store)
+    scheduler = Scheduler(store, clock=lambda: NOW)
+    scheduler.add_schedule(schedule, check_pipeline=False)
+    exported = scheduler.export()
     assert parse_spec(exported, "export.yaml").schedules[0].params == store.get("p").params == params
     path = tmp_path / "export.yaml"
     path.write_text(exported, encoding="utf-8")
-    plan = service.apply_file(store, str(path), prune=True, dry_run=False, now=NOW, check_pipelines=False)
+    plan = scheduler.apply_file(str(path), prune=True, dry_run=False, check_pipelines=False)
     assert not plan.has_changes
     assert store.get("p").params == params

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from flowyml_sched import service
+from flowyml_sched.application import Scheduler
 from flowyml_sched.cli import app
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import BrokenSchedule, Schedule, WorkerInfo
@@ -45,7 +45,9 @@ def by_hand(engine: sa.Engine, statement: str) -> None:
 
 def add_every_minute(store: ScheduleStore, *names: str) -> None:
     for name in names:
-        service.add_schedule(store, Schedule(name, "a.b:c", CronTrigger("* * * * *")), CREATED, check_pipeline=False)
+        Scheduler(store, clock=lambda: CREATED).add_schedule(
+            Schedule(name, "a.b:c", CronTrigger("* * * * *")), check_pipeline=False
+        )
 
 
 def deep_params(levels: int) -> str:
@@ -146,7 +148,7 @@ def test_a_repair_with_edit_makes_the_row_due_again_for_a_worker_that_quarantine
     add_every_minute(store, "m1")
     by_hand(sql, "UPDATE schedules SET timezone = 'Mars/Olympus' WHERE name = 'm1'")
     assert store.claim_due(MINUTE1, WORKER, 10).next_due_at is None
-    service.edit_schedule(store, "m1", {"timezone": "Europe/Berlin"}, MINUTE1 + timedelta(seconds=10))
+    Scheduler(store, clock=lambda: MINUTE1 + timedelta(seconds=10)).edit_schedule("m1", {"timezone": "Europe/Berlin"})
     assert store.next_due_at() == MINUTE1 + timedelta(minutes=1)
 
 
@@ -155,7 +157,7 @@ def test_the_worker_keeps_running_healthy_schedules_beside_a_broken_row(
 ) -> None:
     for name in ("m1", "ok"):
         schedule = Schedule(name, "pipelines_for_tests:ok", CronTrigger("* * * * *"))
-        service.add_schedule(store, schedule, CREATED, check_pipeline=False)
+        Scheduler(store, clock=lambda: CREATED).add_schedule(schedule, check_pipeline=False)
     by_hand(sql, "UPDATE schedules SET timezone = 'Mars/Olympus' WHERE name = 'm1'")
     settings = WorkerSettings(log_dir=tmp_path / "logs", in_process=True, heartbeat_interval=0.0, lease=10**6)
     now = [MINUTE1]

@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from pipelines_for_tests import pythonpath, read_records
 
-from flowyml_sched import service
+from flowyml_sched.application import Scheduler, next_fire_at
 from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
@@ -160,7 +160,7 @@ def add(
         policy=Policy(**policy),
     )
     # straight into the store (as add_schedule would), so unresolvable pipelines can be stored too
-    return store.add(dataclasses.replace(schedule, next_fire_at=service.next_fire_at(schedule, created)), created)
+    return store.add(dataclasses.replace(schedule, next_fire_at=next_fire_at(schedule, created)), created)
 
 
 def runs_of(store: ScheduleStore, name: str) -> dict[datetime, Run]:
@@ -440,11 +440,11 @@ def test_pausing_stops_claims_at_the_next_tick_and_resuming_skips_the_paused_fir
     assert worker.tick(hour[13]) == [("hourly", hour[13])]
     worker.idle()
 
-    service.pause_schedule(store, "hourly", "maintenance", hour[13] + timedelta(minutes=10))
+    Scheduler(store, clock=lambda: hour[13] + timedelta(minutes=10)).pause("hourly", "maintenance")
     assert worker.tick(hour[14]) == []
     assert worker.tick(hour[15]) == []
 
-    resumed = service.resume_schedule(store, "hourly", hour[15] + timedelta(minutes=30))
+    resumed = Scheduler(store, clock=lambda: hour[15] + timedelta(minutes=30)).resume("hourly")
     assert resumed.next_fire_at == hour[16]
     assert worker.tick(hour[15] + timedelta(minutes=30)) == []
     assert worker.tick(hour[16]) == [("hourly", hour[16])]
@@ -862,8 +862,8 @@ def test_a_tick_writes_the_workers_heartbeat_row_with_its_lease(
     (row,) = store.list_workers()
     assert row.id == worker.identity.id and row.pid == os.getpid() and row.status == "alive"
     assert (row.heartbeat_at, row.lease_expires_at) == (DAY1, DAY1 + timedelta(seconds=45))
-    assert [w.id for w in service.live_workers(store, DAY1 + timedelta(seconds=45))] == [row.id]
-    assert service.live_workers(store, DAY1 + timedelta(seconds=45, microseconds=1)) == []
+    assert [w.id for w in Scheduler(store, clock=lambda: DAY1 + timedelta(seconds=45)).live_workers()] == [row.id]
+    assert Scheduler(store, clock=lambda: DAY1 + timedelta(seconds=45, microseconds=1)).live_workers() == []
     worker.tick(DAY1 + timedelta(minutes=1))
     assert store.list_workers()[0].heartbeat_at == DAY1 + timedelta(minutes=1)
 
@@ -905,7 +905,7 @@ def test_health_reports_live_workers_late_schedules_success_rate_percentiles_and
         store.record_run(run)
     store.record_run(finished("etl", DAY1 - timedelta(days=3), RunStatus.failed, 99.0))  # outside the window
 
-    report = service.health(store, DAY1 + timedelta(minutes=5))
+    report = Scheduler(store, clock=lambda: DAY1 + timedelta(minutes=5)).health()
 
     assert report["status"] == "degraded"  # a late schedule
     assert [w["id"] for w in report["workers"]] == [worker.identity.id]
@@ -924,7 +924,7 @@ def test_health_is_down_when_schedules_exist_and_no_worker_is_live(
     add(store)
     make_worker(lease=30.0).tick(DAY1 - timedelta(hours=1))
     store.record_run(Run("nightly", DAY1 - timedelta(days=1), RunStatus.failed))  # no times at all
-    report = service.health(store, DAY1 - timedelta(minutes=1))
+    report = Scheduler(store, clock=lambda: DAY1 - timedelta(minutes=1)).health()
     assert report["status"] == "down" and report["workers"] == []
     assert report["schedules"]["nightly"]["duration_p50_seconds"] is None
     assert report["last_failure"]["started_at"] is None

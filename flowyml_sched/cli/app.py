@@ -1,4 +1,4 @@
-"""Typer application: each command parses, calls one service function, renders.
+"""Typer application: each command parses, calls one use case of :mod:`flowyml_sched.application`, renders.
 
 Errors: a :class:`~flowyml_sched.errors.SchedulerError` becomes its message on stderr and
 exit status 1 (2 for usage errors); Typer/Click report bad options with status 2.
@@ -12,13 +12,17 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from flowyml_sched import __version__
+from flowyml_sched import config as c
 from flowyml_sched.cli import options as o
 from flowyml_sched.errors import SchedulerError, UsageError
+
+if TYPE_CHECKING:
+    from flowyml_sched.model import Schedule
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -77,15 +81,6 @@ def _root(
     """Schedule pipelines with correct time semantics."""
 
 
-def _one_trigger(cron: str | None, daily: str | None, hourly: str | None, every: str | None, required: bool) -> None:
-    chosen = [n for n, v in (("--cron", cron), ("--daily", daily), ("--hourly", hourly), ("--every", every)) if v]
-    if len(chosen) > 1 or (required and not chosen):
-        got = f" (got {', '.join(chosen)})" if chosen else ""
-        raise UsageError(
-            f"give {'exactly' if required else 'at most'} one of --cron, --daily, --hourly or --every{got}"
-        )
-
-
 @app.command("next")
 @translate_errors
 def next_command(
@@ -115,33 +110,21 @@ def next_command(
 
     Example: flowyml-sched next --cron '30 1 * * *' --tz America/New_York --after 2026-10-31T12:00:00-04:00 -n 3
     """
+    from flowyml_sched.application import preview
     from flowyml_sched.cli.render import render_fire_times
-    from flowyml_sched.service import preview_fire_times, preview_stored
     from flowyml_sched.triggers import parse_instant
 
+    start = parse_instant(after, "--after") if after else _now()
     if name is not None:
         if any(v is not None for v in (cron, daily, hourly, every, anchor, tz)):
             raise UsageError("give a stored schedule's NAME or schedule options, not both")
-        start = parse_instant(after, "--after") if after else _now()
-        with o.open_store(db, db_url, config, create=False) as store:
-            schedule, fires = preview_stored(store, name, start, count)
+        with o.scheduler(db, db_url, config, create=False) as scheduler:
+            schedule, fires = scheduler.preview(name, start, count)
         zone_name = schedule.timezone
     else:
-        _one_trigger(cron, daily, hourly, every, required=True)
-        if anchor is not None and every is None:
-            raise UsageError("--anchor goes with --every only")
         zone_name = tz or o.settings(db, db_url, config).timezone
-        fires = preview_fire_times(
-            cron=cron,
-            daily=daily,
-            hourly=hourly,
-            every=every,
-            anchor=anchor,
-            timezone_name=zone_name,
-            after=after,
-            count=count,
-            now=_now(),
-        )
+        fields = {"cron": cron, "daily": daily, "hourly": hourly, "every": every, "anchor": anchor}
+        fires = preview(fields, timezone=zone_name, after=start, count=count, labels=o.LABELS)
     if as_json:
         from flowyml_sched.cli.render import fire_time_json
 
@@ -184,44 +167,17 @@ def add_command(
 
     Example: flowyml-sched add nightly-etl --pipeline etl.jobs:run --daily 02:30 --tz Europe/Berlin --param region=eu
     """
-    from flowyml_sched.model import Policy, Schedule, schedule_to_dict
-    from flowyml_sched.service import add_schedule, build_trigger
-    from flowyml_sched.triggers import parse_instant
-
-    _one_trigger(cron, daily, hourly, every, required=True)
-    if anchor is not None and every is None:
-        raise UsageError("--anchor goes with --every only")
-    now = _now()
-    anchor_at = parse_instant(anchor, "--anchor") if anchor else now.replace(microsecond=0)
-    schedule = Schedule(
-        name=name,
-        pipeline=pipeline,
-        trigger=build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at),
-        timezone=tz or o.settings(db, db_url, config).timezone,
-        params=o.parse_params(param, name),
-        description=description or "",
-        tags=tuple(tag or ()),
-        policy=o.policy_changes(
-            Policy(), catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff
-        ),
-    )
+    fields = o.schedule_fields(
+        pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
+        catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff, name=name,
+    )  # fmt: skip
     if file is not None:
-        from flowyml_sched.service import check_pipeline_reference
-        from flowyml_sched.yamledit import add_schedule as add_to_file
-
-        if check_pipeline:
-            check_pipeline_reference(pipeline)
-        add_to_file(str(file), schedule)
+        o.schedule_file(file, db, db_url, config).add(fields, check_pipeline=check_pipeline, labels=o.LABELS)
         typer.echo(f"added {name} to {file}")
         return
-    with o.open_store(db, db_url, config) as store:
-        stored = add_schedule(store, schedule, now, check_pipeline=check_pipeline)
-    if as_json:
-        _print_json(schedule_to_dict(stored))
-    else:
-        from flowyml_sched.cli.render import describe_next
-
-        typer.echo(f"added {stored.name}: {describe_next(stored, now)}")
+    with o.scheduler(db, db_url, config) as scheduler:
+        stored = scheduler.add(fields, check_pipeline=check_pipeline, labels=o.LABELS)
+    _print_changed(stored, as_json, f"added {stored.name}")
 
 
 @app.command("edit")
@@ -256,106 +212,30 @@ def edit_command(
 
     Example: flowyml-sched edit nightly-etl --daily 03:15 --timeout 45m
     """
-    from flowyml_sched.model import Schedule, schedule_to_dict
-    from flowyml_sched.service import build_trigger, edit_schedule
-    from flowyml_sched.triggers import IntervalTrigger, parse_instant
-
-    _one_trigger(cron, daily, hourly, every, required=False)
-    now = _now()
-    if check_pipeline and pipeline is not None:
-        from flowyml_sched.service import check_pipeline_reference
-
-        check_pipeline_reference(pipeline)
+    fields = o.schedule_fields(
+        pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
+        catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff, name=name,
+    )  # fmt: skip
+    del fields["name"]
     if file is not None:
-        from flowyml_sched.yamledit import edit_schedule as edit_in_file
-
-        fields = _yaml_fields(
-            pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
-            catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff,
-        )  # fmt: skip
-        if not fields:
-            raise UsageError("nothing to change: give at least one option")
-        edit_in_file(str(file), name, fields)
+        o.schedule_file(file, db, db_url, config).edit(name, fields, check_pipeline=check_pipeline)
         typer.echo(f"changed {name} in {file}")
         return
-    with o.open_store(db, db_url, config, create=False) as store:
-        current = store.entry(name)  # a row that cannot be loaded too: an edit may repair it
-        changes: dict[str, Any] = {}
-        if pipeline is not None:
-            changes["pipeline"] = pipeline
-        if cron or daily or hourly or every:
-            old_anchor = current.trigger.anchor if isinstance(current.trigger, IntervalTrigger) else None
-            anchor_at = parse_instant(anchor, "--anchor") if anchor else old_anchor or now.replace(microsecond=0)
-            changes["trigger"] = build_trigger(cron=cron, daily=daily, hourly=hourly, every=every, anchor=anchor_at)
-        elif anchor is not None:
-            if not isinstance(current.trigger, IntervalTrigger):
-                raise UsageError(f"--anchor applies to interval schedules only; {name} is {current.kind}")
-            changes["trigger"] = IntervalTrigger(current.trigger.every, parse_instant(anchor, "--anchor"))
-        if tz is not None:
-            changes["timezone"] = tz
-        if param is not None:
-            changes["params"] = o.parse_params(param, name)
-        if description is not None:
-            changes["description"] = description
-        if tag is not None:
-            changes["tags"] = tuple(tag)
-        policy_options = (catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff)
-        if any(option is not None for option in policy_options):
-            base = current.policy if isinstance(current, Schedule) else current.policy_fields
-            policy = o.policy_changes(base, *policy_options)
-            if not isinstance(current, Schedule) or policy != current.policy:
-                changes["policy"] = policy
-        if not changes:
-            raise UsageError("nothing to change: give at least one option")
-        stored = edit_schedule(store, name, changes, now)
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        stored = scheduler.edit(name, fields, check_pipeline=check_pipeline, labels=o.LABELS)
+    _print_changed(stored, as_json, f"changed {stored.name} (version {stored.version})")
+
+
+def _print_changed(stored: Schedule, as_json: bool, done: str) -> None:
+    """The stored schedule as JSON, or ``done`` with when it runs next."""
     if as_json:
+        from flowyml_sched.model import schedule_to_dict
+
         _print_json(schedule_to_dict(stored))
     else:
         from flowyml_sched.cli.render import describe_next
 
-        typer.echo(f"changed {stored.name} (version {stored.version}): {describe_next(stored, now)}")
-
-
-def _yaml_fields(
-    pipeline: str | None,
-    cron: str | None,
-    daily: str | None,
-    hourly: str | None,
-    every: str | None,
-    anchor: str | None,
-    tz: str | None,
-    param: list[str] | None,
-    description: str | None,
-    tag: list[str] | None,
-    catchup: str | None,
-    max_catchup: int | None,
-    misfire_grace: str | None,
-    overlap: str | None,
-    timeout: str | None,
-    retries: int | None,
-    retry_backoff: str | None,
-) -> dict[str, Any]:
-    """The YAML keys and values that edit options set in a schedules file."""
-    fields: dict[str, Any] = {
-        "pipeline": pipeline,
-        "cron": cron,
-        "daily": daily,
-        "hourly": int(hourly.removeprefix(":")) if hourly and hourly.removeprefix(":").isdigit() else hourly,
-        "every": every,
-        "anchor": anchor,
-        "timezone": tz,
-        "params": o.parse_params(param) if param is not None else None,
-        "description": description,
-        "tags": list(tag) if tag is not None else None,
-        "catchup": catchup,
-        "max_catchup": max_catchup,
-        "misfire_grace": misfire_grace,
-        "overlap": overlap,
-        "timeout": timeout,
-    }
-    if retries is not None or retry_backoff is not None:
-        fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", retry_backoff)) if v is not None}
-    return {k: v for k, v in fields.items() if v is not None}
+        typer.echo(f"{done}: {describe_next(stored, _now())}")
 
 
 @app.command("list")
@@ -373,13 +253,11 @@ def list_command(
 
     Example: flowyml-sched list --tag reports --enabled
     """
-    from flowyml_sched.service import list_schedules
-
     if paused and enabled:
         raise UsageError("give --paused or --enabled, not both")
     state = False if paused else True if enabled else None
-    with o.open_store(db, db_url, config, create=False) as store:
-        rows = list_schedules(store, tag=tag, enabled=state)
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        rows = scheduler.list(tag=tag, enabled=state)
     if as_json:
         from flowyml_sched.model import entry_to_dict, run_to_dict
 
@@ -403,11 +281,9 @@ def show_command(
 
     Example: flowyml-sched show nightly-etl --json
     """
-    from flowyml_sched.service import show_schedule
-
-    now = _now()
-    with o.open_store(db, db_url, config, create=False) as store:
-        schedule, fires = show_schedule(store, name, now, 3)
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        schedule, fires = scheduler.show(name, 3)
+        now = scheduler.clock()
     if as_json:
         from flowyml_sched.model import entry_to_dict
 
@@ -433,15 +309,11 @@ def pause_command(
     Example: flowyml-sched pause nightly-etl --note "upstream outage"
     """
     if file is not None:
-        from flowyml_sched.yamledit import set_enabled
-
-        set_enabled(str(file), name, False, note)
+        o.schedule_file(file, db, db_url, config).pause(name, note)
         typer.echo(f"paused {name} in {file}")
         return
-    from flowyml_sched.service import pause_schedule
-
-    with o.open_store(db, db_url, config, create=False) as store:
-        paused = pause_schedule(store, name, note, _now())
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        paused = scheduler.pause(name, note)
     typer.echo(f"paused {name}")
     _warn_if_broken(paused)
 
@@ -460,17 +332,14 @@ def resume_command(
     Example: flowyml-sched resume nightly-etl
     """
     if file is not None:
-        from flowyml_sched.yamledit import set_enabled
-
-        set_enabled(str(file), name, True, None)
+        o.schedule_file(file, db, db_url, config).resume(name)
         typer.echo(f"resumed {name} in {file}")
         return
     from flowyml_sched.cli.render import describe_next
-    from flowyml_sched.service import resume_schedule
 
-    now = _now()
-    with o.open_store(db, db_url, config, create=False) as store:
-        stored = resume_schedule(store, name, now)
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        stored = scheduler.resume(name)
+        now = scheduler.clock()
     if _warn_if_broken(stored):
         typer.echo(f"resumed {name}: it runs once repaired")
     else:
@@ -501,13 +370,11 @@ def remove_command(
     Example: flowyml-sched remove nightly-etl
     """
     if file is not None:
-        from flowyml_sched.yamledit import remove_schedule
-
-        remove_schedule(str(file), name)
+        o.schedule_file(file, db, db_url, config).remove(name)
         typer.echo(f"removed {name} from {file}")
         return
-    with o.open_store(db, db_url, config, create=False) as store:
-        store.remove(name, _now())
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        scheduler.remove(name)
     typer.echo(f"removed {name}")
 
 
@@ -526,8 +393,8 @@ def clear_command(
     if not yes and not typer.confirm("Remove every schedule from the store?", default=False):
         typer.echo("nothing removed", err=True)
         raise typer.Exit(1)
-    with o.open_store(db, db_url, config, create=False) as store:
-        count = store.clear(_now())
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        count = scheduler.clear()
     typer.echo(f"removed {count} schedule{'s' if count != 1 else ''}")
 
 
@@ -545,13 +412,8 @@ def history_command(
 
     Example: flowyml-sched history nightly-etl --limit 10 --json
     """
-    from flowyml_sched.model import validate_name
-
-    validate_name(name)
-    with o.open_store(db, db_url, config, create=False) as store:
-        runs = store.history(name, limit)
-        if not runs:
-            store.entry(name)  # an unknown name is an error, a schedule without runs is not
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        runs = scheduler.history(name, limit)
     if as_json:
         from flowyml_sched.model import run_to_dict
 
@@ -580,10 +442,8 @@ def apply_command(
 
     Example: flowyml-sched apply schedules.yaml --prune --dry-run
     """
-    from flowyml_sched.service import apply_file
-
-    with o.open_store(db, db_url, config) as store:
-        plan = apply_file(store, str(file), prune=prune, dry_run=dry_run, now=_now(), check_pipelines=check_pipeline)
+    with o.scheduler(db, db_url, config) as scheduler:
+        plan = scheduler.apply_file(str(file), prune=prune, dry_run=dry_run, check_pipelines=check_pipeline)
     if as_json:
         from flowyml_sched.cli.render import plan_json
 
@@ -606,10 +466,8 @@ def export_command(
 
     Example: flowyml-sched export --output schedules.yaml
     """
-    from flowyml_sched.service import export_schedules
-
-    with o.open_store(db, db_url, config, create=False) as store:
-        text = export_schedules(store)
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        text = scheduler.export()
     if output is None:
         sys.stdout.write(text)
         return
@@ -629,7 +487,7 @@ def validate_command(
 
     Example: flowyml-sched validate schedules.yaml
     """
-    from flowyml_sched.service import validate_file
+    from flowyml_sched.application import validate_file
 
     spec = validate_file(str(file), check_pipelines=check_pipeline)
     for warning in spec.warnings:
@@ -645,8 +503,8 @@ def db_upgrade_command(db: o.DbPath = None, db_url: o.DbUrl = None, config: o.Co
 
     Example: flowyml-sched db upgrade --db-url postgresql+psycopg://scheduler@db/scheduler
     """
-    with o.open_store(db, db_url, config) as store:
-        store.upgrade()
+    with o.scheduler(db, db_url, config) as scheduler:
+        scheduler.upgrade()
     typer.echo("the store's schema is current")
 
 
@@ -662,7 +520,7 @@ def run_worker_command(
     ] = None,
     max_concurrent: Annotated[
         int, typer.Option("--max-concurrent", min=1, max=1000, help="Runs executed at once.")
-    ] = 4,
+    ] = c.DEFAULT_MAX_CONCURRENT,
     poll_interval: Annotated[
         float,
         o.bounded_float(
@@ -672,7 +530,7 @@ def run_worker_command(
             "Seconds between looks for changes where a write cannot wake the worker (no inotify, "
             "in-memory SQLite), and between retries after a failed round.",
         ),
-    ] = 1.0,
+    ] = c.DEFAULT_POLL_INTERVAL,
     claim_ahead: Annotated[
         float,
         o.bounded_float(
@@ -681,23 +539,23 @@ def run_worker_command(
             60,
             "Claim fire times this many seconds before they are due; their runs still start on time, never before.",
         ),
-    ] = 0.1,
+    ] = c.DEFAULT_CLAIM_AHEAD,
     grace: Annotated[
         float,
         o.bounded_float("--grace", 0, 86400, "Seconds running work may finish after SIGTERM before it is stopped."),
-    ] = 30.0,
+    ] = c.DEFAULT_GRACE,
     lease: Annotated[
         float,
         o.bounded_float(
             "--lease", 1, 86400, "Seconds a heartbeat keeps this worker's claims; then they are abandoned."
         ),
-    ] = 30.0,
+    ] = c.DEFAULT_LEASE,
     in_process: Annotated[
         bool, typer.Option("--in-process", help="Run pipelines in the worker process (no timeout, no isolation).")
     ] = False,
     keep_runs: Annotated[
         int, typer.Option("--keep-runs", min=1, max=10_000_000, help="History kept per schedule, in runs.")
-    ] = 1000,
+    ] = c.DEFAULT_KEEP_RUNS,
     keep_days: Annotated[
         Optional[float],
         o.bounded_float("--keep-days", 0, 36500, "Also delete history older than this many days."),
@@ -726,52 +584,34 @@ def run_worker_command(
     Example: flowyml-sched run-worker --sync /etc/flowyml-sched/schedules.yaml --max-concurrent 8
     """
     import logging
+    import os
 
+    from flowyml_sched.application import open_worker
     from flowyml_sched.cli import logs
 
     settings = o.settings(db, db_url, config)
     if check:
-        from flowyml_sched.service import live_workers
-
-        with o.open_store(db, db_url, config, create=False) as store:
-            alive = live_workers(store, _now())
+        with o.scheduler(db, db_url, config, create=False) as scheduler:
+            alive = scheduler.live_workers()
         typer.echo(f"{len(alive)} live worker{'s' if len(alive) != 1 else ''}" + "".join(f"\n  {w.id}" for w in alive))
         raise typer.Exit(0 if alive else 1)
     logs.configure(logging.DEBUG if verbose else logging.INFO)
-    import os
-
-    from flowyml_sched.locks import FileLocks
-    from flowyml_sched.sdnotify import Notifier
-    from flowyml_sched.service import sync_file
-    from flowyml_sched.worker import Worker, WorkerSettings
-
-    state = state_dir or settings.state_dir
-    worker_settings = WorkerSettings(
-        log_dir=state / "logs",
+    tuning = c.WorkerSettings(
         max_concurrent=max_concurrent,
         poll_interval=poll_interval,
         claim_ahead=claim_ahead,
         grace=grace,
         lease=lease,
-        heartbeat_interval=lease / 3,
+        heartbeat_interval=lease / c.HEARTBEATS_PER_LEASE,
         in_process=in_process,
         keep_runs=keep_runs,
         keep_days=keep_days,
         sync_file=sync,
     )
-    with o.open_store(db, db_url, config) as store:
-        worker = Worker(
-            store,
-            FileLocks(state / "locks"),
-            worker_settings,
-            notifier=Notifier(os.environ),
-            sync=lambda path, now: sync_file(store, path, now),
-        )
+    with open_worker(settings, tuning, environ=os.environ, state_dir=state_dir) as worker:
+        code = worker.run(once=once)
         if once:
-            code = worker.run(once=True)
             worker.wait_idle()
-        else:
-            code = worker.run()
     raise typer.Exit(code)
 
 
@@ -791,11 +631,10 @@ def health_command(
 
     Example: flowyml-sched health --window 7d --json
     """
-    from flowyml_sched.service import health
     from flowyml_sched.triggers import parse_duration
 
-    with o.open_store(db, db_url, config, create=False) as store:
-        report = health(store, _now(), parse_duration(window), parse_duration(tolerance))
+    with o.scheduler(db, db_url, config, create=False) as scheduler:
+        report = scheduler.health(parse_duration(window), parse_duration(tolerance))
     if as_json:
         _print_json(report)
     else:
@@ -812,9 +651,9 @@ def pipelines_command(as_json: o.Json = False) -> None:
 
     Example: flowyml-sched pipelines --json
     """
-    from flowyml_sched.pipelines import registered
+    from flowyml_sched.application import registered_pipelines
 
-    found = registered()
+    found = registered_pipelines()
     if as_json:
         _print_json([{"name": name, "target": value} for name, value in found])
         return

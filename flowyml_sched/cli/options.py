@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -15,9 +15,8 @@ import typer
 from flowyml_sched.errors import InvalidParams
 
 if TYPE_CHECKING:
+    from flowyml_sched.application import ScheduleFile, Scheduler
     from flowyml_sched.config import Settings
-    from flowyml_sched.model import Policy
-    from flowyml_sched.store import ScheduleStore
 
 STORE = "Store"
 SCHEDULE = "Schedule"
@@ -157,18 +156,79 @@ def settings(db: Path | None, db_url: str | None, config: Path | None, tz: str |
 
 
 @contextmanager
-def open_store(
-    db: Path | None, db_url: str | None, config: Path | None, create: bool = True
-) -> Iterator[ScheduleStore]:
-    """The store the flags and environment name, closed on exit. Commands that only read
-    pass ``create=False``, so a mistyped path is an error rather than a new empty store."""
-    from flowyml_sched.store import open_store as open_
+def scheduler(db: Path | None, db_url: str | None, config: Path | None, create: bool = True) -> Iterator[Scheduler]:
+    """The use cases on the store the flags and environment name, closed on exit. Commands
+    that only read pass ``create=False``, so a mistyped path is an error rather than a new
+    empty store."""
+    from flowyml_sched.application import open_scheduler
 
-    store = open_(settings(db, db_url, config).db_url, create=create)
-    try:
-        yield store
-    finally:
-        store.close()
+    with open_scheduler(settings(db, db_url, config), create=create) as opened:
+        yield opened
+
+
+def schedule_file(file: Path, db: Path | None, db_url: str | None, config: Path | None) -> ScheduleFile:
+    """The use cases on the YAML file ``file``, new schedules in the configured zone."""
+    from flowyml_sched.application import ScheduleFile
+
+    return ScheduleFile(str(file), timezone=settings(db, db_url, config).timezone)
+
+
+LABELS = {
+    "cron": "--cron",
+    "daily": "--daily",
+    "hourly": "--hourly",
+    "every": "--every",
+    "anchor": "--anchor",
+    "catchup": "--catchup",
+    "overlap": "--overlap",
+}
+"""The options that name schedule fields in error messages (see :mod:`flowyml_sched.fields`)."""
+
+
+def schedule_fields(
+    pipeline: str | None,
+    cron: str | None,
+    daily: str | None,
+    hourly: str | None,
+    every: str | None,
+    anchor: str | None,
+    tz: str | None,
+    param: list[str] | None,
+    description: str | None,
+    tag: list[str] | None,
+    catchup: str | None,
+    max_catchup: int | None,
+    misfire_grace: str | None,
+    overlap: str | None,
+    timeout: str | None,
+    retries: int | None,
+    retry_backoff: str | None,
+    *,
+    name: str,
+) -> dict[str, Any]:
+    """The plain fields (the keys of a YAML entry, see :mod:`flowyml_sched.fields`) that the
+    schedule options give; options not given are left out. Raises InvalidParams for a bad ``--param``."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "pipeline": pipeline,
+        "cron": cron,
+        "daily": daily,
+        "hourly": int(hourly.removeprefix(":")) if hourly and hourly.removeprefix(":").isdigit() else hourly,
+        "every": every,
+        "anchor": anchor,
+        "timezone": tz,
+        "params": parse_params(param, name) if param is not None else None,
+        "description": description,
+        "tags": list(tag) if tag is not None else None,
+        "catchup": catchup,
+        "max_catchup": max_catchup,
+        "misfire_grace": misfire_grace,
+        "overlap": overlap,
+        "timeout": timeout,
+    }
+    if retries is not None or retry_backoff is not None:
+        fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", retry_backoff)) if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def parse_params(items: list[str] | None, schedule: str | None = None) -> dict[str, Any]:
@@ -196,48 +256,3 @@ def parse_params(items: list[str] | None, schedule: str | None = None) -> dict[s
                 item, f"{key} is nested more than {MAX_PARAMS_DEPTH} levels deep (lists and mappings)", schedule
             ) from None
     return params
-
-
-def policy_changes(
-    base: Policy | Mapping[str, Any],
-    catchup: str | None,
-    max_catchup: int | None,
-    misfire_grace: str | None,
-    overlap: str | None,
-    timeout: str | None,
-    retries: int | None,
-    retry_backoff: str | None,
-) -> Policy:
-    """``base`` (a Policy, or a Policy's fields as a mapping, such as those of a stored row that
-    cannot be loaded) with the given policy options applied. Raises InvalidPolicy / InvalidDuration."""
-    from dataclasses import fields
-
-    from flowyml_sched.errors import InvalidPolicy
-    from flowyml_sched.model import CatchUp, Overlap
-    from flowyml_sched.triggers import parse_duration
-
-    changes: dict[str, Any] = {}
-    if catchup is not None:
-        try:
-            changes["catchup"] = CatchUp(catchup.lower())
-        except ValueError:
-            raise InvalidPolicy("--catchup", catchup, "one of latest, none, all") from None
-    if overlap is not None:
-        try:
-            changes["overlap"] = Overlap(overlap.lower())
-        except ValueError:
-            raise InvalidPolicy("--overlap", overlap, "one of skip, queue, allow, replace") from None
-    if max_catchup is not None:
-        changes["max_catchup"] = max_catchup
-    if misfire_grace is not None:
-        changes["misfire_grace"] = parse_duration(misfire_grace)
-    if timeout is not None:
-        changes["timeout"] = parse_duration(timeout)
-    if retries is not None:
-        changes["retries"] = retries
-    if retry_backoff is not None:
-        changes["retry_backoff"] = parse_duration(retry_backoff)
-    from flowyml_sched.model import Policy
-
-    current = dict(base) if isinstance(base, Mapping) else {f.name: getattr(base, f.name) for f in fields(Policy)}
-    return Policy(**(current | changes))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowyml_sched import service
+from flowyml_sched.application import Scheduler
 from flowyml_sched.model import Schedule
 from flowyml_sched.store import ScheduleStore
 from flowyml_sched.triggers import DailyTrigger
@@ -18,28 +18,33 @@ CREATED = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
 DUE = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)  # the first fire of a daily 09:00 UTC schedule
 
 
+def at(store: ScheduleStore, now: datetime) -> Scheduler:
+    """The use cases on ``store`` with the clock stopped at ``now``."""
+    return Scheduler(store, clock=lambda: now)
+
+
 def add_daily(store: ScheduleStore) -> None:
     schedule = Schedule("nightly", "pipelines_for_tests:ok", DailyTrigger(9, 0), "UTC")
-    service.add_schedule(store, schedule, CREATED, check_pipeline=False)
+    at(store, CREATED).add_schedule(schedule, check_pipeline=False)
 
 
 def test_editing_only_the_description_keeps_a_due_unclaimed_fire_time(store: ScheduleStore) -> None:
     add_daily(store)
-    edited = service.edit_schedule(store, "nightly", {"description": "only words"}, DUE + timedelta(seconds=5))
+    edited = at(store, DUE + timedelta(seconds=5)).edit_schedule("nightly", {"description": "only words"})
     assert edited.next_fire_at == DUE  # still due: the worker will claim it
 
 
 def test_editing_the_trigger_moves_the_next_fire_time_past_now(store: ScheduleStore) -> None:
     add_daily(store)
     now = DUE + timedelta(seconds=5)
-    edited = service.edit_schedule(store, "nightly", {"trigger": DailyTrigger(10, 0)}, now)
+    edited = at(store, now).edit_schedule("nightly", {"trigger": DailyTrigger(10, 0)})
     assert edited.next_fire_at == datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
 
 
 def test_resume_starts_after_now_not_in_the_paused_period(store: ScheduleStore) -> None:
     add_daily(store)
-    service.pause_schedule(store, "nightly", "maintenance", CREATED)
-    resumed = service.resume_schedule(store, "nightly", DUE + timedelta(days=2, hours=1))
+    at(store, CREATED).pause("nightly", "maintenance")
+    resumed = at(store, DUE + timedelta(days=2, hours=1)).resume("nightly")
     assert resumed.next_fire_at == datetime(2026, 1, 13, 9, 0, tzinfo=UTC)
 
 
@@ -58,10 +63,10 @@ def test_prune_knows_a_file_by_its_absolute_path_from_any_directory(
         (tmp_path / folder / "y").mkdir(parents=True)
         (tmp_path / folder / "y" / "s.yaml").write_text(SPEC.format(name=name))
         monkeypatch.chdir(tmp_path / folder)
-        service.apply_file(store, "y/s.yaml", prune=True, dry_run=False, now=CREATED, check_pipelines=False)
+        at(store, CREATED).apply_file("y/s.yaml", prune=True, dry_run=False, check_pipelines=False)
     assert [s.name for s in store.list()] == ["from-a", "from-b"]
     monkeypatch.chdir(tmp_path)
-    plan = service.apply_file(
-        store, os.fspath(tmp_path / "a" / "y" / "s.yaml"), prune=True, dry_run=True, now=CREATED, check_pipelines=False
+    plan = at(store, CREATED).apply_file(
+        os.fspath(tmp_path / "a" / "y" / "s.yaml"), prune=True, dry_run=True, check_pipelines=False
     )
     assert not plan.deletes and [u.name for u in plan.unchanged] == ["from-a"]

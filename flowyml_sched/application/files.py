@@ -1,0 +1,94 @@
+"""The use cases on a YAML schedules file kept in git: check it, and add, edit, pause,
+resume and remove one schedule in it with the same fields as on a store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowyml_sched.application.scheduler import check_pipeline_reference
+from flowyml_sched.clock import utc_now
+from flowyml_sched.errors import UsageError
+from flowyml_sched.fields import given, schedule_of
+from flowyml_sched.zones import DEFAULT_TIMEZONE
+
+if TYPE_CHECKING:
+    from flowyml_sched.spec import SpecFile
+
+
+def validate_file(path: str, check_pipelines: bool = True) -> SpecFile:
+    """Read and check a YAML schedules file; with ``check_pipelines`` every pipeline must be
+    found in this environment (each one that is not is a problem at its schedule's line).
+
+    Raises InvalidSpec listing every problem.
+    """
+    from flowyml_sched.errors import InvalidSpec, PipelineNotFound, SpecProblem
+    from flowyml_sched.spec import load_spec
+
+    spec = load_spec(path)
+    if check_pipelines:
+        problems = []
+        for schedule in spec.schedules:
+            try:
+                check_pipeline_reference(schedule.pipeline)
+            except PipelineNotFound as exc:
+                problems.append(SpecProblem(path, spec.lines.get(schedule.name), str(exc), schedule.name))
+        if problems:
+            raise InvalidSpec(path, problems)
+    return spec
+
+
+class ScheduleFile:
+    """Edits of one schedule in the YAML file at ``path`` (see :mod:`flowyml_sched.yamledit`:
+    every other byte of the file stays as it was, and a failed edit leaves it unchanged).
+    ``timezone`` and ``clock`` play the parts they play in
+    :class:`~flowyml_sched.application.scheduler.Scheduler`."""
+
+    def __init__(self, path: str, *, clock: Callable[[], datetime] = utc_now, timezone: str = DEFAULT_TIMEZONE):
+        self.path = path
+        self.clock = clock
+        self.timezone = timezone
+
+    def add(
+        self, fields: Mapping[str, Any], *, check_pipeline: bool = True, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """Append a schedule made from plain ``fields`` (see :mod:`flowyml_sched.fields`).
+        Raises ScheduleExists, PipelineNotFound, InvalidSpec, SpecFileError and the fields' errors."""
+        from flowyml_sched.yamledit import add_schedule
+
+        schedule = schedule_of(fields, timezone=self.timezone, now=self.clock(), source=self.path, labels=labels)
+        if check_pipeline:
+            check_pipeline_reference(schedule.pipeline)
+        add_schedule(self.path, schedule)
+
+    def edit(self, name: str, fields: Mapping[str, Any], *, check_pipeline: bool = True) -> None:
+        """Set the keys of schedule ``name`` that ``fields`` gives (plain fields, as written
+        in YAML); the file checks them. Raises UsageError when none is given, and as
+        :func:`flowyml_sched.yamledit.edit_schedule`."""
+        from flowyml_sched.yamledit import edit_schedule
+
+        present = given(fields)
+        if not present:
+            raise UsageError("nothing to change: give at least one option")
+        if check_pipeline and "pipeline" in present:
+            check_pipeline_reference(present["pipeline"])
+        edit_schedule(self.path, name, present)
+
+    def pause(self, name: str, note: str | None = None) -> None:
+        """Pause schedule ``name`` in the file, with an optional note."""
+        from flowyml_sched.yamledit import set_enabled
+
+        set_enabled(self.path, name, False, note)
+
+    def resume(self, name: str) -> None:
+        """Resume schedule ``name`` in the file."""
+        from flowyml_sched.yamledit import set_enabled
+
+        set_enabled(self.path, name, True, None)
+
+    def remove(self, name: str) -> None:
+        """Remove schedule ``name`` from the file."""
+        from flowyml_sched.yamledit import remove_schedule
+
+        remove_schedule(self.path, name)

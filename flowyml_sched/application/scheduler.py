@@ -1,0 +1,317 @@
+"""The use cases on a store of schedules, one method each: what every front end (the CLI,
+later the Python API and the REST API) calls. Each takes "now" from the injected clock and
+records who made a change (``source``: ``cli``, a YAML file's path, later ``api``, ``python``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowyml_sched.clock import utc_now
+from flowyml_sched.errors import UsageError
+from flowyml_sched.fields import changes_of, schedule_of, trigger_of
+from flowyml_sched.model import BrokenSchedule, Run, Schedule, WorkerInfo, validate_name
+from flowyml_sched.timing import FireTime, fire_times, next_fire_time
+from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
+
+if TYPE_CHECKING:
+    from flowyml_sched.config import Settings
+    from flowyml_sched.spec import Plan
+    from flowyml_sched.store import ScheduleStore
+
+logger = logging.getLogger(__name__)
+
+
+def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
+    """The schedule's next fire time after ``now`` in UTC, or None while it is paused."""
+    if not schedule.enabled:
+        return None
+    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).utc
+
+
+def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) -> datetime | None:
+    """The next fire time of an edited schedule.
+
+    When its timing is untouched (same trigger, zone and enabled state) the stored next
+    fire time is kept, so an edit of, say, its description cannot drop a fire time that is
+    due but not yet claimed; otherwise it is the first fire time after ``now``.
+    """
+    same_timing = (current.trigger, current.timezone, current.enabled) == (
+        updated.trigger,
+        updated.timezone,
+        updated.enabled,
+    )
+    return current.next_fire_at if same_timing else next_fire_at(updated, now)
+
+
+def preview(
+    fields: Mapping[str, Any], *, timezone: str, after: datetime, count: int, labels: Mapping[str, str] | None = None
+) -> list[FireTime]:
+    """The next ``count`` fire times after ``after`` (aware) of a schedule described by plain
+    fields (one trigger key; an ``every`` counts from its ``anchor``, else from ``after``) in
+    ``timezone``. Nothing is stored. Raises as :func:`~flowyml_sched.fields.trigger_of`,
+    UnknownTimezone and OutOfRange."""
+    return fire_times(trigger_of(fields, after, labels), get_zone(timezone), after, count)
+
+
+def registered_pipelines() -> list[tuple[str, str]]:
+    """The pipelines registered as entry points: (name, target) pairs sorted by name."""
+    from flowyml_sched.pipelines import registered
+
+    return registered()
+
+
+def check_pipeline_reference(reference: str) -> None:
+    """Raise PipelineNotFound unless the pipeline can be found in this environment."""
+    from flowyml_sched.pipelines import check
+
+    check(reference)
+
+
+class Scheduler:
+    """The use cases on one store.
+
+    ``clock`` gives "now" (aware UTC); ``source`` is recorded on the schedules this object
+    stores (``cli``; a file's path for what :meth:`apply_file` stores); ``timezone`` is the
+    zone of a new schedule whose fields name none (the configured default).
+    """
+
+    def __init__(
+        self,
+        store: ScheduleStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        source: str = "cli",
+        timezone: str = DEFAULT_TIMEZONE,
+    ):
+        self.store = store
+        self.clock = clock
+        self.source = source
+        self.timezone = timezone
+
+    # -- changes -------------------------------------------------------------------------
+
+    def add(
+        self, fields: Mapping[str, Any], *, check_pipeline: bool = True, labels: Mapping[str, str] | None = None
+    ) -> Schedule:
+        """Store a new schedule made from plain ``fields`` (see :mod:`flowyml_sched.fields`;
+        ``labels`` name the fields in error messages). Raises as :func:`~flowyml_sched.fields.schedule_of`
+        and :meth:`add_schedule`."""
+        schedule = schedule_of(fields, timezone=self.timezone, now=self.clock(), source=self.source, labels=labels)
+        return self.add_schedule(schedule, check_pipeline=check_pipeline)
+
+    def add_schedule(self, schedule: Schedule, *, check_pipeline: bool = True) -> Schedule:
+        """Store a new schedule with its next fire time.
+
+        With ``check_pipeline``, a pipeline that cannot be found here is refused
+        (:func:`flowyml_sched.pipelines.check`). Raises ScheduleExists, PipelineNotFound.
+        """
+        if check_pipeline:
+            check_pipeline_reference(schedule.pipeline)
+        now = self.clock()
+        return self.store.add(replace(schedule, source=self.source, next_fire_at=next_fire_at(schedule, now)), now)
+
+    def edit(
+        self,
+        name: str,
+        fields: Mapping[str, Any],
+        *,
+        check_pipeline: bool = True,
+        labels: Mapping[str, str] | None = None,
+    ) -> Schedule:
+        """Change the fields of a stored schedule that ``fields`` gives (plain fields, as for
+        :meth:`add`, without ``name``); the others keep their values. Raises UsageError when
+        nothing would change, PipelineNotFound (with ``check_pipeline``), and as :meth:`edit_schedule`."""
+        if check_pipeline and fields.get("pipeline") is not None:
+            check_pipeline_reference(fields["pipeline"])
+        changes = changes_of(self.store.entry(name), fields, now=self.clock(), labels=labels)
+        if not changes:
+            raise UsageError("nothing to change: give at least one option")
+        return self.edit_schedule(name, changes)
+
+    def edit_schedule(self, name: str, changes: Mapping[str, Any]) -> Schedule:
+        """Change fields of a stored schedule (``changes`` maps Schedule field names to values).
+
+        The next fire time is kept when the timing is untouched (:func:`carried_next_fire_at`),
+        else recomputed from now. A row that cannot be loaded (:class:`BrokenSchedule`) is
+        repaired when ``changes`` gives each of its broken fields a valid value; its next fire
+        time is then computed from now. Raises ScheduleNotFound, ScheduleBroken (a broken
+        field left as it is) and the model's validation errors; nothing is stored when one is raised.
+        """
+        now = self.clock()
+        current = self.store.entry(name)
+        if isinstance(current, BrokenSchedule):
+            repaired = current.repaired(changes)
+            return self.store.replace(replace(repaired, next_fire_at=next_fire_at(repaired, now)), now)
+        updated = replace(current, **changes)
+        return self.store.replace(replace(updated, next_fire_at=carried_next_fire_at(current, updated, now)), now)
+
+    def pause(self, name: str, note: str | None = None) -> Schedule | BrokenSchedule:
+        """Pause a schedule: no fire time is claimed until it is resumed. A row that cannot be
+        loaded is paused too (and returned as the :class:`BrokenSchedule` it still is). Raises
+        ScheduleNotFound."""
+        return self._set_enabled(name, False, note)
+
+    def resume(self, name: str) -> Schedule | BrokenSchedule:
+        """Resume a schedule from its next fire time after now. A row that cannot be loaded
+        is marked enabled without a next fire time: it runs once an edit repairs it (and is
+        returned as the :class:`BrokenSchedule` it still is). Raises ScheduleNotFound."""
+        return self._set_enabled(name, True, None)
+
+    def _set_enabled(self, name: str, enabled: bool, note: str | None) -> Schedule | BrokenSchedule:
+        if isinstance(self.store.entry(name), BrokenSchedule):
+            self.store.set_enabled(name, enabled, note, self.clock())
+            return self.store.entry(name)
+        return self.edit_schedule(name, {"enabled": enabled, "pause_note": note})
+
+    def remove(self, name: str) -> None:
+        """Delete a schedule; its run history stays, and its fire times due but unclaimed are
+        recorded ``missed``. Raises ScheduleNotFound."""
+        self.store.remove(name, self.clock())
+
+    def clear(self) -> int:
+        """Delete every schedule (history stays); returns how many were deleted."""
+        return self.store.clear(self.clock())
+
+    def upgrade(self) -> None:
+        """Create the store's tables or upgrade them to the current schema."""
+        self.store.upgrade()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list(
+        self, tag: str | None = None, enabled: bool | None = None
+    ) -> list[tuple[Schedule | BrokenSchedule, Run | None]]:
+        """Stored schedules sorted by name, each with its latest run (or None); a row that cannot
+        be loaded is listed as a :class:`BrokenSchedule` (with why)."""
+        schedules = self.store.entries(tag=tag, enabled=enabled)
+        last = self.store.last_runs([s.name for s in schedules]) if schedules else {}
+        return [(s, last.get(s.name)) for s in schedules]
+
+    def preview(self, name: str, after: datetime, count: int) -> tuple[Schedule, list[FireTime]]:
+        """A stored schedule and its next ``count`` fire times after ``after`` (even while paused).
+        Raises ScheduleNotFound, and ScheduleBroken for a row that cannot be loaded."""
+        schedule = self.store.get(name)
+        return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count)
+
+    def show(self, name: str, count: int) -> tuple[Schedule | BrokenSchedule, list[FireTime]]:
+        """As :meth:`preview` after now, but a row that cannot be loaded comes back as a
+        :class:`BrokenSchedule` with no fire times, so that it can be looked at. Raises ScheduleNotFound."""
+        found = self.store.entry(name)
+        if isinstance(found, BrokenSchedule):
+            return found, []
+        return found, fire_times(found.trigger, get_zone(found.timezone), self.clock(), count)
+
+    def history(self, name: str, limit: int) -> list[Run]:
+        """The schedule's last ``limit`` runs, newest first (a removed schedule's too). Raises
+        InvalidScheduleName, and ScheduleNotFound for a name with neither runs nor a schedule."""
+        validate_name(name)
+        runs = self.store.history(name, limit)
+        if not runs:
+            self.store.entry(name)  # an unknown name is an error, a schedule without runs is not
+        return runs
+
+    def live_workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat lease has not expired now."""
+        now = self.clock()
+        return [w for w in self.store.list_workers() if w.status == "alive" and w.lease_expires_at >= now]
+
+    def health(self, window: timedelta | None = None, tolerance: timedelta | None = None) -> dict[str, Any]:
+        """The health report now (see :func:`flowyml_sched.application.health.health_report`)."""
+        from flowyml_sched.application.health import DEFAULT_HEALTH_WINDOW, DEFAULT_LATE_TOLERANCE, health_report
+
+        return health_report(
+            self.store,
+            self.live_workers(),
+            self.clock(),
+            window or DEFAULT_HEALTH_WINDOW,
+            tolerance or DEFAULT_LATE_TOLERANCE,
+        )
+
+    # -- files ---------------------------------------------------------------------------
+
+    def apply_file(self, path: str, *, prune: bool, dry_run: bool, check_pipelines: bool = True) -> Plan:
+        """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
+
+        All changes go in one transaction: all or nothing. With ``check_pipelines`` every
+        pipeline must be found here (each one that is not is a problem with its line). Raises
+        InvalidSpec (every problem of the file, nothing applied) and StoreError.
+        """
+        from flowyml_sched.application.files import validate_file
+        from flowyml_sched.spec import plan
+
+        now = self.clock()
+        spec = validate_file(path, check_pipelines=check_pipelines)
+        # a file is known by its absolute path, so --prune means the same file from any directory
+        source = str(Path(path).resolve())
+        entries = self.store.entries()
+        current = [e for e in entries if isinstance(e, Schedule)]
+        broken = {e.name for e in entries if isinstance(e, BrokenSchedule)}
+        result = plan(spec, current, prune=prune, source=source, now=now)
+        if not dry_run and (result.has_changes or result.other_source):
+            self.store.apply(
+                creates=[replace(e.new, next_fire_at=next_fire_at(e.new, now)) for e in result.creates if e.new],
+                updates=[
+                    replace(e.new, next_fire_at=carried_next_fire_at(e.old, e.new, now))
+                    # changed ones, and unchanged ones the file now owns (stored from the CLI or
+                    # another file), so that a later --prune of this file may delete them
+                    for e in (*result.changes, *(u for u in result.unchanged if u.name in result.other_source))
+                    if e.new and e.old
+                ],
+                # a row that cannot be loaded and that the file defines is replaced by the file's schedule
+                deletes=[entry.name for entry in result.deletes] + [e.name for e in result.creates if e.name in broken],
+                now=now,
+            )
+        return result
+
+    def sync_file(self, path: Path) -> None:
+        """The worker's ``--sync``: apply a YAML file, pruning the schedules that came from it.
+
+        The worker is where pipelines must load, so an unresolvable one refuses the whole file
+        (InvalidSpec) and the stored schedules stay as they were.
+        """
+        plan = self.apply_file(str(path), prune=True, dry_run=False)
+        if plan.has_changes:
+            logger.info(
+                "synced %s: %d created, %d changed, %d deleted",
+                path,
+                len(plan.creates),
+                len(plan.changes),
+                len(plan.deletes),
+            )
+
+    def export(self) -> str:
+        """YAML text of every stored schedule, which ``apply`` takes back unchanged.
+
+        Raises ScheduleBroken (naming the first) when a stored row cannot be loaded: it would be
+        left out of the file, and a later ``apply --prune`` of that file would lose it.
+        """
+        from flowyml_sched.spec import dump_spec
+
+        entries = self.store.entries()
+        for entry in entries:
+            if isinstance(entry, BrokenSchedule):
+                raise entry.error
+        return dump_spec(e for e in entries if isinstance(e, Schedule))
+
+
+@contextmanager
+def open_scheduler(
+    settings: Settings, *, create: bool = True, source: str = "cli", clock: Callable[[], datetime] = utc_now
+) -> Iterator[Scheduler]:
+    """A :class:`Scheduler` on the store that ``settings`` name, closed on exit; new
+    schedules get the configured zone. Commands that only read pass ``create=False``, so a
+    mistyped path is an error rather than a new empty store. Raises StoreError."""
+    from flowyml_sched.store import open_store
+
+    store = open_store(settings.db_url, create=create)
+    try:
+        yield Scheduler(store, clock=clock, source=source, timezone=settings.timezone)
+    finally:
+        store.close()

@@ -1,0 +1,190 @@
+"""Plain fields to a schedule: the one converter from the shape a YAML entry, the CLI's
+options and (later) the REST API's JSON share, to a :class:`~flowyml_sched.model.Schedule`
+or to the changes an edit makes to one. Pure: no store, no clock ("now" is an argument).
+
+The fields are those of a YAML entry (``flowyml-sched.yaml(5)``): ``name``, ``pipeline``,
+one trigger key (``cron``, ``daily``, ``hourly``, ``every``; ``anchor`` with ``every``),
+``timezone``, ``params``, ``description``, ``tags``, ``enabled``, ``pause_note``, and the
+policy keys ``catchup``, ``max_catchup``, ``misfire_grace``, ``overlap``, ``timeout`` and
+``retries`` (a whole number, or ``{max: N, backoff: DURATION}``). Texts are as in a YAML
+file (``"02:30"``, ``"15m"``, ``"2026-01-01T00:00:00Z"``); a key set to None is not given.
+
+Error messages name each field by ``labels[key]`` when given (the CLI passes its option
+names, ``--anchor``), else by the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
+from typing import Any
+
+from flowyml_sched.errors import InvalidPolicy, UsageError
+from flowyml_sched.model import BrokenSchedule, CatchUp, Overlap, Policy, Schedule
+from flowyml_sched.triggers import (
+    CronTrigger,
+    IntervalTrigger,
+    Trigger,
+    parse_duration,
+    parse_instant,
+    parse_minute,
+    parse_time_of_day,
+)
+
+TRIGGER_KEYS = ("cron", "daily", "hourly", "every")
+"""Exactly one of these keys gives a schedule's trigger."""
+
+POLICY_KEYS = ("catchup", "max_catchup", "misfire_grace", "overlap", "timeout", "retries")
+"""The keys that make up a schedule's :class:`~flowyml_sched.model.Policy`."""
+
+_CHOICES: Mapping[str, type[CatchUp] | type[Overlap]] = {"catchup": CatchUp, "overlap": Overlap}
+
+
+def given(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` without the keys set to None."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def trigger_of(
+    fields: Mapping[str, Any],
+    anchor: datetime | None = None,
+    labels: Mapping[str, str] | None = None,
+    *,
+    lone_anchor: bool = False,
+) -> Trigger:
+    """The trigger that the one trigger key of ``fields`` gives; an ``every`` counts from
+    ``fields["anchor"]`` when given, else from ``anchor`` (aware). Raises UsageError unless
+    exactly one trigger key is given, for an ``every`` without an anchor, and (unless
+    ``lone_anchor``, where another key's trigger ignores it) for an ``anchor`` without
+    ``every``; and the parsers' errors for bad text."""
+    labels = labels or {}
+    present = given(fields)
+    _check_one_trigger(present, labels, required=True)
+    if "anchor" in present and "every" not in present and not lone_anchor:
+        raise UsageError(f"{labels.get('anchor', 'anchor')} goes with {labels.get('every', 'every')} only")
+    if "cron" in present:
+        return CronTrigger(str(present["cron"]))
+    if "daily" in present:
+        return parse_time_of_day(str(present["daily"]))
+    if "hourly" in present:
+        return parse_minute(str(present["hourly"]))
+    if "anchor" in present:
+        anchor = parse_instant(str(present["anchor"]), labels.get("anchor", "anchor"))
+    if anchor is None:
+        raise UsageError("an interval needs an anchor instant")
+    return IntervalTrigger(parse_duration(str(present["every"])), anchor)
+
+
+def policy_with(
+    base: Policy | Mapping[str, Any], fields: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> Policy:
+    """``base`` (a Policy, or a Policy's fields as a mapping, such as those of a stored row
+    that cannot be loaded) with the policy keys of ``fields`` applied. Raises InvalidPolicy
+    and InvalidDuration naming the field."""
+    labels = labels or {}
+    present = given(fields)
+    changes: dict[str, Any] = {}
+    for key, choice in _CHOICES.items():
+        if key in present:
+            text = str(present[key])
+            try:
+                changes[key] = choice(text.lower())
+            except ValueError:
+                expected = "one of " + ", ".join(member.value for member in choice)
+                raise InvalidPolicy(labels.get(key, key), text, expected) from None
+    if "max_catchup" in present:
+        changes["max_catchup"] = present["max_catchup"]
+    for key in ("misfire_grace", "timeout"):
+        if key in present:
+            changes[key] = parse_duration(str(present[key]))
+    retries = present.get("retries")
+    if isinstance(retries, Mapping):
+        if retries.get("max") is not None:
+            changes["retries"] = retries["max"]
+        if retries.get("backoff") is not None:
+            changes["retry_backoff"] = parse_duration(str(retries["backoff"]))
+    elif retries is not None:
+        changes["retries"] = retries
+    current = (
+        dict(base) if isinstance(base, Mapping) else {f.name: getattr(base, f.name) for f in dataclass_fields(Policy)}
+    )
+    return Policy(**(current | changes))
+
+
+def schedule_of(
+    fields: Mapping[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    source: str,
+    labels: Mapping[str, str] | None = None,
+) -> Schedule:
+    """A new schedule from ``fields`` (``name``, ``pipeline`` and one trigger key required).
+    ``timezone`` is the zone when ``fields`` names none; an ``every`` without an ``anchor``
+    counts from ``now`` (to the second). Raises UsageError for trigger keys that do not fit
+    together, and the model's validation errors."""
+    labels = labels or {}
+    present = given(fields)
+    return Schedule(
+        name=present["name"],
+        pipeline=present["pipeline"],
+        trigger=trigger_of(present, now.replace(microsecond=0), labels),
+        timezone=present.get("timezone") or timezone,
+        params=present.get("params", {}),
+        description=present.get("description") or "",
+        tags=tuple(present.get("tags", ())),
+        enabled=present.get("enabled", True),
+        pause_note=present.get("pause_note"),
+        policy=policy_with(Policy(), present, labels),
+        source=source,
+    )
+
+
+def changes_of(
+    current: Schedule | BrokenSchedule,
+    fields: Mapping[str, Any],
+    *,
+    now: datetime,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The :class:`Schedule` fields an edit with ``fields`` changes (``fields`` as for
+    :func:`schedule_of`, without ``name``; keys not given keep their values).
+
+    A new trigger of kind ``every`` keeps the current anchor unless ``anchor`` is given;
+    ``anchor`` alone moves the anchor of an interval schedule. A policy that comes out the
+    same is no change. Raises UsageError (two trigger keys; ``anchor`` alone on a schedule
+    that is not an interval) and the parsers' errors."""
+    labels = labels or {}
+    present = given(fields)
+    _check_one_trigger(present, labels, required=False)
+    changes: dict[str, Any] = {}
+    old_anchor = current.trigger.anchor if isinstance(current.trigger, IntervalTrigger) else None
+    if any(key in present for key in TRIGGER_KEYS):
+        changes["trigger"] = trigger_of(present, old_anchor or now.replace(microsecond=0), labels, lone_anchor=True)
+    elif "anchor" in present:
+        label = labels.get("anchor", "anchor")
+        if not isinstance(current.trigger, IntervalTrigger):
+            raise UsageError(f"{label} applies to interval schedules only; {current.name} is {current.kind}")
+        changes["trigger"] = IntervalTrigger(current.trigger.every, parse_instant(str(present["anchor"]), label))
+    for key in ("pipeline", "timezone", "params", "description", "enabled", "pause_note"):
+        if key in present:
+            changes[key] = present[key]
+    if "tags" in present:
+        changes["tags"] = tuple(present["tags"])
+    if any(key in present for key in POLICY_KEYS):
+        base = current.policy if isinstance(current, Schedule) else current.policy_fields
+        policy = policy_with(base, present, labels)
+        if not isinstance(current, Schedule) or policy != current.policy:
+            changes["policy"] = policy
+    return changes
+
+
+def _check_one_trigger(present: Mapping[str, Any], labels: Mapping[str, str], required: bool) -> None:
+    chosen = [labels.get(key, key) for key in TRIGGER_KEYS if key in present]
+    if len(chosen) > 1 or (required and not chosen):
+        names = [labels.get(key, key) for key in TRIGGER_KEYS]
+        got = f" (got {', '.join(chosen)})" if chosen else ""
+        raise UsageError(
+            f"give {'exactly' if required else 'at most'} one of {', '.join(names[:-1])} or {names[-1]}{got}"
+        )

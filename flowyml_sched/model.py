@@ -313,11 +313,14 @@ class ClaimRound:
     """What one claim transaction did: the ``claims`` to run (oldest fire time first),
     ``next_due_at``, the earliest ``next_fire_at`` of an enabled schedule once it committed
     (aware UTC, or None), read in the same transaction, and the due rows found ``broken``
-    (that cannot be loaded) in this round: skipped, and left out of later rounds until they change."""
+    (that cannot be loaded) in this round: skipped, and left out of later rounds until they change;
+    and the fire times it recorded ``missed``."""
 
     claims: list[Claim]
     next_due_at: datetime | None
     broken: tuple[BrokenSchedule, ...] = ()
+    missed: tuple[tuple[str, datetime, str], ...] = ()
+    """(schedule, fire time, reason) of each fire time this round recorded ``missed``."""
 
 
 @dataclass(frozen=True)

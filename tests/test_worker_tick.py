@@ -34,7 +34,21 @@ from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedu
 from flowyml_sched.store import ScheduleStore, open_store
 from flowyml_sched.store.schema import UTCDateTime
 from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger, Trigger
-from flowyml_sched.worker import Worker, WorkerSettings
+from flowyml_sched.worker import (
+    Event,
+    LeaseLost,
+    Listener,
+    RunClaimed,
+    RunFinished,
+    RunMissed,
+    RunsAbandoned,
+    RunSkipped,
+    RunStarted,
+    Worker,
+    WorkerHeartbeat,
+    WorkerSettings,
+    log_event,
+)
 
 UTC = timezone.utc
 
@@ -115,7 +129,7 @@ def make_worker(store: ScheduleStore, tmp_path: Path, gate: Path) -> Iterator[Ca
     """Build workers on ``store`` with file locks under tmp_path; stopped at the test's end."""
     made: list[Ticking] = []
 
-    def make(**settings: Any) -> Ticking:
+    def make(listeners: tuple[Listener, ...] = (log_event,), **settings: Any) -> Ticking:
         options: dict[str, Any] = {
             "log_dir": tmp_path / "logs",
             "in_process": True,
@@ -126,7 +140,10 @@ def make_worker(store: ScheduleStore, tmp_path: Path, gate: Path) -> Iterator[Ca
             **settings,
         }
         clock = Clock(CREATED)
-        ticking = Ticking(Worker(store, FileLocks(tmp_path / "locks"), WorkerSettings(**options), clock=clock), clock)
+        worker = Worker(
+            store, FileLocks(tmp_path / "locks"), WorkerSettings(**options), clock=clock, listeners=listeners
+        )
+        ticking = Ticking(worker, clock)
         made.append(ticking)
         return ticking
 
@@ -1382,3 +1399,120 @@ def test_a_dead_workers_unstarted_claim_is_handed_over_and_runs_even_without_ret
     run = runs_of(store, "nightly")[DAY1]
     assert (run.status, run.attempt, run.worker, run.error) == (RunStatus.succeeded, 1, live.identity.id, None)
     assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+class Heard:
+    """A listener that keeps what it hears (from the loop's thread and the runners')."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: type) -> list[Any]:
+        with self._lock:
+            return [e for e in self.events if type(e) is kind]
+
+
+def test_a_run_is_reported_claimed_started_and_finished_with_its_lateness_and_duration(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, pipeline="pipelines_for_tests:ok", params={"record": str(record)})
+    heard = Heard()
+    worker = make_worker(listeners=(heard, log_event))
+    worker.tick(DAY1 + timedelta(seconds=3))
+    worker.idle()
+    [claimed] = heard.of(RunClaimed)
+    [started] = heard.of(RunStarted)
+    [finished] = heard.of(RunFinished)
+    assert (claimed.claim.schedule.name, claimed.claim.scheduled_for, claimed.lateness) == ("nightly", DAY1, 3.0)
+    assert started.claim == claimed.claim and started.lateness >= 3.0
+    assert finished.status is RunStatus.succeeded and finished.recorded is True
+    assert finished.started_at == started.started_at and finished.lateness == started.lateness
+    assert finished.duration is not None and finished.duration >= 0
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.started_at, run.finished_at) == (finished.started_at, finished.finished_at)  # what was stored
+    assert [type(e) for e in heard.events if not isinstance(e, WorkerHeartbeat)] == [
+        RunClaimed,
+        RunStarted,
+        RunFinished,
+    ]
+
+
+def test_a_skipped_and_a_missed_fire_time_are_reported_as_such(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip, catchup=CatchUp.none)
+    heard = Heard()
+    worker = make_worker(listeners=(heard,))
+    worker.tick(at_minute(1))
+    wait_until(lambda: events(record, "start"), "the first run to start")
+    worker.tick(at_minute(2))
+    wait_until(lambda: heard.of(RunSkipped), "the second fire time to be skipped")
+    gate.touch()
+    worker.idle()
+    [skipped] = heard.of(RunSkipped)
+    assert (skipped.claim.scheduled_for, skipped.status, skipped.started_at) == (
+        at_minute(2),
+        RunStatus.skipped,
+        None,
+    )
+    assert "overlap: skip" in (skipped.error or "")
+    # minutes 3 to 8 passed unclaimed, past their misfire grace: catch-up none runs none of them
+    assert worker.tick(at_minute(9) + timedelta(seconds=30)) == [("busy", at_minute(9))]
+    worker.idle()
+    missed = heard.of(RunMissed)
+    assert [m.scheduled_for for m in missed] == [at_minute(n) for n in range(3, 9)]
+    assert all(m.schedule == "busy" and m.reason.startswith("no worker claimed it within") for m in missed)
+    assert {r.scheduled_for for r in store.history("busy", 100) if r.status is RunStatus.missed} == {
+        m.scheduled_for for m in missed
+    }
+
+
+def test_heartbeats_abandoned_runs_and_a_lost_lease_are_reported(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path
+) -> None:
+    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate)})
+    stalled_heard, reaper_heard = Heard(), Heard()
+    stalled = make_worker(in_process=False, lease=30.0, listeners=(stalled_heard,))
+    stalled.tick(DAY1)
+    wait_until(lambda: runs_of(store, "nightly")[DAY1].started_at, "its start to be recorded")
+    old_id = stalled.identity.id
+    reaper = make_worker(listeners=(reaper_heard,))
+    reaper.tick(DAY1 + timedelta(minutes=5))
+    [abandoned] = reaper_heard.of(RunsAbandoned)
+    assert [(r.schedule_name, r.scheduled_for, r.worker) for r in abandoned.runs] == [("nightly", DAY1, old_id)]
+    assert reaper_heard.of(WorkerHeartbeat)[-1].worker.id == reaper.identity.id
+    stalled.tick(DAY1 + timedelta(minutes=5, seconds=1))
+    stalled.idle(20.0)
+    [lost] = stalled_heard.of(LeaseLost)
+    assert (lost.worker_id, lost.running, lost.new_id) == (old_id, 1, stalled.identity.id)
+    beat = stalled_heard.of(WorkerHeartbeat)[-1]
+    assert (beat.lease_kept, beat.worker.id) == (False, stalled.identity.id)
+
+
+def test_a_listener_that_raises_is_logged_and_the_others_still_hear_every_event(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    add(store, pipeline="pipelines_for_tests:ok", params={"record": str(record)})
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    heard = Heard()
+    worker = make_worker(listeners=(broken, heard))
+    worker.tick(DAY1)
+    worker.idle()
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.succeeded
+    assert [type(e) for e in heard.events if not isinstance(e, WorkerHeartbeat)] == [
+        RunClaimed,
+        RunStarted,
+        RunFinished,
+    ]
+    assert any("a listener of the worker's events failed on RunClaimed" in r.getMessage() for r in caplog.records)

@@ -660,7 +660,7 @@ class ScheduleStore:
         A ``worker`` whose row says ``dead`` (declared so while it stalled) claims nothing.
 
         Returns the claims to run, oldest fire time first, the earliest due time after them
-        (as :meth:`next_due_at`) and the rows found broken.
+        (as :meth:`next_due_at`), the rows found broken and the fire times recorded missed.
         """
         from flowyml_sched.dispatch import plan_dispatch
 
@@ -671,6 +671,7 @@ class ScheduleStore:
         new_runs: list[dict[str, Any]] = []
         to_run: dict[tuple[str, datetime], Schedule] = {}
         claims: list[Claim] = []
+        missed: list[tuple[str, datetime, str]] = []
         with self._writing() as conn:
             # a worker declared dead claims nothing: no other worker would reap its claims. Its
             # row is locked (PostgreSQL) so that a reaper declaring it dead waits for this
@@ -685,10 +686,12 @@ class ScheduleStore:
                 dispatch = plan_dispatch(schedule, now, until)
                 moves.append({"b_name": schedule.name, "b_next": dispatch.next_fire_at})
                 if dispatch.missed:
-                    reason = f"missed: no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
+                    why = f"no worker claimed it within {_grace_text(schedule)} (catch-up: {schedule.policy.catchup.value})"
                     new_runs += (
-                        _claim_row(schedule.name, at, RunStatus.missed, now, worker, reason) for at in dispatch.missed
+                        _claim_row(schedule.name, at, RunStatus.missed, now, worker, f"missed: {why}")
+                        for at in dispatch.missed
                     )
+                    missed += ((schedule.name, at, why) for at in dispatch.missed)
                 if dispatch.missed_unlisted or dispatch.missed_uncounted_before:
                     logger.warning(
                         "%s: %d older missed fire times were not recorded one by one%s",
@@ -714,7 +717,7 @@ class ScheduleStore:
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
         claims.sort(key=lambda c: c.scheduled_for)
-        return ClaimRound(claims, next_due_at, tuple(broken))
+        return ClaimRound(claims, next_due_at, tuple(broken), tuple(missed))
 
     def start_attempt(
         self,

@@ -1,0 +1,419 @@
+"""Running claims: a runner thread per batch of one schedule's claims, the wait for the fire
+time, the fenced start, the overlap policy, attempts and retries, and recording the end."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
+from flowyml_sched.errors import StoreError
+from flowyml_sched.executor import ChildRun, Outcome, RunRequest, prepare_in_process
+from flowyml_sched.locks import RunLock
+from flowyml_sched.model import Claim, Overlap, Run, RunStatus
+from flowyml_sched.worker.events import RunFinished, RunMissed, RunSkipped, RunStarted
+from flowyml_sched.worker.leases import LeaseKeeping
+from flowyml_sched.worker.parts import Active, logger
+
+PREPARE_AHEAD = 0.005
+"""Seconds before its instant at which a held run wakes to prepare (after a sleep, that Python
+work runs several times slower than warm)."""
+SPIN = 0.001
+"""Seconds before its instant at which a prepared run stops sleeping and yields the CPU until
+then: on a virtual machine the timer wakes a thread up to a millisecond late."""
+UNSTARTED = "the worker stopped before this run started"
+"""The error of a claimed run closed ``interrupted`` before it started."""
+LEASE_LOST = "the worker's lease expired before this run started; another worker took its runs over"
+"""The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
+FENCED = "its start was refused: the run is no longer this worker's to start (its lease ran out)"
+"""The error of an attempt whose fenced start changed nothing (:meth:`ScheduleStore.start_attempt`)."""
+STALLED = "the worker stalled past its lease between recording this run's start and starting it"
+"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
+START_NOT_RECORDED = "its start could not be recorded before its misfire grace ended"
+"""The error of a fire time that did not run because the store refused its fenced start."""
+FENCE_RETRY_FIRST = 0.05
+"""Seconds before the first retry of a fenced start the store refused; doubled each time, up
+to the poll interval."""
+
+
+class RunExecution(LeaseKeeping):
+    """The part of :class:`~flowyml_sched.worker.Worker` that runs what it claimed."""
+
+    def _start(self, claims: list[Claim]) -> None:
+        """Hand ``claims`` (of one schedule, oldest first) to a runner thread, which runs them
+        one after the other; a runner is started when none is waiting for work."""
+        with self._mutex:
+            for claim in claims:
+                self._active[claim.run_id] = Active(claim)
+            self._busy += 1
+            start_runner = self._waiting_runners == 0
+            if start_runner:
+                self._waiting_runners += 1
+                runner = threading.Thread(target=self._serve_jobs, name=f"runner-{len(self._runners)}", daemon=True)
+                self._runners.append(runner)
+        self._jobs.put(claims)
+        if start_runner:
+            runner.start()
+
+    def _serve_jobs(self) -> None:
+        """A runner thread: run jobs until the ``None`` that :meth:`_shutdown` sends."""
+        while (job := self._jobs.get()) is not None:
+            with self._mutex:
+                self._waiting_runners -= 1
+            try:
+                self._execute_all(job)
+            except BaseException:  # a bug, or a pipeline's stray BaseException, must not take the runner down
+                logger.exception("a runner failed")
+            finally:
+                with self._mutex:
+                    self._busy -= 1
+                    self._waiting_runners += 1
+                    self._idle.notify_all()
+                self._wake.set()
+
+    def _execute_all(self, claims: list[Claim]) -> None:
+        try:
+            for index, claim in enumerate(claims):
+                held = self._hold(claim)
+                if (index or held) and self._too_late_to_start():
+                    self._close(claim, RunStatus.interrupted, UNSTARTED)
+                    continue
+                self._execute(claim)
+        finally:
+            with self._mutex:
+                for claim in claims:  # also those an escaping error left unstarted
+                    self._active.pop(claim.run_id, None)
+                    self._held.pop(claim.run_id, None)
+
+    def _hold(self, claim: Claim) -> bool:
+        """A run claimed ahead of its fire time (by this worker, or by one whose abandoned run
+        this one retries) waits for it: True when it waited. It sleeps until
+        :data:`PREPARE_AHEAD` seconds before the instant, prepares, and :meth:`_at_instant`
+        waits out the rest; a second stop signal or the grace period's end stops the wait."""
+        delay = (claim.scheduled_for - self.clock()).total_seconds()
+        if delay <= 0:
+            return False
+        with self._mutex:
+            self._held[claim.run_id] = claim.scheduled_for
+        self._no_starts.wait(max(0.0, delay - PREPARE_AHEAD))
+        return True
+
+    def _at_instant(self, claim: Claim) -> None:
+        """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
+        yielding the CPU in a loop, until a second stop signal or the grace period's end."""
+        with self._mutex:
+            if claim.run_id not in self._held:
+                return
+        left = (claim.scheduled_for - self.clock()).total_seconds()
+        end = time.monotonic() + left  # by the monotonic clock too: a frozen wall clock cannot hold it
+        if left > SPIN:
+            self._no_starts.wait(left - SPIN)
+        while self.clock() < claim.scheduled_for and time.monotonic() < end and not self._no_starts.is_set():
+            time.sleep(0)
+        with self._mutex:
+            self._held.pop(claim.run_id, None)
+
+    def _fence(self, claim: Claim, run_uuid: str, log_path: Path | None) -> Outcome | None:
+        """The fenced start (:meth:`ScheduleStore.start_attempt`), written before the pipeline
+        starts, then the wait for the fire time. Returns None when the attempt starts now, else
+        the outcome to record for it: ``interrupted`` when the store refused the start (the row
+        is no longer this worker's unstarted claim, or its lease is gone), the worker is
+        stopping, or it stalled past its lease after the write; ``missed`` when the store could
+        not be reached in time.
+
+        A lease that ran out by this worker's clock is renewed first, and so is one the store
+        refused the start for (the heartbeat says whether another worker declared this one
+        dead meanwhile: then its runs are gone). A write the store refuses is tried
+        again, as long as the fire time is within its misfire grace and the worker is not
+        stopping."""
+        if self._too_late_to_start():
+            return Outcome(RunStatus.interrupted, UNSTARTED)
+        grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
+        give_up = claim.scheduled_for + grace
+        delay = FENCE_RETRY_FIRST
+        renew = False
+        while True:
+            me = self.identity
+            if claim.owner != me.id:  # claimed before this worker was declared dead
+                return Outcome(RunStatus.interrupted, LEASE_LOST)
+            try:
+                now = self.clock()
+                if renew or now >= me.lease_expires_at:
+                    if not self._heartbeat(now).lease_kept:
+                        return Outcome(RunStatus.interrupted, LEASE_LOST)
+                    me = self.identity
+                lease_left = (me.lease_expires_at - now).total_seconds()
+                started = self.store.start_attempt(
+                    claim,
+                    me,
+                    started_at=max(now, claim.scheduled_for),
+                    run_uuid=run_uuid,
+                    log_path=None if log_path is None else str(log_path),
+                )
+                must_start_by = time.monotonic() + lease_left
+                if started or renew:
+                    break
+                renew = True  # refused: once more after renewing the lease, in case only it had run out
+                continue
+            except StoreError as exc:
+                if self.clock() + timedelta(seconds=delay) >= give_up or self._stopping.wait(delay):
+                    logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
+                    return Outcome(RunStatus.missed, f"{START_NOT_RECORDED}: {exc.reason}")
+                delay = min(delay * 2, self.settings.poll_interval)
+        if not started:
+            return Outcome(RunStatus.interrupted, FENCED)
+        self._at_instant(claim)
+        if self._too_late_to_start():
+            return Outcome(RunStatus.interrupted, UNSTARTED)
+        if time.monotonic() > must_start_by:
+            return Outcome(RunStatus.interrupted, STALLED)
+        return None
+
+    def _too_late_to_start(self) -> bool:
+        """Claimed runs still start while draining, until the grace period ends or a second signal."""
+        deadline = self._drain_deadline
+        return self._no_starts.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    def _execute(self, claim: Claim) -> None:
+        schedule = claim.schedule
+        lock: RunLock | None = None
+        queue_lock: RunLock | None = None
+        try:
+            if schedule.policy.overlap is not Overlap.allow:
+                lock = self.locks.lock(schedule.name)
+                if not lock.acquire(0):  # a held run takes it early when free, else at its instant
+                    self._at_instant(claim)  # (the previous run may end by then)
+                    if self._too_late_to_start():
+                        self._close(claim, RunStatus.interrupted, UNSTARTED)
+                        return
+                    # a retry (or an attempt handed over) waits for the previous run: it is owed
+                    # already; the misfire grace at most, then it meets the overlap policy
+                    if not lock.acquire(0) and not (claim.owed and self._wait_for(lock, claim)):
+                        lock, queue_lock = self._overlap(claim, lock)
+                        if lock is None:
+                            return
+            self._attempts(claim)
+        except Exception:
+            logger.exception("%s for %s: the worker failed running it", schedule.name, claim.scheduled_for.isoformat())
+            self._close(claim, RunStatus.failed, "worker error")
+        finally:
+            for held in (lock, queue_lock):
+                if held is not None:
+                    held.release()
+            with self._mutex:
+                self._active.pop(claim.run_id, None)
+
+    def _wait_for(self, lock: RunLock, claim: Claim | None = None) -> bool:
+        """Wait for ``lock`` until the worker stops or, with ``claim``, its misfire grace has
+        passed; True once held."""
+        grace = (claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE) if claim else None
+        deadline = None if grace is None else time.monotonic() + grace.total_seconds()
+        while not self._stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            if lock.acquire(0.5):
+                return True
+        return False
+
+    def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:
+        """The previous run holds the lock: apply the overlap policy. Returns the held locks,
+        or (None, None) when this fire time does not run (its row is closed here)."""
+        schedule = claim.schedule
+        overlap = schedule.policy.overlap
+        if overlap is Overlap.skip:
+            self._close(claim, RunStatus.skipped, "the previous run was still going (overlap: skip)")
+            return None, None
+        if overlap is Overlap.queue:
+            queue_lock = self.locks.lock(f"{schedule.name}+queued")  # '+' is in no schedule name
+            if not queue_lock.acquire(0):
+                self._close(
+                    claim, RunStatus.skipped, "a run was already waiting behind the running one (overlap: queue)"
+                )
+                return None, None
+            if self._wait_for(lock):
+                queue_lock.release()  # the next fire time may wait now
+                return lock, None
+            queue_lock.release()
+            self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
+            return None, None
+        if self._stopping.is_set():  # draining: the running one keeps its grace period
+            self._close(claim, RunStatus.interrupted, UNSTARTED)
+            return None, None
+        # replace: stop the running one, then take its place
+        now = self.clock()
+        for running in self.store.running_runs(schedule.name):
+            if running.id == claim.run_id or running.scheduled_for >= claim.scheduled_for:
+                continue  # only earlier runs are replaced; a later one claimed ahead waits for its instant
+            reason = f"replaced by the run for {claim.scheduled_for.isoformat()} (overlap: replace)"
+            if self.store.interrupt_run(running.id, now, reason):
+                self._stop_running(running, reason)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not self._no_starts.is_set():
+            if lock.acquire(0.5):
+                return lock, None
+        if self._no_starts.is_set():
+            self._close(claim, RunStatus.interrupted, UNSTARTED)
+        else:
+            self._close(claim, RunStatus.failed, "the running run could not be replaced in time (overlap: replace)")
+        return None, None
+
+    def _stop_running(self, run: Run, reason: str) -> None:
+        with self._mutex:
+            mine = self._active.get(run.id) if run.id is not None else None
+        if mine is not None and mine.child is not None:
+            mine.child.stop(RunStatus.interrupted, reason)
+        elif run.host == self.identity.host and run.pid and run.pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.pid, signal.SIGTERM)
+
+    def _attempts(self, claim: Claim) -> None:
+        """Run the claim's attempt and, while it fails with retries left, the next ones. Each
+        retry is stored with the failure that calls for it (``retry_at``), so that another
+        worker takes it if this one stops or dies first; meanwhile this worker keeps it (and
+        the schedule's run lock) and takes it itself once the backoff has passed."""
+        policy = claim.schedule.policy
+        while True:
+            started, outcome = self._attempt(claim)  # started None: it did not
+            retry = (
+                started is not None
+                and outcome.status in (RunStatus.failed, RunStatus.timed_out)
+                and claim.attempt <= policy.retries
+            )
+            retry_at = self.clock() + policy.retry_backoff if retry else None
+            with self._mutex:
+                if retry:
+                    self._kept.add(claim.run_id)  # before the write: no round of this worker takes it
+            try:
+                closed = self._close(
+                    claim,
+                    outcome.status,
+                    outcome.error,
+                    outcome.pipeline_run_id,
+                    started_at=started,
+                    retry_at=retry_at,
+                    wait=retry,
+                )
+                if not closed or not retry:
+                    return  # a retry recorded later (the store was down) is taken by a round
+                if self._stopping.wait(policy.retry_backoff.total_seconds()):
+                    return  # stored: another worker takes it once this one has stopped
+                taken = self._take_retry(claim)
+            finally:
+                with self._mutex:
+                    self._kept.discard(claim.run_id)
+            if taken is None:
+                return
+            claim = taken
+
+    def _take_retry(self, claim: Claim) -> Claim | None:
+        """Take this worker's own pending retry of ``claim`` (the claim of its next attempt),
+        trying again while the store is unreachable; None when another worker took it, or this
+        one is stopping."""
+        while not self._stopping.is_set():
+            try:
+                owner = self.identity
+                taken = self.store.retry_run(claim.run_id, owner, claim.attempt)
+                if taken is None:
+                    return None
+                return replace(claim, attempt=taken[0], retry_of=taken[1], owner=owner.id, owed=True)
+            except StoreError as exc:
+                logger.error("%s for %s: could not take its retry: %s", claim.schedule.name, claim.scheduled_for, exc)
+                self._stopping.wait(self.settings.poll_interval)
+        return None
+
+    def _attempt(self, claim: Claim) -> tuple[datetime | None, Outcome]:
+        """Run one attempt; returns when it started (None: it did not, and the outcome says
+        why) and how it ended."""
+        schedule = claim.schedule
+        run_uuid = uuid.uuid4().hex
+        request = RunRequest(
+            schedule.pipeline,
+            dict(schedule.params),
+            claim.scheduled_for,
+            run_uuid,
+            schedule=schedule.name,
+            attempt=claim.attempt,
+            worker=claim.owner,
+        )
+        timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
+        if self.settings.in_process:  # the run id comes with the outcome
+            call = prepare_in_process(request)
+            if (refused := self._fence(claim, run_uuid, None)) is not None:
+                return None, refused
+            started = self.clock()
+            self._emit(RunStarted(claim, started))
+            outcome = call()
+            return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
+        stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
+        assert self.settings.log_dir is not None  # checked in __init__
+        log_path = self.settings.log_dir / schedule.name / f"{stamp}-{claim.attempt}-{run_uuid[:8]}.log"
+        if (refused := self._fence(claim, run_uuid, log_path)) is not None:
+            return None, refused
+        child = ChildRun(request, log_path, self.settings.max_log_bytes)
+        with self._mutex:
+            active = self._active.get(claim.run_id)
+            if active is not None:
+                active.child = child
+        started = self.clock()
+        child.start()
+        self._emit(RunStarted(claim, started))
+        if child.pid is not None:
+            self.store.note_pid(claim.run_id, self._owner(claim), child.pid)
+            self._wake.set()  # the loop's next round writes it
+        if self._stopping.is_set() and self._stop_now.is_set():
+            child.stop(RunStatus.interrupted, "worker stopped at once (second signal)")
+        return started, child.wait(timeout)
+
+    def _close(
+        self,
+        claim: Claim,
+        status: RunStatus,
+        error: str | None,
+        pipeline_run_id: str | None = None,
+        *,
+        started_at: datetime | None = None,
+        retry_at: datetime | None = None,
+        wait: bool = True,
+    ) -> bool:
+        """Record the run's end (with ``retry_at``, the retry it calls for). A retry that did
+        not start keeps the outcome of the attempt before it, with a line saying why. With
+        ``wait`` False, while the loop serves, the next round records it (with others, in one
+        transaction) and this returns True at once; otherwise returns whether the row was
+        still this worker's running run. A write the store refuses is queued for the loop's
+        rounds, which try it again until the store takes it (False then)."""
+        if claim.retry_of is not None and started_at is None:
+            status, error = claim.retry_of, f"attempt {claim.attempt}: not started: {error}"
+        queue = self._serving and not wait
+        finished_at = self.clock()
+        finishing = functools.partial(
+            self.store.finish_run,
+            claim.run_id,
+            self._owner(claim),
+            status,
+            finished_at,
+            error=error,
+            pipeline_run_id=pipeline_run_id,
+            started_at=started_at,
+            retry_at=retry_at,
+        )
+        try:
+            closed = finishing(wait=not queue)
+        except StoreError as exc:
+            logger.error("%s for %s: %s; recording it later", claim.schedule.name, claim.scheduled_for, exc)
+            finishing(wait=False)  # no retry meanwhile: whether the row is still this worker's is unknown
+            queue, closed = True, False
+        if queue:
+            self._wake.set()
+        if status is RunStatus.missed:
+            self._emit(RunMissed(claim.schedule.name, claim.scheduled_for, error or "missed"))
+        else:
+            end = RunSkipped if status is RunStatus.skipped else RunFinished
+            recorded = None if queue else closed
+            self._emit(end(claim, status, error, started_at, finished_at, retry_at, recorded))
+        return closed

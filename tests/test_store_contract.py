@@ -1082,6 +1082,25 @@ def test_a_live_workers_own_pending_retry_is_left_to_it_unless_it_lets_it_go(sto
     assert store.retry_run(claim.run_id, WORKER, 1) is None  # once
 
 
+def test_a_worker_declared_dead_during_its_retry_backoff_cannot_take_its_retry_and_another_does(
+    store: ScheduleStore,
+) -> None:
+    # it stalled in the backoff and was declared dead: a retry it took now would be running
+    # under a dead id that nobody reaps again, and its fenced start would refuse it for ever
+    claim = claim_one(store, retries=1)
+    assert store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u")
+    assert store.finish_run(claim.run_id, WORKER, RunStatus.failed, NOW, error="boom", retry_at=NOW)
+    later = WORKER.lease_expires_at + timedelta(seconds=1)
+    store.heartbeat(dataclasses.replace(OTHER, heartbeat_at=later, lease_expires_at=later + timedelta(seconds=30)))
+    store.reap_abandoned(later)
+    assert {w.id: w.status for w in store.list_workers()}[WORKER.id] == "dead"
+    assert store.retry_run(claim.run_id, WORKER, 1) is None
+    (run,) = store.history("a")
+    assert (run.status, run.attempt, run.worker, run.retry_at) == (RunStatus.failed, 1, WORKER.id, NOW)
+    (taken,) = store.claim_due(later, OTHER, 10).claims
+    assert (taken.run_id, taken.attempt, taken.owner) == (claim.run_id, 2, OTHER.id)
+
+
 def test_a_stopped_workers_pending_retry_is_taken_by_another(store: ScheduleStore) -> None:
     claim = claim_one(store, retries=1)
     store.heartbeat(OTHER)

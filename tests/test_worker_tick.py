@@ -1516,3 +1516,30 @@ def test_a_listener_that_raises_is_logged_and_the_others_still_hear_every_event(
         RunFinished,
     ]
     assert any("a listener of the worker's events failed on RunClaimed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_declared_dead_goes_on_under_one_new_id_when_several_threads_notice_at_once(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the chaos test's stall: the loop's heartbeat and the runners' fenced starts each found
+    # the lease lost; each took a new id, and a claim made under the first new id was then
+    # refused by its own worker and closed, its hand-over lost
+    heard = Heard()
+    stalled = make_worker(listeners=(heard,))
+    stalled.tick(DAY1)
+    store.reap_abandoned(stalled.identity.lease_expires_at + timedelta(seconds=1))  # declared dead
+    real = store.heartbeat
+
+    def slow(worker: WorkerInfo) -> Any:
+        time.sleep(0.2)  # a window in which the other thread notices too
+        return real(worker)
+
+    monkeypatch.setattr(store, "heartbeat", slow)
+    noticing = [threading.Thread(target=stalled.worker._heartbeat, args=(DAY1,)) for _ in range(3)]
+    for thread in noticing:
+        thread.start()
+    for thread in noticing:
+        thread.join(10)
+    assert len(heard.of(LeaseLost)) == 1
+    alive = [w.id for w in store.list_workers() if w.status == "alive"]
+    assert alive == [stalled.identity.id]  # one new id, and it is the one the worker goes on with

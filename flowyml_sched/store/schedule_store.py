@@ -259,7 +259,10 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
     """Close the running rows of ``finishes`` (one read, one batched update); set each ``closed``."""
     if not finishes:
         return
-    rows = {row.id: row for row in conn.execute(_RUNS_TO_FINISH, {"b_ids": [f.run_id for f in finishes]})}
+    # locked on PostgreSQL: a reaper's or another worker's change between this read and the
+    # update would be overwritten (SQLite's writer holds the database from BEGIN IMMEDIATE)
+    read = _RUNS_TO_FINISH.with_for_update() if conn.dialect.name == "postgresql" else _RUNS_TO_FINISH
+    rows = {row.id: row for row in conn.execute(read, {"b_ids": [f.run_id for f in finishes]})}
     closing: list[dict[str, Any]] = []
     for finish in finishes:
         row = rows.pop(finish.run_id, None)  # popped: a second finish of one run finds it closed
@@ -844,12 +847,18 @@ class ScheduleStore:
         not started yet (:meth:`start_attempt` fences its start).
 
         Conditional on the row still having that attempt and a pending retry, so two workers
-        cannot both take it. Returns the new attempt number and the outcome of ``attempt``,
-        or None when the row was taken meanwhile (or has no pending retry). ``error`` keeps one line per earlier attempt
+        cannot both take it, and on ``worker`` not being declared dead. Returns the new attempt
+        number and the outcome of ``attempt``, or None when the row was taken meanwhile (or
+        has no pending retry), or ``worker`` is dead (a live worker's claim round takes it). ``error`` keeps one line per earlier attempt
         (``attempt 1: failed: ValueError: ...``); :meth:`finish_run` puts the final attempt's
         full error below them.
         """
         with self._writing() as conn:
+            # a worker declared dead takes nothing: it is reaped once only, so a row it took
+            # now would stay running for ever (locked on PostgreSQL, as in :meth:`claim_due`)
+            claimer = _CLAIMER_FOR_UPDATE if self.dialect == "postgresql" else _CLAIMER
+            if conn.execute(claimer, {"b_worker": worker.id}).scalar() == "dead":
+                return None
             return _take_retry(conn, run_id, attempt, worker)
 
     def running_runs(self, name: str) -> list[Run]:

@@ -147,9 +147,10 @@ class RunExecution(LeaseKeeping):
             try:
                 now = self.clock()
                 if renew or now >= me.lease_expires_at:
-                    if not self._heartbeat(now).lease_kept:
-                        return Outcome(RunStatus.interrupted, LEASE_LOST)
+                    self._heartbeat(now)
                     me = self.identity
+                    if claim.owner != me.id:  # declared dead meanwhile: this claim was taken from it
+                        return Outcome(RunStatus.interrupted, LEASE_LOST)
                 lease_left = (me.lease_expires_at - now).total_seconds()
                 started = self.store.start_attempt(
                     claim,

@@ -54,15 +54,17 @@ class LeaseKeeping(WorkerParts):
     def _heartbeat(self, now: datetime) -> Heartbeat:
         """Renew the lease from ``now``. The lease this worker counts on moves only once the
         store has it: after a failed heartbeat (an outage) its fenced starts renew it first.
-        Raises StoreError."""
-        renewed = replace(
-            self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
-        )
-        beat = self.store.heartbeat(renewed)
-        self.identity = renewed
-        if not beat.lease_kept:
-            self._lost_lease(now)
-            self.store.heartbeat(self.identity)
+        One heartbeat at a time (the loop's and the runners' fenced starts): a worker declared
+        dead goes on under one new id, not one per thread that noticed. Raises StoreError."""
+        with self._lease_lock:
+            renewed = replace(
+                self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
+            )
+            beat = self.store.heartbeat(renewed)
+            self.identity = renewed
+            if not beat.lease_kept:
+                self._lost_lease(now)
+                self.store.heartbeat(self.identity)
         with self._mutex:
             running = len(self._active)
         self.notifier.status(f"serving; {running} running")

@@ -92,6 +92,7 @@ class Worker(RunExecution):
         self.clock = clock
         self.notifier = notifier or Notifier({})
         self.listeners = listeners
+        self._lease_lock = threading.Lock()
         self.identity = self._incarnation(clock())
         self._stopping = threading.Event()
         self._serving = False

@@ -50,6 +50,8 @@ class WorkerParts:
     listeners: Sequence[Listener]
     identity: WorkerInfo
     """This worker's row: its id and the lease it counts on (moved only once the store has it)."""
+    _lease_lock: threading.Lock
+    """Held for a heartbeat and the change of ``identity`` it may make."""
     _mutex: threading.Lock
     """Guards ``_active``, ``_held``, ``_kept``, ``_busy`` and ``_waiting_runners``."""
     _idle: threading.Condition

@@ -26,10 +26,12 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-
-from croniter import CroniterError, croniter
+from typing import TYPE_CHECKING
 
 from flowyml_sched.errors import InvalidCronExpression
+
+if TYPE_CHECKING:
+    from croniter import CroniterError
 
 FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 """Names of the five fields, in order, as cron(5) calls them."""
@@ -194,6 +196,8 @@ def compile_cron(expression: str) -> CronSpec:
                 raise InvalidCronExpression(
                     expression, "random (R) and hashed (H) values are not supported", name, value
                 )
+    from croniter import CroniterError, croniter  # here: the CLI's --help need not load it
+
     try:
         parsed = croniter(text if text.startswith("@") else _collapse_equal_ranges(text))
     except CroniterError as exc:
@@ -255,6 +259,8 @@ def _field_value(index: int, token: str) -> int | None:
 
 def _translate(expression: str, text: str, exc: CroniterError) -> InvalidCronExpression:
     """Turn croniter's error into ours, naming the first field croniter refuses alone."""
+    from croniter import CroniterError, croniter
+
     fields = text.split(" ")
     if len(fields) == 5:
         for index, value in enumerate(fields):

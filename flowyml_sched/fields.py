@@ -17,23 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from flowyml_sched.errors import InvalidPolicy, UsageError
 from flowyml_sched.model import BrokenSchedule, CatchUp, Overlap, Policy, Schedule
-from flowyml_sched.triggers import (
-    CronTrigger,
-    IntervalTrigger,
-    Trigger,
-    parse_duration,
-    parse_instant,
-    parse_minute,
-    parse_time_of_day,
-)
-
-TRIGGER_KEYS = ("cron", "daily", "hourly", "every")
-"""Exactly one of these keys gives a schedule's trigger."""
+from flowyml_sched.triggers import TRIGGER_KEYS, Trigger, kind_of_key, parse_duration, parse_instant
 
 POLICY_KEYS = ("catchup", "max_catchup", "misfire_grace", "overlap", "timeout", "retries")
 """The keys that make up a schedule's :class:`~flowyml_sched.model.Policy`."""
@@ -61,19 +51,18 @@ def trigger_of(
     labels = labels or {}
     present = given(fields)
     _check_one_trigger(present, labels, required=True)
-    if "anchor" in present and "every" not in present and not lone_anchor:
-        raise UsageError(f"{labels.get('anchor', 'anchor')} goes with {labels.get('every', 'every')} only")
-    if "cron" in present:
-        return CronTrigger(str(present["cron"]))
-    if "daily" in present:
-        return parse_time_of_day(str(present["daily"]))
-    if "hourly" in present:
-        return parse_minute(str(present["hourly"]))
+    key = next(key for key in TRIGGER_KEYS if key in present)
+    kind = kind_of_key(key)
+    if not kind.anchored:
+        if "anchor" in present and not lone_anchor:
+            anchored = " or ".join(labels.get(k, k) for k in TRIGGER_KEYS if kind_of_key(k).anchored)
+            raise UsageError(f"{labels.get('anchor', 'anchor')} goes with {anchored} only")
+        return kind.parse(str(present[key]))
     if "anchor" in present:
         anchor = parse_instant(str(present["anchor"]), labels.get("anchor", "anchor"))
     if anchor is None:
-        raise UsageError("an interval needs an anchor instant")
-    return IntervalTrigger(parse_duration(str(present["every"])), anchor)
+        raise UsageError(f"{labels.get(key, key)} needs an anchor instant")
+    return kind.parse(str(present[key]), anchor)
 
 
 def policy_with(
@@ -159,14 +148,14 @@ def changes_of(
     present = given(fields)
     _check_one_trigger(present, labels, required=False)
     changes: dict[str, Any] = {}
-    old_anchor = current.trigger.anchor if isinstance(current.trigger, IntervalTrigger) else None
+    old_anchor = current.trigger.anchor if current.trigger is not None and current.trigger.anchored else None
     if any(key in present for key in TRIGGER_KEYS):
         changes["trigger"] = trigger_of(present, old_anchor or now.replace(microsecond=0), labels, lone_anchor=True)
     elif "anchor" in present:
         label = labels.get("anchor", "anchor")
-        if not isinstance(current.trigger, IntervalTrigger):
+        if old_anchor is None or current.trigger is None:
             raise UsageError(f"{label} applies to interval schedules only; {current.name} is {current.kind}")
-        changes["trigger"] = IntervalTrigger(current.trigger.every, parse_instant(str(present["anchor"]), label))
+        changes["trigger"] = replace(current.trigger, anchor=parse_instant(str(present["anchor"]), label))
     for key in ("pipeline", "timezone", "params", "description", "enabled", "pause_note"):
         if key in present:
             changes[key] = present[key]

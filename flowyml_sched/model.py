@@ -10,7 +10,7 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -418,16 +418,10 @@ def params_depth(value: object) -> int:
     return deepest
 
 
-def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
-    """Every stored field of a schedule as JSON-able values (datetimes as ISO 8601 UTC).
-
-    Durations are seconds; the trigger is ``kind`` plus ``expression`` (cron text, HH:MM,
-    MM or a duration) and, for intervals, ``anchor``.
-    """
-    from flowyml_sched.triggers import IntervalTrigger, trigger_text
-
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
+def schedule_columns(schedule: Schedule) -> dict[str, Any]:
+    """Every stored field of a schedule, keyed as the store's columns: the trigger as ``kind``
+    plus ``expression`` (its text) and ``anchor`` (an aware datetime, for an anchored kind),
+    the policy's durations in seconds, instants as the schedule holds them."""
 
     def seconds(value: timedelta | None) -> float | None:
         return value.total_seconds() if value is not None else None
@@ -437,14 +431,14 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
     return {
         "name": schedule.name,
         "pipeline": schedule.pipeline,
-        "kind": schedule.kind,
-        "expression": trigger_text(trigger),
-        "anchor": iso(trigger.anchor) if isinstance(trigger, IntervalTrigger) else None,
+        "kind": trigger.kind,
+        "expression": trigger.text(),
+        "anchor": trigger.anchor if trigger.anchored else None,
         "timezone": schedule.timezone,
         "params": dict(schedule.params),
         "description": schedule.description,
         "tags": list(schedule.tags),
-        "enabled": schedule.enabled,
+        "enabled": bool(schedule.enabled),
         "pause_note": schedule.pause_note,
         "catchup": policy.catchup.value,
         "max_catchup": policy.max_catchup,
@@ -454,10 +448,18 @@ def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
         "retries": policy.retries,
         "retry_backoff_seconds": seconds(policy.retry_backoff),
         "source": schedule.source,
-        "created_at": iso(schedule.created_at),
-        "updated_at": iso(schedule.updated_at),
-        "next_fire_at": iso(schedule.next_fire_at),
+        "created_at": schedule.created_at,
+        "updated_at": schedule.updated_at,
+        "next_fire_at": schedule.next_fire_at,
         "version": schedule.version,
+    }
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    """:func:`schedule_columns` as JSON-able values: datetimes as ISO 8601 UTC."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in schedule_columns(schedule).items()
     }
 
 
@@ -471,20 +473,12 @@ def entry_to_dict(entry: Schedule | BrokenSchedule) -> dict[str, Any]:
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:
-    """A history row as JSON-able values (datetimes ISO 8601 UTC, duration in seconds)."""
-    return {
-        "schedule": run.schedule_name,
-        "scheduled_for": run.scheduled_for.isoformat(),
-        "status": run.status.value,
-        "attempt": run.attempt,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "duration_seconds": run.duration_seconds,
-        "error": run.error,
-        "run_id": run.run_id,
-        "worker": run.worker,
-        "host": run.host,
-        "pid": run.pid,
-        "log_path": run.log_path,
-        "retry_at": run.retry_at.isoformat() if run.retry_at else None,
-    }
+    """A history row as JSON-able values (datetimes ISO 8601 UTC, duration in seconds); the
+    schedule's name is ``schedule``."""
+    values = {f.name: getattr(run, f.name) for f in fields(Run) if f.name != "id"}
+    out = {"schedule" if key == "schedule_name" else key: value for key, value in values.items()}
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+    out["status"] = run.status.value
+    return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import os
 import re
@@ -55,17 +56,13 @@ from flowyml_sched.model import (
 from flowyml_sched.model import validate_params as _validate_params
 from flowyml_sched.timing import next_fire_time
 from flowyml_sched.triggers import (
-    CronTrigger,
-    DailyTrigger,
-    HourlyTrigger,
-    IntervalTrigger,
+    KINDS,
+    TRIGGER_KEYS,
     Trigger,
     format_duration,
+    kind_of_key,
     parse_duration,
     parse_instant,
-    parse_minute,
-    parse_time_of_day,
-    trigger_text,
 )
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
@@ -74,16 +71,10 @@ UTC = timezone.utc
 FORMAT_VERSION = 1
 """The only ``version:`` this module reads and writes."""
 
-TRIGGER_KEYS = ("cron", "daily", "hourly", "every")
-"""Exactly one of these keys gives a schedule's trigger."""
-
 SCHEDULE_KEYS = (
     "name",
     "pipeline",
-    "cron",
-    "daily",
-    "hourly",
-    "every",
+    *TRIGGER_KEYS,
     "anchor",
     "timezone",
     "params",
@@ -369,7 +360,7 @@ class _Reader:
                         schedules.append(schedule)
                         lines[schedule.name] = _line(item)
                         field_lines[schedule.name] = keys
-                        if isinstance(schedule.trigger, IntervalTrigger):
+                        if schedule.trigger.anchored:
                             explicit[schedule.name] = has_anchor
         if self.problems:
             unique = {str(p): p for p in reversed(self.problems)}
@@ -499,6 +490,11 @@ class _Reader:
             return {}, set()
         refused = {k: f"{k!r} cannot be a default: each schedule gives its own name and trigger" for k in _PER_SCHEDULE}
         items = self.mapping_items(node, where, "defaults", DEFAULTS_KEYS, refused)
+        values = self.read_fields(items, where)
+        return values, set(items)
+
+    def read_fields(self, items: Mapping[str, tuple[Node, Node]], where: _Where) -> dict[str, Any]:
+        """The checked values of a mapping's known keys; each problem is reported at its line."""
         values: dict[str, Any] = {}
         for key, (key_node, value_node) in items.items():
             try:
@@ -506,7 +502,7 @@ class _Reader:
                     values.update(_FIELDS[key](value_node))
             except (_Bad, SchedulerError) as exc:
                 self.report(value_node, exc, where, key_node)
-        return values, set(items)
+        return values
 
     def schedule_items(self, node: Node) -> list[Node]:
         if isinstance(node, ScalarNode) and _tag(node) == _NULL:
@@ -535,13 +531,7 @@ class _Reader:
         items = self.mapping_items(item, where, "a schedule", SCHEDULE_KEYS, suggested=suggested)
         if not isinstance(item, MappingNode) or _tag(item) != _MAP:
             return None
-        values: dict[str, Any] = {}
-        for key, (key_node, value_node) in items.items():
-            try:
-                if self.tags_ok(value_node, where):
-                    values.update(_FIELDS[key](value_node))
-            except (_Bad, SchedulerError) as exc:
-                self.report(value_node, exc, where, key_node)
+        values = self.read_fields(items, where)
 
         if "name" not in items and "name" not in suggested:
             self.problem(item, "no name: every schedule needs 'name:'", where)
@@ -557,16 +547,19 @@ class _Reader:
             self.problem(item, "no pipeline: give 'pipeline:' (an entry-point name or package.module:attr)", where)
         triggers = sorted((k for k in TRIGGER_KEYS if k in items), key=lambda k: items[k][0].start_mark.index)
         if not triggers and not suggested.intersection(TRIGGER_KEYS):
-            self.problem(item, "no trigger: give exactly one of cron, daily, hourly or every", where)
+            self.problem(item, f"no trigger: give exactly one of {_ONE_OF_TRIGGERS}", where)
         elif len(triggers) > 1:
             found = " and ".join(f"{k} (line {_line(items[k][0])})" for k in triggers)
             self.problem(
                 items[triggers[1]][0],
-                f"more than one trigger, {found}: give exactly one of cron, daily, hourly or every",
+                f"more than one trigger, {found}: give exactly one of {_ONE_OF_TRIGGERS}",
                 where,
             )
-        if "anchor" in items and triggers and "every" not in items:
-            self.problem(items["anchor"][0], f"anchor applies only to 'every' schedules, not to {triggers[0]}", where)
+        if "anchor" in items and triggers and not kind_of_key(triggers[0]).anchored:
+            anchored = " or ".join(repr(k.key) for k in KINDS if k.anchored)
+            self.problem(
+                items["anchor"][0], f"anchor applies only to {anchored} schedules, not to {triggers[0]}", where
+            )
         if len(self.problems) > before:
             return None
 
@@ -587,6 +580,7 @@ class _Reader:
 
 
 _PER_SCHEDULE = ("name", "anchor", *TRIGGER_KEYS)
+_ONE_OF_TRIGGERS = ", ".join(TRIGGER_KEYS[:-1]) + f" or {TRIGGER_KEYS[-1]}"
 
 
 def _yaml_hint(text: str, line: int | None, what: str) -> str:
@@ -801,13 +795,18 @@ def _timezone(node: Node) -> str:
     return name
 
 
+def _trigger(kind: type[Trigger], node: Node) -> dict[str, Trigger]:
+    """The trigger of a trigger key (an anchored one counts from :data:`IMPLICIT_ANCHOR` until
+    :func:`_build` gives it the entry's ``anchor``), refused when its text cannot be written back."""
+    trigger = kind.parse(_text(node, kind.key), IMPLICIT_ANCHOR)
+    trigger.text()
+    return {kind.key: trigger}
+
+
 _FIELDS = {
     "name": lambda n: {"name": validate_name(_text(n, "name"))},
     "pipeline": lambda n: {"pipeline": validate_pipeline(_text(n, "pipeline"))},
-    "cron": lambda n: {"cron": CronTrigger(_text(n, "cron"))},
-    "daily": lambda n: {"daily": parse_time_of_day(_text(n, "daily"))},
-    "hourly": lambda n: {"hourly": parse_minute(_text(n, "hourly"))},
-    "every": lambda n: {"every": _duration(_text(n, "every"), "every")},
+    **{kind.key: functools.partial(_trigger, kind) for kind in KINDS},
     "anchor": lambda n: {"anchor": parse_instant(_text(n, "anchor"), "anchor")},
     "timezone": lambda n: {"timezone": _timezone(n)},
     "params": lambda n: {"params": _params(n)},
@@ -826,11 +825,9 @@ _FIELDS = {
 
 def _build(values: Mapping[str, Any], source: str) -> Schedule:
     """A :class:`Schedule` from checked field values (defaults already merged in)."""
-    trigger: Trigger
-    if "every" in values:
-        trigger = IntervalTrigger(values["every"], values.get("anchor", IMPLICIT_ANCHOR))
-    else:
-        trigger = next(values[k] for k in ("cron", "daily", "hourly") if k in values)
+    trigger: Trigger = next(values[k] for k in TRIGGER_KEYS if k in values)
+    if trigger.anchored and "anchor" in values:
+        trigger = replace(trigger, anchor=values["anchor"])
     field_value = {**BUILTIN_DEFAULTS, **values}
     policy = Policy(
         catchup=field_value["catchup"],
@@ -879,22 +876,6 @@ def field_values(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def trigger_fields(trigger: Trigger) -> dict[str, Any]:
-    """The YAML keys of a trigger: ``{"daily": "06:30"}``, ``{"every": "15m", "anchor": "...Z"}`` and so on."""
-    if isinstance(trigger, CronTrigger):
-        return {"cron": trigger.expression}
-    if isinstance(trigger, DailyTrigger):
-        return {"daily": trigger_text(trigger)}
-    if isinstance(trigger, HourlyTrigger):
-        return {"hourly": trigger.minute}
-    return {"every": format_duration(trigger.every), "anchor": format_instant(trigger.anchor)}
-
-
-def format_instant(moment: datetime) -> str:
-    """ISO 8601 in UTC with ``Z``, microseconds only when present: ``2026-01-01T00:00:00Z``."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def schedule_fields(schedule: Schedule, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The YAML mapping of one schedule as plain data (str, int, bool, None, list, dict), in key order.
 
@@ -907,15 +888,15 @@ def schedule_fields(schedule: Schedule, defaults: Mapping[str, Any] | None = Non
     given = dict(defaults or {})
     base = {**BUILTIN_DEFAULTS, **given}
     out: dict[str, Any] = {"name": schedule.name, "pipeline": schedule.pipeline}
-    out.update(trigger_fields(schedule.trigger))
+    out.update(schedule.trigger.fields())
     if "timezone" not in given or given["timezone"] != schedule.timezone:
         out["timezone"] = schedule.timezone
     for key in ("params", "description", "tags", "enabled", "pause_note", "catchup", "max_catchup"):
         if not _same(values[key], base[key]):
-            out[key] = _plain_value(values[key])
+            out[key] = plain_value(values[key])
     for key in ("misfire_grace", "overlap", "timeout"):
         if values[key] != base[key]:
-            out[key] = _plain_value(values[key])
+            out[key] = plain_value(values[key])
     retries: dict[str, Any] = {}
     if values["retries"] != base["retries"]:
         retries["max"] = values["retries"]
@@ -937,7 +918,9 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
-def _plain_value(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A field's Python value as YAML plain data: policy choices as their names, durations
+    as ``1h30m``, tuples as lists, mappings with their keys sorted (nested too)."""
     if isinstance(value, CatchUp | Overlap):
         return value.value
     if isinstance(value, timedelta):
@@ -1114,24 +1097,7 @@ def write_text_atomic(path: str, text: str) -> None:
 # -- planning ------------------------------------------------------------------------------------
 
 
-DEFINITION_FIELDS = (
-    "pipeline",
-    "trigger",
-    "anchor",
-    "timezone",
-    "params",
-    "description",
-    "tags",
-    "enabled",
-    "pause_note",
-    "catchup",
-    "max_catchup",
-    "misfire_grace",
-    "overlap",
-    "timeout",
-    "retries",
-    "retry_backoff",
-)
+DEFINITION_FIELDS = ("pipeline", "trigger", "anchor", *BUILTIN_DEFAULTS)
 """Names :func:`changed_fields` reports, in this order."""
 
 
@@ -1147,9 +1113,9 @@ def changed_fields(old: Schedule, new: Schedule) -> tuple[str, ...]:
     if old.pipeline != new.pipeline:
         out.append("pipeline")
     a, b = old.trigger, new.trigger
-    if a.kind != b.kind or trigger_text(a) != trigger_text(b):
+    if a.kind != b.kind or a.text() != b.text():
         out.append("trigger")
-    if isinstance(a, IntervalTrigger) and isinstance(b, IntervalTrigger) and a.anchor != b.anchor:
+    if a.anchored and b.anchored and a.anchor != b.anchor:
         out.append("anchor")
     old_values, new_values = field_values(old), field_values(new)
     for key in DEFINITION_FIELDS[3:]:
@@ -1246,9 +1212,9 @@ def plan(
     for schedule in wanted:
         old = stored.get(schedule.name)
         new = replace(schedule, source=source)
-        if isinstance(new.trigger, IntervalTrigger) and not explicit.get(new.name, True):
-            kept = old.trigger.anchor if old is not None and isinstance(old.trigger, IntervalTrigger) else anchor_now
-            new = replace(new, trigger=IntervalTrigger(new.trigger.every, kept))
+        if new.trigger.anchored and not explicit.get(new.name, True):
+            kept = old.trigger.anchor if old is not None and old.trigger.anchored else anchor_now
+            new = replace(new, trigger=replace(new.trigger, anchor=kept))
         if old is None:
             creates.append(PlanEntry(new.name, None, new, (), None, _next(new, now)))
             continue

@@ -1,7 +1,12 @@
 """Triggers: the value objects that say when a schedule fires, and the parsers of their text.
 
 A trigger holds no timezone: the schedule that owns it does, and :mod:`flowyml_sched.timing`
-takes both. Four kinds:
+takes both. Each kind is one class here and knows its own text: ``kind`` (its name as
+stored), ``key`` (its key in a YAML entry and its CLI option), ``syntax`` (the help for both),
+``parse(text, anchor)``, ``text()`` (as stored) and ``fields()`` (as written in YAML); a
+calendar kind gives ``spec`` (the cron fields it fires on, which :mod:`flowyml_sched.timing`
+walks), an anchored kind ``every`` and ``anchor``. :data:`KINDS` lists them: a new kind is a
+class here, added to :data:`KINDS` and :data:`Trigger`. Four kinds:
 
 - :class:`CronTrigger`: a 5-field cron expression in croniter's dialect, or a macro;
 - :class:`DailyTrigger`: every day at HH:MM wall time, the same as cron ``MM HH * * *``;
@@ -14,9 +19,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowyml_sched.cronspec import CronSpec, compile_cron
 from flowyml_sched.errors import MAX_YEAR, MIN_YEAR, InvalidDuration, InvalidInstant, InvalidMinute, InvalidTimeOfDay
+
+if TYPE_CHECKING:
+    from flowyml_sched.cronspec import CronSpec
 
 UTC = timezone.utc
 
@@ -27,61 +35,118 @@ _SHORT_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
 
 
+def _compile(expression: str) -> CronSpec:
+    """:func:`flowyml_sched.cronspec.compile_cron`, imported on first use: the CLI lists the
+    kinds (their keys and syntax) in every ``--help`` without loading croniter."""
+    from flowyml_sched.cronspec import compile_cron
+
+    return compile_cron(expression)
+
+
+class _CalendarKind:
+    """What the calendar kinds share: they fire at the wall-clock minutes of a cron expression
+    (:meth:`cron`), have no anchor, and a YAML entry holds their text under their key."""
+
+    kind: ClassVar[str]
+    key: ClassVar[str]
+    syntax: ClassVar[str]
+    anchored: ClassVar[bool] = False
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def cron(self) -> str:
+        """The cron expression of the minutes it fires at."""
+        raise NotImplementedError
+
+    def fields(self) -> dict[str, Any]:
+        return {self.key: self.text()}
+
+    @property
+    def spec(self) -> CronSpec:
+        return _compile(self.cron())
+
+
 @dataclass(frozen=True)
-class CronTrigger:
+class CronTrigger(_CalendarKind):
     """Fires at every wall-clock minute that matches ``expression`` (see :mod:`flowyml_sched.cronspec`)."""
 
     expression: str
 
-    def __post_init__(self) -> None:
-        compile_cron(self.expression)
-
     kind = "cron"
+    key = "cron"
+    syntax = "Cron expression, 5 fields or a macro: '*/15 9-17 * * MON-FRI'."
 
-    @property
-    def spec(self) -> CronSpec:
-        return compile_cron(self.expression)
+    def __post_init__(self) -> None:
+        _compile(self.expression)
 
-    def describe(self) -> str:
+    @classmethod
+    def parse(cls, text: str, anchor: datetime | None = None) -> CronTrigger:
+        """Raises InvalidCronExpression."""
+        return cls(text)
+
+    def text(self) -> str:
         return self.expression
+
+    cron = describe = text
 
 
 @dataclass(frozen=True)
-class DailyTrigger:
+class DailyTrigger(_CalendarKind):
     """Fires every day at ``hour``:``minute`` wall time (cron ``MM HH * * *``)."""
 
     hour: int
     minute: int
 
     kind = "daily"
+    key = "daily"
+    syntax = "Every day at HH:MM wall time: 02:30."
 
     def __post_init__(self) -> None:
         if not 0 <= self.hour <= 23 or not 0 <= self.minute <= 59:
             raise InvalidTimeOfDay(f"{self.hour:02d}:{self.minute:02d}", "hour must be 0-23 and minute 0-59")
 
-    @property
-    def spec(self) -> CronSpec:
-        return compile_cron(f"{self.minute} {self.hour} * * *")
+    @classmethod
+    def parse(cls, text: str, anchor: datetime | None = None) -> DailyTrigger:
+        """``HH:MM`` (00:00 to 23:59); raises InvalidTimeOfDay."""
+        return parse_time_of_day(text)
 
-    def describe(self) -> str:
+    def text(self) -> str:
         return f"{self.hour:02d}:{self.minute:02d}"
+
+    def cron(self) -> str:
+        return f"{self.minute} {self.hour} * * *"
+
+    describe = text
 
 
 @dataclass(frozen=True)
-class HourlyTrigger:
+class HourlyTrigger(_CalendarKind):
     """Fires every hour at ``minute`` past the hour (cron ``MM * * * *``)."""
 
     minute: int
 
     kind = "hourly"
+    key = "hourly"
+    syntax = "Every hour at minute MM: 15."
 
     def __post_init__(self) -> None:
         if not 0 <= self.minute <= 59:
             raise InvalidMinute(str(self.minute))
 
-    @property
-    def spec(self) -> CronSpec:
-        return compile_cron(f"{self.minute} * * * *")
+    @classmethod
+    def parse(cls, text: str, anchor: datetime | None = None) -> HourlyTrigger:
+        """``MM`` or ``:MM`` (0 to 59); raises InvalidMinute."""
+        return parse_minute(text)
+
+    def text(self) -> str:
+        return str(self.minute)
+
+    def cron(self) -> str:
+        return f"{self.minute} * * * *"
+
+    def fields(self) -> dict[str, Any]:
+        return {"hourly": self.minute}  # a number in YAML
 
     def describe(self) -> str:
         return f":{self.minute:02d}"
@@ -100,6 +165,27 @@ class IntervalTrigger:
     anchor: datetime
 
     kind = "interval"
+    key = "every"
+    anchored = True
+    syntax = "Interval of elapsed time: 90s, 15m, 2h, 1h30m, 7d, PT15M, P7D."
+
+    @classmethod
+    def parse(cls, text: str, anchor: datetime | None = None) -> IntervalTrigger:
+        """A duration (:func:`parse_duration`) counted from ``anchor`` (required, aware).
+        Raises InvalidDuration, InvalidInstant."""
+        if anchor is None:
+            raise InvalidInstant("", "an interval needs an anchor", "anchor")
+        return cls(parse_duration(text), anchor)
+
+    def text(self) -> str:
+        """The interval as stored and written (``1h30m``). Raises InvalidDuration for a part of
+        a second, which that text cannot hold."""
+        if self.every % timedelta(seconds=1):
+            raise InvalidDuration(str(self.every), "it has a fraction of a second: durations are whole seconds")
+        return format_duration(self.every)
+
+    def fields(self) -> dict[str, Any]:
+        return {"every": self.text(), "anchor": format_instant(self.anchor)}
 
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
@@ -115,7 +201,23 @@ class IntervalTrigger:
 
 
 Trigger = CronTrigger | DailyTrigger | HourlyTrigger | IntervalTrigger
-"""Any of the four trigger kinds."""
+"""Any of the trigger kinds."""
+
+KINDS: tuple[type[Trigger], ...] = (CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger)
+"""Every trigger kind, in the order they are listed to users."""
+
+TRIGGER_KEYS = tuple(kind.key for kind in KINDS)
+"""Exactly one of these keys (a YAML entry's, a CLI option's) gives a schedule's trigger."""
+
+
+def kind_of_key(key: str) -> type[Trigger]:
+    """The trigger kind whose key is ``key`` (``every`` for intervals). Raises KeyError."""
+    return next(kind for kind in KINDS if kind.key == key)
+
+
+def format_instant(moment: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``, microseconds only when present: ``2026-01-01T00:00:00Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time_of_day(text: str) -> DailyTrigger:
@@ -211,31 +313,12 @@ def parse_instant(text: str, option: str | None = None) -> datetime:
     return value
 
 
-def trigger_text(trigger: Trigger) -> str:
-    """The trigger's expression as stored and written in YAML: cron text, HH:MM, MM or a duration."""
-    if isinstance(trigger, CronTrigger):
-        return trigger.expression
-    if isinstance(trigger, DailyTrigger):
-        return f"{trigger.hour:02d}:{trigger.minute:02d}"
-    if isinstance(trigger, HourlyTrigger):
-        return str(trigger.minute)
-    return format_duration(trigger.every)
-
-
 def trigger_from_text(kind: str, text: str, anchor: datetime | None = None) -> Trigger:
-    """Rebuild a trigger from its kind (``cron``, ``daily``, ``hourly``, ``interval``) and text.
-
-    ``anchor`` (aware) is required for ``interval``. Raises the parsers' errors for bad
-    text and ``ValueError`` for an unknown kind.
-    """
-    if kind == "cron":
-        return CronTrigger(text)
-    if kind == "daily":
-        return parse_time_of_day(text)
-    if kind == "hourly":
-        return parse_minute(text)
-    if kind == "interval":
-        if anchor is None:
-            raise InvalidInstant("", "an interval needs an anchor", "anchor")
-        return IntervalTrigger(parse_duration(text), anchor)
-    raise ValueError(f"unknown trigger kind {kind!r}: expected cron, daily, hourly or interval")
+    """Rebuild a trigger from its kind as stored (``cron``, ``daily``, ``hourly``,
+    ``interval``) and text; ``anchor`` (aware) is required for an anchored kind. Raises the
+    parsers' errors for bad text and ``ValueError`` for an unknown kind."""
+    for candidate in KINDS:
+        if candidate.kind == kind:
+            return candidate.parse(text, anchor)
+    known = ", ".join(k.kind for k in KINDS)
+    raise ValueError(f"unknown trigger kind {kind!r}: expected one of {known}")

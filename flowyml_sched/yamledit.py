@@ -19,7 +19,7 @@ import codecs
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from io import StringIO
 from typing import Any
 
@@ -28,15 +28,15 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from flowyml_sched.errors import InvalidSpec, ScheduleExists, ScheduleNotFound, SpecFileError, SpecProblem
-from flowyml_sched.model import CatchUp, Overlap, Schedule
+from flowyml_sched.model import Schedule
 from flowyml_sched.spec import (
     FORMAT_VERSION,
     SCHEDULE_KEYS,
     TRIGGER_KEYS,
     SpecFile,
     changed_fields,
-    format_instant,
     parse_spec,
+    plain_value,
     read_text,
     schedule_fields,
     schedule_mapping,
@@ -44,7 +44,7 @@ from flowyml_sched.spec import (
     write_text_atomic,
     yaml_writer,
 )
-from flowyml_sched.triggers import format_duration
+from flowyml_sched.triggers import format_instant
 
 _NEW_FILE_HEADER = f"# flowyml-sched schedules: see flowyml-sched.yaml(5)\nversion: {FORMAT_VERSION}\nschedules:\n"
 
@@ -197,11 +197,9 @@ def _check_and_write(
 
 
 def _plain(key: str, value: Any) -> Any:
-    """A field value as YAML plain data: durations as ``1h30m``, instants as ISO 8601 and so on."""
-    if isinstance(value, CatchUp | Overlap):
-        return value.value
-    if isinstance(value, timedelta):
-        return format_duration(value)
+    """A field value as YAML plain data: as :func:`~flowyml_sched.spec.plain_value`, but
+    instants as ISO 8601, tags sorted, an hourly minute as a number and mappings in their
+    own order."""
     if isinstance(value, datetime):
         return format_instant(value)
     if isinstance(value, tuple | set | frozenset):
@@ -212,7 +210,7 @@ def _plain(key: str, value: Any) -> Any:
         return {k: _plain("retries", v) for k, v in value.items()}
     if isinstance(value, Mapping):
         return dict(value)
-    return value
+    return plain_value(value)
 
 
 def _render(fields: Mapping[str, Any], quote: str | None = None) -> list[str]:

@@ -83,12 +83,12 @@ def _root(
 
 @app.command("next")
 @translate_errors
+@o.store_options
+@o.trigger_options
 def next_command(
     name: Annotated[Optional[str], typer.Argument(help="A stored schedule to preview instead of the options.")] = None,
-    cron: o.Cron = None,
-    daily: o.Daily = None,
-    hourly: o.Hourly = None,
-    every: o.Every = None,
+    *,
+    triggers: dict[str, Optional[str]],
     anchor: Annotated[
         Optional[str],
         typer.Option("--anchor", help="With --every: ISO 8601 instant the interval counts from (default: --after)."),
@@ -99,9 +99,7 @@ def next_command(
     ] = None,
     count: Annotated[int, typer.Option("-n", "--count", min=1, max=100_000, help="How many fire times to show.")] = 5,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    flags: o.StoreFlags,
 ) -> None:
     """Preview the next fire times of a schedule without storing anything.
 
@@ -116,15 +114,14 @@ def next_command(
 
     start = parse_instant(after, "--after") if after else _now()
     if name is not None:
-        if any(v is not None for v in (cron, daily, hourly, every, anchor, tz)):
+        if any(v is not None for v in (*triggers.values(), anchor, tz)):
             raise UsageError("give a stored schedule's NAME or schedule options, not both")
-        with o.scheduler(db, db_url, config, create=False) as scheduler:
+        with flags.scheduler(create=False) as scheduler:
             schedule, fires = scheduler.preview(name, start, count)
         zone_name = schedule.timezone
     else:
-        zone_name = tz or o.settings(db, db_url, config).timezone
-        fields = {"cron": cron, "daily": daily, "hourly": hourly, "every": every, "anchor": anchor}
-        fires = preview(fields, timezone=zone_name, after=start, count=count, labels=o.LABELS)
+        zone_name = tz or flags.settings().timezone
+        fires = preview({**triggers, "anchor": anchor}, timezone=zone_name, after=start, count=count, labels=o.LABELS)
     if as_json:
         from flowyml_sched.cli.render import fire_time_json
 
@@ -135,93 +132,59 @@ def next_command(
 
 @app.command("add")
 @translate_errors
+@o.store_options
+@o.schedule_options
 def add_command(
     name: Annotated[str, typer.Argument(help="Unique name: letters, digits, '_', '-', '.'.")],
     pipeline: Annotated[
         str, typer.Option("--pipeline", help="Entry-point name (group flowyml_sched.pipelines) or package.module:attr.")
     ],
-    cron: o.Cron = None,
-    daily: o.Daily = None,
-    hourly: o.Hourly = None,
-    every: o.Every = None,
-    anchor: o.Anchor = None,
-    tz: o.Timezone = None,
-    param: o.Params = None,
-    description: o.Description = None,
-    tag: o.Tags = None,
-    catchup: o.CatchUpOpt = None,
-    max_catchup: o.MaxCatchUp = None,
-    misfire_grace: o.MisfireGrace = None,
-    overlap: o.OverlapOpt = None,
-    timeout: o.Timeout = None,
-    retries: o.Retries = None,
-    retry_backoff: o.RetryBackoff = None,
+    *,
+    options: dict[str, Any],
     check_pipeline: o.CheckPipeline = True,
     file: o.YamlFile = None,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    flags: o.StoreFlags,
 ) -> None:
     """Add a schedule to the store (or, with --file, to a YAML file).
 
     Example: flowyml-sched add nightly-etl --pipeline etl.jobs:run --daily 02:30 --tz Europe/Berlin --param region=eu
     """
-    fields = o.schedule_fields(
-        pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
-        catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff, name=name,
-    )  # fmt: skip
+    fields = o.schedule_fields(options, name=name, pipeline=pipeline)
     if file is not None:
-        o.schedule_file(file, db, db_url, config).add(fields, check_pipeline=check_pipeline, labels=o.LABELS)
+        flags.schedule_file(file).add(fields, check_pipeline=check_pipeline, labels=o.LABELS)
         typer.echo(f"added {name} to {file}")
         return
-    with o.scheduler(db, db_url, config) as scheduler:
+    with flags.scheduler() as scheduler:
         stored = scheduler.add(fields, check_pipeline=check_pipeline, labels=o.LABELS)
     _print_changed(stored, as_json, f"added {stored.name}")
 
 
 @app.command("edit")
 @translate_errors
+@o.store_options
+@o.schedule_options
 def edit_command(
     name: Annotated[str, typer.Argument(help="The schedule to change.")],
     pipeline: Annotated[Optional[str], typer.Option("--pipeline", help="New pipeline reference.")] = None,
-    cron: o.Cron = None,
-    daily: o.Daily = None,
-    hourly: o.Hourly = None,
-    every: o.Every = None,
-    anchor: o.Anchor = None,
-    tz: o.Timezone = None,
-    param: o.Params = None,
-    description: o.Description = None,
-    tag: o.Tags = None,
-    catchup: o.CatchUpOpt = None,
-    max_catchup: o.MaxCatchUp = None,
-    misfire_grace: o.MisfireGrace = None,
-    overlap: o.OverlapOpt = None,
-    timeout: o.Timeout = None,
-    retries: o.Retries = None,
-    retry_backoff: o.RetryBackoff = None,
+    *,
+    options: dict[str, Any],
     check_pipeline: o.CheckPipeline = True,
     file: o.YamlFile = None,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    flags: o.StoreFlags,
 ) -> None:
     """Change fields of a schedule; options not given keep their values. --param and --tag replace the whole set.
 
     Example: flowyml-sched edit nightly-etl --daily 03:15 --timeout 45m
     """
-    fields = o.schedule_fields(
-        pipeline, cron, daily, hourly, every, anchor, tz, param, description, tag,
-        catchup, max_catchup, misfire_grace, overlap, timeout, retries, retry_backoff, name=name,
-    )  # fmt: skip
+    fields = o.schedule_fields(options, name=name, pipeline=pipeline)
     del fields["name"]
     if file is not None:
-        o.schedule_file(file, db, db_url, config).edit(name, fields, check_pipeline=check_pipeline)
+        flags.schedule_file(file).edit(name, fields, check_pipeline=check_pipeline)
         typer.echo(f"changed {name} in {file}")
         return
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         stored = scheduler.edit(name, fields, check_pipeline=check_pipeline, labels=o.LABELS)
     _print_changed(stored, as_json, f"changed {stored.name} (version {stored.version})")
 
@@ -240,14 +203,14 @@ def _print_changed(stored: Schedule, as_json: bool, done: str) -> None:
 
 @app.command("list")
 @translate_errors
+@o.store_options
 def list_command(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Only schedules with this tag.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Only paused schedules.")] = False,
     enabled: Annotated[bool, typer.Option("--enabled", help="Only enabled schedules.")] = False,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """List schedules: name, kind and expression, zone, next fire time, last run, state.
 
@@ -256,7 +219,7 @@ def list_command(
     if paused and enabled:
         raise UsageError("give --paused or --enabled, not both")
     state = False if paused else True if enabled else None
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         rows = scheduler.list(tag=tag, enabled=state)
     if as_json:
         from flowyml_sched.model import entry_to_dict, run_to_dict
@@ -270,18 +233,18 @@ def list_command(
 
 @app.command("show")
 @translate_errors
+@o.store_options
 def show_command(
     name: Annotated[str, typer.Argument(help="The schedule to show.")],
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Show every field of one schedule, its policies and its next fire times.
 
     Example: flowyml-sched show nightly-etl --json
     """
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         schedule, fires = scheduler.show(name, 3)
         now = scheduler.clock()
     if as_json:
@@ -296,23 +259,23 @@ def show_command(
 
 @app.command("pause")
 @translate_errors
+@o.store_options
 def pause_command(
     name: Annotated[str, typer.Argument(help="The schedule to pause.")],
     note: Annotated[Optional[str], typer.Option("--note", help="Why it is paused; shown by list and show.")] = None,
     file: o.YamlFile = None,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Pause a schedule: the worker claims none of its fire times until it is resumed.
 
     Example: flowyml-sched pause nightly-etl --note "upstream outage"
     """
     if file is not None:
-        o.schedule_file(file, db, db_url, config).pause(name, note)
+        flags.schedule_file(file).pause(name, note)
         typer.echo(f"paused {name} in {file}")
         return
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         paused = scheduler.pause(name, note)
     typer.echo(f"paused {name}")
     _warn_if_broken(paused)
@@ -320,24 +283,24 @@ def pause_command(
 
 @app.command("resume")
 @translate_errors
+@o.store_options
 def resume_command(
     name: Annotated[str, typer.Argument(help="The schedule to resume.")],
     file: o.YamlFile = None,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Resume a paused schedule from its next fire time after now.
 
     Example: flowyml-sched resume nightly-etl
     """
     if file is not None:
-        o.schedule_file(file, db, db_url, config).resume(name)
+        flags.schedule_file(file).resume(name)
         typer.echo(f"resumed {name} in {file}")
         return
     from flowyml_sched.cli.render import describe_next
 
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         stored = scheduler.resume(name)
         now = scheduler.clock()
     if _warn_if_broken(stored):
@@ -358,33 +321,33 @@ def _warn_if_broken(entry: object) -> bool:
 
 @app.command("remove")
 @translate_errors
+@o.store_options
 def remove_command(
     name: Annotated[str, typer.Argument(help="The schedule to remove; its history is kept.")],
     file: o.YamlFile = None,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Remove a schedule. Its run history stays readable with 'history'.
 
     Example: flowyml-sched remove nightly-etl
     """
     if file is not None:
-        o.schedule_file(file, db, db_url, config).remove(name)
+        flags.schedule_file(file).remove(name)
         typer.echo(f"removed {name} from {file}")
         return
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         scheduler.remove(name)
     typer.echo(f"removed {name}")
 
 
 @app.command("clear")
 @translate_errors
+@o.store_options
 def clear_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Remove every schedule (history is kept). Asks first unless --yes.
 
@@ -393,26 +356,26 @@ def clear_command(
     if not yes and not typer.confirm("Remove every schedule from the store?", default=False):
         typer.echo("nothing removed", err=True)
         raise typer.Exit(1)
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         count = scheduler.clear()
     typer.echo(f"removed {count} schedule{'s' if count != 1 else ''}")
 
 
 @app.command("history")
 @translate_errors
+@o.store_options
 def history_command(
     name: Annotated[str, typer.Argument(help="The schedule (removed ones too).")],
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="How many runs, newest first.")] = 20,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Show a schedule's runs, newest first: fire time, status, start, duration, error, run id, worker.
 
     Example: flowyml-sched history nightly-etl --limit 10 --json
     """
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         runs = scheduler.history(name, limit)
     if as_json:
         from flowyml_sched.model import run_to_dict
@@ -426,6 +389,7 @@ def history_command(
 
 @app.command("apply")
 @translate_errors
+@o.store_options
 def apply_command(
     file: Annotated[Path, typer.Argument(help="YAML schedules file.")],
     prune: Annotated[
@@ -434,15 +398,14 @@ def apply_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     check_pipeline: o.CheckPipeline = True,
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Make the store match a YAML file: print the plan, then apply it in one transaction.
 
     Example: flowyml-sched apply schedules.yaml --prune --dry-run
     """
-    with o.scheduler(db, db_url, config) as scheduler:
+    with flags.scheduler() as scheduler:
         plan = scheduler.apply_file(str(file), prune=prune, dry_run=dry_run, check_pipelines=check_pipeline)
     if as_json:
         from flowyml_sched.cli.render import plan_json
@@ -456,17 +419,17 @@ def apply_command(
 
 @app.command("export")
 @translate_errors
+@o.store_options
 def export_command(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Write every stored schedule as YAML that 'apply' takes back unchanged.
 
     Example: flowyml-sched export --output schedules.yaml
     """
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         text = scheduler.export()
     if output is None:
         sys.stdout.write(text)
@@ -498,18 +461,20 @@ def validate_command(
 
 @db_app.command("upgrade")
 @translate_errors
-def db_upgrade_command(db: o.DbPath = None, db_url: o.DbUrl = None, config: o.ConfigPath = None) -> None:
+@o.store_options
+def db_upgrade_command(*, flags: o.StoreFlags) -> None:
     """Create the store's tables or upgrade them to the current schema.
 
     Example: flowyml-sched db upgrade --db-url postgresql+psycopg://scheduler@db/scheduler
     """
-    with o.scheduler(db, db_url, config) as scheduler:
+    with flags.scheduler() as scheduler:
         scheduler.upgrade()
     typer.echo("the store's schema is current")
 
 
 @app.command("run-worker")
 @translate_errors
+@o.store_options
 def run_worker_command(
     sync: Annotated[
         Optional[Path],
@@ -572,9 +537,8 @@ def run_worker_command(
         bool, typer.Option("--check", help="Exit 0 when a live worker heartbeat exists, 1 otherwise (probes).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Run the worker: claim due fire times and run their pipelines, each exactly once.
 
@@ -589,9 +553,9 @@ def run_worker_command(
     from flowyml_sched.application import open_worker
     from flowyml_sched.cli import logs
 
-    settings = o.settings(db, db_url, config)
+    settings = flags.settings()
     if check:
-        with o.scheduler(db, db_url, config, create=False) as scheduler:
+        with flags.scheduler(create=False) as scheduler:
             alive = scheduler.live_workers()
         typer.echo(f"{len(alive)} live worker{'s' if len(alive) != 1 else ''}" + "".join(f"\n  {w.id}" for w in alive))
         raise typer.Exit(0 if alive else 1)
@@ -617,15 +581,15 @@ def run_worker_command(
 
 @app.command("health")
 @translate_errors
+@o.store_options
 def health_command(
     window: Annotated[str, typer.Option("--window", help="Runs in this past window count (duration).")] = "24h",
     tolerance: Annotated[
         str, typer.Option("--tolerance", help="A schedule this far past its fire time is late.")
     ] = "60s",
     as_json: o.Json = False,
-    db: o.DbPath = None,
-    db_url: o.DbUrl = None,
-    config: o.ConfigPath = None,
+    *,
+    flags: o.StoreFlags,
 ) -> None:
     """Report live workers, late schedules, success rate and durations; exit 1 unless status is ok.
 
@@ -633,7 +597,7 @@ def health_command(
     """
     from flowyml_sched.triggers import parse_duration
 
-    with o.scheduler(db, db_url, config, create=False) as scheduler:
+    with flags.scheduler(create=False) as scheduler:
         report = scheduler.health(parse_duration(window), parse_duration(tolerance))
     if as_json:
         _print_json(report)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from flowyml_sched.errors import InvalidParams
+from flowyml_sched.triggers import KINDS, TRIGGER_KEYS
 
 if TYPE_CHECKING:
     from flowyml_sched.application import ScheduleFile, Scheduler
     from flowyml_sched.config import Settings
+
+F = TypeVar("F", bound=Callable[..., object])
 
 STORE = "Store"
 SCHEDULE = "Schedule"
@@ -48,24 +54,6 @@ YamlFile = Annotated[
     typer.Option("--file", "-f", help="Edit this YAML schedules file instead of the store.", rich_help_panel=STORE),
 ]
 
-Cron = Annotated[
-    Optional[str],
-    typer.Option(
-        "--cron", help="Cron expression, 5 fields or a macro: '*/15 9-17 * * MON-FRI'.", rich_help_panel=SCHEDULE
-    ),
-]
-Daily = Annotated[
-    Optional[str], typer.Option("--daily", help="Every day at HH:MM wall time: 02:30.", rich_help_panel=SCHEDULE)
-]
-Hourly = Annotated[
-    Optional[str], typer.Option("--hourly", help="Every hour at minute MM: 15.", rich_help_panel=SCHEDULE)
-]
-Every = Annotated[
-    Optional[str],
-    typer.Option(
-        "--every", help="Interval of elapsed time: 90s, 15m, 2h, 1h30m, 7d, PT15M, P7D.", rich_help_panel=SCHEDULE
-    ),
-]
 Anchor = Annotated[
     Optional[str],
     typer.Option(
@@ -148,86 +136,147 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def settings(db: Path | None, db_url: str | None, config: Path | None, tz: str | None = None) -> Settings:
-    """Resolve the settings from these flags and the process environment."""
-    from flowyml_sched.config import resolve_settings
+@dataclass(frozen=True)
+class StoreFlags:
+    """The store that ``--db``, ``--db-url`` and ``--config`` (and the environment) name."""
 
-    return resolve_settings(os.environ, db_path=db, db_url=db_url, timezone=tz, config_path=config)
+    db: Path | None = None
+    db_url: str | None = None
+    config: Path | None = None
+
+    def settings(self) -> Settings:
+        """The settings resolved from these flags and the process environment."""
+        from flowyml_sched.config import resolve_settings
+
+        return resolve_settings(os.environ, db_path=self.db, db_url=self.db_url, config_path=self.config)
+
+    @contextmanager
+    def scheduler(self, create: bool = True) -> Iterator[Scheduler]:
+        """The use cases on the store, closed on exit. Commands that only read pass
+        ``create=False``, so a mistyped path is an error rather than a new empty store."""
+        from flowyml_sched.application import open_scheduler
+
+        with open_scheduler(self.settings(), create=create) as opened:
+            yield opened
+
+    def schedule_file(self, file: Path) -> ScheduleFile:
+        """The use cases on the YAML file ``file``, new schedules in the configured zone."""
+        from flowyml_sched.application import ScheduleFile
+
+        return ScheduleFile(str(file), timezone=self.settings().timezone)
 
 
-@contextmanager
-def scheduler(db: Path | None, db_url: str | None, config: Path | None, create: bool = True) -> Iterator[Scheduler]:
-    """The use cases on the store the flags and environment name, closed on exit. Commands
-    that only read pass ``create=False``, so a mistyped path is an error rather than a new
-    empty store."""
-    from flowyml_sched.application import open_scheduler
-
-    with open_scheduler(settings(db, db_url, config), create=create) as opened:
-        yield opened
-
-
-def schedule_file(file: Path, db: Path | None, db_url: str | None, config: Path | None) -> ScheduleFile:
-    """The use cases on the YAML file ``file``, new schedules in the configured zone."""
-    from flowyml_sched.application import ScheduleFile
-
-    return ScheduleFile(str(file), timezone=settings(db, db_url, config).timezone)
+def store_options(command: F) -> F:
+    """Give ``command`` the options ``--db``, ``--db-url`` and ``--config`` (last), and pass
+    them to it as one :class:`StoreFlags`, its parameter ``flags``."""
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in (("db", DbPath), ("db_url", DbUrl), ("config", ConfigPath))
+    ]
+    return _with_options(command, extra, before=None, into="flags", build=lambda given: StoreFlags(**given))
 
 
-LABELS = {
-    "cron": "--cron",
-    "daily": "--daily",
-    "hourly": "--hourly",
-    "every": "--every",
-    "anchor": "--anchor",
-    "catchup": "--catchup",
-    "overlap": "--overlap",
-}
+LABELS = {key: "--" + key.replace("_", "-") for key in (*TRIGGER_KEYS, "anchor", "catchup", "overlap")}
 """The options that name schedule fields in error messages (see :mod:`flowyml_sched.fields`)."""
 
 
-def schedule_fields(
-    pipeline: str | None,
-    cron: str | None,
-    daily: str | None,
-    hourly: str | None,
-    every: str | None,
-    anchor: str | None,
-    tz: str | None,
-    param: list[str] | None,
-    description: str | None,
-    tag: list[str] | None,
-    catchup: str | None,
-    max_catchup: int | None,
-    misfire_grace: str | None,
-    overlap: str | None,
-    timeout: str | None,
-    retries: int | None,
-    retry_backoff: str | None,
+def _trigger_parameters() -> list[inspect.Parameter]:
+    """One option per trigger kind (``--cron``, ``--daily``, ...), from the kinds themselves."""
+    return [
+        inspect.Parameter(
+            kind.key,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Optional[str], typer.Option(f"--{kind.key}", help=kind.syntax, rich_help_panel=SCHEDULE)
+            ],
+        )
+        for kind in KINDS
+    ]
+
+
+_SCHEDULE_OPTIONS = {
+    "anchor": Anchor,
+    "tz": Timezone,
+    "param": Params,
+    "description": Description,
+    "tag": Tags,
+    "catchup": CatchUpOpt,
+    "max_catchup": MaxCatchUp,
+    "misfire_grace": MisfireGrace,
+    "overlap": OverlapOpt,
+    "timeout": Timeout,
+    "retries": Retries,
+    "retry_backoff": RetryBackoff,
+}
+"""The options of ``add`` and ``edit`` besides the trigger kinds', in the order of their help."""
+
+
+def trigger_options(command: F) -> F:
+    """Give ``command`` one option per trigger kind, placed before its ``anchor`` parameter,
+    and pass their values to it as the mapping ``triggers`` (key to text, None when not given)."""
+    return _with_options(command, _trigger_parameters(), before="anchor", into="triggers", build=dict)
+
+
+def schedule_options(command: F) -> F:
+    """Give ``command`` the schedule options: one per trigger kind, then ``--anchor``, ``--tz``,
+    ``--param``, ``--description``, ``--tag`` and the policy options, placed before its
+    ``check_pipeline`` parameter; pass their values to it as the mapping ``options`` (the
+    parameter name to the value, None when not given)."""
+    others = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in _SCHEDULE_OPTIONS.items()
+    ]
+    return _with_options(
+        command, [*_trigger_parameters(), *others], before="check_pipeline", into="options", build=dict
+    )
+
+
+def _with_options(
+    command: F,
+    extra: list[inspect.Parameter],
     *,
-    name: str,
-) -> dict[str, Any]:
+    before: str | None,
+    into: str,
+    build: Callable[[dict[str, Any]], object],
+) -> F:
+    """``command`` with the parameters ``extra`` added to its signature (which Typer reads)
+    before the parameter ``before`` (None: at the end); their values reach it as
+    ``build(values by name)``, its parameter ``into``."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values() if p.name != into]
+    at = len(own) if before is None else next(index for index, p in enumerate(own) if p.name == before)
+    parameters = [*own[:at], *extra, *own[at:]]
+    names = [p.name for p in extra]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in names}
+        return command(**kwargs, **{into: build(given)})
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper  # type: ignore[return-value]
+
+
+def schedule_fields(options: Mapping[str, Any], *, name: str, pipeline: str | None) -> dict[str, Any]:
     """The plain fields (the keys of a YAML entry, see :mod:`flowyml_sched.fields`) that the
-    schedule options give; options not given are left out. Raises InvalidParams for a bad ``--param``."""
+    options of :func:`schedule_options` give, with ``name`` and ``pipeline``; options not
+    given are left out. Raises InvalidParams for a bad ``--param``."""
     fields: dict[str, Any] = {
         "name": name,
         "pipeline": pipeline,
-        "cron": cron,
-        "daily": daily,
-        "hourly": int(hourly.removeprefix(":")) if hourly and hourly.removeprefix(":").isdigit() else hourly,
-        "every": every,
-        "anchor": anchor,
-        "timezone": tz,
-        "params": parse_params(param, name) if param is not None else None,
-        "description": description,
-        "tags": list(tag) if tag is not None else None,
-        "catchup": catchup,
-        "max_catchup": max_catchup,
-        "misfire_grace": misfire_grace,
-        "overlap": overlap,
-        "timeout": timeout,
+        **{key: options[key] for key in TRIGGER_KEYS},
+        "anchor": options["anchor"],
+        "timezone": options["tz"],
+        "params": parse_params(options["param"], name) if options["param"] is not None else None,
+        "description": options["description"],
+        "tags": list(options["tag"]) if options["tag"] is not None else None,
+        **{key: options[key] for key in ("catchup", "max_catchup", "misfire_grace", "overlap", "timeout")},
     }
-    if retries is not None or retry_backoff is not None:
-        fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", retry_backoff)) if v is not None}
+    retries, backoff = options["retries"], options["retry_backoff"]
+    if retries is not None or backoff is not None:
+        fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", backoff)) if v is not None}
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from flowyml_sched.errors import (
-    InvalidDuration,
     InvalidPolicy,
     RunExists,
     ScheduleExists,
@@ -44,6 +43,7 @@ from flowyml_sched.model import (
     RunStatus,
     Schedule,
     WorkerInfo,
+    schedule_columns,
     validate_name,
     validate_params,
     validate_pipeline,
@@ -53,7 +53,7 @@ from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
 from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
 from flowyml_sched.store.watch import ChangeWatch, watch_for
-from flowyml_sched.triggers import IntervalTrigger, trigger_from_text, trigger_text
+from flowyml_sched.triggers import KINDS, trigger_from_text
 
 logger = logging.getLogger(__name__)
 
@@ -1180,47 +1180,17 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else value.total_seconds()
-
-
 def _duration(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
 def _schedule_values(schedule: Schedule, *, created_at: datetime, updated_at: datetime, version: int) -> dict[str, Any]:
-    trigger = schedule.trigger
-    anchor = None
-    if isinstance(trigger, IntervalTrigger):
-        if trigger.every % timedelta(seconds=1):
-            raise InvalidDuration(str(trigger.every), "a stored interval must be a whole number of seconds")
-        anchor = _utc(trigger.anchor, "anchor")
-    policy = schedule.policy
-    return {
-        "name": schedule.name,
-        "pipeline": schedule.pipeline,
-        "kind": trigger.kind,
-        "expression": trigger_text(trigger),
-        "anchor": anchor,
-        "timezone": schedule.timezone,
-        "params": dict(schedule.params),
-        "description": schedule.description,
-        "tags": list(schedule.tags),
-        "enabled": bool(schedule.enabled),
-        "pause_note": schedule.pause_note,
-        "catchup": policy.catchup.value,
-        "max_catchup": policy.max_catchup,
-        "misfire_grace_seconds": _seconds(policy.misfire_grace),
-        "overlap": policy.overlap.value,
-        "timeout_seconds": _seconds(policy.timeout),
-        "retries": policy.retries,
-        "retry_backoff_seconds": policy.retry_backoff.total_seconds(),
-        "source": schedule.source,
-        "created_at": _utc(created_at, "created_at"),
-        "updated_at": _utc(updated_at, "updated_at"),
-        "next_fire_at": _utc(schedule.next_fire_at, "next_fire_at"),
-        "version": version,
-    }
+    """The row of ``schedule`` (:func:`~flowyml_sched.model.schedule_columns`), instants as aware UTC."""
+    stored = dataclasses.replace(schedule, created_at=created_at, updated_at=updated_at, version=version)
+    values = schedule_columns(stored)
+    for key in ("anchor", "created_at", "updated_at", "next_fire_at"):
+        values[key] = _utc(values[key], key)
+    return values
 
 
 def _schedule_from_row(row: Mapping[str, Any]) -> Schedule:
@@ -1317,7 +1287,7 @@ def _diagnose(row: dict[str, Any], problems: list[tuple[str, str]]) -> BrokenSch
     attempt("name", lambda: validate_name(row["name"]))
     pipeline = attempt("pipeline", lambda: validate_pipeline(row["pipeline"], name), row.get("pipeline"))
     timezone_name = attempt("timezone", lambda: validate_timezone(row["timezone"]), row.get("timezone"))
-    trigger_field = "expression" if row.get("kind") in ("cron", "daily", "hourly", "interval") else "kind"
+    trigger_field = "expression" if row.get("kind") in {kind.kind for kind in KINDS} else "kind"
     anchor = row.get("anchor")
     if anchor is not None and "anchor" not in bad:
         attempt("anchor", lambda: _utc(anchor, "anchor"))
@@ -1469,25 +1439,15 @@ def _record_unclaimed(conn: sa.Connection, name: str, now: datetime, replacement
 
 
 def _run_values(run: Run) -> dict[str, Any]:
-    scheduled_for = _utc(run.scheduled_for, "scheduled_for")
-    if scheduled_for is None:
+    """The columns of a history row: the run's fields (but its ``id``), instants as aware UTC."""
+    values = {f.name: getattr(run, f.name) for f in dataclasses.fields(Run) if f.name != "id"}
+    for key, value in values.items():
+        if isinstance(value, datetime):
+            values[key] = _utc(value, key)
+    if values["scheduled_for"] is None:
         raise ValueError("scheduled_for is required")
-    return {
-        "schedule_name": run.schedule_name,
-        "scheduled_for": scheduled_for,
-        "status": RunStatus(run.status).value,
-        "attempt": run.attempt,
-        "started_at": _utc(run.started_at, "started_at"),
-        "finished_at": _utc(run.finished_at, "finished_at"),
-        "duration_seconds": run.duration_seconds,
-        "error": run.error,
-        "run_id": run.run_id,
-        "worker": run.worker,
-        "host": run.host,
-        "pid": run.pid,
-        "log_path": run.log_path,
-        "retry_at": _utc(run.retry_at, "retry_at"),
-    }
+    values["status"] = RunStatus(run.status).value
+    return values
 
 
 def _grace_text(schedule: Schedule) -> str:

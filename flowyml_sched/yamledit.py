@@ -32,7 +32,6 @@ from flowyml_sched.model import Schedule
 from flowyml_sched.spec import (
     FORMAT_VERSION,
     SCHEDULE_KEYS,
-    TRIGGER_KEYS,
     SpecFile,
     changed_fields,
     parse_spec,
@@ -44,7 +43,7 @@ from flowyml_sched.spec import (
     write_text_atomic,
     yaml_writer,
 )
-from flowyml_sched.triggers import format_instant
+from flowyml_sched.triggers import TRIGGER_KEYS, format_instant, kind_of_key
 
 _NEW_FILE_HEADER = f"# flowyml-sched schedules: see flowyml-sched.yaml(5)\nversion: {FORMAT_VERSION}\nschedules:\n"
 
@@ -459,7 +458,7 @@ class _Document:
         if retrigger:
             old = next((k for k in TRIGGER_KEYS if k in existing), None)
             text = self._replace_pair(*existing[old], key, plain) if old else self._insert_pair(item, key, plain)
-            if key != "every":
+            if not kind_of_key(key).anchored:  # its anchor goes with the old trigger
                 again = _Document.compose(self.path, text, self.spec)
                 item = again.item(name)
                 if "anchor" in again._existing(item):

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowyml_sched import spec as spec_module
 from flowyml_sched.errors import InvalidSpec, ScheduleExists, ScheduleNotFound, SpecFileError
 from flowyml_sched.model import NAME_PATTERN, PIPELINE_PATTERN, CatchUp, Policy, Schedule
+from flowyml_sched.spec import files as spec_files
 from flowyml_sched.spec import load_spec
 from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger
 from flowyml_sched.yamledit import add_schedule, edit_schedule, remove_schedule, set_enabled
@@ -358,7 +358,7 @@ def test_a_failed_write_leaves_the_file_and_no_temporary_file(path, monkeypatch)
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(spec_module.os, "replace", refuse)
+    monkeypatch.setattr(spec_files.os, "replace", refuse)
     with pytest.raises(SpecFileError, match="No space left on device"):
         set_enabled(path, "poll-api", False, "disk full")
     assert_unchanged(path, before)

@@ -1,48 +1,22 @@
-"""The declarative schedules file, format version 1: read, check, write back and plan.
-
-A schedules file is one YAML document (YAML 1.2, read safely: plain data only)::
-
-    version: 1
-    defaults: {timezone: Europe/Berlin}
-    schedules:
-      - name: nightly-report
-        pipeline: reports:nightly
-        daily: "02:30"
-
-:func:`parse_spec` turns text into a :class:`SpecFile`, checking everything and reporting
-every problem at once with its line; :func:`dump_spec` writes schedules back so that
-:func:`parse_spec` reads the same schedules; :func:`plan` compares a file with the stored
-schedules. The format is documented in ``man 5 flowyml-sched.yaml``.
-
-Pure: no clock, no store. Only :func:`load_spec`, :func:`save_spec` and
-:func:`write_text_atomic` touch files.
-"""
+"""Reading a schedules file: text to a :class:`~flowyml_sched.spec.document.SpecFile`, every
+problem reported at once with its line. Pure: no file, no clock, no store."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
-import json
-import os
 import re
-import tempfile
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from io import StringIO
-from types import MappingProxyType
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
-import yaml as pyyaml
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecFileError, SpecProblem
+from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecProblem
 from flowyml_sched.model import (
     MAX_PARAMS_DEPTH,
     NAME_PATTERN,
@@ -54,75 +28,34 @@ from flowyml_sched.model import (
     validate_pipeline,
 )
 from flowyml_sched.model import validate_params as _validate_params
-from flowyml_sched.timing import next_fire_time
+from flowyml_sched.spec.document import (
+    BOOL_TAG,
+    BUILTIN_DEFAULTS,
+    DEFAULTS_KEYS,
+    FLOAT_TAG,
+    FORMAT_VERSION,
+    IMPLICIT_ANCHOR,
+    INT_TAG,
+    MAP_TAG,
+    MERGE_TAG,
+    NULL_TAG,
+    RETRIES_KEYS,
+    SCALAR_TAGS,
+    SCHEDULE_KEYS,
+    SEQ_TAG,
+    TAG_PREFIX,
+    TOP_KEYS,
+    SpecFile,
+)
 from flowyml_sched.triggers import (
     KINDS,
     TRIGGER_KEYS,
     Trigger,
-    format_duration,
     kind_of_key,
     parse_duration,
     parse_instant,
 )
-from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
-
-UTC = timezone.utc
-
-FORMAT_VERSION = 1
-"""The only ``version:`` this module reads and writes."""
-
-SCHEDULE_KEYS = (
-    "name",
-    "pipeline",
-    *TRIGGER_KEYS,
-    "anchor",
-    "timezone",
-    "params",
-    "description",
-    "tags",
-    "enabled",
-    "pause_note",
-    "catchup",
-    "max_catchup",
-    "misfire_grace",
-    "overlap",
-    "timeout",
-    "retries",
-)
-"""Keys of one schedule, in the order they are written."""
-
-DEFAULTS_KEYS = tuple(k for k in SCHEDULE_KEYS if k not in ("name", "anchor", *TRIGGER_KEYS))
-"""Keys allowed under ``defaults:``: everything but the name and the trigger."""
-
-TOP_KEYS = ("version", "defaults", "schedules")
-RETRIES_KEYS = ("max", "backoff")
-
-IMPLICIT_ANCHOR = datetime(1970, 1, 1, tzinfo=UTC)
-"""Placeholder anchor of an ``every`` schedule that names none; :func:`plan` replaces it."""
-
-_POLICY = Policy()
-BUILTIN_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {
-        "timezone": DEFAULT_TIMEZONE,
-        "params": {},
-        "description": "",
-        "tags": (),
-        "enabled": True,
-        "pause_note": None,
-        "catchup": _POLICY.catchup,
-        "max_catchup": _POLICY.max_catchup,
-        "misfire_grace": _POLICY.misfire_grace,
-        "overlap": _POLICY.overlap,
-        "timeout": _POLICY.timeout,
-        "retries": _POLICY.retries,
-        "retry_backoff": _POLICY.retry_backoff,
-    }
-)
-"""Value of every optional field when neither the schedule nor ``defaults:`` sets it.
-
-Keys are field names as in :attr:`SpecFile.defaults`: the YAML keys, with ``retries``
-split into ``retries`` (the count) and ``retry_backoff``.
-"""
+from flowyml_sched.zones import get_zone
 
 _ALIASES = {
     "tz": "timezone",
@@ -148,52 +81,9 @@ _ALIASES = {
     "delay": "backoff",
 }
 
-_TAG_PREFIX = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP = (
-    _TAG_PREFIX + t for t in ("str", "int", "float", "bool", "null", "timestamp")
-)
-_MAP, _SEQ, _MERGE = _TAG_PREFIX + "map", _TAG_PREFIX + "seq", _TAG_PREFIX + "merge"
-_SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP})
 _MAX_PARAM_NODES = 100_000
 _SCALARS = YAML(typ="safe", pure=True).constructor
 _ZERO_DURATION = re.compile(r"0+[dhms]?|pt0+[hms]|p0+d")
-
-
-# -- the parsed file ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpecFile:
-    """A schedules file that passed every check.
-
-    ``path`` is the path as given to :func:`parse_spec` and each schedule's ``source``;
-    ``schedules`` are in file order. ``lines`` maps each schedule name to the 1-based line
-    where its entry starts, and ``field_lines`` to the line of each key it sets.
-    ``explicit_anchor`` maps each ``every`` schedule's name to whether the file names its
-    ``anchor``; one that does not holds :data:`IMPLICIT_ANCHOR` until :func:`plan` gives it
-    one. ``defaults`` holds the values set under ``defaults:`` (keys as in
-    :data:`BUILTIN_DEFAULTS`). ``warnings`` are questionable but valid spots.
-    """
-
-    path: str
-    schedules: tuple[Schedule, ...]
-    lines: Mapping[str, int] = field(default_factory=dict)
-    field_lines: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    explicit_anchor: Mapping[str, bool] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    warnings: tuple[SpecProblem, ...] = ()
-
-    @property
-    def names(self) -> list[str]:
-        """Schedule names in file order."""
-        return [s.name for s in self.schedules]
-
-    def get(self, name: str) -> Schedule | None:
-        """The schedule called ``name``, or None."""
-        return next((s for s in self.schedules if s.name == name), None)
-
-
-# -- reading -------------------------------------------------------------------------------------
 
 
 def parse_spec(text: str, path: str) -> SpecFile:
@@ -212,37 +102,6 @@ def parse_spec(text: str, path: str) -> SpecFile:
     except RecursionError:
         problem = SpecProblem(path, None, "the YAML is nested too deeply to be a schedules file")
         raise InvalidSpec(path, [problem]) from None
-
-
-def load_spec(path: str | os.PathLike[str]) -> SpecFile:
-    """Read and check the schedules file at ``path`` (UTF-8); see :func:`parse_spec`.
-
-    Raises :class:`~flowyml_sched.errors.SpecFileError` when the file is missing, unreadable
-    or not UTF-8, and :class:`~flowyml_sched.errors.InvalidSpec` for its problems.
-    """
-    name = os.fspath(path)
-    return parse_spec(read_text(name), name)
-
-
-def read_text(path: str) -> str:
-    """The UTF-8 text of ``path`` (a leading byte-order mark dropped).
-
-    Raises :class:`~flowyml_sched.errors.SpecFileError` naming the path.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise SpecFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SpecFileError(path, "it is a directory, not a file") from None
-    except OSError as exc:
-        raise SpecFileError(path, exc.strerror or str(exc)) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SpecFileError(path, f"it is not UTF-8 text (byte {data[exc.start]:#04x} on line {line})") from None
 
 
 class _Bad(Exception):
@@ -268,7 +127,7 @@ def _tag(node: Node) -> str:
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix(_TAG_PREFIX) if tag.startswith(_TAG_PREFIX) else tag
+    return "!!" + tag.removeprefix(TAG_PREFIX) if tag.startswith(TAG_PREFIX) else tag
 
 
 def _line(node: Node) -> int:
@@ -281,11 +140,11 @@ def _describe(node: Node) -> str:
     if isinstance(node, SequenceNode):
         return "a list"
     tag = _tag(node)
-    if tag == _NULL:
+    if tag == NULL_TAG:
         return "empty"
-    if tag == _BOOL:
+    if tag == BOOL_TAG:
         return f"the boolean {node.value}"
-    if tag in (_INT, _FLOAT):
+    if tag in (INT_TAG, FLOAT_TAG):
         return f"the number {node.value}"
     return repr(node.value)
 
@@ -337,7 +196,7 @@ class _Reader:
             self.problem(1, f"the file is empty: expected 'version: {FORMAT_VERSION}' and a 'schedules:' list")
         else:
             top = self.mapping_items(root, _Where(), "the file", TOP_KEYS)
-            if not top and not (isinstance(root, MappingNode) and _tag(root) == _MAP):
+            if not top and not (isinstance(root, MappingNode) and _tag(root) == MAP_TAG):
                 raise InvalidSpec(self.path, self.problems)
             version = top.get("version")
             if version is None:
@@ -391,7 +250,7 @@ class _Reader:
         raise InvalidSpec(self.path, self.problems)
 
     def check_version(self, node: Node) -> None:
-        if isinstance(node, ScalarNode) and _tag(node) == _INT:
+        if isinstance(node, ScalarNode) and _tag(node) == INT_TAG:
             try:
                 value = _scalar("int", node)
             except _Bad as exc:
@@ -414,13 +273,13 @@ class _Reader:
                 continue
             seen.add(id(current))
             tag = _tag(current)
-            if isinstance(current, ScalarNode) and tag == _MERGE:
+            if isinstance(current, ScalarNode) and tag == MERGE_TAG:
                 self.problem(current, "merge keys (<<) are not supported; put shared values under 'defaults:'", where)
                 ok = False
             elif (
-                (isinstance(current, ScalarNode) and tag not in _SCALAR_TAGS)
-                or (isinstance(current, MappingNode) and tag != _MAP)
-                or (isinstance(current, SequenceNode) and tag != _SEQ)
+                (isinstance(current, ScalarNode) and tag not in SCALAR_TAGS)
+                or (isinstance(current, MappingNode) and tag != MAP_TAG)
+                or (isinstance(current, SequenceNode) and tag != SEQ_TAG)
             ):
                 self.problem(
                     current,
@@ -455,16 +314,16 @@ class _Reader:
             if self.tags_ok(node, where):
                 self.problem(node, f"{what} must be a mapping of keys to values, not {_describe(node)}", where)
             return {}
-        if _tag(node) != _MAP:
+        if _tag(node) != MAP_TAG:
             self.tags_ok(node, where)
             return {}
         items: dict[str, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
             if not self.tags_ok(key_node, where):
-                if _tag(key_node) == _MERGE and suggested is not None:
+                if _tag(key_node) == MERGE_TAG and suggested is not None:
                     suggested.update(allowed)  # the merged mapping may hold anything: no "missing" problems
                 continue
-            if not isinstance(key_node, ScalarNode) or _tag(key_node) == _NULL:
+            if not isinstance(key_node, ScalarNode) or _tag(key_node) == NULL_TAG:
                 self.problem(key_node, f"keys in {what} must be text, not {_describe(key_node)}", where)
                 continue
             key = key_node.value
@@ -486,7 +345,7 @@ class _Reader:
 
     def read_defaults(self, node: Node) -> tuple[dict[str, Any], set[str]]:
         where = _Where(None, "defaults: ")
-        if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+        if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
             return {}, set()
         refused = {k: f"{k!r} cannot be a default: each schedule gives its own name and trigger" for k in _PER_SCHEDULE}
         items = self.mapping_items(node, where, "defaults", DEFAULTS_KEYS, refused)
@@ -505,7 +364,7 @@ class _Reader:
         return values
 
     def schedule_items(self, node: Node) -> list[Node]:
-        if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+        if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
             return []
         if not isinstance(node, SequenceNode):
             if self.tags_ok(node, _Where()):
@@ -513,7 +372,7 @@ class _Reader:
                     node, f"schedules must be a list of schedules ('- name: ...' entries), not {_describe(node)}"
                 )
             return []
-        if _tag(node) != _SEQ:
+        if _tag(node) != SEQ_TAG:
             self.tags_ok(node, _Where())
             return []
         return list(node.value)
@@ -525,11 +384,11 @@ class _Reader:
         before = len(self.problems)
         where = _Where(None, f"schedule #{index}: ")
         name_node = _lookup(item, "name")
-        if name_node is not None and isinstance(name_node, ScalarNode) and _tag(name_node) in _SCALAR_TAGS - {_NULL}:
+        if name_node is not None and isinstance(name_node, ScalarNode) and _tag(name_node) in SCALAR_TAGS - {NULL_TAG}:
             where = _Where(name_node.value, "")
         suggested: set[str] = set()  # a misspelt key already reported: no "missing" problem for it
         items = self.mapping_items(item, where, "a schedule", SCHEDULE_KEYS, suggested=suggested)
-        if not isinstance(item, MappingNode) or _tag(item) != _MAP:
+        if not isinstance(item, MappingNode) or _tag(item) != MAP_TAG:
             return None
         values = self.read_fields(items, where)
 
@@ -621,19 +480,19 @@ def _text(node: Node, key: str) -> str:
     """The text of a scalar exactly as written (``hourly: 15`` gives ``"15"``); null is a problem."""
     if not isinstance(node, ScalarNode):
         raise _Bad(f"{key} must be text, not {_describe(node)}")
-    if _tag(node) == _NULL:
+    if _tag(node) == NULL_TAG:
         raise _Bad(f"{key} has no value")
     return node.value
 
 
 def _optional_text(node: Node, key: str) -> str | None:
-    if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
         return None
     return _text(node, key)
 
 
 def _whole_number(node: Node, key: str) -> int:
-    if not isinstance(node, ScalarNode) or _tag(node) != _INT:
+    if not isinstance(node, ScalarNode) or _tag(node) != INT_TAG:
         raise _Bad(f"{key} must be a whole number, not {_describe(node)}")
     return int(_scalar("int", node))
 
@@ -647,7 +506,7 @@ def _choice(node: Node, key: str, enum_type: type[CatchUp] | type[Overlap]) -> A
 
 
 def _duration_or_none(node: Node, key: str) -> timedelta | None:
-    if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
         return None
     return _duration(_text(node, key), key)
 
@@ -671,7 +530,7 @@ def _backoff(text: str) -> timedelta:
 
 
 def _params(node: Node) -> dict[str, Any]:
-    if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
         return {}
     if not isinstance(node, MappingNode):
         raise _Bad(f"params must be a mapping of names to values, such as {{input: sales.csv}}, not {_describe(node)}")
@@ -701,7 +560,7 @@ def _plain(node: Node, where: str, budget: list[int], depth: int, stack: set[int
         out: dict[str, Any] = {}
         inner = stack | {id(node)}
         for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode) or _tag(key_node) == _NULL:
+            if not isinstance(key_node, ScalarNode) or _tag(key_node) == NULL_TAG:
                 raise _Bad(f"keys in {where} must be text, not {_describe(key_node)}", key_node)
             key = key_node.value
             if key in out:
@@ -712,13 +571,13 @@ def _plain(node: Node, where: str, budget: list[int], depth: int, stack: set[int
         inner = stack | {id(node)}
         return [_plain(item, f"{where}[{i}]", budget, depth + 1, inner) for i, item in enumerate(node.value)]
     tag = _tag(node)
-    if tag == _NULL:
+    if tag == NULL_TAG:
         return None
-    if tag == _BOOL:
+    if tag == BOOL_TAG:
         return bool(_scalar("bool", node))
-    if tag == _INT:
+    if tag == INT_TAG:
         return int(_scalar("int", node))
-    if tag == _FLOAT:
+    if tag == FLOAT_TAG:
         value = float(_scalar("float", node))
         if value != value or value in (float("inf"), float("-inf")):
             raise _Bad(f"{where} is {node.value}, which JSON cannot hold", node)
@@ -727,7 +586,7 @@ def _plain(node: Node, where: str, budget: list[int], depth: int, stack: set[int
 
 
 def _tags(node: Node) -> tuple[str, ...]:
-    if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
         return ()
     if not isinstance(node, SequenceNode):
         raise _Bad(f"tags must be a list such as [reports, nightly], not {_describe(node)}")
@@ -743,14 +602,14 @@ def _tags(node: Node) -> tuple[str, ...]:
 
 
 def _enabled(node: Node) -> bool:
-    if not isinstance(node, ScalarNode) or _tag(node) != _BOOL:
+    if not isinstance(node, ScalarNode) or _tag(node) != BOOL_TAG:
         raise _Bad(f"enabled must be true or false, not {_describe(node)}")
     return bool(_scalar("bool", node))
 
 
 def _retries(node: Node) -> dict[str, Any]:
     """``retries: 2`` or ``retries: {max: 2, backoff: 1m}``; every problem inside is reported."""
-    if isinstance(node, ScalarNode) and _tag(node) == _NULL:
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
         return {}
     if isinstance(node, ScalarNode):
         return {"retries": _checked_policy("retries", _whole_number(node, "retries"))}
@@ -851,389 +710,3 @@ def _build(values: Mapping[str, Any], source: str) -> Schedule:
         policy=policy,
         source=source,
     )
-
-
-# -- writing -------------------------------------------------------------------------------------
-
-
-def field_values(schedule: Schedule) -> dict[str, Any]:
-    """A schedule's optional fields as Python values, keyed like :data:`BUILTIN_DEFAULTS`."""
-    policy = schedule.policy
-    return {
-        "timezone": schedule.timezone,
-        "params": dict(schedule.params),
-        "description": schedule.description,
-        "tags": tuple(schedule.tags),
-        "enabled": schedule.enabled,
-        "pause_note": schedule.pause_note,
-        "catchup": policy.catchup,
-        "max_catchup": policy.max_catchup,
-        "misfire_grace": policy.misfire_grace,
-        "overlap": policy.overlap,
-        "timeout": policy.timeout,
-        "retries": policy.retries,
-        "retry_backoff": policy.retry_backoff,
-    }
-
-
-def schedule_fields(schedule: Schedule, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The YAML mapping of one schedule as plain data (str, int, bool, None, list, dict), in key order.
-
-    Always has ``name``, ``pipeline`` and the trigger (with ``anchor`` for ``every``); the
-    other fields only when they differ from ``defaults`` (keys as in :data:`BUILTIN_DEFAULTS`,
-    such as :attr:`SpecFile.defaults`) over the built-in defaults. ``timezone`` is written
-    unless ``defaults`` names the same zone. Durations are written as ``1h30m``.
-    """
-    values = field_values(schedule)
-    given = dict(defaults or {})
-    base = {**BUILTIN_DEFAULTS, **given}
-    out: dict[str, Any] = {"name": schedule.name, "pipeline": schedule.pipeline}
-    out.update(schedule.trigger.fields())
-    if "timezone" not in given or given["timezone"] != schedule.timezone:
-        out["timezone"] = schedule.timezone
-    for key in ("params", "description", "tags", "enabled", "pause_note", "catchup", "max_catchup"):
-        if not _same(values[key], base[key]):
-            out[key] = plain_value(values[key])
-    for key in ("misfire_grace", "overlap", "timeout"):
-        if values[key] != base[key]:
-            out[key] = plain_value(values[key])
-    retries: dict[str, Any] = {}
-    if values["retries"] != base["retries"]:
-        retries["max"] = values["retries"]
-    if values["retry_backoff"] != base["retry_backoff"]:
-        retries["backoff"] = format_duration(values["retry_backoff"])
-    if retries:
-        out["retries"] = retries
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON would tell them apart (``1``, ``1.0`` and ``true`` differ)."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return _canonical_json(a) == _canonical_json(b)
-    return type(a) is type(b) and a == b
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
-
-
-def plain_value(value: Any) -> Any:
-    """A field's Python value as YAML plain data: policy choices as their names, durations
-    as ``1h30m``, tuples as lists, mappings with their keys sorted (nested too)."""
-    if isinstance(value, CatchUp | Overlap):
-        return value.value
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return _sorted_data(value)
-    return value
-
-
-def _sorted_data(value: Any) -> Any:
-    """JSON-like data with every mapping's keys sorted, so exports do not depend on stored order."""
-    if isinstance(value, Mapping):
-        return {k: _sorted_data(value[k]) for k in sorted(value)}
-    if isinstance(value, list | tuple):
-        return [_sorted_data(v) for v in value]
-    return value
-
-
-_RESOLVER_11 = pyyaml.resolver.Resolver()
-
-
-def styled(value: Any) -> Any:
-    """Plain data as ruamel.yaml round-trip objects with safe quoting.
-
-    A string is double-quoted when it holds a character YAML would not keep as is in
-    plain or single-quoted style (line breaks, tabs, control characters), and when a
-    YAML 1.1 reader such as PyYAML would take it for something else (``yes``, ``12:30``,
-    ``1e5``), so the file means the same to every YAML reader.
-    """
-    if isinstance(value, Mapping):
-        out = CommentedMap()
-        for key, item in value.items():
-            out[styled(key)] = styled(item)
-        return out
-    if isinstance(value, list | tuple):
-        return CommentedSeq(styled(v) for v in value)
-    if (
-        isinstance(value, str)
-        and not isinstance(value, DoubleQuotedScalarString)
-        and (not value.isprintable() or _RESOLVER_11.resolve(pyyaml.ScalarNode, value, (True, False)) != _STR)
-    ):
-        return DoubleQuotedScalarString(value)
-    return value
-
-
-def schedule_mapping(fields: Mapping[str, Any]) -> CommentedMap:
-    """The round-trip YAML mapping for :func:`schedule_fields` output: cron, daily and anchor in
-    double quotes, tags and retries in flow style (``[a, b]``, ``{max: 2}``)."""
-    out = CommentedMap()
-    for key, value in fields.items():
-        if key in ("cron", "daily", "anchor") and isinstance(value, str):
-            out[key] = DoubleQuotedScalarString(value)
-        elif key in ("tags", "retries") and isinstance(value, list | tuple | Mapping):
-            node = styled(value)
-            node.fa.set_flow_style()
-            out[key] = node
-        else:
-            out[key] = styled(value)
-    return out
-
-
-def yaml_writer() -> YAML:
-    """The ruamel.yaml round-trip instance every writer here uses: 2-space mappings, list
-    items indented by 2 (``  - name:``), no line folding, ``null`` written out."""
-    writer = YAML(typ="rt")
-    writer.indent(mapping=2, sequence=4, offset=2)
-    writer.width = 4096
-    writer.preserve_quotes = True
-    writer.representer.add_representer(
-        type(None), lambda representer, _data: representer.represent_scalar(_NULL, "null")
-    )
-    writer.representer.add_representer(
-        float, lambda representer, data: representer.represent_scalar(_FLOAT, _float_text(data))
-    )
-    return writer
-
-
-def _float_text(value: float) -> str:
-    """The shortest text that reads back as ``value`` in YAML 1.1 and 1.2 alike: ``1.0e+16``, not ``1e+16``."""
-    text = repr(value)
-    if text in ("inf", "-inf", "nan"):
-        return {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
-    mantissa, _e, exponent = text.partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"
-    if exponent and exponent[0] not in "+-":
-        exponent = "+" + exponent
-    return f"{mantissa}e{exponent}" if exponent else mantissa
-
-
-def dump_spec(schedules: Iterable[Schedule]) -> str:
-    """A version 1 schedules file holding ``schedules``, which :func:`parse_spec` reads back equal.
-
-    Sorted by name; each schedule written by :func:`schedule_fields` (only fields that differ
-    from the defaults, ``timezone`` and an interval's ``anchor`` always). Deterministic: the
-    same schedules give the same bytes whatever their order or the order of their params.
-    Durations are written to the whole second. Raises
-    :class:`~flowyml_sched.errors.InvalidSpec` when two schedules share a name.
-    """
-    ordered = sorted(schedules, key=lambda s: s.name)
-    _check_unique(ordered, "the exported schedules")
-    seq = CommentedSeq(schedule_mapping(schedule_fields(s)) for s in ordered)
-    for index in range(1, len(seq)):
-        seq.yaml_set_comment_before_after_key(index, before="\n", indent=2)
-    document = CommentedMap()
-    document["version"] = FORMAT_VERSION
-    document["schedules"] = seq
-    if not ordered:
-        seq.fa.set_flow_style()
-    document.yaml_set_start_comment(
-        f"flowyml-sched schedules, format version {FORMAT_VERSION}: see flowyml-sched.yaml(5).\n"
-        "Apply with: flowyml-sched apply FILE"
-    )
-    out = StringIO()
-    yaml_writer().dump(document, out)
-    return out.getvalue()
-
-
-def _check_unique(schedules: Sequence[Schedule], where: str) -> None:
-    seen: set[str] = set()
-    problems = []
-    for schedule in schedules:
-        if schedule.name in seen:
-            problems.append(SpecProblem(where, None, "this name is given more than once", schedule.name))
-        seen.add(schedule.name)
-    if problems:
-        raise InvalidSpec(where, problems)
-
-
-def save_spec(path: str | os.PathLike[str], schedules: Iterable[Schedule]) -> None:
-    """Write :func:`dump_spec` of ``schedules`` to ``path``, atomically (see :func:`write_text_atomic`)."""
-    write_text_atomic(os.fspath(path), dump_spec(schedules))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Replace the file at ``path`` with ``text`` (UTF-8) in one step.
-
-    Writes a temporary file in the same directory, flushes it to disk and renames it over
-    the target, so a reader sees the old file or the new one, never a part. Keeps the old
-    file's permission bits (a new file gets 0666 less the umask) and writes through a
-    symbolic link to its target. Raises :class:`~flowyml_sched.errors.SpecFileError`.
-    """
-    target = os.path.realpath(path)
-    directory = os.path.dirname(target) or "."
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise SpecFileError(path, exc.strerror or str(exc)) from None
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise SpecFileError(path, exc.strerror or str(exc)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise SpecFileError(path, exc.strerror or str(exc)) from None
-
-
-# -- planning ------------------------------------------------------------------------------------
-
-
-DEFINITION_FIELDS = ("pipeline", "trigger", "anchor", *BUILTIN_DEFAULTS)
-"""Names :func:`changed_fields` reports, in this order."""
-
-
-def changed_fields(old: Schedule, new: Schedule) -> tuple[str, ...]:
-    """Names (from :data:`DEFINITION_FIELDS`) of the definition fields where ``new`` differs from ``old``.
-
-    Ignores what the store keeps for itself: ``source``, ``created_at``, ``updated_at``,
-    ``next_fire_at`` and ``version``. ``trigger`` covers the kind and its text (cron
-    expression, time, minute or interval length); ``anchor`` an interval's anchor when both
-    are intervals. Params compare as JSON (``1``, ``1.0`` and ``true`` differ).
-    """
-    out = []
-    if old.pipeline != new.pipeline:
-        out.append("pipeline")
-    a, b = old.trigger, new.trigger
-    if a.kind != b.kind or a.text() != b.text():
-        out.append("trigger")
-    if a.anchored and b.anchored and a.anchor != b.anchor:
-        out.append("anchor")
-    old_values, new_values = field_values(old), field_values(new)
-    for key in DEFINITION_FIELDS[3:]:
-        if not _same(old_values[key], new_values[key]):
-            out.append(key)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """One schedule in a :class:`Plan`.
-
-    ``old`` is the stored schedule (None for a create), ``new`` the one the file wants (None
-    for a delete), ``fields`` the changed field names (:func:`changed_fields`).
-    ``next_before`` / ``next_after`` are the next fire time after the plan's ``now`` of
-    ``old`` / ``new``, aware in the schedule's zone, None when absent or paused.
-    """
-
-    name: str
-    old: Schedule | None
-    new: Schedule | None
-    fields: tuple[str, ...] = ()
-    next_before: datetime | None = None
-    next_after: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What applying a schedules file would do to the stored schedules.
-
-    ``creates``, ``changes`` and ``unchanged`` are in file order, ``deletes`` by name.
-    ``other_source`` names schedules the file defines that are stored from another source
-    (``cli`` or another file); they are compared like the others.
-    """
-
-    source: str
-    now: datetime
-    creates: tuple[PlanEntry, ...] = ()
-    changes: tuple[PlanEntry, ...] = ()
-    unchanged: tuple[PlanEntry, ...] = ()
-    deletes: tuple[PlanEntry, ...] = ()
-    other_source: tuple[str, ...] = ()
-
-    @property
-    def has_changes(self) -> bool:
-        """True when applying would create, change or delete anything."""
-        return bool(self.creates or self.changes or self.deletes)
-
-    def counts(self) -> dict[str, int]:
-        """``{"create": n, "change": n, "delete": n, "unchanged": n}``."""
-        return {
-            "create": len(self.creates),
-            "change": len(self.changes),
-            "delete": len(self.deletes),
-            "unchanged": len(self.unchanged),
-        }
-
-    def summary(self) -> str:
-        """``"1 to create, 2 to change, 0 to delete, 4 unchanged"``."""
-        c = self.counts()
-        return f"{c['create']} to create, {c['change']} to change, {c['delete']} to delete, {c['unchanged']} unchanged"
-
-
-def plan(
-    desired: SpecFile | Sequence[Schedule],
-    current: Iterable[Schedule],
-    *,
-    prune: bool,
-    source: str,
-    now: datetime,
-) -> Plan:
-    """Compare the schedules a file wants with the stored ones. Pure: ``now`` is passed in.
-
-    ``desired`` is a :class:`SpecFile` or a list of schedules (whose interval anchors all
-    count as given). Each desired schedule gets ``source`` as its source. An ``every``
-    schedule whose file names no anchor keeps the stored schedule's anchor when that is an
-    interval too (so applying the same file twice changes nothing), and otherwise gets
-    ``now`` truncated to the whole second. With ``prune``, stored schedules whose source is
-    ``source`` and that the file no longer names are deleted; without it nothing is.
-
-    ``now`` must be aware (``ValueError`` otherwise). Raises
-    :class:`~flowyml_sched.errors.InvalidSpec` when ``desired`` repeats a name.
-    """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now {now!r} is naive; pass an aware datetime")
-    if isinstance(desired, SpecFile):
-        wanted, explicit = list(desired.schedules), desired.explicit_anchor
-    else:
-        wanted, explicit = list(desired), {}
-    _check_unique(wanted, source)
-    stored = {s.name: s for s in current}
-    anchor_now = now.astimezone(UTC).replace(microsecond=0)
-    creates, changes, unchanged, other = [], [], [], []
-    for schedule in wanted:
-        old = stored.get(schedule.name)
-        new = replace(schedule, source=source)
-        if new.trigger.anchored and not explicit.get(new.name, True):
-            kept = old.trigger.anchor if old is not None and old.trigger.anchored else anchor_now
-            new = replace(new, trigger=replace(new.trigger, anchor=kept))
-        if old is None:
-            creates.append(PlanEntry(new.name, None, new, (), None, _next(new, now)))
-            continue
-        if old.source != source:
-            other.append(new.name)
-        fields = changed_fields(old, new)
-        entry = PlanEntry(new.name, old, new, fields, _next(old, now), _next(new, now))
-        (changes if fields else unchanged).append(entry)
-    deletes = []
-    if prune:
-        names = {s.name for s in wanted}
-        for name in sorted(stored):
-            old = stored[name]
-            if old.source == source and name not in names:
-                deletes.append(PlanEntry(name, old, None, (), _next(old, now), None))
-    return Plan(source, now, tuple(creates), tuple(changes), tuple(unchanged), tuple(deletes), tuple(other))
-
-
-def _next(schedule: Schedule, now: datetime) -> datetime | None:
-    if not schedule.enabled:
-        return None
-    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).at

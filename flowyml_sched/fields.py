@@ -8,6 +8,9 @@ one trigger key (``cron``, ``daily``, ``hourly``, ``every``; ``anchor`` with ``e
 policy keys ``catchup``, ``max_catchup``, ``misfire_grace``, ``overlap``, ``timeout`` and
 ``retries`` (a whole number, or ``{max: N, backoff: DURATION}``). Texts are as in a YAML
 file (``"02:30"``, ``"15m"``, ``"2026-01-01T00:00:00Z"``); a key set to None is not given.
+A value may also be the Python value its text stands for (a trigger of the key's kind, a
+timedelta, a policy enum member, an aware datetime), as the YAML reader gives them once it
+has checked each value at its line.
 
 Error messages name each field by ``labels[key]`` when given (the CLI passes its option
 names, ``--anchor``), else by the key.
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowyml_sched.errors import InvalidPolicy, UsageError
@@ -57,12 +60,21 @@ def trigger_of(
         if "anchor" in present and not lone_anchor:
             anchored = " or ".join(labels.get(k, k) for k in TRIGGER_KEYS if kind_of_key(k).anchored)
             raise UsageError(f"{labels.get('anchor', 'anchor')} goes with {anchored} only")
-        return kind.parse(str(present[key]))
+        value = present[key]
+        return value if isinstance(value, kind) else kind.parse(str(value))
     if "anchor" in present:
-        anchor = parse_instant(str(present["anchor"]), labels.get("anchor", "anchor"))
+        given_anchor = present["anchor"]
+        anchor = (
+            given_anchor
+            if isinstance(given_anchor, datetime)
+            else parse_instant(str(given_anchor), labels.get("anchor", "anchor"))
+        )
+    value = present[key]
+    if isinstance(value, kind):
+        return value if "anchor" not in present else replace(value, anchor=anchor)
     if anchor is None:
         raise UsageError(f"{labels.get(key, key)} needs an anchor instant")
-    return kind.parse(str(present[key]), anchor)
+    return kind.parse(str(value), anchor)
 
 
 def policy_with(
@@ -75,7 +87,9 @@ def policy_with(
     present = given(fields)
     changes: dict[str, Any] = {}
     for key, choice in _CHOICES.items():
-        if key in present:
+        if isinstance(present.get(key), choice):
+            changes[key] = present[key]
+        elif key in present:
             text = str(present[key])
             try:
                 changes[key] = choice(text.lower())
@@ -86,13 +100,13 @@ def policy_with(
         changes["max_catchup"] = present["max_catchup"]
     for key in ("misfire_grace", "timeout"):
         if key in present:
-            changes[key] = parse_duration(str(present[key]))
+            changes[key] = _duration(present[key])
     retries = present.get("retries")
     if isinstance(retries, Mapping):
         if retries.get("max") is not None:
             changes["retries"] = retries["max"]
         if retries.get("backoff") is not None:
-            changes["retry_backoff"] = parse_duration(str(retries["backoff"]))
+            changes["retry_backoff"] = _duration(retries["backoff"])
     elif retries is not None:
         changes["retries"] = retries
     current = (
@@ -167,6 +181,10 @@ def changes_of(
         if not isinstance(current, Schedule) or policy != current.policy:
             changes["policy"] = policy
     return changes
+
+
+def _duration(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(str(value))
 
 
 def _check_one_trigger(present: Mapping[str, Any], labels: Mapping[str, str], required: bool) -> None:

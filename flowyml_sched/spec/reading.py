@@ -8,7 +8,7 @@ import functools
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecProblem
+from flowyml_sched.fields import schedule_of
 from flowyml_sched.model import (
     MAX_PARAMS_DEPTH,
     NAME_PATTERN,
@@ -55,7 +56,7 @@ from flowyml_sched.triggers import (
     parse_duration,
     parse_instant,
 )
-from flowyml_sched.zones import get_zone
+from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
 _ALIASES = {
     "tz": "timezone",
@@ -683,30 +684,8 @@ _FIELDS = {
 
 
 def _build(values: Mapping[str, Any], source: str) -> Schedule:
-    """A :class:`Schedule` from checked field values (defaults already merged in)."""
-    trigger: Trigger = next(values[k] for k in TRIGGER_KEYS if k in values)
-    if trigger.anchored and "anchor" in values:
-        trigger = replace(trigger, anchor=values["anchor"])
-    field_value = {**BUILTIN_DEFAULTS, **values}
-    policy = Policy(
-        catchup=field_value["catchup"],
-        max_catchup=field_value["max_catchup"],
-        misfire_grace=field_value["misfire_grace"],
-        overlap=field_value["overlap"],
-        timeout=field_value["timeout"],
-        retries=field_value["retries"],
-        retry_backoff=field_value["retry_backoff"],
-    )
-    return Schedule(
-        name=values["name"],
-        pipeline=values["pipeline"],
-        trigger=trigger,
-        timezone=field_value["timezone"],
-        params=field_value["params"],
-        description=field_value["description"],
-        tags=field_value["tags"],
-        enabled=field_value["enabled"],
-        pause_note=field_value["pause_note"],
-        policy=policy,
-        source=source,
-    )
+    """A :class:`Schedule` from checked field values (defaults already merged in), through
+    the one converter of plain fields (:func:`flowyml_sched.fields.schedule_of`)."""
+    merged = {**BUILTIN_DEFAULTS, **values}
+    retries = {"max": merged.pop("retries"), "backoff": merged.pop("retry_backoff")}
+    return schedule_of({**merged, "retries": retries}, timezone=DEFAULT_TIMEZONE, now=IMPLICIT_ANCHOR, source=source)

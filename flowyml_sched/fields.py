@@ -43,21 +43,18 @@ def trigger_of(
     fields: Mapping[str, Any],
     anchor: datetime | None = None,
     labels: Mapping[str, str] | None = None,
-    *,
-    lone_anchor: bool = False,
 ) -> Trigger:
     """The trigger that the one trigger key of ``fields`` gives; an ``every`` counts from
     ``fields["anchor"]`` when given, else from ``anchor`` (aware). Raises UsageError unless
-    exactly one trigger key is given, for an ``every`` without an anchor, and (unless
-    ``lone_anchor``, where another key's trigger ignores it) for an ``anchor`` without
-    ``every``; and the parsers' errors for bad text."""
+    exactly one trigger key is given, for an ``every`` without an anchor and for an
+    ``anchor`` without ``every``; and the parsers' errors for bad text."""
     labels = labels or {}
     present = given(fields)
     _check_one_trigger(present, labels, required=True)
     key = next(key for key in TRIGGER_KEYS if key in present)
     kind = kind_of_key(key)
     if not kind.anchored:
-        if "anchor" in present and not lone_anchor:
+        if "anchor" in present:
             anchored = " or ".join(labels.get(k, k) for k in TRIGGER_KEYS if kind_of_key(k).anchored)
             raise UsageError(f"{labels.get('anchor', 'anchor')} goes with {anchored} only")
         value = present[key]
@@ -164,7 +161,7 @@ def changes_of(
     changes: dict[str, Any] = {}
     old_anchor = current.trigger.anchor if current.trigger is not None and current.trigger.anchored else None
     if any(key in present for key in TRIGGER_KEYS):
-        changes["trigger"] = trigger_of(present, old_anchor or now.replace(microsecond=0), labels, lone_anchor=True)
+        changes["trigger"] = trigger_of(present, old_anchor or now.replace(microsecond=0), labels)
     elif "anchor" in present:
         label = labels.get("anchor", "anchor")
         if old_anchor is None or current.trigger is None:

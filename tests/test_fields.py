@@ -88,3 +88,9 @@ def test_an_edit_that_leaves_the_policy_as_it_was_changes_nothing() -> None:
     current = Schedule("d", "a.b:c", DailyTrigger(2, 0), policy=Policy(retries=1))
     assert changes_of(current, {"retries": {"max": 1}}, now=NOW) == {}
     assert changes_of(current, {"tags": ["b", "a"], "description": None}, now=NOW) == {"tags": ("b", "a")}
+
+
+def test_an_edit_to_a_calendar_trigger_with_an_anchor_is_refused_as_an_add_is() -> None:
+    current = Schedule("i", "a.b:c", IntervalTrigger(timedelta(hours=1), NOW))
+    with pytest.raises(UsageError, match=r"^anchor goes with every only$"):
+        changes_of(current, {"daily": "04:00", "anchor": "2026-02-01T00:00:00Z"}, now=NOW)

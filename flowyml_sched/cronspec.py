@@ -40,6 +40,10 @@ _LAST = "l"
 _ONE_MINUTE = timedelta(minutes=1)
 _RANDOM_OR_HASH = re.compile(r"(^|[,/-])[rh](\(|$|[,/-])")
 _RANGE_TERM = re.compile(r"([0-9a-z]+)-([0-9a-z]+)(/[0-9]+|#[0-9]+)?")
+_LAST_OF_WEEKDAY = re.compile(r"([0-7]|sun|mon|tue|wed|thu|fri|sat)l")
+"""Quartz's and cronsim's spelling of "the last such weekday of the month" (``5L``); croniter's is ``L5``."""
+_LAST_WEEKDAY_OF_MONTH = "lw"
+"""Day-of-month ``LW`` (Quartz, cronsim): the last day of the month that is Monday to Friday."""
 _NAMED_VALUES = (
     {},
     {},
@@ -84,6 +88,7 @@ class CronSpec:
     months: frozenset[int]
     days: frozenset[int]
     last_day: bool
+    last_weekday: bool
     nearest_weekdays: frozenset[int]
     weekdays: frozenset[int]
     nth_weekdays: frozenset[tuple[int, int]]
@@ -99,6 +104,7 @@ class CronSpec:
             self.any_day
             or day in self.days
             or (self.last_day and day == last_day)
+            or (self.last_weekday and day == _nearest_weekday(year, month, last_day, last_day))
             or any(day == _nearest_weekday(year, month, w, last_day) for w in self.nearest_weekdays)
         )
         if self.days_and and not dom:
@@ -169,7 +175,8 @@ def _matching_days(spec: CronSpec, year: int, month: int) -> tuple[int, ...]:
 
 
 def _values(field: list, full: range) -> tuple[int, ...]:
-    return tuple(full) if field == ["*"] else tuple(sorted(v for v in field if isinstance(v, int)))
+    """The values of an expanded field; a ``*`` anywhere in its list means every value (cron(5))."""
+    return tuple(full) if "*" in field else tuple(sorted(v for v in field if isinstance(v, int)))
 
 
 @lru_cache(maxsize=4096)
@@ -183,6 +190,11 @@ def compile_cron(expression: str) -> CronSpec:
     Raises :class:`~flowyml_sched.errors.InvalidCronExpression` naming the field and value
     when croniter refuses the text, and when the expression can never match a day.
     """
+    odd = next((ch for ch in expression if ch.isspace() and not ch.isascii()), None)
+    if odd is not None:
+        raise InvalidCronExpression(
+            expression, f"it holds the whitespace U+{ord(odd):04X}: separate the fields with spaces"
+        )
     text = " ".join(expression.split())
     if not text:
         raise InvalidCronExpression(expression, "it is empty")
@@ -198,8 +210,20 @@ def compile_cron(expression: str) -> CronSpec:
                 )
     from croniter import CroniterError, croniter  # here: the CLI's --help need not load it
 
+    fields = text.lower().split(" ")
+    last_weekday = False
+    if not text.startswith("@"):
+        days = fields[2].split(",")
+        last_weekday = _LAST_WEEKDAY_OF_MONTH in days
+        if last_weekday:  # croniter knows no LW: it reads L, the flag then tells LW from L
+            keep_last = _LAST in days
+            fields[2] = ",".join(dict.fromkeys(_LAST if d == _LAST_WEEKDAY_OF_MONTH else d for d in days))
+        fields[4] = ",".join(
+            f"{_LAST}{_weekday_number(m[1])}" if (m := _LAST_OF_WEEKDAY.fullmatch(term)) else term
+            for term in fields[4].split(",")
+        )
     try:
-        parsed = croniter(text if text.startswith("@") else _collapse_equal_ranges(text))
+        parsed = croniter(text if text.startswith("@") else _collapse_equal_ranges(expression, " ".join(fields)))
     except CroniterError as exc:
         raise _translate(expression, text, exc) from None
     raw = parsed.expressions
@@ -208,15 +232,16 @@ def compile_cron(expression: str) -> CronSpec:
     minute, hour, dom, month, dow = parsed.expanded
     nth = parsed.nth_weekday_of_month
     nearest = frozenset(parsed.nearest_weekday)
-    any_day = dom == ["*"]
-    any_weekday = dow == ["*"]
+    any_day = "*" in dom
+    any_weekday = "*" in dow
     spec = CronSpec(
         expression=text,
         minutes=_values(minute, range(60)),
         hours=_values(hour, range(24)),
         months=frozenset(_values(month, range(1, 13))),
         days=frozenset(v for v in dom if isinstance(v, int) and v not in nearest),
-        last_day=_LAST in dom,
+        last_day=_LAST in dom and (not last_weekday or keep_last),
+        last_weekday=last_weekday,
         nearest_weekdays=nearest,
         weekdays=frozenset(v for v in dow if isinstance(v, int) and v not in nth),
         nth_weekdays=frozenset((d, n) for d, ns in nth.items() for n in ns if n != _LAST),
@@ -224,7 +249,7 @@ def compile_cron(expression: str) -> CronSpec:
         any_day=any_day,
         any_weekday=any_weekday,
         days_and=raw[2].startswith(("*", "?")) or raw[4].startswith(("*", "?")),
-        fixed_time=not raw[0].startswith("*") and not raw[1].startswith("*"),
+        fixed_time=not _has_star(raw[0]) and not _has_star(raw[1]),
     )
     if not any(_matching_days(spec, y, m) for y in _PROBE_YEARS for m in sorted(spec.months)):
         raise InvalidCronExpression(
@@ -233,12 +258,18 @@ def compile_cron(expression: str) -> CronSpec:
     return spec
 
 
-def _collapse_equal_ranges(text: str) -> str:
+def _has_star(field: str) -> bool:
+    """Whether a term of the field's list is ``*`` (or ``*/n``): it takes every value."""
+    return any(term.startswith("*") for term in field.split(","))
+
+
+def _collapse_equal_ranges(expression: str, text: str) -> str:
     """Rewrite each range whose ends are equal (``17-17``, ``MON-MON``, ``10-10/5``) as that one value.
 
     cron(5) reads ``17-17`` as hour 17; croniter deliberately reads an equal range as the
     field's whole cycle, so ``0 17-17 * * *`` would fire every hour. Ends are compared as
-    written (names as numbers), so day-of-week ``0-7`` and ``SUN-7`` stay whole weeks.
+    written (names as numbers), so day-of-week ``0-7`` and ``SUN-7`` stay whole weeks. A
+    step of 0 is refused (``5-5/0``), as cron, croniter and cronsim refuse it on any range.
     """
     fields = text.split(" ")
     for index, field in enumerate(fields):
@@ -246,9 +277,16 @@ def _collapse_equal_ranges(text: str) -> str:
         for position, term in enumerate(terms):
             match = _RANGE_TERM.fullmatch(term)
             if match and _field_value(index, match[1]) == _field_value(index, match[2]) is not None:
+                if match[3] and match[3][0] == "/" and int(match[3][1:]) == 0:
+                    raise InvalidCronExpression(expression, "a step must be 1 or more", FIELD_NAMES[index], term)
                 terms[position] = match[1] + (match[3] if match[3] and match[3][0] == "#" else "")
         fields[index] = ",".join(terms)
     return " ".join(fields)
+
+
+def _weekday_number(token: str) -> int:
+    """Day-of-week ``token`` (``5``, ``fri``, ``7``) as croniter's number, 0 (Sunday) to 6."""
+    return (int(token) if token.isdigit() else _NAMED_VALUES[4][token]) % 7
 
 
 def _field_value(index: int, token: str) -> int | None:
@@ -277,6 +315,8 @@ def _reason(exc: CroniterError) -> str:
     message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     if "out of range" in message:
         return "a value is out of range"
+    if message.startswith("step") or "step '0'" in message:
+        return "a step must be 1 or more"
     if "is not acceptable" in message and message.endswith("is not acceptable"):
         return "a value is not a number, name or cron symbol"
     return message.rstrip(".")

@@ -81,27 +81,15 @@ def registered() -> list[tuple[str, str]]:
 
 
 def check(reference: str) -> None:
-    """Check, without running the pipeline's module, that ``reference`` can be found here.
-
-    An entry-point name must be registered; for ``package.module:attr`` the module must be
-    importable (found by ``importlib.util.find_spec``, which imports parent packages but not
-    the module itself). Raises :class:`~flowyml_sched.errors.PipelineNotFound`.
-    """
+    """Check that ``reference`` can be found here: an entry-point name must be registered;
+    for ``package.module:attr`` the module is imported and the attribute must exist (a
+    misspelt attribute would otherwise show only as a failure of every run). Raises
+    :class:`~flowyml_sched.errors.PipelineNotFound`."""
     if ":" not in reference:
         if not entry_points(group=ENTRY_POINT_GROUP, name=reference):
             raise PipelineNotFound(reference, f"no entry point named {reference!r} in group {ENTRY_POINT_GROUP}")
         return
-    module_name = reference.partition(":")[0]
-    try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError) as exc:
-        raise PipelineNotFound(reference, f"module {module_name!r} cannot be found ({exc})") from None
-    except Exception as exc:  # a parent package raised while importing
-        raise PipelineNotFound(
-            reference, f"importing the parent of {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from None
-    if found is None:
-        raise PipelineNotFound(reference, f"module {module_name!r} cannot be found on this Python path")
+    resolve(reference)
 
 
 def is_flowyml_pipeline(obj: object) -> bool:

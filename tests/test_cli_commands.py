@@ -387,6 +387,12 @@ def test_add_refuses_a_pipeline_that_cannot_be_loaded_unless_told_not_to_check(d
     assert names(db) == ["keep"]
 
 
+def test_add_refuses_a_module_that_lacks_the_attribute_named(db: Path) -> None:
+    result = cli("add", "x", "--pipeline", "flowyml_sched.pipelines:nope", "--daily", "02:00", "--db", db)
+    refused(result, 1, "'flowyml_sched.pipelines' has no attribute 'nope'")
+    assert names(db) == []
+
+
 # -- add --file ---------------------------------------------------------------------------------
 
 

@@ -130,7 +130,7 @@ def schedule_of(
         name=present["name"],
         pipeline=present["pipeline"],
         trigger=trigger_of(present, now.replace(microsecond=0), labels),
-        timezone=present.get("timezone") or timezone,
+        timezone=present.get("timezone", timezone),
         params=present.get("params", {}),
         description=present.get("description") or "",
         tags=tuple(present.get("tags", ())),

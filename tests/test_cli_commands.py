@@ -393,6 +393,11 @@ def test_add_refuses_a_module_that_lacks_the_attribute_named(db: Path) -> None:
     assert names(db) == []
 
 
+@pytest.mark.parametrize("command", [["add", "z", "--pipeline", "a.b:c", "--no-check-pipeline"], ["next"]])
+def test_an_empty_tz_is_refused_not_taken_as_utc(db: Path, command: list[str]) -> None:
+    refused(cli(*command, "--daily", "02:00", "--tz", "", "--db", db), 1, "unknown timezone ''")
+
+
 # -- add --file ---------------------------------------------------------------------------------
 
 

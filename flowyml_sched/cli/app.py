@@ -120,7 +120,7 @@ def next_command(
             schedule, fires = scheduler.preview(name, start, count)
         zone_name = schedule.timezone
     else:
-        zone_name = tz or flags.settings().timezone
+        zone_name = tz if tz is not None else flags.settings().timezone
         fires = preview({**triggers, "anchor": anchor}, timezone=zone_name, after=start, count=count, labels=o.LABELS)
     if as_json:
         from flowyml_sched.cli.render import fire_time_json

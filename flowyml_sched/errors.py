@@ -64,10 +64,15 @@ class InvalidMinute(SchedulerError, ValueError):
 class InvalidDuration(SchedulerError, ValueError):
     """An interval that is not a positive fixed length of elapsed time."""
 
-    def __init__(self, value: str, reason: str):
+    def __init__(self, value: str, reason: str, field: str | None = None):
         self.value = value
+        self.reason = reason
+        self.field = field
+        who = f"{field}: " if field else ""
+        bare = value.strip() if isinstance(value, str) else ""
+        hint = f" (a number needs a unit: {bare}s, {bare}m or {bare}h)" if bare.isdigit() else ""
         super().__init__(
-            f"invalid interval {value!r}: {reason}. "
+            f"{who}invalid interval {value!r}: {reason}{hint}. "
             "Expected a positive duration such as 90s, 15m, 2h, 1h30m, 7d, PT15M or P7D"
         )
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from flowyml_sched.errors import InvalidPolicy, UsageError
+from flowyml_sched.errors import InvalidDuration, InvalidPolicy, UsageError
 from flowyml_sched.model import BrokenSchedule, CatchUp, Overlap, Policy, Schedule
 from flowyml_sched.triggers import TRIGGER_KEYS, Trigger, kind_of_key, parse_duration, parse_instant
 
@@ -71,7 +71,12 @@ def trigger_of(
         return value if "anchor" not in present else replace(value, anchor=anchor)
     if anchor is None:
         raise UsageError(f"{labels.get(key, key)} needs an anchor instant")
-    return kind.parse(str(value), anchor)
+    try:
+        return kind.parse(str(value), anchor)
+    except InvalidDuration as exc:
+        if exc.field is not None:
+            raise
+        raise InvalidDuration(exc.value, exc.reason, labels.get(key, key)) from None
 
 
 def policy_with(
@@ -97,13 +102,13 @@ def policy_with(
         changes["max_catchup"] = present["max_catchup"]
     for key in ("misfire_grace", "timeout"):
         if key in present:
-            changes[key] = _duration(present[key])
+            changes[key] = _duration(present[key], labels.get(key, key))
     retries = present.get("retries")
     if isinstance(retries, Mapping):
         if retries.get("max") is not None:
             changes["retries"] = retries["max"]
         if retries.get("backoff") is not None:
-            changes["retry_backoff"] = _duration(retries["backoff"])
+            changes["retry_backoff"] = _duration(retries["backoff"], labels.get("retry_backoff", "retries backoff"))
     elif retries is not None:
         changes["retries"] = retries
     current = (
@@ -180,8 +185,8 @@ def changes_of(
     return changes
 
 
-def _duration(value: Any) -> timedelta:
-    return value if isinstance(value, timedelta) else parse_duration(str(value))
+def _duration(value: Any, label: str) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(str(value), label)
 
 
 def _check_one_trigger(present: Mapping[str, Any], labels: Mapping[str, str], required: bool) -> None:

@@ -247,12 +247,12 @@ def parse_minute(text: str) -> HourlyTrigger:
     return HourlyTrigger(int(digits))
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, field: str | None = None) -> timedelta:
     """Parse ``90s``, ``15m``, ``2h``, ``1h30m``, ``7d`` or ISO 8601 (``PT15M``, ``P7D``).
 
     Returns a positive timedelta. Calendar years and months are refused: they are not a
     fixed length of elapsed time. ISO 8601 parsing is isodate's.
-    Raises :class:`~flowyml_sched.errors.InvalidDuration`.
+    Raises :class:`~flowyml_sched.errors.InvalidDuration`, naming ``field`` (an option or key) when given.
     """
     stripped = text.strip()
     if stripped[:1] in ("P", "p"):
@@ -261,27 +261,27 @@ def parse_duration(text: str) -> timedelta:
         try:
             value = isodate.parse_duration(stripped.upper())
         except OverflowError:
-            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days") from None
+            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days", field) from None
         except (isodate.ISO8601Error, ValueError) as exc:
-            raise InvalidDuration(text, f"it is not an ISO 8601 duration ({exc})") from None
+            raise InvalidDuration(text, f"it is not an ISO 8601 duration ({exc})", field) from None
         if not isinstance(value, timedelta):
-            raise InvalidDuration(text, "years and months have no fixed length; use a cron schedule")
+            raise InvalidDuration(text, "years and months have no fixed length; use a cron schedule", field)
     else:
         match = _SHORT_DURATION.fullmatch(stripped) if len(stripped) <= 40 else None
         if not stripped or not match:
             reason = "it is not a number followed by d, h, m or s"
             if stripped and _SHORT_DURATION.fullmatch(stripped.lower()):
                 reason = "units are lower case (m is minutes; months have no fixed length)"
-            raise InvalidDuration(text, reason)
+            raise InvalidDuration(text, reason, field)
         parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
         try:
             value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
         except OverflowError:
-            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days") from None
+            raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days", field) from None
     if value <= timedelta(0):
-        raise InvalidDuration(text, "it must be longer than zero")
+        raise InvalidDuration(text, "it must be longer than zero", field)
     if value > MAX_DURATION:
-        raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days")
+        raise InvalidDuration(text, f"it is longer than {MAX_DURATION.days} days", field)
     return value
 
 

@@ -398,6 +398,15 @@ def test_an_empty_tz_is_refused_not_taken_as_utc(db: Path, command: list[str]) -
     refused(cli(*command, "--daily", "02:00", "--tz", "", "--db", db), 1, "unknown timezone ''")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--timeout", "5"), ("--misfire-grace", "30"), ("--retry-backoff", "10"), ("--every", "15")]
+)
+def test_a_duration_without_a_unit_names_the_option_and_the_units(db: Path, option: str, value: str) -> None:
+    trigger = [] if option == "--every" else ["--daily", "02:00"]
+    result = cli("add", "d", "--pipeline", "a.b:c", "--no-check-pipeline", *trigger, option, value, "--db", db)
+    refused(result, 1, f"{option}: invalid interval '{value}'", f"{value}s, {value}m or {value}h")
+
+
 # -- add --file ---------------------------------------------------------------------------------
 
 

@@ -598,7 +598,7 @@ def health_command(
     from flowyml_sched.triggers import parse_duration
 
     with flags.scheduler(create=False) as scheduler:
-        report = scheduler.health(parse_duration(window), parse_duration(tolerance))
+        report = scheduler.health(parse_duration(window, "--window"), parse_duration(tolerance, "--tolerance"))
     if as_json:
         _print_json(report)
     else:

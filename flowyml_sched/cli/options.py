@@ -176,7 +176,10 @@ def store_options(command: F) -> F:
     return _with_options(command, extra, before=None, into="flags", build=lambda given: StoreFlags(**given))
 
 
-LABELS = {key: "--" + key.replace("_", "-") for key in (*TRIGGER_KEYS, "anchor", "catchup", "overlap")}
+LABELS = {
+    key: "--" + key.replace("_", "-")
+    for key in (*TRIGGER_KEYS, "anchor", "catchup", "overlap", "misfire_grace", "timeout", "retry_backoff")
+}
 """The options that name schedule fields in error messages (see :mod:`flowyml_sched.fields`)."""
 
 

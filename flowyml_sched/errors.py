@@ -218,12 +218,18 @@ class SpecProblem(SchedulerError, ValueError):
 class InvalidSpec(SchedulerError, ValueError):
     """A YAML schedules file with one or more problems; ``problems`` lists every one of them."""
 
-    def __init__(self, path: str, problems: list[SpecProblem]):
+    def __init__(self, path: str, problems: list[SpecProblem], outcome: str | None = None):
         self.path = path
         self.problems = problems
+        self.outcome = outcome
         count = len(problems)
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was applied\n{lines}")
+        said = f"; {outcome}" if outcome else ""
+        super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''}{said}\n{lines}")
+
+    def because(self, outcome: str) -> InvalidSpec:
+        """The same problems, saying what the command did not do about them (``nothing was applied``)."""
+        return InvalidSpec(self.path, self.problems, outcome)
 
 
 class RunExists(SchedulerError, ValueError):

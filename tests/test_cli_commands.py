@@ -754,7 +754,7 @@ def test_edit_in_a_file_that_would_leave_it_invalid_is_refused_with_file_and_lin
     _file_with_f1_and_f3(schedules_file)
     before = schedules_file.read_bytes()
     result = cli("edit", "f1", *options, "--file", schedules_file)
-    refused(result, 1, f"{schedules_file}: 1 problem; nothing was applied", *words)
+    refused(result, 1, f"{schedules_file}: 1 problem; the file was not changed", *words)
     assert re.search(rf"\n  {re.escape(str(schedules_file))}:\d+: schedule 'f1'", result.stderr)
     assert schedules_file.read_bytes() == before
 
@@ -1318,7 +1318,7 @@ def test_validate_of_a_bad_file_names_each_problem_with_file_and_line(tmp_path: 
     result = cli("validate", bad)
     refused(result, 1)
     assert result.stderr.splitlines() == [
-        f"{ERROR}{bad}: 2 problems; nothing was applied",
+        f"{ERROR}{bad}: 2 problems",  # validate applies nothing: it does not say it did not
         f"  {bad}:5: schedule 'bad': invalid daily time '25:00': hour 25 is past 23. "
         "Expected HH:MM from 00:00 to 23:59, such as 02:30",
         f"  {bad}:6: schedule 'bad2': no trigger: give exactly one of cron, daily, hourly or every",

@@ -323,7 +323,7 @@ schedules:
         (15, "three"),
     ]
     message = str(error)
-    assert message.startswith(f"{PATH}: 7 problems; nothing was applied\n")
+    assert message.startswith(f"{PATH}: 7 problems\n")
     for problem in error.problems:
         assert f"  {problem}" in message
     assert isinstance(error, SchedulerError)

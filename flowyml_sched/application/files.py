@@ -3,13 +3,14 @@ resume and remove one schedule in it with the same fields as on a store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.application.scheduler import check_pipeline_reference
 from flowyml_sched.clock import utc_now
-from flowyml_sched.errors import UsageError
+from flowyml_sched.errors import InvalidSpec, UsageError
 from flowyml_sched.fields import given, schedule_of
 from flowyml_sched.zones import DEFAULT_TIMEZONE
 
@@ -39,6 +40,15 @@ def validate_file(path: str, check_pipelines: bool = True) -> SpecFile:
     return spec
 
 
+@contextmanager
+def _unchanged_on_problems() -> Iterator[None]:
+    """An edit the file's check refuses leaves it as it was: say so."""
+    try:
+        yield
+    except InvalidSpec as exc:
+        raise exc.because("the file was not changed") from None
+
+
 class ScheduleFile:
     """Edits of one schedule in the YAML file at ``path`` (see :mod:`flowyml_sched.yamledit`:
     every other byte of the file stays as it was, and a failed edit leaves it unchanged).
@@ -60,7 +70,8 @@ class ScheduleFile:
         schedule = schedule_of(fields, timezone=self.timezone, now=self.clock(), source=self.path, labels=labels)
         if check_pipeline:
             check_pipeline_reference(schedule.pipeline)
-        add_schedule(self.path, schedule)
+        with _unchanged_on_problems():
+            add_schedule(self.path, schedule)
 
     def edit(self, name: str, fields: Mapping[str, Any], *, check_pipeline: bool = True) -> None:
         """Set the keys of schedule ``name`` that ``fields`` gives (plain fields, as written
@@ -73,22 +84,26 @@ class ScheduleFile:
             raise UsageError("nothing to change: give at least one option")
         if check_pipeline and "pipeline" in present:
             check_pipeline_reference(present["pipeline"])
-        edit_schedule(self.path, name, present)
+        with _unchanged_on_problems():
+            edit_schedule(self.path, name, present)
 
     def pause(self, name: str, note: str | None = None) -> None:
         """Pause schedule ``name`` in the file, with an optional note."""
         from flowyml_sched.yamledit import set_enabled
 
-        set_enabled(self.path, name, False, note)
+        with _unchanged_on_problems():
+            set_enabled(self.path, name, False, note)
 
     def resume(self, name: str) -> None:
         """Resume schedule ``name`` in the file."""
         from flowyml_sched.yamledit import set_enabled
 
-        set_enabled(self.path, name, True, None)
+        with _unchanged_on_problems():
+            set_enabled(self.path, name, True, None)
 
     def remove(self, name: str) -> None:
         """Remove schedule ``name`` from the file."""
         from flowyml_sched.yamledit import remove_schedule
 
-        remove_schedule(self.path, name)
+        with _unchanged_on_problems():
+            remove_schedule(self.path, name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.clock import utc_now
-from flowyml_sched.errors import UsageError
+from flowyml_sched.errors import InvalidSpec, UsageError
 from flowyml_sched.fields import changes_of, schedule_of, trigger_of
 from flowyml_sched.model import BrokenSchedule, Run, Schedule, WorkerInfo, validate_name
 from flowyml_sched.timing import FireTime, fire_times, next_fire_time
@@ -247,7 +247,10 @@ class Scheduler:
         from flowyml_sched.spec import plan
 
         now = self.clock()
-        spec = validate_file(path, check_pipelines=check_pipelines)
+        try:
+            spec = validate_file(path, check_pipelines=check_pipelines)
+        except InvalidSpec as exc:
+            raise exc.because("nothing was applied") from None
         # a file is known by its absolute path, so --prune means the same file from any directory
         source = str(Path(path).resolve())
         entries = self.store.entries()

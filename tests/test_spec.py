@@ -810,3 +810,18 @@ def test_the_manual_describes_every_key_and_its_example_is_valid():
     example = source.split(".SH EXAMPLES", 1)[1].split(".nf\n", 1)[1].split(".fi\n", 1)[0]
     spec = parse_spec(example.replace("\\-", "-"), "manual")
     assert len(spec.schedules) == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'version: 1\nschedules:\n\t- name: a\n\t  pipeline: p\n\t  daily: "02:00"\n',
+        'version: 1\nschedules:\n  - name: a\n    pipeline: p\n\tdaily: "02:00"\n',
+    ],
+)
+def test_a_tab_in_the_indentation_is_named_with_its_line(text: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec(text, PATH)
+    (problem,) = caught.value.problems
+    assert problem.line == text[: text.index("\t")].count("\n") + 1
+    assert "YAML indents with spaces, not tabs" in str(problem)

@@ -451,8 +451,8 @@ def _yaml_hint(text: str, line: int | None, what: str) -> str:
     source = lines[line - 1] if 0 < line <= len(lines) else ""
     if "alias" in what and "*" in source:
         return "; quote cron expressions that start with '*', such as cron: \"*/15 * * * *\""
-    if "\t" in source and "tab" in what.lower():
-        return "; indent with spaces, not tabs"
+    if "\t" in source[: len(source) - len(source.lstrip())]:
+        return "; YAML indents with spaces, not tabs"
     return ""
 
 

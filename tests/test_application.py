@@ -44,7 +44,7 @@ def test_editing_the_trigger_moves_the_next_fire_time_past_now(store: ScheduleSt
 def test_resume_starts_after_now_not_in_the_paused_period(store: ScheduleStore) -> None:
     add_daily(store)
     at(store, CREATED).pause("nightly", "maintenance")
-    resumed = at(store, DUE + timedelta(days=2, hours=1)).resume("nightly")
+    resumed = at(store, DUE + timedelta(days=2, hours=1)).resume("nightly").entry
     assert resumed.next_fire_at == datetime(2026, 1, 13, 9, 0, tzinfo=UTC)
 
 

@@ -793,9 +793,30 @@ def test_resume_says_when_the_schedule_fires_next_and_clears_the_note(db: Path) 
     assert (local.hour, local.minute) == (4, 30)
 
 
-def test_resume_of_an_enabled_schedule_says_when_it_fires_next(db: Path) -> None:
+def test_resume_of_an_enabled_schedule_says_it_is_not_paused_and_changes_nothing(db: Path) -> None:
     add(db, "p", "--hourly", "5")
-    assert re.fullmatch(rf"resumed p: {next_fire('UTC')}\n", succeeds("resume", "p", "--db", db).stdout)
+    assert re.fullmatch(rf"p is not paused: {next_fire('UTC')}\n", succeeds("resume", "p", "--db", db).stdout)
+    assert show(db, "p")["version"] == 1
+
+
+def test_a_second_pause_without_a_note_keeps_the_note_and_changes_nothing(db: Path) -> None:
+    add(db, "p", "--daily", "04:30")
+    succeeds("pause", "p", "--note", "upstream outage", "--db", db)
+    assert succeeds("pause", "p", "--db", db).stdout == "p is already paused\n"
+    data = show(db, "p")
+    assert (data["pause_note"], data["version"]) == ("upstream outage", 2)
+    assert succeeds("pause", "p", "--note", "until Monday", "--db", db).stdout == "paused p\n"  # a new note
+    assert show(db, "p")["pause_note"] == "until Monday"
+
+
+def test_pause_and_resume_in_a_file_that_change_nothing_leave_it_as_it_is(schedules_file: Path) -> None:
+    _file_with_f1_and_f3(schedules_file)
+    succeeds("pause", "f3", "--note", "upstream outage", "--file", schedules_file)
+    before = schedules_file.read_bytes()
+    again = succeeds("pause", "f3", "--file", schedules_file)
+    assert again.stdout == f"f3 is already paused in {schedules_file}\n"
+    assert succeeds("resume", "f1", "--file", schedules_file).stdout == f"f1 is not paused in {schedules_file}\n"
+    assert schedules_file.read_bytes() == before
 
 
 @pytest.mark.parametrize("command", ["pause", "resume"])

@@ -461,7 +461,7 @@ def test_pausing_stops_claims_at_the_next_tick_and_resuming_skips_the_paused_fir
     assert worker.tick(hour[14]) == []
     assert worker.tick(hour[15]) == []
 
-    resumed = Scheduler(store, clock=lambda: hour[15] + timedelta(minutes=30)).resume("hourly")
+    resumed = Scheduler(store, clock=lambda: hour[15] + timedelta(minutes=30)).resume("hourly").entry
     assert resumed.next_fire_at == hour[16]
     assert worker.tick(hour[15] + timedelta(minutes=30)) == []
     assert worker.tick(hour[16]) == [("hourly", hour[16])]

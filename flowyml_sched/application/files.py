@@ -87,19 +87,28 @@ class ScheduleFile:
         with _unchanged_on_problems():
             edit_schedule(self.path, name, present)
 
-    def pause(self, name: str, note: str | None = None) -> None:
-        """Pause schedule ``name`` in the file, with an optional note."""
+    def pause(self, name: str, note: str | None = None) -> bool:
+        """Pause schedule ``name`` in the file, with an optional note; False (the file left as
+        it is) when it is paused already and ``note`` gives no new note."""
+        return self._set_enabled(name, False, note)
+
+    def resume(self, name: str) -> bool:
+        """Resume schedule ``name`` in the file; False (the file left as it is) when it runs already."""
+        return self._set_enabled(name, True, None)
+
+    def _set_enabled(self, name: str, enabled: bool, note: str | None) -> bool:
+        from flowyml_sched.errors import ScheduleNotFound
+        from flowyml_sched.spec import load_spec
         from flowyml_sched.yamledit import set_enabled
 
         with _unchanged_on_problems():
-            set_enabled(self.path, name, False, note)
-
-    def resume(self, name: str) -> None:
-        """Resume schedule ``name`` in the file."""
-        from flowyml_sched.yamledit import set_enabled
-
-        with _unchanged_on_problems():
-            set_enabled(self.path, name, True, None)
+            current = load_spec(self.path).get(name)
+            if current is None:
+                raise ScheduleNotFound(name, where=self.path)
+            if current.enabled == enabled and (enabled or note is None or note == current.pause_note):
+                return False
+            set_enabled(self.path, name, enabled, note)
+        return True
 
     def remove(self, name: str) -> None:
         """Remove schedule ``name`` from the file."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,15 @@ def check_pipeline_reference(reference: str) -> None:
     from flowyml_sched.pipelines import check
 
     check(reference)
+
+
+@dataclass(frozen=True)
+class Toggled:
+    """What a pause or resume left: the stored ``entry``, and whether it ``changed`` (False
+    when the schedule was paused, or running, already)."""
+
+    entry: Schedule | BrokenSchedule
+    changed: bool
 
 
 class Scheduler:
@@ -152,23 +161,29 @@ class Scheduler:
         updated = replace(current, **changes)
         return self.store.replace(replace(updated, next_fire_at=carried_next_fire_at(current, updated, now)), now)
 
-    def pause(self, name: str, note: str | None = None) -> Schedule | BrokenSchedule:
+    def pause(self, name: str, note: str | None = None) -> Toggled:
         """Pause a schedule: no fire time is claimed until it is resumed. A row that cannot be
-        loaded is paused too (and returned as the :class:`BrokenSchedule` it still is). Raises
+        loaded is paused too (and stays the :class:`BrokenSchedule` it is). A schedule paused
+        already is left as it is (its note too), unless ``note`` gives it a new note. Raises
         ScheduleNotFound."""
         return self._set_enabled(name, False, note)
 
-    def resume(self, name: str) -> Schedule | BrokenSchedule:
-        """Resume a schedule from its next fire time after now. A row that cannot be loaded
-        is marked enabled without a next fire time: it runs once an edit repairs it (and is
-        returned as the :class:`BrokenSchedule` it still is). Raises ScheduleNotFound."""
+    def resume(self, name: str) -> Toggled:
+        """Resume a schedule from its next fire time after now; one that runs already is left
+        as it is. A row that cannot be loaded is marked enabled without a next fire time: it
+        runs once an edit repairs it (and stays the :class:`BrokenSchedule` it is). Raises
+        ScheduleNotFound."""
         return self._set_enabled(name, True, None)
 
-    def _set_enabled(self, name: str, enabled: bool, note: str | None) -> Schedule | BrokenSchedule:
-        if isinstance(self.store.entry(name), BrokenSchedule):
+    def _set_enabled(self, name: str, enabled: bool, note: str | None) -> Toggled:
+        current = self.store.entry(name)
+        old_note = current.pause_note if isinstance(current, Schedule) else current.stored.get("pause_note")
+        if current.enabled == enabled and (enabled or note is None or note == old_note):
+            return Toggled(current, changed=False)
+        if isinstance(current, BrokenSchedule):
             self.store.set_enabled(name, enabled, note, self.clock())
-            return self.store.entry(name)
-        return self.edit_schedule(name, {"enabled": enabled, "pause_note": note})
+            return Toggled(self.store.entry(name), changed=True)
+        return Toggled(self.edit_schedule(name, {"enabled": enabled, "pause_note": note}), changed=True)
 
     def remove(self, name: str) -> None:
         """Delete a schedule; its run history stays, and its fire times due but unclaimed are

@@ -272,13 +272,13 @@ def pause_command(
     Example: flowyml-sched pause nightly-etl --note "upstream outage"
     """
     if file is not None:
-        flags.schedule_file(file).pause(name, note)
-        typer.echo(f"paused {name} in {file}")
+        changed = flags.schedule_file(file).pause(name, note)
+        typer.echo(f"paused {name} in {file}" if changed else f"{name} is already paused in {file}")
         return
     with flags.scheduler(create=False) as scheduler:
         paused = scheduler.pause(name, note)
-    typer.echo(f"paused {name}")
-    _warn_if_broken(paused)
+    typer.echo(f"paused {name}" if paused.changed else f"{name} is already paused")
+    _warn_if_broken(paused.entry)
 
 
 @app.command("resume")
@@ -295,18 +295,19 @@ def resume_command(
     Example: flowyml-sched resume nightly-etl
     """
     if file is not None:
-        flags.schedule_file(file).resume(name)
-        typer.echo(f"resumed {name} in {file}")
+        changed = flags.schedule_file(file).resume(name)
+        typer.echo(f"resumed {name} in {file}" if changed else f"{name} is not paused in {file}")
         return
     from flowyml_sched.cli.render import describe_next
 
     with flags.scheduler(create=False) as scheduler:
-        stored = scheduler.resume(name)
+        resumed = scheduler.resume(name)
         now = scheduler.clock()
-    if _warn_if_broken(stored):
-        typer.echo(f"resumed {name}: it runs once repaired")
+    done = f"resumed {name}" if resumed.changed else f"{name} is not paused"
+    if _warn_if_broken(resumed.entry):
+        typer.echo(f"{done}: it runs once repaired")
     else:
-        typer.echo(f"resumed {name}: {describe_next(stored, now)}")
+        typer.echo(f"{done}: {describe_next(resumed.entry, now)}")
 
 
 def _warn_if_broken(entry: object) -> bool:

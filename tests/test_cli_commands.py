@@ -1433,3 +1433,15 @@ def test_run_worker_check_without_a_worker_says_0_live_workers_and_exits_1(db: P
 def test_run_worker_check_of_a_store_that_does_not_exist_is_an_error(db: Path) -> None:
     refused(cli("run-worker", "--check", "--db", db), 1, "there is no store here yet")
     assert not db.exists()
+
+
+@pytest.mark.parametrize("content", [None, "version: 1\nschedules:\n\t- name: a\n"])
+def test_run_worker_with_a_missing_or_invalid_sync_file_at_start_exits_1_naming_it(
+    tmp_path: Path, content: str | None
+) -> None:
+    sync = tmp_path / "s.yaml"
+    if content is not None:
+        sync.write_text(content)
+    result = cli("run-worker", "--once", "--sync", sync, "--db", tmp_path / "s.db", "--state-dir", tmp_path / "state")
+    refused(result, 1, str(sync))
+    assert not (tmp_path / "s.db").exists()  # refused before anything started

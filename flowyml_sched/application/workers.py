@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowyml_sched.application.files import validate_file
 from flowyml_sched.application.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -32,13 +33,16 @@ def open_worker(
     by default the configured state directory: workers that share a store on one host must
     share it. ``environ`` is the process environment, read for systemd's ``NOTIFY_SOCKET``.
     The worker applies ``tuning.sync_file`` through :meth:`Scheduler.sync_file`, the
-    schedules it stores carrying that file as their source. Raises StoreError.
+    schedules it stores carrying that file as their source. Raises StoreError, and
+    SpecFileError or InvalidSpec when the sync file is missing or invalid at start.
     """
     from flowyml_sched.locks import FileLocks
     from flowyml_sched.sdnotify import Notifier
     from flowyml_sched.store import open_store
     from flowyml_sched.worker import Worker
 
+    if tuning.sync_file is not None:  # at start a missing or invalid file is fatal; later a bad edit is logged
+        validate_file(str(tuning.sync_file))
     state = state_dir or settings.state_dir
     if tuning.log_dir is None:
         tuning = replace(tuning, log_dir=state / "logs")

@@ -888,7 +888,7 @@ def test_history_of_a_removed_schedule_stays_readable(db: Path) -> None:
     succeeds("remove", "r", "--db", db)
     table = succeeds("history", "r", "--db", db).stdout
     assert table.splitlines()[0].split("  ")[0] == "scheduled for (UTC)"
-    assert re.search(r"^2026-01-09 13:05:00 +failed +2026-01-09 13:05:01 +1\.25s +boom +run-2 +w1$", table, re.M)
+    assert re.search(r"^2026-01-09 13:05:00 +failed +2026-01-09 13:05:01 +1\.25s +boom… +run-2 +w1$", table, re.M)
     runs = json.loads(succeeds("history", "r", "--db", db, "--json").stdout)
     assert [(r["scheduled_for"], r["status"]) for r in runs] == [
         ("2026-01-09T13:05:00+00:00", "failed"),
@@ -1086,6 +1086,17 @@ def test_history_of_a_schedule_without_runs_says_so(db: Path) -> None:
     assert json.loads(succeeds("history", "p", "--db", db, "--json").stdout) == []
 
 
+def test_history_cuts_a_long_error_at_a_word_and_says_json_shows_it_whole(db: Path) -> None:
+    add(db, "r", "--hourly", "5")
+    long = "the schedule's row cannot be loaded: unknown timezone 'Mars/Olympus' in field timezone"
+    record_runs(db, Run("r", datetime(2026, 1, 9, 12, 5, tzinfo=UTC), RunStatus.failed, error=long))
+    lines = succeeds("history", "r", "--db", db).stdout.splitlines()
+    shown = re.split(r" {2,}", lines[1])[4]
+    assert shown == "the schedule's row cannot be loaded: unknown timezone…"
+    assert long.startswith(shown[:-1]) and len(shown) <= 60
+    assert lines[-1] == "errors shortened (…); 'history --json' shows them whole"
+
+
 def test_history_lists_runs_newest_first_as_a_table_and_as_json(db: Path) -> None:
     add(db, "r", "--hourly", "5")
     record_runs(
@@ -1106,8 +1117,9 @@ def test_history_lists_runs_newest_first_as_a_table_and_as_json(db: Path) -> Non
     assert [re.split(r" {2,}", line) for line in lines] == [
         ["scheduled for (UTC)", "status", "started (UTC)", "duration", "error", "run id", "worker"],
         ["2026-01-09 14:05:00", "missed", "-", "-"],
-        ["2026-01-09 13:05:00", "failed", "2026-01-09 13:05:01", "1.25s", "boom", "run-2", "w1"],
+        ["2026-01-09 13:05:00", "failed", "2026-01-09 13:05:01", "1.25s", "boom…", "run-2", "w1"],
         ["2026-01-09 12:05:00", "succeeded", "2026-01-09 12:05:01", "2.50s", "run-1", "w1"],
+        ["errors shortened (…); 'history --json' shows them whole"],
     ]
     (newest,) = json.loads(succeeds("history", "r", "--db", db, "--json", "--limit", "1").stdout)
     assert list(newest) == RUN_KEYS

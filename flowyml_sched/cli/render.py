@@ -204,17 +204,41 @@ def render_history(name: str, runs: list[Run]) -> None:
         console.print(f"no runs recorded for {name}")
         return
     table = _Grid("scheduled for (UTC)", "status", "started (UTC)", "duration", "error", "run id", "worker")
+    shortened = False
     for run in runs:
+        error, cut = _first_line(run.error, HISTORY_ERROR_WIDTH)
+        shortened = shortened or cut
         table.add_row(
             f"{run.scheduled_for:%Y-%m-%d %H:%M:%S}",
             run.status.value,
             f"{run.started_at:%Y-%m-%d %H:%M:%S}" if run.started_at else "-",
             f"{run.duration_seconds:.2f}s" if run.duration_seconds is not None else "-",
-            (run.error or "").splitlines()[0][:60] if run.error else "",
+            error,
             run.run_id or "",
             run.worker or "",
         )
     table.print()
+    if shortened:
+        console.print("errors shortened (…); 'history --json' shows them whole")
+
+
+HISTORY_ERROR_WIDTH = 60
+"""Characters of an error's first line that the history table shows."""
+
+
+def _first_line(text: str | None, width: int) -> tuple[str, bool]:
+    """The first line of ``text`` in at most ``width`` characters, cut at a word with ``…``;
+    and whether anything was left out (a longer line, or more lines)."""
+    if not text:
+        return "", False
+    lines = text.splitlines()
+    line = lines[0]
+    if len(line) <= width:
+        return (line + "…", True) if len(lines) > 1 else (line, False)
+    cut = line[: width - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…", True
 
 
 def _utc(value: datetime | None) -> str | None:

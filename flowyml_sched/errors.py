@@ -202,6 +202,10 @@ class StoreError(SchedulerError, OSError):
         super().__init__(f"cannot use the schedule store at {location}: {reason}")
 
 
+class StoreMissing(StoreError):
+    """A command that only reads found no store (SQLite file) at ``location``: none was made yet."""
+
+
 class SpecProblem(SchedulerError, ValueError):
     """One problem in a YAML schedules file, located by file, line and schedule name."""
 

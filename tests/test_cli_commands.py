@@ -1005,6 +1005,16 @@ def test_list_of_an_empty_store_says_how_to_add_one(db: Path) -> None:
     assert listed(db) == []
 
 
+def test_list_on_a_fresh_machine_with_the_default_store_is_empty_with_a_hint(tmp_path: Path) -> None:
+    default = tmp_path / "state" / "flowyml-sched" / "scheduler.db"  # XDG_STATE_HOME is tmp_path/state
+    result = succeeds("list")
+    assert result.stdout == (
+        f"no schedules yet (no store at {default}); add one with 'flowyml-sched add' or 'flowyml-sched apply FILE'\n"
+    )
+    assert json.loads(succeeds("list", "--json").stdout) == []
+    assert not default.exists()
+
+
 def test_list_of_a_store_that_does_not_exist_is_an_error_and_creates_nothing(db: Path) -> None:
     result = cli("list", "--db", db)
     refused(result, 1, f"cannot use the schedule store at {db}", "there is no store here yet")

@@ -219,8 +219,20 @@ def list_command(
     if paused and enabled:
         raise UsageError("give --paused or --enabled, not both")
     state = False if paused else True if enabled else None
-    with flags.scheduler(create=False) as scheduler:
-        rows = scheduler.list(tag=tag, enabled=state)
+    from flowyml_sched.errors import StoreMissing
+
+    try:
+        with flags.scheduler(create=False) as scheduler:
+            rows = scheduler.list(tag=tag, enabled=state)
+    except StoreMissing as missing:
+        if flags.settings().db_source != "default":
+            raise  # a store named by a flag, the environment or a config file must exist
+        if as_json:
+            _print_json([])
+        else:
+            typer.echo(f"no schedules yet (no store at {missing.location}); add one with "
+                       "'flowyml-sched add' or 'flowyml-sched apply FILE'")  # fmt: skip
+        return
     if as_json:
         from flowyml_sched.model import entry_to_dict, run_to_dict
 

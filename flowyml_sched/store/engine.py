@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from flowyml_sched.errors import StoreError
+from flowyml_sched.errors import StoreError, StoreMissing
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _sqlite_engine(url: sa.URL, create: bool) -> StoreEngine:
             path = Path(database).expanduser().absolute()
             location = str(path)
             if not create and not path.exists():
-                raise StoreError(
+                raise StoreMissing(
                     location,
                     "there is no store here yet (the first add, apply or db upgrade creates it); "
                     "check --db, FLOWYML_SCHEDULER_DB_PATH or FLOWYML_SCHEDULER_DB_URL",

@@ -10,6 +10,7 @@ its own under ``tmp_path`` and an environment without ``FLOWYML_SCHEDULER_*`` va
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -1432,7 +1433,26 @@ def test_health_json_is_down_with_exit_1_when_schedules_have_no_live_worker(db: 
     }
     text = cli("health", "--db", db)
     assert text.exit_code == 1
-    assert text.stdout == "status: down; 0 live worker(s); success rate - over 24 h\n"
+    assert text.stdout == (
+        "status: down; 0 live worker(s); success rate - over 24 h\n"
+        "  no worker is running: start one with 'flowyml-sched run-worker' (or its systemd unit)\n"
+    )
+
+
+def test_list_says_when_schedules_are_past_their_fire_time_unclaimed(db: Path) -> None:
+    add(db, "p", "--every", "1m", "--anchor", "2026-01-01T00:00:00Z")
+    add(db, "q", "--every", "1m", "--anchor", "2026-01-01T00:00:00Z")
+    with open_store(f"sqlite:///{db}", create=False) as store:  # as if no worker had claimed them for an hour
+        for name in ("p", "q"):
+            stored = store.get(name)
+            store.replace(
+                dataclasses.replace(stored, next_fire_at=datetime.now(UTC) - timedelta(hours=1)), datetime.now(UTC)
+            )
+    last = succeeds("list", "--db", db).stdout.splitlines()[-1]
+    assert last == (
+        "2 schedules are past their fire time, unclaimed: is a worker running? (check with "
+        "'flowyml-sched run-worker --check'; start one with 'flowyml-sched run-worker')"
+    )
 
 
 def test_health_of_an_empty_store_is_ok(db: Path) -> None:

@@ -160,6 +160,21 @@ def render_schedule_list(rows: list[tuple[Schedule | BrokenSchedule, Run | None]
         )
         table.add_row(schedule.name, trigger_label(schedule), schedule.timezone, next_fire, last, state)
     table.print()
+    overdue = sum(
+        1
+        for schedule, _ in rows
+        if schedule.enabled and schedule.next_fire_at is not None and now - schedule.next_fire_at > OVERDUE
+    )
+    if overdue:
+        console.print(
+            f"{overdue} schedule{'s are' if overdue != 1 else ' is'} past {'their' if overdue != 1 else 'its'} "
+            f"fire time, unclaimed: is a worker running? ({NO_WORKER_HINT})"
+        )
+
+
+OVERDUE = timedelta(seconds=60)
+"""A schedule whose next fire time is this far in the past has no worker claiming it."""
+NO_WORKER_HINT = "check with 'flowyml-sched run-worker --check'; start one with 'flowyml-sched run-worker'"
 
 
 def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], now: datetime) -> None:
@@ -300,6 +315,8 @@ def render_health(report: dict[str, Any]) -> None:
         f"status: {report['status']}; {len(report['workers'])} live worker(s); "
         f"success rate {'-' if rate is None else f'{rate:.1%}'} over {report['window_seconds'] / 3600:g} h"
     )
+    if not report["workers"]:
+        console.print(f"  no worker is running: {NO_WORKER_HINT.split('; ')[1]} (or its systemd unit)")
     for worker in report["workers"]:
         console.print(f"  worker {worker['id']} (heartbeat {worker['heartbeat_at']})")
     for late in report["late"]:

@@ -1045,9 +1045,9 @@ def test_show_prints_every_field_then_the_next_three_fire_times(db: Path) -> Non
     assert values["tags"] == '["t1", "t2"]'
     assert values["anchor"] == "-"
     assert values["enabled"] == "true"
-    assert values["misfire_grace_seconds"] == "2m"
-    assert values["timeout_seconds"] == "30m"
-    assert values["retry_backoff_seconds"] == "1m30s"
+    assert values["misfire_grace_seconds"] == "120 (2m)"  # seconds, as --json gives them
+    assert values["timeout_seconds"] == "1800 (30m)"
+    assert values["retry_backoff_seconds"] == "90 (1m30s)"
     fire_lines = fires.splitlines()
     assert re.fullmatch(r"# +fire time \(Europe/Berlin\) +UTC +DST", fire_lines[0])
     assert [line.split()[0] for line in fire_lines[1:]] == ["1", "2", "3"]
@@ -1487,3 +1487,12 @@ def test_run_worker_with_a_missing_or_invalid_sync_file_at_start_exits_1_naming_
     result = cli("run-worker", "--once", "--sync", sync, "--db", tmp_path / "s.db", "--state-dir", tmp_path / "state")
     refused(result, 1, str(sync))
     assert not (tmp_path / "s.db").exists()  # refused before anything started
+
+
+def test_show_gives_the_misfire_grace_in_force_and_no_timeout_when_none_is_set(db: Path) -> None:
+    add(db, "p", "--daily", "04:30")
+    lines = succeeds("show", "p", "--db", db).stdout.splitlines()
+    values = dict(re.split(r" {2,}", line, maxsplit=1) for line in lines if re.match(r"^[a-z_]+ {2,}", line))
+    assert values["misfire_grace_seconds"] == "60 (1m, the default)"
+    assert values["timeout_seconds"] == "- (no timeout)"
+    assert values["retry_backoff_seconds"] == "60 (1m)"

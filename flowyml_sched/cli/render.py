@@ -198,15 +198,23 @@ def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], 
 
 
 def _show_value(key: str, value: Any) -> str:
-    """A stored field as ``show`` prints it: JSON for structures, durations as 1h30m, '-' for none."""
+    """A stored field as ``show`` prints it: JSON for structures, durations in seconds as in
+    ``--json`` with 1h30m beside them, the misfire grace in force when the default, '-' for none."""
     import json
 
     from flowyml_sched.triggers import format_duration
 
+    if key == "misfire_grace_seconds" and value is None:
+        from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
+
+        default = DEFAULT_MISFIRE_GRACE.total_seconds()
+        return f"{default:g} ({format_duration(DEFAULT_MISFIRE_GRACE)}, the default)"
+    if key == "timeout_seconds" and value is None:
+        return "- (no timeout)"
     if value is None or value == "":
         return "-"
     if key.endswith("_seconds") and isinstance(value, int | float):
-        return format_duration(timedelta(seconds=value))
+        return f"{value:g} ({format_duration(timedelta(seconds=value))})"
     if isinstance(value, dict | list | bool):
         return json.dumps(value, ensure_ascii=False)
     return str(value)

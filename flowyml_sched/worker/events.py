@@ -161,7 +161,7 @@ def _log_end(event: RunFinished) -> None:
     status, error, retry_at = event.status, event.error, event.retry_at
     level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
     first_line = error.splitlines()[0][:500].replace("\x00", "\\x00") if error else ""
-    kept = "; not recorded: the store no longer has it as this worker's (abandoned)" if event.recorded is False else ""
+    kept = "; not recorded: its row was closed already (abandoned or replaced)" if event.recorded is False else ""
     logger.log(level, "%s for %s: %s%s%s%s", event.claim.schedule.name, event.claim.scheduled_for.isoformat(),
                status.value, f" ({first_line})" if error else "",
                f"; retry at {retry_at.isoformat()}" if retry_at and not kept else "", kept)  # fmt: skip

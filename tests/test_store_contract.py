@@ -35,6 +35,7 @@ from flowyml_sched.errors import (
     ScheduleExists,
     ScheduleNotFound,
     StoreError,
+    StoreMissing,
 )
 from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
@@ -1183,3 +1184,15 @@ def test_a_worker_declared_dead_claims_nothing_until_it_goes_on_under_a_new_id(s
     reborn = dataclasses.replace(WORKER, id="host:1:new")
     assert store.heartbeat(reborn).lease_kept
     assert [c.owner for c in store.claim_due(NOW, reborn, 10).claims] == [reborn.id]
+
+
+def test_opening_an_empty_postgresql_database_only_to_read_creates_nothing(postgresql_url: str) -> None:
+    # read-only commands (list, show, history) never create a store, on PostgreSQL as on SQLite
+    with pytest.raises(StoreMissing, match="there is no store here yet"):
+        open_store(postgresql_url, create=False)
+    engine = sa.create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    open_store(postgresql_url).close()  # one that may create does

@@ -1,7 +1,7 @@
 """Schema versioning: a cheap check on every open, Alembic only when the schema is behind.
 
-The normal path (:func:`schema_is_current`) runs one ``SELECT`` on ``alembic_version`` and
-compares it with :data:`HEAD_REVISION`; it never imports Alembic, so a command such as
+The normal path (:func:`stored_revisions`, from the store's open) runs one ``SELECT`` on
+``alembic_version``, compared with :data:`HEAD_REVISION`; it never imports Alembic, so a command such as
 ``list`` starts fast. :func:`run_upgrade` imports Alembic, takes the store's write lock
 (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL) and
 upgrades to head inside that one transaction, so concurrent first openers do the work
@@ -42,16 +42,6 @@ def stored_revisions(connection: sa.Connection) -> list[str] | None:
         return list(connection.execute(sa.select(version_table.c.version_num)).scalars())
     except sa.exc.DBAPIError:
         return None
-
-
-def schema_is_current(engine: sa.Engine) -> bool:
-    """True when the database's schema is exactly at :data:`HEAD_REVISION` (one cheap query).
-
-    Raises ``sqlalchemy.exc.DBAPIError`` when no connection can be made (the store translates it).
-    """
-    with engine.connect() as connection:
-        revisions = stored_revisions(connection)
-    return revisions == [HEAD_REVISION]
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

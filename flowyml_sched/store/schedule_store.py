@@ -29,6 +29,7 @@ from flowyml_sched.errors import (
     ScheduleNotFound,
     SchedulerError,
     StoreError,
+    StoreMissing,
 )
 from flowyml_sched.model import (
     NAME_PATTERN,
@@ -302,7 +303,7 @@ def open_store(url: str, create: bool = True) -> ScheduleStore:
     store_engine = create_store_engine(url, create)
     store = ScheduleStore(store_engine)
     try:
-        store._ensure_schema()
+        store._ensure_schema(create)
     except BaseException:
         store.close()
         raise
@@ -369,10 +370,19 @@ class ScheduleStore:
             before = migrate.run_upgrade(self._db.write_engine, self.location)
         return before[0] if before else None
 
-    def _ensure_schema(self) -> None:
+    def _ensure_schema(self, create: bool = True) -> None:
+        """Create or upgrade the schema; without ``create`` a database with no schedule
+        store in it (no revision stored) is :class:`~flowyml_sched.errors.StoreMissing`."""
         with self._guard():
-            if not migrate.schema_is_current(self._db.engine):
-                migrate.run_upgrade(self._db.write_engine, self.location)
+            with self._db.engine.connect() as connection:
+                revisions = migrate.stored_revisions(connection)
+            if revisions == [migrate.HEAD_REVISION]:
+                return
+            if not revisions and not create:
+                raise StoreMissing(
+                    self.location, "there is no store here yet (the first add, apply or db upgrade creates it)"
+                )
+            migrate.run_upgrade(self._db.write_engine, self.location)
 
     # -- schedules -------------------------------------------------------------------------
 

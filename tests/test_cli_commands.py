@@ -1006,6 +1006,16 @@ def test_list_of_an_empty_store_says_how_to_add_one(db: Path) -> None:
     assert listed(db) == []
 
 
+def test_a_missing_store_named_by_the_config_file_says_so(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", f"db_path: {tmp_path / 'nosuch.db'}\n")
+    refused(cli("list", "--config", config), 1, "there is no store here yet", "named by the config file's db_path")
+
+
+def test_db_and_db_url_together_are_a_usage_error(tmp_path: Path) -> None:
+    result = cli("list", "--db", tmp_path / "a.db", "--db-url", f"sqlite:///{tmp_path / 'b.db'}")
+    refused(result, 2, "give --db or --db-url, not both")
+
+
 def test_list_on_a_fresh_machine_with_the_default_store_is_empty_with_a_hint(tmp_path: Path) -> None:
     default = tmp_path / "state" / "flowyml-sched" / "scheduler.db"  # XDG_STATE_HOME is tmp_path/state
     result = succeeds("list")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
-from flowyml_sched.errors import InvalidParams
+from flowyml_sched.errors import InvalidParams, UsageError
 from flowyml_sched.triggers import KINDS, TRIGGER_KEYS
 
 if TYPE_CHECKING:
@@ -145,25 +145,43 @@ class StoreFlags:
     config: Path | None = None
 
     def settings(self) -> Settings:
-        """The settings resolved from these flags and the process environment."""
+        """The settings resolved from these flags and the process environment. Raises
+        UsageError when both ``--db`` and ``--db-url`` are given."""
         from flowyml_sched.config import resolve_settings
 
+        if self.db is not None and self.db_url is not None:
+            raise UsageError("give --db or --db-url, not both")
         return resolve_settings(os.environ, db_path=self.db, db_url=self.db_url, config_path=self.config)
 
     @contextmanager
     def scheduler(self, create: bool = True) -> Iterator[Scheduler]:
         """The use cases on the store, closed on exit. Commands that only read pass
-        ``create=False``, so a mistyped path is an error rather than a new empty store."""
+        ``create=False``, so a mistyped path is an error rather than a new empty store (the
+        error then says where that path came from)."""
         from flowyml_sched.application import open_scheduler
+        from flowyml_sched.errors import StoreMissing
 
-        with open_scheduler(self.settings(), create=create) as opened:
-            yield opened
+        settings = self.settings()
+        try:
+            with open_scheduler(settings, create=create) as opened:
+                yield opened
+        except StoreMissing as missing:
+            named = _NAMED_BY.get(settings.db_source, settings.db_source)
+            raise StoreMissing(missing.location, f"{missing.reason}; the store was named by {named}") from None
 
     def schedule_file(self, file: Path) -> ScheduleFile:
         """The use cases on the YAML file ``file``, new schedules in the configured zone."""
         from flowyml_sched.application import ScheduleFile
 
         return ScheduleFile(str(file), timezone=self.settings().timezone)
+
+
+_NAMED_BY = {
+    "config db_url": "the config file's db_url",
+    "config db_path": "the config file's db_path",
+    "default": "default (no --db, --db-url, environment or config file named one)",
+}
+"""How a store's source (:attr:`flowyml_sched.config.Settings.db_source`) is said in messages."""
 
 
 def store_options(command: F) -> F:

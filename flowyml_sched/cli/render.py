@@ -186,7 +186,7 @@ def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], 
     table = _Grid("field", "value", header=False)
     if isinstance(schedule, BrokenSchedule):
         for key, value in entry_to_dict(schedule).items():
-            table.add_row(key, "-" if value is None or value == "" else str(value))
+            table.add_row(key, _show_value(key, value))
         table.print()
         return
     for key, value in schedule_to_dict(schedule).items():

@@ -157,8 +157,7 @@ def _sqlite_engine(url: sa.URL, create: bool) -> StoreEngine:
             if not create and not path.exists():
                 raise StoreMissing(
                     location,
-                    "there is no store here yet (the first add, apply or db upgrade creates it); "
-                    "check --db, FLOWYML_SCHEDULER_DB_PATH or FLOWYML_SCHEDULER_DB_URL",
+                    "there is no store here yet (the first add, apply or db upgrade creates it)",
                 )
             _create_sqlite_file(path)
             url = url.set(database=str(path))

@@ -1196,3 +1196,62 @@ def test_opening_an_empty_postgresql_database_only_to_read_creates_nothing(postg
     finally:
         engine.dispose()
     open_store(postgresql_url).close()  # one that may create does
+
+
+def _waiting_on_a_lock(engine: sa.Engine, count: int) -> bool:
+    """Whether ``count`` sessions of this database wait on a lock (seen in pg_stat_activity)."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar()
+            >= count
+        )
+
+
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_start_held_up_in_the_database_while_its_worker_is_declared_dead_is_reaped_as_started(
+    postgresql_url: str,
+) -> None:
+    # the breaker's race on PostgreSQL: a worker's fenced start waits on a row lock (here the
+    # test's) while another worker declares it dead. The reaper read the run unstarted and
+    # handed it over after the start had committed: a retries-0 fire time ran twice
+    store = open_store(postgresql_url)
+    other = open_store(postgresql_url)
+    admin = sa.create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+    try:
+        claim = claim_one(store)  # retries 0
+        holder = admin.connect()
+        holder.execute(sa.text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": claim.run_id})
+        results: dict[str, Any] = {}
+        start = threading.Thread(
+            target=lambda: results.update(started=store.start_attempt(claim, WORKER, started_at=NOW, run_uuid="u"))
+        )
+        start.start()
+        _eventually(lambda: _waiting_on_a_lock(admin, 1), "the start to wait on the run's row")
+        later = WORKER.lease_expires_at + timedelta(seconds=1)
+        reap = threading.Thread(target=lambda: results.update(reaped=other.reap_abandoned(later)))
+        reap.start()
+        _eventually(lambda: _waiting_on_a_lock(admin, 2), "the reaper to wait too")
+        holder.rollback()  # the start goes on, then the reaper
+        start.join(30)
+        reap.join(30)
+        holder.close()
+        assert results["started"] is True
+        (run,) = store.history("a")
+        assert run.status is RunStatus.abandoned and run.started_at == NOW  # it started: it ran
+        assert run.retry_at is None  # no hand-over, no retry left: it must not run again
+        assert "before starting it" not in (run.error or "")
+        assert other.claim_due(later, OTHER, 10).claims == []
+    finally:
+        store.close()
+        other.close()
+        admin.dispose()

@@ -49,6 +49,7 @@ from flowyml_sched.worker import (
     WorkerSettings,
     log_event,
 )
+from flowyml_sched.worker.execution import STALLED
 
 UTC = timezone.utc
 
@@ -1546,3 +1547,24 @@ def test_a_worker_declared_dead_goes_on_under_one_new_id_when_several_threads_no
     assert len(heard.of(LeaseLost)) == 1
     alive = [w.id for w in store.list_workers() if w.status == "alive"]
     assert alive == [stalled.identity.id]  # one new id, and it is the one the worker goes on with
+
+
+def test_a_stall_inside_the_write_of_a_start_that_outlasts_the_lease_starts_nothing(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the breaker's stall: the write took longer than the lease had left (a lock wait, a
+    # SIGSTOP inside it); another worker may have declared this one dead meanwhile
+    add(store, pipeline="pipelines_for_tests:ok", params={"record": str(record)})
+    worker = make_worker(lease=1.0)
+    real = store.start_attempt
+
+    def stalled(*args: Any, **kwargs: Any) -> bool:
+        time.sleep(1.5)  # longer than the 1 s lease
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "start_attempt", stalled)
+    worker.tick(DAY1)
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.error) == (RunStatus.interrupted, STALLED)
+    assert not record.exists()  # the pipeline never ran

@@ -203,6 +203,8 @@ _LEASE_HELD = (
     )
     .exists()
 )
+_WORKER_ROW_SHARED = sa.select(workers.c.id).where(workers.c.id == sa.bindparam("b_worker")).with_for_update(read=True)
+"""A fenced start's lock on its worker's row (PostgreSQL ``FOR SHARE``)."""
 _START_ATTEMPT = (
     sa.update(runs)
     .where(
@@ -762,6 +764,11 @@ class ScheduleStore:
             "b_log_path": log_path,
         }
         with self._writing() as conn:
+            if self.dialect == "postgresql":
+                # the worker's row first, then the run's (the order of reap_abandoned and
+                # claim_due): a reaper declaring this worker dead waits for this start, or
+                # this start waits for it and then finds the worker dead
+                conn.execute(_WORKER_ROW_SHARED, {"b_worker": worker.id})
             return conn.execute(_START_ATTEMPT, params).rowcount == 1
 
     def note_pid(self, run_id: int, worker: WorkerInfo, pid: int) -> None:
@@ -935,25 +942,24 @@ class ScheduleStore:
         time still waits for that instant once taken); any live worker then takes it
         (:meth:`claim_due`). Returns the runs abandoned, as stored."""
         now = _utc(now, "now")
+        postgres = self.dialect == "postgresql"
         with self._writing() as conn:
+            # conditional, so a worker that renewed its lease meanwhile stays alive; on
+            # PostgreSQL the update waits for a fenced start holding the worker's row (FOR SHARE,
+            # see start_attempt), and the runs are then read locked, as that start left them
+            expired = (workers.c.status == "alive", workers.c.lease_expires_at < now)
             dead = conn.execute(
-                sa.select(workers.c.id, workers.c.heartbeat_at).where(
-                    workers.c.status == "alive", workers.c.lease_expires_at < now
-                )
+                sa.update(workers).where(*expired).values(status="dead").returning(workers.c.id, workers.c.heartbeat_at)
             ).all()
             if not dead:
                 return []
-            ids = [w.id for w in dead]
-            conn.execute(sa.update(workers).where(workers.c.id.in_(ids)).values(status="dead"))
-            rows = (
-                conn.execute(
-                    sa.select(runs, schedules.c.retries)
-                    .select_from(runs.outerjoin(schedules, schedules.c.name == runs.c.schedule_name))
-                    .where(runs.c.worker.in_(ids), runs.c.status == RunStatus.running.value)
-                )
-                .mappings()
-                .all()
+            ids = sorted(w.id for w in dead)
+            running = (
+                sa.select(runs, schedules.c.retries)
+                .select_from(runs.outerjoin(schedules, schedules.c.name == runs.c.schedule_name))
+                .where(runs.c.worker.in_(ids), runs.c.status == RunStatus.running.value)
             )
+            rows = conn.execute(running.with_for_update(of=runs) if postgres else running).mappings().all()
             last_seen = {w.id: w.heartbeat_at for w in dead}
             reaped: list[Run] = []
             for row in rows:

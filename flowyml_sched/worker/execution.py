@@ -35,7 +35,7 @@ LEASE_LOST = "the worker's lease expired before this run started; another worker
 """The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
 FENCED = "its start was refused: the run is no longer this worker's to start (its lease ran out)"
 """The error of an attempt whose fenced start changed nothing (:meth:`ScheduleStore.start_attempt`)."""
-STALLED = "the worker stalled past its lease between recording this run's start and starting it"
+STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
 """The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
 START_NOT_RECORDED = "its start could not be recorded before its misfire grace ended"
 """The error of a fire time that did not run because the store refused its fenced start."""
@@ -151,7 +151,8 @@ class RunExecution(LeaseKeeping):
                     me = self.identity
                     if claim.owner != me.id:  # declared dead meanwhile: this claim was taken from it
                         return Outcome(RunStatus.interrupted, LEASE_LOST)
-                lease_left = (me.lease_expires_at - now).total_seconds()
+                # the lease as known before the write: a stall inside it counts against the lease
+                must_start_by = time.monotonic() + (me.lease_expires_at - now).total_seconds()
                 started = self.store.start_attempt(
                     claim,
                     me,
@@ -159,7 +160,6 @@ class RunExecution(LeaseKeeping):
                     run_uuid=run_uuid,
                     log_path=None if log_path is None else str(log_path),
                 )
-                must_start_by = time.monotonic() + lease_left
                 if started or renew:
                     break
                 renew = True  # refused: once more after renewing the lease, in case only it had run out

@@ -19,7 +19,7 @@ from flowyml_sched.application import Scheduler
 from flowyml_sched.cli import app
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.model import BrokenSchedule, Schedule, WorkerInfo
-from flowyml_sched.store import ScheduleStore
+from flowyml_sched.store import ScheduleStore, open_store
 from flowyml_sched.triggers import CronTrigger
 from flowyml_sched.worker import Worker, WorkerSettings
 
@@ -64,6 +64,8 @@ BREAKAGES = [
     ("catchup", "catchup = 'bogus'", "invalid catchup 'bogus': expected one of latest, none, all"),
     ("retries", "retries = 1000", "invalid retries 1000"),
     ("pipeline", "pipeline = 'not a reference'", "invalid pipeline 'not a reference'"),
+    # text where a list belongs: it would load as one tag per character
+    ("tags", """tags = '"notalist"'""", "'notalist' is not a list of tags"),
 ]
 
 
@@ -277,3 +279,24 @@ def test_apply_replaces_a_broken_row_that_the_file_defines(
     code, output = cli("apply", str(spec), "--no-check-pipeline", "--db-url", broken_m1)
     assert code == 0, output
     assert store.get("m1").timezone == "UTC"
+
+
+def test_an_enabled_flag_that_is_neither_true_nor_false_is_broken_and_pause_repairs_it(sqlite_url: str) -> None:
+    # SQLite takes any number in a boolean column; the claim reads 7 as not enabled, so the
+    # row would be listed enabled and never run
+    store = open_store(sqlite_url)
+    engine = sa.create_engine(sqlite_url, poolclass=sa.pool.NullPool)
+    try:
+        add_every_minute(store, "m1", "ok")
+        by_hand(engine, "UPDATE schedules SET enabled = 7 WHERE name = 'm1'")
+        (entry,) = [e for e in store.entries() if e.name == "m1"]
+        assert isinstance(entry, BrokenSchedule)
+        assert entry.problems == (
+            ("enabled", "the stored value 7 cannot be read (7 is neither true (1) nor false (0))"),
+        )
+        toggled = Scheduler(store, clock=lambda: CREATED).resume("m1")  # as pause does: it writes the flag
+        assert toggled.changed and isinstance(toggled.entry, Schedule) and toggled.entry.enabled
+        assert toggled.entry.next_fire_at == CREATED + timedelta(minutes=1)  # so that a worker claims it
+    finally:
+        engine.dispose()
+        store.close()

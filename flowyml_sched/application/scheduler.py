@@ -178,11 +178,16 @@ class Scheduler:
     def _set_enabled(self, name: str, enabled: bool, note: str | None) -> Toggled:
         current = self.store.entry(name)
         old_note = current.pause_note if isinstance(current, Schedule) else current.stored.get("pause_note")
-        if current.enabled == enabled and (enabled or note is None or note == old_note):
+        unreadable = isinstance(current, BrokenSchedule) and any(f == "enabled" for f, _ in current.problems)
+        if current.enabled == enabled and not unreadable and (enabled or note is None or note == old_note):
             return Toggled(current, changed=False)
         if isinstance(current, BrokenSchedule):
-            self.store.set_enabled(name, enabled, note, self.clock())
-            return Toggled(self.store.entry(name), changed=True)
+            now = self.clock()
+            self.store.set_enabled(name, enabled, note, now)
+            entry = self.store.entry(name)
+            if isinstance(entry, Schedule) and entry.enabled:  # the flag was all that was broken
+                entry = self.store.replace(replace(entry, next_fire_at=next_fire_at(entry, now)), now)
+            return Toggled(entry, changed=True)
         return Toggled(self.edit_schedule(name, {"enabled": enabled, "pause_note": note}), changed=True)
 
     def remove(self, name: str) -> None:

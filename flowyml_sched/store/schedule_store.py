@@ -1244,7 +1244,14 @@ def _decoders(dialect: sa.Dialect) -> dict[str, Callable[[Any], Any]]:
     if dialect.name != "sqlite":
         return {}
     found = {column.name: column.type.dialect_impl(dialect).result_processor(dialect, None) for column in schedules.c}
+    found["enabled"] = _strict_boolean  # SQLite takes any number; the claim's SQL reads only 1 as true
     return {name: decode for name, decode in found.items() if decode is not None}
+
+
+def _strict_boolean(value: Any) -> bool:
+    if value not in (0, 1) or isinstance(value, float | str):
+        raise ValueError(f"{value!r} is neither true (1) nor false (0)")
+    return bool(value)
 
 
 def _fingerprint(row: Mapping[str, Any]) -> str:
@@ -1270,8 +1277,8 @@ def _load_row(raw: Mapping[str, Any], decoders: Mapping[str, Callable[[Any], Any
             row[name] = decode(row[name])
         except Exception as exc:  # any value SQLite let in
             unreadable.append((name, f"the stored value {row[name]!r} cannot be read ({exc})"))
-    if not unreadable:
-        try:
+    if not unreadable and isinstance(row.get("tags"), list):
+        try:  # (tags as text would load as one tag per character: diagnosed)
             return _schedule_from_row(row)
         except Exception:  # _diagnose names what failed
             pass
@@ -1325,6 +1332,7 @@ def _diagnose(row: dict[str, Any], problems: list[tuple[str, str]]) -> BrokenSch
 
     tags = attempt("tags", load_tags, row.get("tags"))
     description = attempt("description", lambda: text("description"), "")
+
     pause_note = attempt("pause_note", lambda: text("pause_note", optional=True))
     source = attempt("source", lambda: text("source"), "cli")
     policy_fields = {

@@ -10,16 +10,42 @@ the worker and the YAML machinery are imported only when a use case needs them, 
 - :func:`open_worker`: settings to a worker with its store and locks.
 """
 
-from flowyml_sched.application.files import ScheduleFile, validate_file
-from flowyml_sched.application.scheduler import (
-    Scheduler,
-    check_pipeline_reference,
-    next_fire_at,
-    open_scheduler,
-    preview,
-    registered_pipelines,
-)
-from flowyml_sched.application.workers import open_worker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowyml_sched.application.files import ScheduleFile, validate_file
+    from flowyml_sched.application.scheduler import (
+        Scheduler,
+        check_pipeline_reference,
+        next_fire_at,
+        open_scheduler,
+        preview,
+        registered_pipelines,
+    )
+    from flowyml_sched.application.workers import open_worker
+
+_HOMES = {
+    "ScheduleFile": "files",
+    "validate_file": "files",
+    "Scheduler": "scheduler",
+    "check_pipeline_reference": "scheduler",
+    "next_fire_at": "scheduler",
+    "open_scheduler": "scheduler",
+    "preview": "scheduler",
+    "registered_pipelines": "scheduler",
+    "open_worker": "workers",
+}
+"""Where each name lives: a command imports only the module of the use case it calls."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "ScheduleFile",

@@ -3,7 +3,9 @@ time missed, per heartbeat, and when other workers' runs are declared abandoned.
 
 A listener is any callable taking one event; the worker calls its listeners in order, on
 the thread where the event happened (the loop's or a runner's), and logs and ignores an
-error a listener raises. :func:`log_event` is the listener that writes the worker's log;
+error a listener raises. A run's start and end come in that order (from its runner); its
+claim is reported by the loop once the run is handed over, so as not to delay the start,
+and may come after the start. :func:`log_event` is the listener that writes the worker's log;
 metrics and the Python API's callbacks are others. Instants are aware UTC; durations and
 lateness are seconds.
 """

@@ -139,10 +139,11 @@ class Scheduler:
         nothing would change, PipelineNotFound (with ``check_pipeline``), and as :meth:`edit_schedule`."""
         if check_pipeline and fields.get("pipeline") is not None:
             check_pipeline_reference(fields["pipeline"])
-        changes = changes_of(self.store.entry(name), fields, now=self.clock(), labels=labels)
+        current = self.store.entry(name)
+        changes = changes_of(current, fields, now=self.clock(), labels=labels)
         if not changes:
             raise UsageError("nothing to change: give at least one option")
-        return self.edit_schedule(name, changes)
+        return self._replace(current, changes)
 
     def edit_schedule(self, name: str, changes: Mapping[str, Any]) -> Schedule:
         """Change fields of a stored schedule (``changes`` maps Schedule field names to values).
@@ -153,8 +154,11 @@ class Scheduler:
         time is then computed from now. Raises ScheduleNotFound, ScheduleBroken (a broken
         field left as it is) and the model's validation errors; nothing is stored when one is raised.
         """
+        return self._replace(self.store.entry(name), changes)
+
+    def _replace(self, current: Schedule | BrokenSchedule, changes: Mapping[str, Any]) -> Schedule:
+        """:meth:`edit_schedule` of the entry already read."""
         now = self.clock()
-        current = self.store.entry(name)
         if isinstance(current, BrokenSchedule):
             repaired = current.repaired(changes)
             return self.store.replace(replace(repaired, next_fire_at=next_fire_at(repaired, now)), now)
@@ -188,7 +192,7 @@ class Scheduler:
             if isinstance(entry, Schedule) and entry.enabled:  # the flag was all that was broken
                 entry = self.store.replace(replace(entry, next_fire_at=next_fire_at(entry, now)), now)
             return Toggled(entry, changed=True)
-        return Toggled(self.edit_schedule(name, {"enabled": enabled, "pause_note": note}), changed=True)
+        return Toggled(self._replace(current, {"enabled": enabled, "pause_note": note}), changed=True)
 
     def remove(self, name: str) -> None:
         """Delete a schedule; its run history stays, and its fire times due but unclaimed are

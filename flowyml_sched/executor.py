@@ -30,6 +30,9 @@ from flowyml_sched.runner import private_opener
 
 logger = logging.getLogger(__name__)
 
+STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
+"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
+
 KILL_GRACE_SECONDS = 10.0
 """Seconds between SIGTERM and SIGKILL when a run is stopped (timeout, replace, shutdown)."""
 
@@ -40,7 +43,9 @@ _CHUNK = 64 * 1024
 class RunRequest:
     """What to run: the pipeline reference, its params, the fire time (aware UTC) and our run
     id; for a child run's environment (:meth:`environment`), the schedule, the attempt and
-    the id of the worker that started it."""
+    the id of the worker that started it; ``start_by``, the ``time.monotonic()`` instant after
+    which a child must not start the pipeline (the worker's lease may have run out: the run
+    ends ``interrupted`` with :data:`STALLED`), None for no limit."""
 
     pipeline: str
     params: dict[str, Any]
@@ -49,6 +54,7 @@ class RunRequest:
     schedule: str = ""
     attempt: int = 1
     worker: str = ""
+    start_by: float | None = None
 
     def environment(self) -> dict[str, str]:
         """The variables a child run finds in its environment, besides the worker's own."""
@@ -108,6 +114,7 @@ class ChildRun:
             "params": self.request.params,
             "scheduled_for": self.request.scheduled_for.isoformat(),
             "run_id": self.request.run_id,
+            "start_by": self.request.start_by,
         }
         assert self._process.stdin is not None
         try:
@@ -218,6 +225,8 @@ class ChildRun:
             status, reason = self._stopped_as
             return Outcome(status, reason, result.get("pipeline_run_id") if result else None)
         if result is not None:
+            if result.get("started") is False:
+                return Outcome(RunStatus.interrupted, result.get("error") or STALLED)
             if result["success"] and code == 0:
                 return Outcome(RunStatus.succeeded, None, result.get("pipeline_run_id"))
             return Outcome(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipelines_for_tests import pythonpath, read_records
 
-from flowyml_sched.executor import ChildRun, RunRequest, prepare_in_process
+from flowyml_sched.executor import STALLED, ChildRun, RunRequest, prepare_in_process
 from flowyml_sched.model import RunStatus
 
 FIRE = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
@@ -117,3 +117,25 @@ def test_the_result_file_of_a_child_run_is_private_from_its_creation(tmp_path: P
         os.umask(old_umask)
     assert done.returncode == 0, done.stderr
     assert result.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_child_past_its_start_by_does_not_call_the_pipeline(tmp_path: Path) -> None:
+    # a worker stalled after recording the start (its lease may be gone, the run taken over):
+    # the child, started late, checks the instant the worker gave it and calls nothing
+    record = tmp_path / "record.jsonl"
+    request = RunRequest(
+        "pipelines_for_tests:ok", {"record": str(record)}, FIRE, "run-1", start_by=time.monotonic() - 1
+    )
+    outcome = ChildRun(request, tmp_path / "run.log").start().wait(60)
+    assert (outcome.status, outcome.error) == (RunStatus.interrupted, STALLED)
+    assert not record.exists()
+
+
+def test_a_child_within_its_start_by_calls_the_pipeline(tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    request = RunRequest(
+        "pipelines_for_tests:ok", {"record": str(record)}, FIRE, "run-1", start_by=time.monotonic() + 600
+    )
+    outcome = ChildRun(request, tmp_path / "run.log").start().wait(60)
+    assert outcome.status is RunStatus.succeeded
+    assert [r["event"] for r in read_records(record)] == ["ok"]

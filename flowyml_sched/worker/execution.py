@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
 from flowyml_sched.errors import StoreError
-from flowyml_sched.executor import ChildRun, Outcome, RunRequest, prepare_in_process
+from flowyml_sched.executor import STALLED, ChildRun, Outcome, RunRequest, prepare_in_process
 from flowyml_sched.locks import RunLock
 from flowyml_sched.model import Claim, Overlap, Run, RunStatus
 from flowyml_sched.worker.events import RunFinished, RunMissed, RunSkipped, RunStarted
@@ -35,8 +35,6 @@ LEASE_LOST = "the worker's lease expired before this run started; another worker
 """The error of a run claimed ahead that its worker, stalled past its lease, does not start."""
 FENCED = "its start was refused: the run is no longer this worker's to start (its lease ran out)"
 """The error of an attempt whose fenced start changed nothing (:meth:`ScheduleStore.start_attempt`)."""
-STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
-"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
 START_NOT_RECORDED = "its start could not be recorded before its misfire grace ended"
 """The error of a fire time that did not run because the store refused its fenced start."""
 FENCE_RETRY_FIRST = 0.05
@@ -121,10 +119,10 @@ class RunExecution(LeaseKeeping):
         with self._mutex:
             self._held.pop(claim.run_id, None)
 
-    def _fence(self, claim: Claim, run_uuid: str, log_path: Path | None) -> Outcome | None:
+    def _fence(self, claim: Claim, run_uuid: str, log_path: Path | None) -> tuple[Outcome | None, float]:
         """The fenced start (:meth:`ScheduleStore.start_attempt`), written before the pipeline
-        starts, then the wait for the fire time. Returns None when the attempt starts now, else
-        the outcome to record for it: ``interrupted`` when the store refused the start (the row
+        starts, then the wait for the fire time. Returns, first, None when the attempt starts
+        now, else the outcome to record for it: ``interrupted`` when the store refused the start (the row
         is no longer this worker's unstarted claim, or its lease is gone), the worker is
         stopping, or it stalled past its lease after the write; ``missed`` when the store could
         not be reached in time.
@@ -133,9 +131,14 @@ class RunExecution(LeaseKeeping):
         refused the start for (the heartbeat says whether another worker declared this one
         dead meanwhile: then its runs are gone). A write the store refuses is tried
         again, as long as the fire time is within its misfire grace and the worker is not
-        stopping."""
+        stopping.
+
+        Second, the monotonic instant (``time.monotonic()``, the same clock in every process of
+        the host) by which the pipeline must have started: the end of the lease as known before
+        the write. A child process checks it again just before the pipeline's first line, so
+        that a worker stalled between here and the child's start starts nothing late."""
         if self._too_late_to_start():
-            return Outcome(RunStatus.interrupted, UNSTARTED)
+            return Outcome(RunStatus.interrupted, UNSTARTED), 0.0
         grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
         give_up = claim.scheduled_for + grace
         delay = FENCE_RETRY_FIRST
@@ -143,14 +146,14 @@ class RunExecution(LeaseKeeping):
         while True:
             me = self.identity
             if claim.owner != me.id:  # claimed before this worker was declared dead
-                return Outcome(RunStatus.interrupted, LEASE_LOST)
+                return Outcome(RunStatus.interrupted, LEASE_LOST), 0.0
             try:
                 now = self.clock()
                 if renew or now >= me.lease_expires_at:
                     self._heartbeat(now)
                     me = self.identity
                     if claim.owner != me.id:  # declared dead meanwhile: this claim was taken from it
-                        return Outcome(RunStatus.interrupted, LEASE_LOST)
+                        return Outcome(RunStatus.interrupted, LEASE_LOST), 0.0
                 # the lease as known before the write: a stall inside it counts against the lease
                 must_start_by = time.monotonic() + (me.lease_expires_at - now).total_seconds()
                 started = self.store.start_attempt(
@@ -167,16 +170,16 @@ class RunExecution(LeaseKeeping):
             except StoreError as exc:
                 if self.clock() + timedelta(seconds=delay) >= give_up or self._stopping.wait(delay):
                     logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), exc)
-                    return Outcome(RunStatus.missed, f"{START_NOT_RECORDED}: {exc.reason}")
+                    return Outcome(RunStatus.missed, f"{START_NOT_RECORDED}: {exc.reason}"), 0.0
                 delay = min(delay * 2, self.settings.poll_interval)
         if not started:
-            return Outcome(RunStatus.interrupted, FENCED)
+            return Outcome(RunStatus.interrupted, FENCED), must_start_by
         self._at_instant(claim)
         if self._too_late_to_start():
-            return Outcome(RunStatus.interrupted, UNSTARTED)
+            return Outcome(RunStatus.interrupted, UNSTARTED), must_start_by
         if time.monotonic() > must_start_by:
-            return Outcome(RunStatus.interrupted, STALLED)
-        return None
+            return Outcome(RunStatus.interrupted, STALLED), must_start_by
+        return None, must_start_by
 
     def _too_late_to_start(self) -> bool:
         """Claimed runs still start while draining, until the grace period ends or a second signal."""
@@ -345,7 +348,7 @@ class RunExecution(LeaseKeeping):
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
         if self.settings.in_process:  # the run id comes with the outcome
             call = prepare_in_process(request)
-            if (refused := self._fence(claim, run_uuid, None)) is not None:
+            if (refused := self._fence(claim, run_uuid, None)[0]) is not None:
                 return None, refused
             started = self.clock()
             self._emit(RunStarted(claim, started))
@@ -354,9 +357,10 @@ class RunExecution(LeaseKeeping):
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         assert self.settings.log_dir is not None  # checked in __init__
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{claim.attempt}-{run_uuid[:8]}.log"
-        if (refused := self._fence(claim, run_uuid, log_path)) is not None:
+        refused, start_by = self._fence(claim, run_uuid, log_path)
+        if refused is not None:
             return None, refused
-        child = ChildRun(request, log_path, self.settings.max_log_bytes)
+        child = ChildRun(replace(request, start_by=start_by), log_path, self.settings.max_log_bytes)
         with self._mutex:
             active = self._active.get(claim.run_id)
             if active is not None:

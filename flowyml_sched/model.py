@@ -23,6 +23,7 @@ from flowyml_sched.errors import (
     UnknownTimezone,
     describe_broken,
 )
+from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.triggers import Trigger
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
@@ -30,8 +31,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 """Schedule names become parts of file and key names, so they hold nothing else."""
 
 _IDENTIFIER_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-PIPELINE_PATTERN = re.compile(rf"(?:{_IDENTIFIER_PATH}:{_IDENTIFIER_PATH}|[A-Za-z0-9][A-Za-z0-9_.-]*)")
-"""``package.module:attr.path`` or an entry-point name in the group ``flowyml_sched.pipelines``."""
+PIPELINE_PATTERN = re.compile(
+    rf"(?:{_IDENTIFIER_PATH}:{_IDENTIFIER_PATH}|[A-Za-z0-9][A-Za-z0-9_.-]*|{LOCAL_PIPELINE_PREFIX}{NAME_PATTERN.pattern})"
+)
+"""``package.module:attr.path``, an entry-point name in the group ``flowyml_sched.pipelines``,
+or a callable registered in a Python process (:mod:`flowyml_sched.references`)."""
+
 
 MAX_PIPELINE_LENGTH = 512
 """Longest pipeline reference, in characters (the store's ``pipeline`` column holds this many)."""
@@ -273,6 +278,17 @@ class Run:
 
 
 @dataclass(frozen=True)
+class RunTotals:
+    """What the stored history adds up to: how many runs of each status (``RunStatus`` values
+    as text), how many of those started (the others were skipped, missed, or closed before
+    their start), and the mean ``duration_seconds`` of the runs that have one (None: none has)."""
+
+    by_status: dict[str, int]
+    started_by_status: dict[str, int]
+    mean_duration_seconds: float | None
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """A worker process as the workers table knows it; times aware UTC.
 
@@ -306,6 +322,28 @@ class Claim:
     retry_of: RunStatus | None = None
     owner: str = ""
     owed: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimScope:
+    """Which schedules a worker claims (and whose pending retries it takes): those named in
+    ``names``, and, with ``references``, every schedule whose pipeline is a reference any
+    process can load (``module:attr`` or an entry-point name), that is, all but the callables
+    registered in another Python process (:mod:`flowyml_sched.references`). ``run-worker``
+    claims every reference; a :class:`flowyml_sched.PipelineScheduler` the names registered on
+    it (and the references too when made a full worker)."""
+
+    names: frozenset[str] = frozenset()
+    references: bool = True
+
+    @property
+    def kind(self) -> tuple[bool, bool]:
+        """(by name, by reference): what the claim's SQL filters on."""
+        return (bool(self.names), self.references)
+
+
+EVERY_REFERENCE = ClaimScope()
+"""The scope of ``run-worker``: every schedule whose pipeline any process can load."""
 
 
 @dataclass(frozen=True)

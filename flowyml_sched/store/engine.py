@@ -81,8 +81,11 @@ class StoreEngine:
     ``location`` names the store in messages: the SQLite path, or the URL without its password.
     """
 
-    def __init__(self, engine: sa.Engine, location: str, password: str | None):
+    def __init__(self, engine: sa.Engine, location: str, password: str | None, *, one_connection: bool = False):
         self.engine = engine
+        self.one_connection = one_connection
+        """An in-memory SQLite database: one connection that every thread shares, so that a
+        read takes :attr:`write_mutex` too (two transactions cannot share a connection)."""
         self.write_engine = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self.write_mutex = threading.RLock()
         """Held around every write transaction: the threads of one process queue here and wake
@@ -163,7 +166,7 @@ def _sqlite_engine(url: sa.URL, create: bool) -> StoreEngine:
             url = url.set(database=str(path))
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
     _install_sqlite_events(engine)
-    return StoreEngine(engine, location, None)
+    return StoreEngine(engine, location, None, one_connection=database in ("", ":memory:"))
 
 
 def _create_sqlite_file(path: Path) -> None:

@@ -32,16 +32,19 @@ from flowyml_sched.errors import (
     StoreMissing,
 )
 from flowyml_sched.model import (
+    EVERY_REFERENCE,
     NAME_PATTERN,
     BrokenSchedule,
     CatchUp,
     Claim,
     ClaimRound,
+    ClaimScope,
     Heartbeat,
     Overlap,
     Policy,
     Run,
     RunStatus,
+    RunTotals,
     Schedule,
     WorkerInfo,
     schedule_columns,
@@ -50,6 +53,7 @@ from flowyml_sched.model import (
     validate_pipeline,
     validate_timezone,
 )
+from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
 from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
@@ -65,42 +69,72 @@ _IN_LIST_LIMIT = 500
 
 # -- the worker's hot statements, built once (building a statement costs more than running it)
 
-_EARLIEST_FIRE = (
-    sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type))
-    .where(schedules.c.enabled.is_(True))
-    .scalar_subquery()
-)
 _NOT_SKIPPED = schedules.c.name.not_in(sa.bindparam("b_skip", expanding=True))
-_EARLIEST_FIRE_SKIPPING = (
-    sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type))
-    .where(schedules.c.enabled.is_(True), _NOT_SKIPPED)
-    .scalar_subquery()
-)
-_EARLIEST_RETRY = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).scalar_subquery()
-_EARLIEST_DUE = sa.select(_EARLIEST_FIRE, _EARLIEST_RETRY)
-"""The earliest next fire time of an enabled schedule and the earliest pending retry, in one query."""
-_EARLIEST_DUE_SKIPPING = sa.select(_EARLIEST_FIRE_SKIPPING, _EARLIEST_RETRY)
-"""The same, leaving out the schedules named in ``b_skip``."""
+
+
+def _in_scope(kind: tuple[bool, bool]) -> sa.ColumnElement[bool]:
+    """The schedules a worker with a :class:`~flowyml_sched.model.ClaimScope` of this ``kind``
+    claims: those named in ``b_scope`` and/or those whose pipeline any process can load."""
+    by_name, by_reference = kind
+    named = schedules.c.name.in_(sa.bindparam("b_scope", expanding=True))
+    reference = schedules.c.pipeline.not_like(LOCAL_PIPELINE_PREFIX + "%")
+    if by_name and by_reference:
+        return sa.or_(named, reference)
+    return named if by_name else reference if by_reference else sa.false()
+
+
+@functools.cache
+def _earliest_due_stmt(skipping: bool, kind: tuple[bool, bool]) -> sa.Select:
+    """The earliest next fire time of an enabled schedule in scope (leaving out those named in
+    ``b_skip`` when ``skipping``) and the earliest pending retry in scope, in one query on
+    two indexes. A retry is in scope unless its schedule exists and is not."""
+    fire = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
+        schedules.c.enabled.is_(True), _in_scope(kind)
+    )
+    if skipping:
+        fire = fire.where(_NOT_SKIPPED)
+    retry = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).where(_retry_in_scope(kind))
+    return sa.select(fire.scalar_subquery(), retry.scalar_subquery())
+
+
+def _retry_in_scope(kind: tuple[bool, bool]) -> sa.ColumnElement[bool]:
+    """Pending retries (read on the ``retry_at`` index) whose schedule is in scope, or gone: a
+    removed schedule's retry is in every scope, and the worker that takes it drops it with a note."""
+    out_of_scope = sa.exists().where(schedules.c.name == runs.c.schedule_name, sa.not_(_in_scope(kind)))
+    return sa.and_(runs.c.retry_at.is_not(None), sa.not_(out_of_scope))
+
+
 _CLAIMER = sa.select(workers.c.status).where(workers.c.id == sa.bindparam("b_worker"))
 _CLAIMER_FOR_UPDATE = _CLAIMER.with_for_update()
 _RETRY_OWNER = workers.alias("retry_owner")
-_DUE_RETRIES = (
-    sa.select(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for, runs.c.attempt, runs.c.retry_at)
-    .select_from(runs.outerjoin(_RETRY_OWNER, _RETRY_OWNER.c.id == runs.c.worker))
-    .where(
-        runs.c.retry_at <= sa.bindparam("b_until", type_=UTCDateTime()),
-        # the worker that scheduled a retry takes it itself while it lives (holding the
-        # schedule's run lock between attempts), unless it let it go
-        sa.or_(
-            _RETRY_OWNER.c.status.is_(None),
-            _RETRY_OWNER.c.status != "alive",
-            sa.and_(runs.c.worker == sa.bindparam("b_me"), runs.c.id.not_in(sa.bindparam("b_kept", expanding=True))),
-        ),
+
+
+@functools.cache
+def _due_retries(postgres: bool, kind: tuple[bool, bool]) -> sa.Select:
+    """Pending retries due by ``b_until`` in scope that ``b_me`` may take, oldest first, at
+    most ``b_limit`` (on PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
+    stmt = (
+        sa.select(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for, runs.c.attempt, runs.c.retry_at)
+        .select_from(runs.outerjoin(_RETRY_OWNER, _RETRY_OWNER.c.id == runs.c.worker))
+        .where(
+            runs.c.retry_at <= sa.bindparam("b_until", type_=UTCDateTime()),
+            _retry_in_scope(kind),
+            # the worker that scheduled a retry takes it itself while it lives (holding the
+            # schedule's run lock between attempts), unless it let it go
+            sa.or_(
+                _RETRY_OWNER.c.status.is_(None),
+                _RETRY_OWNER.c.status != "alive",
+                sa.and_(
+                    runs.c.worker == sa.bindparam("b_me"), runs.c.id.not_in(sa.bindparam("b_kept", expanding=True))
+                ),
+            ),
+        )
+        .order_by(runs.c.retry_at)
+        .limit(sa.bindparam("b_limit"))
     )
-    .order_by(runs.c.retry_at)
-    .limit(sa.bindparam("b_limit"))
-)
-_DUE_RETRIES_FOR_UPDATE = _DUE_RETRIES.with_for_update(of=runs, skip_locked=True)
+    return stmt.with_for_update(of=runs, skip_locked=True) if postgres else stmt
+
+
 _RAW_COLUMNS = [sa.type_coerce(column, sa.types.NullType()).label(column.name) for column in schedules.c]
 
 
@@ -114,12 +148,16 @@ def _select_rows(dialect: str) -> sa.Select:
 
 
 @functools.cache
-def _due(dialect: str, skipping: bool) -> sa.Select:
-    """The enabled rows due by ``b_until``, oldest first, at most ``b_limit`` (on PostgreSQL
-    ``FOR UPDATE SKIP LOCKED``); with ``skipping``, none named in ``b_skip``."""
+def _due(dialect: str, skipping: bool, kind: tuple[bool, bool]) -> sa.Select:
+    """The enabled rows in scope due by ``b_until``, oldest first, at most ``b_limit`` (on
+    PostgreSQL ``FOR UPDATE SKIP LOCKED``); with ``skipping``, none named in ``b_skip``."""
     stmt = (
         _select_rows(dialect)
-        .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at <= sa.bindparam("b_until", type_=UTCDateTime()))
+        .where(
+            schedules.c.enabled.is_(True),
+            schedules.c.next_fire_at <= sa.bindparam("b_until", type_=UTCDateTime()),
+            _in_scope(kind),
+        )
         .order_by(schedules.c.next_fire_at)
         .limit(sa.bindparam("b_limit"))
     )
@@ -535,6 +573,32 @@ class ScheduleStore:
             except sa.exc.IntegrityError:
                 raise RunExists(run.schedule_name, values["scheduled_for"]) from None
 
+    def run_totals(self, names: Collection[str] | None = None) -> RunTotals:
+        """Counts of the stored runs by status, all and those that started, and the mean
+        ``duration_seconds`` of those that have one, over every run, or those of the schedules
+        ``names``; one query."""
+        started = runs.c.started_at.is_not(None).label("started")
+        stmt = sa.select(
+            runs.c.status,
+            started,
+            sa.func.count(),
+            sa.func.sum(runs.c.duration_seconds),
+            sa.func.count(runs.c.duration_seconds),
+        ).group_by(runs.c.status, started)
+        if names is not None:
+            stmt = stmt.where(runs.c.schedule_name.in_(sorted(names)))
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        by_status: dict[str, int] = {}
+        started_by_status: dict[str, int] = {}
+        for status, began, count, _, _ in rows:
+            by_status[status] = by_status.get(status, 0) + count
+            if began:
+                started_by_status[status] = started_by_status.get(status, 0) + count
+        timed = sum(row[4] for row in rows)
+        total_seconds = sum(row[3] or 0.0 for row in rows)
+        return RunTotals(by_status, started_by_status, total_seconds / timed if timed else None)
+
     def history(self, name: str, limit: int = 50) -> list[Run]:
         """The latest ``limit`` runs of ``name``, newest ``scheduled_for`` first.
 
@@ -574,20 +638,18 @@ class ScheduleStore:
 
     # -- the worker's side ------------------------------------------------------------------
 
-    def next_due_at(self) -> datetime | None:
+    def next_due_at(self, scope: ClaimScope = EVERY_REFERENCE) -> datetime | None:
         """The earliest ``next_fire_at`` of an enabled schedule or ``retry_at`` of a pending
-        retry (aware UTC), or None, leaving out the rows :meth:`claim_due` found broken while
-        they stay unchanged. One query on two indexes (and a read of those rows by name when
-        there are any)."""
+        retry in ``scope`` (aware UTC), or None, leaving out the rows :meth:`claim_due` found
+        broken while they stay unchanged. One query on two indexes (and a read of those rows by
+        name when there are any)."""
         with self._reading() as conn:
-            return self._earliest_due(conn, self._unchanged_quarantined(conn))
+            return self._earliest_due(conn, self._unchanged_quarantined(conn), scope)
 
-    def _earliest_due(self, conn: sa.Connection, skip: list[str]) -> datetime | None:
-        """The earliest due time: a schedule's next fire time (but those in ``skip``) or a
-        pending retry (aware UTC), or None."""
-        row = (
-            conn.execute(_EARLIEST_DUE_SKIPPING, {"b_skip": skip}).one() if skip else conn.execute(_EARLIEST_DUE).one()
-        )
+    def _earliest_due(self, conn: sa.Connection, skip: list[str], scope: ClaimScope) -> datetime | None:
+        """The earliest due time in ``scope``: a schedule's next fire time (but those in
+        ``skip``) or a pending retry (aware UTC), or None."""
+        row = conn.execute(_earliest_due_stmt(bool(skip), scope.kind), _scope_params(scope, b_skip=skip)).one()
         return min((at for at in row if at is not None), default=None)
 
     def _unchanged_quarantined(self, conn: sa.Connection) -> list[str]:
@@ -606,9 +668,9 @@ class ScheduleStore:
         return kept
 
     def _due_schedules(
-        self, conn: sa.Connection, until: datetime, limit: int
+        self, conn: sa.Connection, until: datetime, limit: int, scope: ClaimScope
     ) -> tuple[list[Schedule], list[BrokenSchedule], list[str]]:
-        """Up to ``limit`` enabled schedules due by ``until``, oldest first, read past the rows
+        """Up to ``limit`` enabled schedules in ``scope`` due by ``until``, oldest first, read past the rows
         that cannot be loaded; those rows, and the names of every row quarantined now.
 
         A row that cannot be loaded is quarantined: left out of the due reads (here and in
@@ -620,8 +682,8 @@ class ScheduleStore:
         while True:
             want = limit - len(loaded)
             skip = [*quarantined, *(s.name for s in loaded)]
-            params = {"b_until": until, "b_limit": want, "b_skip": skip}
-            rows = conn.execute(_due(self.dialect, bool(skip)), params).mappings().all()
+            params = _scope_params(scope, b_until=until, b_limit=want, b_skip=skip)
+            rows = conn.execute(_due(self.dialect, bool(skip), scope.kind), params).mappings().all()
             for row in rows:
                 found = _load_row(row, self._decoders)
                 if isinstance(found, Schedule):
@@ -651,10 +713,11 @@ class ScheduleStore:
         *,
         until: datetime | None = None,
         kept: Collection[int] = (),
+        scope: ClaimScope = EVERY_REFERENCE,
     ) -> ClaimRound:
         """Claim the fire times due by ``until`` (default ``now``; a worker claims a little
-        ahead) of at most ``limit`` schedules, and then pending retries due by ``until`` up to
-        ``limit`` claims in all, in one write transaction.
+        ahead) of at most ``limit`` schedules in ``scope``, and then pending retries in ``scope``
+        due by ``until`` up to ``limit`` claims in all, in one write transaction.
 
         For each enabled schedule whose ``next_fire_at <= until`` (oldest first; on
         PostgreSQL rows another worker is claiming are skipped, ``FOR UPDATE SKIP LOCKED``;
@@ -693,10 +756,10 @@ class ScheduleStore:
             # transaction, then finds its claims running
             claimer = _CLAIMER_FOR_UPDATE if postgres else _CLAIMER
             if conn.execute(claimer, {"b_worker": worker.id}).scalar() == "dead":
-                return ClaimRound([], self._earliest_due(conn, self._unchanged_quarantined(conn)))
+                return ClaimRound([], self._earliest_due(conn, self._unchanged_quarantined(conn), scope))
             # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
             # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE; broken rows are read past
-            due, broken, quarantined = self._due_schedules(conn, until, limit)
+            due, broken, quarantined = self._due_schedules(conn, until, limit, scope)
             for schedule in due:
                 dispatch = plan_dispatch(schedule, now, until)
                 moves.append({"b_name": schedule.name, "b_next": dispatch.next_fire_at})
@@ -727,8 +790,8 @@ class ScheduleStore:
                     if schedule is not None:
                         claims.append(Claim(run_id, schedule, at, owner=worker.id))
             if len(claims) < limit:
-                claims += _take_due_retries(conn, postgres, until, worker, limit - len(claims), kept)
-            next_due_at = self._earliest_due(conn, quarantined)
+                claims += _take_due_retries(conn, postgres, until, worker, limit - len(claims), kept, scope)
+            next_due_at = self._earliest_due(conn, quarantined, scope)
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
         claims.sort(key=lambda c: c.scheduled_for)
@@ -1049,7 +1112,8 @@ class ScheduleStore:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
-        with self._guard(), self._db.engine.connect() as conn:
+        shared = self._db.write_mutex if self._db.one_connection else contextlib.nullcontext()
+        with self._guard(), shared, self._db.engine.connect() as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -1153,10 +1217,11 @@ def _take_due_retries(
     worker: WorkerInfo,
     limit: int,
     kept: Collection[int],
+    scope: ClaimScope,
 ) -> list[Claim]:
-    """Take up to ``limit`` pending retries due by ``until`` (see :meth:`ScheduleStore.claim_due`)."""
-    due = _DUE_RETRIES_FOR_UPDATE if postgres else _DUE_RETRIES
-    rows = conn.execute(due, {"b_until": until, "b_me": worker.id, "b_kept": list(kept), "b_limit": limit}).all()
+    """Take up to ``limit`` pending retries in ``scope`` due by ``until`` (see :meth:`ScheduleStore.claim_due`)."""
+    params = _scope_params(scope, b_until=until, b_me=worker.id, b_kept=list(kept), b_limit=limit)
+    rows = conn.execute(_due_retries(postgres, scope.kind), params).all()
     if not rows:
         return []
     names = sorted({row.schedule_name for row in rows})
@@ -1181,6 +1246,11 @@ def _take_due_retries(
         if taken is not None:
             claims.append(Claim(row.id, stored, row.scheduled_for, *taken, owner=worker.id, owed=True))
     return claims
+
+
+def _scope_params(scope: ClaimScope, **params: Any) -> dict[str, Any]:
+    """``params`` with the names of ``scope`` (``b_scope``) when its statements filter on them."""
+    return {**params, "b_scope": sorted(scope.names)} if scope.names else params
 
 
 # -- rows <-> objects ----------------------------------------------------------------------

@@ -26,12 +26,9 @@ from typing import Any
 
 from flowyml_sched.config import DEFAULT_MAX_LOG_BYTES
 from flowyml_sched.model import RunStatus
-from flowyml_sched.runner import private_opener
+from flowyml_sched.runner import STALLED, private_opener
 
 logger = logging.getLogger(__name__)
-
-STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
-"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
 
 KILL_GRACE_SECONDS = 10.0
 """Seconds between SIGTERM and SIGKILL when a run is stopped (timeout, replace, shutdown)."""
@@ -69,11 +66,13 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended: a final :class:`RunStatus`, an error text, the pipeline's run id."""
+    """How a run ended: a final :class:`RunStatus`, an error text, the pipeline's run id, and
+    for a run in this process what the pipeline raised."""
 
     status: RunStatus
     error: str | None = None
     pipeline_run_id: str | None = None
+    exception: BaseException | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -246,18 +245,20 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def prepare_in_process(request: RunRequest) -> Callable[[], Outcome]:
-    """Resolve the pipeline and bind its arguments now; the returned call runs it in this
-    process and thread (no timeout can stop it: use a child process for that) and never
-    raises for the pipeline's errors. A pipeline that cannot be found fails when called."""
+def prepare_in_process(request: RunRequest, target: Any = None) -> Callable[[], Outcome]:
+    """Resolve the pipeline (or take ``target``, a callable or flowyml ``Pipeline`` registered
+    in this process) and bind its arguments now; the returned call runs it in this process
+    and thread (no timeout can stop it: see :func:`call_with_timeout`) and never raises for
+    the pipeline's errors. A pipeline that cannot be found fails when called."""
     from flowyml_sched.errors import PipelineNotFound
     from flowyml_sched.pipelines import prepare_target, resolve
 
-    try:
-        target = resolve(request.pipeline)
-    except PipelineNotFound as exc:
-        error = str(exc)
-        return lambda: Outcome(RunStatus.failed, error)
+    if target is None:
+        try:
+            target = resolve(request.pipeline)
+        except PipelineNotFound as exc:
+            error = str(exc)
+            return lambda: Outcome(RunStatus.failed, error)
     prepared = prepare_target(target, request.params, request.scheduled_for, request.run_id)
 
     def call() -> Outcome:
@@ -265,6 +266,34 @@ def prepare_in_process(request: RunRequest) -> Callable[[], Outcome]:
         result = prepared()
         logger.debug("in-process run %s took %.3f s", request.run_id, time.monotonic() - started)
         status = RunStatus.succeeded if result.success else RunStatus.failed
-        return Outcome(status, result.error, result.pipeline_run_id)
+        return Outcome(status, result.error, result.pipeline_run_id, result.exception)
 
     return call
+
+
+TIMEOUT_STOP_WAIT = 1.0
+"""Seconds a timed-out in-process run gets to end once :class:`TimeoutError` was raised in its thread."""
+
+
+def call_with_timeout(call: Callable[[], Outcome], timeout: float | None, name: str) -> Outcome:
+    """Run ``call`` (from :func:`prepare_in_process`) in this process, stopped as far as a
+    thread can be after ``timeout`` seconds: in a thread of its own, named ``name``, in which
+    :class:`TimeoutError` is then raised (``PyThreadState_SetAsyncExc``: Python code stops at
+    its next line; a call blocked in C, a ``sleep`` or a socket read, only once it returns).
+    The outcome is then ``timed_out``, and says so when the thread still runs after
+    :data:`TIMEOUT_STOP_WAIT` seconds (it cannot be killed). Without ``timeout``, ``call``
+    runs in the calling thread."""
+    if timeout is None:
+        return call()
+    done: list[Outcome] = []
+    thread = threading.Thread(target=lambda: done.append(call()), name=name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not thread.is_alive():
+        return done[0]
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(TimeoutError))
+    thread.join(TIMEOUT_STOP_WAIT)
+    still = "" if not thread.is_alive() else "; its thread did not stop (blocked outside Python code) and runs on"
+    return Outcome(RunStatus.timed_out, f"timed out after {timeout:g} s{still}")

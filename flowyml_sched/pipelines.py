@@ -19,12 +19,13 @@ import importlib.util
 import inspect
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any
 
 from flowyml_sched.errors import PipelineNotFound
+from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 
 ENTRY_POINT_GROUP = "flowyml_sched.pipelines"
 """Entry-point group in which packages register pipelines by name."""
@@ -35,11 +36,13 @@ TRACEBACK_LINES = 15
 
 @dataclass(frozen=True)
 class PipelineResult:
-    """How a target's run ended: ``success``, an ``error`` text, and the pipeline's own run id."""
+    """How a target's run ended: ``success``, an ``error`` text, and the pipeline's own run id;
+    ``exception``, what the target raised (for the callbacks of a run in this process)."""
 
     success: bool
     error: str | None = None
     pipeline_run_id: str | None = None
+    exception: BaseException | None = field(default=None, compare=False)
 
 
 def resolve(reference: str) -> Any:
@@ -47,8 +50,15 @@ def resolve(reference: str) -> Any:
 
     ``package.module:attr.path`` imports the module and follows the attributes; any other
     reference is an entry-point name in :data:`ENTRY_POINT_GROUP`.
-    Raises :class:`~flowyml_sched.errors.PipelineNotFound` saying what was missing.
+    Raises :class:`~flowyml_sched.errors.PipelineNotFound` saying what was missing, and for
+    a callable registered in a Python process (:mod:`flowyml_sched.references`).
     """
+    if reference.startswith(LOCAL_PIPELINE_PREFIX):
+        raise PipelineNotFound(
+            reference,
+            "it is a callable registered in a Python process (PipelineScheduler): only a process that "
+            "registered it runs it; give a module:attr reference or an entry-point name instead",
+        )
     if ":" in reference:
         module_name, _, attr_path = reference.partition(":")
         try:
@@ -85,7 +95,7 @@ def check(reference: str) -> None:
     for ``package.module:attr`` the module is imported and the attribute must exist (a
     misspelt attribute would otherwise show only as a failure of every run). Raises
     :class:`~flowyml_sched.errors.PipelineNotFound`."""
-    if ":" not in reference:
+    if ":" not in reference and not reference.startswith(LOCAL_PIPELINE_PREFIX):
         if not entry_points(group=ENTRY_POINT_GROUP, name=reference):
             raise PipelineNotFound(reference, f"no entry point named {reference!r} in group {ENTRY_POINT_GROUP}")
         return
@@ -139,10 +149,20 @@ def prepare_target(
 
 
 def _run_result(result: Any, params: dict[str, Any], run_id: str) -> PipelineResult:
-    """A plain callable returned: a flowyml ``Pipeline`` runs now; anything else is success."""
+    """A plain callable returned: a flowyml ``Pipeline`` runs now; a flowyml ``PipelineResult``
+    (``lambda: pipeline.run()``) decides by its ``success``; anything else is success."""
     if is_flowyml_pipeline(result):
         return _run_flowyml(result, params, run_id)
+    if _is_flowyml_result(result):
+        return _outcome_of(result, run_id)
     return PipelineResult(True)
+
+
+def _is_flowyml_result(obj: object) -> bool:
+    """True for a flowyml ``PipelineResult`` (checked by class, without importing flowyml)."""
+    return any(
+        cls.__name__ == "PipelineResult" and cls.__module__.startswith("flowyml.") for cls in type(obj).__mro__
+    ) and hasattr(obj, "success")
 
 
 def _failing(error: str) -> Callable[[], PipelineResult]:
@@ -158,9 +178,9 @@ def _guarded(run: Callable[[], PipelineResult]) -> Callable[[], PipelineResult]:
         except SystemExit as exc:
             if exc.code in (None, 0):
                 return PipelineResult(True)
-            return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})")
+            return PipelineResult(False, f"the pipeline called sys.exit({exc.code!r})", exception=exc)
         except BaseException as exc:  # recorded in history
-            return PipelineResult(False, format_error(exc))
+            return PipelineResult(False, format_error(exc), exception=exc)
 
     return call
 
@@ -173,7 +193,11 @@ def format_error(exc: BaseException) -> str:
 
 
 def _run_flowyml(pipeline: Any, params: dict[str, Any], run_id: str) -> PipelineResult:
-    result = pipeline.run(context=dict(params), auto_start_ui=False, run_id=run_id)
+    return _outcome_of(pipeline.run(context=dict(params), auto_start_ui=False, run_id=run_id), run_id)
+
+
+def _outcome_of(result: Any, run_id: str) -> PipelineResult:
+    """How a flowyml run ended, from its ``PipelineResult``."""
     pipeline_run_id = getattr(result, "run_id", None) or run_id
     state = getattr(result, "state", None)
     if state == "submitted":

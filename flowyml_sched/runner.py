@@ -20,6 +20,9 @@ import sys
 import time
 from datetime import datetime
 
+STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
+"""The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
+
 
 def private_opener(path: str, flags: int) -> int:
     """An ``open(..., opener=)`` that creates the file with mode 0600 (and makes an existing one
@@ -31,7 +34,6 @@ def private_opener(path: str, flags: int) -> int:
 
 def main(argv: list[str]) -> int:
     from flowyml_sched.errors import PipelineNotFound
-    from flowyml_sched.executor import STALLED
     from flowyml_sched.pipelines import PipelineResult, prepare_target, resolve
 
     result_path = argv[1]

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,15 @@ from pathlib import Path
 import pytest
 from pipelines_for_tests import pythonpath, read_records
 
-from flowyml_sched.executor import STALLED, ChildRun, RunRequest, prepare_in_process
+from flowyml_sched.executor import (
+    STALLED,
+    TIMEOUT_STOP_WAIT,
+    ChildRun,
+    Outcome,
+    RunRequest,
+    call_with_timeout,
+    prepare_in_process,
+)
 from flowyml_sched.model import RunStatus
 
 FIRE = datetime(2026, 1, 10, 9, 0, tzinfo=timezone.utc)
@@ -139,3 +148,44 @@ def test_a_child_within_its_start_by_calls_the_pipeline(tmp_path: Path) -> None:
     outcome = ChildRun(request, tmp_path / "run.log").start().wait(60)
     assert outcome.status is RunStatus.succeeded
     assert [r["event"] for r in read_records(record)] == ["ok"]
+
+
+def test_an_in_process_run_past_its_timeout_is_stopped_at_its_next_line() -> None:
+    steps: list[int] = []
+
+    def python_loop() -> Outcome:
+        for step in range(10_000):
+            steps.append(step)
+            time.sleep(0.01)  # returns to Python each time: where TimeoutError lands
+        return Outcome(RunStatus.succeeded)
+
+    began = time.monotonic()
+    outcome = call_with_timeout(python_loop, 0.3, "run-test")
+    assert (outcome.status, outcome.error) == (RunStatus.timed_out, "timed out after 0.3 s")
+    assert time.monotonic() - began < TIMEOUT_STOP_WAIT + 5
+    count = len(steps)
+    time.sleep(0.2)
+    assert len(steps) == count  # its thread stopped
+
+
+def test_an_in_process_run_blocked_in_c_past_its_timeout_is_reported_running_on() -> None:
+    release = threading.Event()
+    ended = threading.Event()
+
+    def blocked() -> Outcome:  # as prepare_in_process's call, which reports what the pipeline raises
+        try:
+            release.wait()
+        except TimeoutError:
+            ended.set()
+        return Outcome(RunStatus.failed)
+
+    outcome = call_with_timeout(blocked, 0.2, "run-blocked")
+    release.set()
+    assert ended.wait(10)  # once the blocking call returned, the TimeoutError reached it
+    assert outcome.status is RunStatus.timed_out
+    assert outcome.error is not None and "runs on" in outcome.error
+
+
+def test_an_in_process_run_within_its_timeout_keeps_its_outcome() -> None:
+    assert call_with_timeout(lambda: Outcome(RunStatus.failed, "no"), 5, "run-quick") == Outcome(RunStatus.failed, "no")
+    assert call_with_timeout(lambda: Outcome(RunStatus.succeeded), None, "run-unbounded").status is RunStatus.succeeded

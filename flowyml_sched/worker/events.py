@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flowyml_sched.model import Claim, Run, RunStatus, WorkerInfo
@@ -54,7 +54,8 @@ class RunFinished:
     ``finished_at``; ``started_at`` is None when it never started (the status says why).
     ``retry_at`` is when its retry is due, if it calls for one. ``recorded`` is False when
     the store no longer had the run as this worker's (another worker had declared it
-    abandoned), None when the end is queued for the loop's next round (or an outage's end)."""
+    abandoned), None when the end is queued for the loop's next round (or an outage's end).
+    ``exception`` is what a pipeline run in this process raised (None for a child process's)."""
 
     claim: Claim
     status: RunStatus
@@ -63,6 +64,7 @@ class RunFinished:
     finished_at: datetime
     retry_at: datetime | None = None
     recorded: bool | None = True
+    exception: BaseException | None = field(default=None, compare=False)
 
     @property
     def duration(self) -> float | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
 from flowyml_sched.errors import StoreError
-from flowyml_sched.executor import STALLED, ChildRun, Outcome, RunRequest, prepare_in_process
+from flowyml_sched.executor import STALLED, ChildRun, Outcome, RunRequest, call_with_timeout, prepare_in_process
 from flowyml_sched.locks import RunLock
 from flowyml_sched.model import Claim, Overlap, Run, RunStatus
 from flowyml_sched.worker.events import RunFinished, RunMissed, RunSkipped, RunStarted
@@ -302,6 +302,7 @@ class RunExecution(LeaseKeeping):
                     started_at=started,
                     retry_at=retry_at,
                     wait=retry,
+                    exception=outcome.exception,
                 )
                 if not closed or not retry:
                     return  # a retry recorded later (the store was down) is taken by a round
@@ -346,13 +347,19 @@ class RunExecution(LeaseKeeping):
             worker=claim.owner,
         )
         timeout = schedule.policy.timeout.total_seconds() if schedule.policy.timeout else None
-        if self.settings.in_process:  # the run id comes with the outcome
-            call = prepare_in_process(request)
+        local = self.callables.get(schedule.name)
+        if local is not None and local[0] != schedule.pipeline:
+            local = None  # the stored pipeline changed since it was registered: run what is stored
+        if local is not None or self.settings.in_process:  # the run id comes with the outcome
+            call = prepare_in_process(request, None if local is None else local[1])
             if (refused := self._fence(claim, run_uuid, None)[0]) is not None:
                 return None, refused
             started = self.clock()
             self._emit(RunStarted(claim, started))
-            outcome = call()
+            if local is not None:
+                outcome = call_with_timeout(call, timeout, f"run-{schedule.name}")
+            else:
+                outcome = call()
             return started, outcome if outcome.pipeline_run_id else replace(outcome, pipeline_run_id=run_uuid)
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         assert self.settings.log_dir is not None  # checked in __init__
@@ -385,6 +392,7 @@ class RunExecution(LeaseKeeping):
         started_at: datetime | None = None,
         retry_at: datetime | None = None,
         wait: bool = True,
+        exception: BaseException | None = None,
     ) -> bool:
         """Record the run's end (with ``retry_at``, the retry it calls for). A retry that did
         not start keeps the outcome of the attempt before it, with a line saying why. With
@@ -420,5 +428,5 @@ class RunExecution(LeaseKeeping):
         else:
             end = RunSkipped if status is RunStatus.skipped else RunFinished
             recorded = None if queue else closed
-            self._emit(end(claim, status, error, started_at, finished_at, retry_at, recorded))
+            self._emit(end(claim, status, error, started_at, finished_at, retry_at, recorded, exception))
         return closed

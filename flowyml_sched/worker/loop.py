@@ -32,7 +32,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,12 +41,12 @@ from flowyml_sched.clock import utc_now
 from flowyml_sched.config import WorkerSettings
 from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import LockBackend
-from flowyml_sched.model import Claim, RunStatus
+from flowyml_sched.model import EVERY_REFERENCE, Claim, ClaimScope, RunStatus
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
 from flowyml_sched.worker.events import Listener, RunClaimed, RunMissed, RunsAbandoned, log_event
 from flowyml_sched.worker.execution import FENCE_RETRY_FIRST, RunExecution
-from flowyml_sched.worker.parts import Maintenance, logger
+from flowyml_sched.worker.parts import LocalPipeline, Maintenance, logger
 from flowyml_sched.worker.syncfile import SyncFile
 from flowyml_sched.worker.wakeup import Wakeup
 
@@ -71,6 +71,12 @@ class Worker(RunExecution):
     :mod:`~flowyml_sched.worker.execution` running the claims (overlap, fenced starts,
     retries); :mod:`~flowyml_sched.worker.syncfile` the sync file. ``listeners`` hear its
     :mod:`~flowyml_sched.worker.events` (by default, the log).
+
+    ``scope`` says which schedules it claims (by default every one whose pipeline any
+    process can load); ``callables`` maps schedule names to pipelines registered in this
+    process (:data:`~flowyml_sched.worker.parts.LocalPipeline`), which run here, in a thread,
+    whatever ``settings.in_process`` says. Both may be replaced or changed while it serves:
+    each round reads them.
     """
 
     def __init__(
@@ -83,6 +89,8 @@ class Worker(RunExecution):
         notifier: Notifier | None = None,
         sync: Callable[[Path, datetime], None] | None = None,
         listeners: Sequence[Listener] = (log_event,),
+        scope: ClaimScope = EVERY_REFERENCE,
+        callables: Mapping[str, LocalPipeline] | None = None,
     ):
         if settings.log_dir is None and not settings.in_process:
             raise ValueError("a worker that runs pipelines in child processes needs WorkerSettings.log_dir")
@@ -92,6 +100,8 @@ class Worker(RunExecution):
         self.clock = clock
         self.notifier = notifier or Notifier({})
         self.listeners = listeners
+        self.scope = scope
+        self.callables = callables if callables is not None else {}
         self._lease_lock = threading.Lock()
         self.identity = self._incarnation(clock())
         self._stopping = threading.Event()
@@ -151,7 +161,7 @@ class Worker(RunExecution):
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         with self._mutex:
             kept = list(self._kept)
-        claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept)
+        claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept, scope=self.scope)
         claims = claimed.claims
         for name, at, reason in claimed.missed:
             self._emit(RunMissed(name, at, reason))
@@ -186,7 +196,7 @@ class Worker(RunExecution):
         """The earliest due fire time: read from the store only when the watch saw a change
         (the watch is asked first, so a change committed during the read is seen next time)."""
         if self._watch.changed() or self._due is None:
-            self._read_due(self.store.next_due_at())
+            self._read_due(self.store.next_due_at(self.scope))
         return self._due[0] if self._due is not None else None
 
     def run(self, once: bool = False) -> int:
@@ -303,7 +313,7 @@ class Worker(RunExecution):
             return 0.0
         if self._due is None:  # else the round just asked the watch
             try:
-                self._read_due(self.store.next_due_at())
+                self._read_due(self.store.next_due_at(self.scope))
             except StoreError:
                 return poll
         due = self._due[0] if self._due is not None else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,12 @@ from flowyml_sched.worker.events import Event, Listener
 from flowyml_sched.worker.wakeup import Wakeup
 
 logger = logging.getLogger("flowyml_sched.worker")
+
+
+LocalPipeline = tuple[str, object]
+"""A pipeline registered in this process for a schedule: the schedule's stored ``pipeline``
+text it runs for (a stored schedule whose pipeline was changed since runs as that reference),
+and the callable or flowyml ``Pipeline`` object."""
 
 
 @dataclass
@@ -48,6 +54,7 @@ class WorkerParts:
     clock: Callable[[], datetime]
     notifier: Notifier
     listeners: Sequence[Listener]
+    callables: Mapping[str, LocalPipeline]
     identity: WorkerInfo
     """This worker's row: its id and the lease it counts on (moved only once the store has it)."""
     _lease_lock: threading.Lock

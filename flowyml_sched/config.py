@@ -27,8 +27,19 @@ APP_DIR = "flowyml-sched"
 DB_FILENAME = "scheduler.db"
 """SQLite file name inside the state directory."""
 
-CONFIG_KEYS = ("db_url", "db_path", "timezone", "state_dir")
+PYTHON_API_KEYS = ("persist", "distributed", "lock_backend", "redis_url", "check_interval", "max_concurrent")
+"""Settings only the Python API reads (:class:`flowyml_sched.SchedulerConfig`), besides
+``db_url``, ``db_path`` and ``timezone``: in a config file under these names, in the
+environment as ``FLOWYML_SCHEDULER_<NAME>`` (the page's names)."""
+
+CONFIG_KEYS = ("db_url", "db_path", "timezone", "state_dir", *PYTHON_API_KEYS)
 """Keys a config file may hold."""
+
+LOCK_BACKENDS = ("file", "redis")
+"""Names of the lock backends: ``file`` (processes on one host), ``redis`` (several hosts)."""
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 
 # -- the worker's settings: the run-worker command's defaults --------------------------------
 
@@ -149,7 +160,9 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
     if unknown:
         raise ConfigError(path, f"unknown key {unknown[0]!r}")
     for key, value in data.items():
-        if not isinstance(value, str) or not value:
+        if key in PYTHON_API_KEYS and isinstance(value, bool | int | float):  # persist: false, max_concurrent: 4
+            data[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        elif not isinstance(value, str) or not value:
             raise ConfigError(path, f"{key} must be non-empty text, not {value!r}")
     return data
 
@@ -192,6 +205,56 @@ def resolve_settings(
     zone = timezone or env(environ, "TIMEZONE") or config.get("timezone") or DEFAULT_TIMEZONE
     get_zone(zone)
     return Settings(db_url=str(url), timezone=zone, state_dir=state, db_source=source)
+
+
+class SettingError(SchedulerError, ValueError):
+    """A setting whose value is not valid: names the setting, where the value came from, the
+    value, and what would be valid."""
+
+    def __init__(self, setting: str, value: object, expected: str, source: str | None = None):
+        self.setting = setting
+        self.value = value
+        where = f" (from {source})" if source else ""
+        super().__init__(f"{setting}{where}: {value!r} is not valid; expected {expected}")
+
+
+def python_api_settings(environ: Mapping[str, str], config_path: Path | None = None) -> dict[str, tuple[str, str]]:
+    """The Python API's settings as given, each as ``(text, source)``: the environment
+    (``FLOWYML_SCHEDULER_<NAME>``, either spelling, :func:`env`) beats a config file
+    (``config_path``, ``$FLOWYML_SCHEDULER_CONFIG`` or the default path, if it exists), as
+    :func:`resolve_settings` has it. Keys: :data:`PYTHON_API_KEYS` plus ``db_url``,
+    ``db_path`` and ``timezone``; the environment spells ``check_interval`` and
+    ``max_concurrent`` ``CHECK_INTERVAL`` and ``MAX_CONCURRENT``. Raises :class:`ConfigError`."""
+    explicit_config = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
+    config_file = explicit_config or default_config_path(environ)
+    config = read_config_file(config_file, required=explicit_config is not None)
+    found: dict[str, tuple[str, str]] = {}
+    for key in ("db_url", "db_path", "timezone", *PYTHON_API_KEYS):
+        from_env = env(environ, key.upper())
+        if from_env is not None:
+            found[key] = (from_env, f"FLOWYML_SCHEDULER_{key.upper()}")
+        elif key in config:
+            found[key] = (config[key], f"config file {config_file}")
+    return found
+
+
+def parse_flag(setting: str, text: str, source: str | None = None) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``, any case). Raises SettingError."""
+    word = text.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise SettingError(setting, text, "true or false", source)
+
+
+def parse_number(setting: str, text: str, source: str | None = None, *, whole: bool = False) -> float:
+    """A positive number (``whole``: a whole number of at least 1). Raises SettingError."""
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = 0
+    if not (value >= 1 if whole else 0 < value < float("inf")):
+        raise SettingError(setting, text, "a whole number of at least 1" if whole else "a positive number", source)
+    return value
 
 
 def sqlite_url(path: Path) -> str:

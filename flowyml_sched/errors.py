@@ -89,7 +89,7 @@ class InvalidInstant(SchedulerError, ValueError):
         )
 
 
-class UnknownTimezone(SchedulerError, LookupError):
+class UnknownTimezone(SchedulerError, LookupError, ValueError):
     """A timezone name that is not in the IANA database (zoneinfo + tzdata).
 
     ``suggestions`` holds the nearest valid names, best first (possibly empty).
@@ -290,3 +290,14 @@ def _short(value: object, width: int = 80) -> str:
     shortener.maxlevel = 3
     text = shortener.repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class RunFailed(SchedulerError, RuntimeError):
+    """How a run that did not succeed ended, when its pipeline raised nothing this process saw
+    (a child process's failure, a timeout, a stop): what ``on_failure`` callbacks get.
+    ``status`` is the run's status (``failed``, ``timed_out``, ...), ``error`` its error text."""
+
+    def __init__(self, status: str, error: str | None):
+        self.status = status
+        self.error = error
+        super().__init__(f"the run ended {status}" + (f": {error}" if error else ""))

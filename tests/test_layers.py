@@ -11,9 +11,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "flowyml_sched"
 
 ADAPTERS = ("store", "locks", "executor", "worker", "pipelines", "runner", "sdnotify", "filewatch", "yamledit")
-FRONT_ENDS = ("cli",)
+FRONT_ENDS = ("cli", "api")
 PURE = (
     "errors",
+    "references",
     "model",
     "clock",
     "zones",
@@ -57,9 +58,10 @@ def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def test_the_cli_imports_no_store_worker_lock_executor_or_sqlalchemy() -> None:
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_a_front_end_imports_no_store_worker_lock_executor_or_sqlalchemy(front_end: str) -> None:
     forbidden = tuple(f"flowyml_sched.{name}" for name in ("store", "worker", "locks", "executor")) + BACKENDS
-    assert offending(modules("cli"), forbidden) == []
+    assert offending(modules(front_end), forbidden) == []
 
 
 def test_the_application_layer_imports_no_front_end_and_no_presentation_library() -> None:

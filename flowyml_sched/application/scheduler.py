@@ -6,7 +6,7 @@ records who made a change (``source``: ``cli``, a YAML file's path, later ``api`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.clock import utc_now
-from flowyml_sched.errors import InvalidSpec, UsageError
+from flowyml_sched.errors import InvalidPipelineReference, InvalidSpec, ScheduleExists, ScheduleNotFound, UsageError
 from flowyml_sched.fields import changes_of, schedule_of, trigger_of
-from flowyml_sched.model import BrokenSchedule, Run, Schedule, WorkerInfo, validate_name
+from flowyml_sched.model import BrokenSchedule, Run, RunTotals, Schedule, WorkerInfo, validate_name
+from flowyml_sched.references import local_pipeline
 from flowyml_sched.timing import FireTime, fire_times, next_fire_time
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
@@ -74,6 +75,32 @@ def check_pipeline_reference(reference: str) -> None:
     check(reference)
 
 
+def pipeline_of(target: Any, name: str) -> str:
+    """The pipeline to store for ``target``, a callable or flowyml ``Pipeline`` object that a
+    Python process registers for schedule ``name``: ``module:qualname`` when that finds the
+    same object from any process (a module-level function or class outside ``__main__``:
+    ``run-worker`` can run it too), else ``python-callable:<name>``
+    (:mod:`flowyml_sched.references`: only processes that registered it run it). Raises
+    InvalidPipelineReference when ``target`` is neither callable nor a flowyml ``Pipeline``."""
+    import sys
+
+    from flowyml_sched.pipelines import is_flowyml_pipeline
+
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and module != "__main__" and "<" not in qualname:
+        found: Any = sys.modules.get(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if found is target:
+            return f"{module}:{qualname}"
+    if not callable(target) and not is_flowyml_pipeline(target):
+        raise InvalidPipelineReference(
+            repr(target), "it is neither callable, a flowyml Pipeline, nor a reference string", name
+        )
+    return local_pipeline(name)
+
+
 @dataclass(frozen=True)
 class Toggled:
     """What a pause or resume left: the stored ``entry``, and whether it ``changed`` (False
@@ -125,6 +152,31 @@ class Scheduler:
             check_pipeline_reference(schedule.pipeline)
         now = self.clock()
         return self.store.add(replace(schedule, source=self.source, next_fire_at=next_fire_at(schedule, now)), now)
+
+    def register(self, fields: Mapping[str, Any], *, check_pipeline: bool = True) -> tuple[Schedule, str]:
+        """Store the schedule that plain ``fields`` define (as for :meth:`add`), as a program
+        that declares its schedules each time it starts needs it: a new one is added; one
+        stored with the same definition is kept as it is (enabled or paused, its next fire
+        time, its history); one stored with a different definition is edited (the next fire
+        time follows :meth:`edit_schedule`'s rules; an interval keeps its anchor). Returns the
+        stored schedule and ``"created"``, ``"unchanged"`` or ``"updated"``. Several processes
+        may register the same schedule at once. Raises as :meth:`add` and :meth:`edit_schedule`."""
+        name = validate_name(fields["name"])
+        for _ in range(2):  # a process that added it meanwhile: compare with what it stored
+            try:
+                current = self.store.entry(name)
+            except ScheduleNotFound:
+                try:
+                    return self.add(fields, check_pipeline=check_pipeline), "created"
+                except ScheduleExists:
+                    continue
+            changes = changes_of(current, {k: v for k, v in fields.items() if k != "name"}, now=self.clock())
+            if not changes and isinstance(current, Schedule):
+                return current, "unchanged"
+            if check_pipeline and "pipeline" in changes:
+                check_pipeline_reference(changes["pipeline"])
+            return self._replace(current, changes), "updated"
+        raise ScheduleExists(name)
 
     def edit(
         self,
@@ -241,6 +293,18 @@ class Scheduler:
             self.store.entry(name)  # an unknown name is an error, a schedule without runs is not
         return runs
 
+    def run_totals(self, names: Collection[str] | None = None) -> RunTotals:
+        """Counts of stored runs by status and their mean duration (of every schedule, or of ``names``)."""
+        return self.store.run_totals(names)
+
+    def worker(self, worker_id: str) -> WorkerInfo | None:
+        """The stored row of worker ``worker_id`` (alive, stopped or dead), or None."""
+        return next((w for w in self.store.list_workers() if w.id == worker_id), None)
+
+    def close(self) -> None:
+        """Close the store (see :func:`connect`)."""
+        self.store.close()
+
     def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat lease has not expired now."""
         now = self.clock()
@@ -328,6 +392,18 @@ class Scheduler:
         return dump_spec(e for e in entries if isinstance(e, Schedule))
 
 
+def connect(
+    settings: Settings, *, source: str = "cli", clock: Callable[[], datetime] = utc_now, create: bool = True
+) -> Scheduler:
+    """A :class:`Scheduler` on the store that ``settings`` name, open until its
+    :meth:`~Scheduler.close` (a long-lived front end: the Python API); new schedules get the
+    configured zone. Raises StoreError."""
+    from flowyml_sched.store import open_store
+
+    store = open_store(settings.db_url, create=create)
+    return Scheduler(store, clock=clock, source=source, timezone=settings.timezone)
+
+
 @contextmanager
 def open_scheduler(
     settings: Settings, *, create: bool = True, source: str = "cli", clock: Callable[[], datetime] = utc_now
@@ -335,10 +411,8 @@ def open_scheduler(
     """A :class:`Scheduler` on the store that ``settings`` name, closed on exit; new
     schedules get the configured zone. Commands that only read pass ``create=False``, so a
     mistyped path is an error rather than a new empty store. Raises StoreError."""
-    from flowyml_sched.store import open_store
-
-    store = open_store(settings.db_url, create=create)
+    scheduler = connect(settings, source=source, clock=clock, create=create)
     try:
-        yield Scheduler(store, clock=clock, source=source, timezone=settings.timezone)
+        yield scheduler
     finally:
-        store.close()
+        scheduler.close()

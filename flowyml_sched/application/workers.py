@@ -4,7 +4,7 @@ Python API and the REST API's ``serve``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 
 from flowyml_sched.application.files import validate_file
 from flowyml_sched.application.scheduler import Scheduler
+from flowyml_sched.worker.events import Event, Listener, RunFinished, RunSkipped, log_event
 
 if TYPE_CHECKING:
     from flowyml_sched.config import Settings, WorkerSettings
+    from flowyml_sched.model import ClaimScope
+    from flowyml_sched.store import ScheduleStore
     from flowyml_sched.worker import Worker
+    from flowyml_sched.worker.parts import LocalPipeline
 
 
 @contextmanager
@@ -36,22 +40,66 @@ def open_worker(
     schedules it stores carrying that file as their source. Raises StoreError, and
     SpecFileError or InvalidSpec when the sync file is missing or invalid at start.
     """
-    from flowyml_sched.locks import FileLocks
-    from flowyml_sched.sdnotify import Notifier
     from flowyml_sched.store import open_store
-    from flowyml_sched.worker import Worker
 
     if tuning.sync_file is not None:  # at start a missing or invalid file is fatal; later a bad edit is logged
         validate_file(str(tuning.sync_file))
+    store = open_store(settings.db_url)
+    try:
+        yield worker_on(store, settings, tuning, environ=environ, state_dir=state_dir)
+    finally:
+        store.close()
+
+
+RunEnd = RunFinished
+"""What :func:`run_ends` reports: the end of an attempt that started (a
+:class:`~flowyml_sched.worker.events.RunFinished`: status, error, exception, times)."""
+
+
+def run_ends(callback: Callable[[RunFinished], None]) -> Listener:
+    """A listener of a worker's events that calls ``callback`` with the end of each attempt
+    that started (skipped and missed fire times, and attempts closed unstarted, are left out)."""
+
+    def listener(event: Event) -> None:
+        if isinstance(event, RunFinished) and not isinstance(event, RunSkipped) and event.started_at is not None:
+            callback(event)
+
+    return listener
+
+
+def worker_on(
+    store: ScheduleStore,
+    settings: Settings,
+    tuning: WorkerSettings,
+    *,
+    environ: Mapping[str, str],
+    state_dir: Path | None = None,
+    listeners: Sequence[Listener] | None = None,
+    scope: ClaimScope | None = None,
+    callables: Mapping[str, LocalPipeline] | None = None,
+) -> Worker:
+    """A worker on ``store`` (left open), as :func:`open_worker` builds it; ``listeners``,
+    ``scope`` and ``callables`` as :class:`~flowyml_sched.worker.Worker` takes them (by
+    default: the log, every schedule whose pipeline any process can load, none)."""
+    from flowyml_sched.locks import FileLocks
+    from flowyml_sched.model import EVERY_REFERENCE
+    from flowyml_sched.sdnotify import Notifier
+    from flowyml_sched.worker import Worker
+
     state = state_dir or settings.state_dir
     if tuning.log_dir is None:
         tuning = replace(tuning, log_dir=state / "logs")
-    store = open_store(settings.db_url)
 
     def sync(path: Path, now: datetime) -> None:
         Scheduler(store, clock=lambda: now, timezone=settings.timezone).sync_file(path)
 
-    try:
-        yield Worker(store, FileLocks(state / "locks"), tuning, notifier=Notifier(environ), sync=sync)
-    finally:
-        store.close()
+    return Worker(
+        store,
+        FileLocks(state / "locks"),
+        tuning,
+        notifier=Notifier(environ),
+        sync=sync,
+        listeners=(log_event,) if listeners is None else listeners,
+        scope=scope or EVERY_REFERENCE,
+        callables=callables,
+    )

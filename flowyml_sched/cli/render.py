@@ -14,6 +14,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from flowyml_sched.references import is_local_pipeline
+
 if TYPE_CHECKING:
     from flowyml_sched.model import BrokenSchedule, Run, Schedule
     from flowyml_sched.spec import Plan
@@ -158,6 +160,8 @@ def render_schedule_list(rows: list[tuple[Schedule | BrokenSchedule, Run | None]
         state = (
             "enabled" if schedule.enabled else "paused" + (f": {schedule.pause_note}" if schedule.pause_note else "")
         )
+        if is_local_pipeline(schedule.pipeline):
+            state += f" ({RUNS_IN_PYTHON})"
         table.add_row(schedule.name, trigger_label(schedule), schedule.timezone, next_fire, last, state)
     table.print()
     overdue = sum(
@@ -172,6 +176,8 @@ def render_schedule_list(rows: list[tuple[Schedule | BrokenSchedule, Run | None]
         )
 
 
+RUNS_IN_PYTHON = "runs only in a Python process that registered it"
+"""Said of a schedule whose pipeline is a callable a ``PipelineScheduler`` registered."""
 OVERDUE = timedelta(seconds=60)
 """A schedule whose next fire time is this far in the past has no worker claiming it."""
 NO_WORKER_HINT = "check with 'flowyml-sched run-worker --check'; start one with 'flowyml-sched run-worker'"
@@ -211,6 +217,8 @@ def _show_value(key: str, value: Any) -> str:
         return f"{default:g} ({format_duration(DEFAULT_MISFIRE_GRACE)}, the default)"
     if key == "timeout_seconds" and value is None:
         return "- (no timeout)"
+    if key == "pipeline" and isinstance(value, str) and is_local_pipeline(value):
+        return f"{value} (a Python callable: {RUNS_IN_PYTHON}; run-worker leaves it)"
     if value is None or value == "":
         return "-"
     if key.endswith("_seconds") and isinstance(value, int | float):

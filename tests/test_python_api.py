@@ -1,0 +1,627 @@
+"""The Python API of flowyml's scheduler page (issue 13): ``PipelineScheduler``,
+``SchedulerConfig`` and ``Schedule`` over the application layer and the worker engine.
+
+Real stores (a SQLite file, PostgreSQL for the several-process test), real worker threads,
+real child processes for reference strings; times are waited for as states, with deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zoneinfo
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipelines_for_tests import pythonpath, read_records
+from test_worker_processes import CLI, wait_until
+
+import flowyml_sched
+from flowyml_sched import PipelineScheduler, Schedule, SchedulerConfig
+from flowyml_sched.config import SettingError
+from flowyml_sched.errors import SchedulerError, UnknownTimezone
+from flowyml_sched.model import RunStatus
+from flowyml_sched.store import open_store
+
+UTC = timezone.utc
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No settings from this machine: state and config under tmp_path; child runs find the tests' pipelines."""
+    for name in list(os.environ):
+        if name.upper().startswith("FLOWYML_SCHEDULER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("PYTHONPATH", pythonpath())
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "schedules.db")
+
+
+@pytest.fixture
+def scheduler(db: str) -> Iterator[PipelineScheduler]:
+    made = PipelineScheduler(SchedulerConfig(db_path=db, check_interval_seconds=0.2))
+    yield made
+    made.close()
+
+
+def module_level_job(record: str, scheduled_for: datetime) -> None:
+    """A module-level function: stored as ``test_python_api:module_level_job``."""
+    with open(record, "a", encoding="utf-8") as out:
+        out.write(f"{scheduled_for.isoformat()}\n")
+
+
+def finished(scheduler: PipelineScheduler, name: str) -> list[dict[str, Any]]:
+    """The schedule's runs that have ended, newest first (a run being claimed or run is left out)."""
+    return [entry for entry in scheduler.get_history(name) if entry["status"] != "running"]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+# -- the package's import ---------------------------------------------------------------------
+
+
+def test_importing_the_package_and_its_api_imports_no_sqlalchemy_typer_or_rich() -> None:
+    code = "import sys, flowyml_sched; from flowyml_sched import PipelineScheduler, SchedulerConfig, Schedule; "
+    code += "print(sorted(m for m in ('sqlalchemy', 'typer', 'rich') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"sqlalchemy", "typer", "rich"} & imported
+    assert "flowyml_sched.api" in imported
+
+
+def test_the_api_names_come_from_the_package() -> None:
+    assert flowyml_sched.PipelineScheduler is PipelineScheduler
+    with pytest.raises(AttributeError):
+        flowyml_sched.NoSuchThing  # noqa: B018
+
+
+# -- what flowyml's own scheduler tests check -------------------------------------------------
+
+
+def test_a_daily_schedule_at_10_30_has_type_daily_value_10_30_and_a_next_run(scheduler: PipelineScheduler) -> None:
+    made = scheduler.schedule_daily("report", lambda: None, hour=10, minute=30)
+    assert isinstance(made, Schedule)
+    assert (made.pipeline_name, made.schedule_type, made.schedule_value) == ("report", "daily", "10:30")
+    assert made.next_run is not None and made.next_run.tzinfo is not None
+    assert made.next_run.astimezone(zoneinfo.ZoneInfo("UTC")).strftime("%H:%M") == "10:30"  # zone UTC by default
+
+
+def test_an_interval_of_1_h_30_min_has_value_5400(scheduler: PipelineScheduler) -> None:
+    made = scheduler.schedule_interval("sync", lambda: None, hours=1, minutes=30)
+    assert (made.schedule_type, made.schedule_value) == ("interval", "5400")
+
+
+def test_hourly_and_cron_values(scheduler: PipelineScheduler) -> None:
+    assert scheduler.schedule_hourly("h", lambda: None, minute=15).schedule_value == "15"
+    made = scheduler.schedule_cron("c", lambda: None, "0 9 * * 1-5", timezone="Europe/London")
+    assert (made.schedule_type, made.schedule_value, made.timezone) == ("cron", "0 9 * * 1-5", "Europe/London")
+
+
+def test_unschedule_removes_from_schedules_and_keeps_history(scheduler: PipelineScheduler, db: str) -> None:
+    scheduler.schedule_interval("gone", lambda: None, seconds=1)
+    scheduler.start()
+    wait_until(lambda: finished(scheduler, "gone"), 20, "a run of 'gone'")
+    scheduler.stop()
+    scheduler.unschedule("gone")
+    assert "gone" not in scheduler.schedules
+    assert scheduler.get_history("gone")  # history kept, unlike flowyml's
+
+
+def test_enable_and_disable_toggle_enabled(scheduler: PipelineScheduler) -> None:
+    scheduler.schedule_daily("t", lambda: None, hour=2)
+    scheduler.disable("t")
+    assert scheduler.schedules["t"].enabled is False
+    assert scheduler.schedules["t"].next_run is None
+    scheduler.enable("t")
+    assert scheduler.schedules["t"].enabled is True
+    assert scheduler.schedules["t"].next_run is not None
+
+
+def test_running_follows_start_and_stop_and_health_says_stopped_then_running(scheduler: PipelineScheduler) -> None:
+    assert scheduler.running is False
+    assert scheduler.health_check()["status"] == "stopped"
+    scheduler.start()
+    scheduler.start()  # idempotent
+    assert scheduler.running is True
+    wait_until(lambda: scheduler.health_check()["status"] == "running", 20, "the worker's first heartbeat")
+    began = time.monotonic()
+    scheduler.stop()
+    assert time.monotonic() - began < 5  # nothing was running: no 10 s wait as flowyml's
+    scheduler.stop()  # idempotent
+    assert scheduler.running is False
+    assert scheduler.health_check()["status"] == "stopped"
+
+
+def test_one_run_of_a_function_gives_history_with_success_and_duration(scheduler: PipelineScheduler) -> None:
+    ran = threading.Event()
+    scheduler.schedule_interval("once", lambda: ran.set(), seconds=1)
+    scheduler.start()
+    history = wait_until(lambda: finished(scheduler, "once"), 20, "a run of 'once'")
+    scheduler.stop()
+    assert ran.is_set()
+    entry = history[0]
+    assert entry["success"] is True
+    assert isinstance(entry["duration_seconds"], float) and entry["duration_seconds"] >= 0
+    assert set(entry) == {
+        "started_at", "completed_at", "success", "error", "duration_seconds", "run_id",
+        "scheduled_for", "status", "attempt", "worker",
+    }  # fmt: skip
+    assert datetime.fromisoformat(entry["started_at"]).utcoffset() == timedelta(0)
+    assert entry["status"] == "succeeded" and entry["attempt"] == 1 and entry["run_id"]
+
+
+# -- time zones ----------------------------------------------------------------------------
+
+
+def test_no_timezone_means_the_configured_default(db: str) -> None:
+    with PipelineScheduler(SchedulerConfig(db_path=db, timezone="Asia/Tokyo")) as berlin:
+        assert berlin.schedule_daily("d", lambda: None, hour=9).timezone == "Asia/Tokyo"
+
+
+def test_a_zone_may_be_a_name_a_zoneinfo_or_a_pytz_zone(scheduler: PipelineScheduler) -> None:
+    pytz = pytest.importorskip("pytz", reason="pytz is not installed (it is not a dependency)")
+    assert scheduler.schedule_daily("a", lambda: None, timezone="Europe/Berlin").timezone == "Europe/Berlin"
+    assert scheduler.schedule_daily("b", lambda: None, timezone=zoneinfo.ZoneInfo("America/New_York")).timezone == (
+        "America/New_York"
+    )
+    assert (
+        scheduler.schedule_daily("c", lambda: None, timezone=pytz.timezone("Asia/Kolkata")).timezone == "Asia/Kolkata"
+    )
+
+
+# -- bad input: a ValueError of the package, nothing stored -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda s: s.schedule_daily("x", print, hour=25), "25:00"),
+        (lambda s: s.schedule_daily("x", print, hour=1, minute=60), "01:60"),
+        (lambda s: s.schedule_hourly("x", print, minute=60), "60"),
+        (lambda s: s.schedule_interval("x", print), "longer than zero"),
+        (lambda s: s.schedule_interval("x", print, minutes=-5), "longer than zero"),
+        (lambda s: s.schedule_interval("x", print, seconds=1.5), "fraction of a second"),
+        (lambda s: s.schedule_cron("x", print, "61 * * * *"), "61"),
+        (lambda s: s.schedule_cron("x", print, "* * *"), "3 fields"),
+        (lambda s: s.schedule_daily("a/b", print), "a/b"),
+        (lambda s: s.schedule_daily("x", print, hour="2"), "hour"),
+        (lambda s: s.schedule_daily("x", 42), "neither callable"),
+        (lambda s: s.schedule_daily("x", print, timezone=3), "timezone"),
+        (lambda s: s.schedule_daily("x", print, context={"scheduled_for": 1}), "reserved"),
+    ],
+)
+def test_bad_input_raises_a_value_error_of_the_package_and_stores_nothing(
+    scheduler: PipelineScheduler, call: Any, said: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        call(scheduler)
+    assert isinstance(raised.value, SchedulerError)
+    assert said in str(raised.value)
+    assert scheduler.list_schedules() == []
+
+
+def test_an_unknown_zone_names_the_nearest_ones(scheduler: PipelineScheduler) -> None:
+    with pytest.raises(UnknownTimezone) as raised:
+        scheduler.schedule_daily("x", print, timezone="Europe/Berln")
+    assert isinstance(raised.value, ValueError)
+    assert "Europe/Berlin" in str(raised.value)
+    assert scheduler.list_schedules() == []
+
+
+# -- SchedulerConfig --------------------------------------------------------------------------
+
+
+def test_config_from_env_reads_both_spellings() -> None:
+    config = SchedulerConfig.from_env(
+        {
+            "FLOWYML_SCHEDULER_PERSIST": "false",
+            "flowyml_SCHEDULER_TIMEZONE": "Europe/Paris",
+            "FLOWYML_SCHEDULER_DISTRIBUTED": "yes",
+            "FLOWYML_SCHEDULER_LOCK_BACKEND": "file",
+            "FLOWYML_SCHEDULER_CHECK_INTERVAL": "2.5",
+            "flowyml_SCHEDULER_MAX_CONCURRENT": "8",
+            "FLOWYML_SCHEDULER_DB_PATH": "/tmp/x.db",
+            "HOME": "/nonexistent",
+        }
+    )
+    assert config == SchedulerConfig(
+        persist_schedules=False,
+        db_path="/tmp/x.db",
+        distributed=True,
+        timezone="Europe/Paris",
+        check_interval_seconds=2.5,
+        max_concurrent_runs=8,
+    )
+
+
+def test_config_from_env_takes_the_config_file_keys_and_the_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("persist: false\nmax_concurrent: 3\ntimezone: Asia/Tokyo\ncheck_interval: 5\n", encoding="utf-8")
+    config = SchedulerConfig.from_env({"FLOWYML_SCHEDULER_TIMEZONE": "UTC"}, config_path=path)
+    assert (config.persist_schedules, config.max_concurrent_runs, config.timezone) == (False, 3, "UTC")
+    assert config.check_interval_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("environ", "said"),
+    [
+        ({"FLOWYML_SCHEDULER_PERSIST": "maybe"}, "FLOWYML_SCHEDULER_PERSIST"),
+        ({"FLOWYML_SCHEDULER_LOCK_BACKEND": "zookeeper"}, "'zookeeper'"),
+        ({"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "redis_url"),
+        ({"FLOWYML_SCHEDULER_CHECK_INTERVAL": "0"}, "positive number"),
+        ({"FLOWYML_SCHEDULER_CHECK_INTERVAL": "soon"}, "'soon'"),
+        ({"FLOWYML_SCHEDULER_MAX_CONCURRENT": "1.5"}, "whole number"),
+        ({"FLOWYML_SCHEDULER_TIMEZONE": "Mars/Olympus"}, "Mars/Olympus"),
+    ],
+)
+def test_a_bad_setting_raises_a_value_error_naming_it(environ: dict[str, str], said: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        SchedulerConfig.from_env({**environ, "HOME": "/nonexistent"})
+    assert isinstance(raised.value, SchedulerError)
+    assert said in str(raised.value)
+
+
+def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
+    with pytest.raises(SettingError, match="not available yet"):
+        SchedulerConfig(distributed=True, lock_backend="redis", redis_url="redis://localhost:6379/0")
+    assert SchedulerConfig(distributed=True).lock_backend == "file"  # one host: file locks
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"persist_schedules": "no"}, {"max_concurrent_runs": 0}, {"check_interval_seconds": -1}, {"db_url": ""}],
+)
+def test_config_values_are_checked_when_made(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(SettingError, match=next(iter(kwargs))):
+        SchedulerConfig(**kwargs)
+
+
+# -- what a pipeline is -----------------------------------------------------------------------
+
+
+def test_none_empty_dict_and_zero_are_successes_and_an_exception_a_failure(scheduler: PipelineScheduler) -> None:
+    outcomes: dict[str, list[Any]] = {"ok": [], "failed": []}
+    scheduler.on_success = lambda s, e: outcomes["ok"].append(s.pipeline_name)
+    scheduler.on_failure = lambda s, e, exc: outcomes["failed"].append((s.pipeline_name, e["error"], exc))
+
+    def raises() -> None:
+        raise RuntimeError("the source was down")
+
+    for name, func in [("none", lambda: None), ("empty", lambda: {}), ("zero", lambda: 0), ("raises", raises)]:
+        scheduler.schedule_interval(name, func, seconds=1)
+    scheduler.start()
+    wait_until(lambda: all(finished(scheduler, n) for n in ("none", "empty", "zero", "raises")), 20, "a run of each")
+    scheduler.stop()
+    for name in ("none", "empty", "zero"):
+        assert scheduler.get_history(name)[-1]["success"] is True, name
+    failed = scheduler.get_history("raises")[-1]
+    assert failed["success"] is False and failed["status"] == "failed"
+    assert failed["error"].startswith("RuntimeError: the source was down")
+    assert {"none", "empty", "zero"} <= set(outcomes["ok"])
+    name, error, exc = outcomes["failed"][0]
+    assert name == "raises" and error.startswith("RuntimeError") and isinstance(exc, RuntimeError)
+
+
+def test_context_comes_as_keyword_arguments_with_scheduled_for_when_accepted(scheduler: PipelineScheduler) -> None:
+    got: list[tuple[str, datetime]] = []
+    scheduler.schedule_interval(
+        "ctx", lambda region, scheduled_for: got.append((region, scheduled_for)), seconds=1, context={"region": "eu"}
+    )
+    scheduler.start()
+    wait_until(lambda: got, 20, "a run of 'ctx'")
+    scheduler.stop()
+    region, scheduled_for = got[0]
+    assert region == "eu"
+    assert scheduled_for.tzinfo is not None
+    assert scheduler.schedules["ctx"].context == {"region": "eu"}
+
+
+def test_a_callback_that_raises_changes_nothing(scheduler: PipelineScheduler, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+
+    def bad_callback(schedule: Schedule, execution: dict[str, Any]) -> None:
+        calls.append(execution["scheduled_for"])
+        raise ValueError("callback bug")
+
+    scheduler.on_success = bad_callback
+    scheduler.schedule_interval("cb", lambda: None, seconds=1)
+    scheduler.start()
+    wait_until(lambda: len(calls) >= 2, 20, "two runs of 'cb'")
+    scheduler.stop()
+    history = scheduler.get_history("cb")
+    assert all(entry["success"] for entry in history)
+    assert len({e["scheduled_for"] for e in history}) == len(history)  # nothing ran twice
+    assert "the on_success callback of cb raised" in caplog.text
+
+
+def test_a_flowyml_pipeline_object_runs_in_this_process(scheduler: PipelineScheduler, tmp_path: Path) -> None:
+    flowyml = pytest.importorskip("flowyml", reason="flowyml is not installed (pip install -e './examples[flowyml]')")
+    record = tmp_path / "steps.txt"
+
+    @flowyml.step(outputs=["rows"], cache=False)
+    def fetch() -> int:
+        with open(record, "a", encoding="utf-8") as out:
+            out.write("fetched\n")
+        return 3
+
+    pipeline = flowyml.Pipeline("api_etl", enable_cache=False)
+    pipeline.add_step(fetch)
+    made = scheduler.schedule_interval("etl", pipeline, seconds=1)
+    assert made.pipeline == "python-callable:etl"
+    scheduler.start()
+    history = wait_until(lambda: finished(scheduler, "etl"), 60, "a run of 'etl'")
+    scheduler.stop()
+    assert history[-1]["success"] is True, history[-1]["error"]
+    assert "fetched" in lines(record)
+
+
+def test_a_callable_returning_a_failed_pipeline_result_fails(scheduler: PipelineScheduler) -> None:
+    flowyml = pytest.importorskip("flowyml", reason="flowyml is not installed")
+
+    @flowyml.step(outputs=["x"], cache=False)
+    def broken() -> int:
+        raise KeyError("column")
+
+    pipeline = flowyml.Pipeline("api_broken", enable_cache=False)
+    pipeline.add_step(broken)
+    scheduler.schedule_interval("broken", lambda: pipeline.run(), seconds=1)
+    scheduler.start()
+    history = wait_until(lambda: finished(scheduler, "broken"), 60, "a run of 'broken'")
+    scheduler.stop()
+    assert history[-1]["success"] is False
+    assert history[-1]["status"] == "failed"
+
+
+def test_a_reference_string_runs_in_a_child_process(scheduler: PipelineScheduler, tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    made = scheduler.schedule_interval(
+        "child", "pipelines_for_tests:attempt_recorder", seconds=1, context={"record": str(record), "tag": "t"}
+    )
+    assert made.pipeline == "pipelines_for_tests:attempt_recorder"
+    scheduler.start()
+    wait_until(lambda: [r for r in read_records(record) if r["event"] == "end"], 30, "a child run's end")
+    scheduler.stop()
+    started = [r for r in read_records(record) if r["event"] == "start"]
+    assert started and all(r["ppid"] == os.getpid() for r in started)  # a child of this process
+
+
+def test_a_reference_string_that_cannot_be_found_is_refused(scheduler: PipelineScheduler) -> None:
+    with pytest.raises(LookupError, match="no_such_module"):
+        scheduler.schedule_daily("x", "no_such_module:job")
+    assert scheduler.list_schedules() == []
+
+
+# -- where it runs -----------------------------------------------------------------------------
+
+
+def test_a_module_function_is_stored_by_reference_and_a_lambda_only_for_its_process(
+    scheduler: PipelineScheduler, db: str, tmp_path: Path
+) -> None:
+    record = tmp_path / "module.txt"
+    assert (
+        scheduler.schedule_interval("mod", module_level_job, seconds=1, context={"record": str(record)}).pipeline
+        == "test_python_api:module_level_job"
+    )
+    assert scheduler.schedule_interval("lam", lambda: None, seconds=1).pipeline == "python-callable:lam"
+    listed = subprocess.run([CLI, "show", "lam", "--db", db], capture_output=True, text=True)
+    assert "only in a Python process that registered it" in listed.stdout, listed.stdout + listed.stderr
+    # a run-worker on the same store runs the module function, never the lambda
+    worker = subprocess.Popen(
+        [CLI, "run-worker", "--db", db, "--poll-interval", "0.2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: len(lines(record)) >= 2, 30, "two runs of 'mod' by run-worker")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    with open_store(f"sqlite:///{db}", create=False) as store:
+        assert store.history("lam", 10) == []
+        assert {r.worker for r in store.history("mod", 10)} - {None}
+    assert "claimed lam" not in err
+
+
+def test_by_default_a_scheduler_runs_only_the_schedules_registered_on_it(
+    db: str, scheduler: PipelineScheduler, tmp_path: Path
+) -> None:
+    record = tmp_path / "module.txt"
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as other:
+        other.schedule_interval("elsewhere", module_level_job, seconds=1, context={"record": str(record)})
+    ran = threading.Event()
+    scheduler.schedule_interval("mine", lambda: ran.set(), seconds=1)
+    scheduler.start()
+    wait_until(ran.is_set, 20, "a run of 'mine'")
+    time.sleep(1.5)  # 'elsewhere' fell due meanwhile: this scheduler must leave it
+    scheduler.stop()
+    assert scheduler.get_history("elsewhere") == []
+    assert not record.exists()
+
+
+def test_run_all_schedules_makes_it_a_full_worker(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = tmp_path / "module.txt"
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as other:
+        other.schedule_interval("elsewhere", module_level_job, seconds=1, context={"record": str(record)})
+        other.schedule_interval("their-lambda", lambda: None, seconds=1)
+    monkeypatch.setenv("PYTHONPATH", pythonpath())  # the child runs of 'elsewhere' import this module
+    with PipelineScheduler(SchedulerConfig(db_path=db, check_interval_seconds=0.2), run_all_schedules=True) as full:
+        full.start()
+        wait_until(lambda: lines(record), 30, "a run of 'elsewhere' by the full worker")
+        full.stop()
+        assert full.get_history("their-lambda") == []  # another process's callable: never claimed
+
+
+# -- persistence ---------------------------------------------------------------------------------
+
+
+def test_registering_the_same_definition_again_keeps_its_state(db: str) -> None:
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as first:
+        first.schedule_interval("keep", lambda: None, minutes=10, context={"a": 1})
+        first.disable("keep")
+        anchor_run = first.schedules["keep"]
+    time.sleep(1.1)  # an anchor counted from now would differ
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as second:
+        again = second.schedule_interval("keep", lambda: None, minutes=10, context={"a": 1})
+        assert again.enabled is False  # still paused
+        second.enable("keep")
+        first_next = second.schedules["keep"].next_run
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as third:
+        third.schedule_interval("keep", lambda: None, minutes=10, context={"a": 1})
+        assert third.schedules["keep"].next_run == first_next  # same anchor, same next fire time
+        changed = third.schedule_interval("keep", lambda: None, minutes=5, context={"a": 2})
+        assert (changed.schedule_value, changed.context) == ("300", {"a": 2})
+    assert anchor_run.enabled is False
+
+
+def test_the_cli_lists_what_the_api_added(db: str) -> None:
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as api:
+        api.schedule_daily("from_python", lambda: None, hour=3)
+    listed = subprocess.run([CLI, "list", "--db", db], capture_output=True, text=True, check=True)
+    assert "from_python" in listed.stdout
+
+
+def test_persist_false_uses_a_store_of_its_own_in_memory(tmp_path: Path) -> None:
+    ran = threading.Event()
+    with PipelineScheduler(SchedulerConfig(persist_schedules=False, check_interval_seconds=0.2)) as memory:
+        memory.schedule_interval("m", lambda: ran.set(), seconds=1)
+        memory.start()
+        wait_until(lambda: finished(memory, "m"), 20, "a run in the in-memory store")
+        memory.stop()
+        assert finished(memory, "m")[0]["success"] is True
+    assert not (tmp_path / "xdg-state" / "flowyml-sched" / "scheduler.db").exists()
+
+
+def test_health_check_counts_the_stored_history(scheduler: PipelineScheduler) -> None:
+    scheduler.schedule_interval("good", lambda: None, seconds=1)
+    scheduler.schedule_interval("bad", lambda: 1 / 0, seconds=1)
+    scheduler.schedule_daily("paused", lambda: None, hour=1)
+    scheduler.disable("paused")
+    scheduler.start()
+    wait_until(lambda: finished(scheduler, "good") and finished(scheduler, "bad"), 20, "runs of both")
+    scheduler.stop()
+    health = scheduler.health_check()
+    metrics = health["metrics"]
+    good = sum(1 for e in scheduler.get_history("good") if e["started_at"])
+    bad = sum(1 for e in scheduler.get_history("bad") if e["started_at"])
+    assert (metrics["successful_runs"], metrics["failed_runs"], metrics["total_runs"]) == (good, bad, good + bad)
+    assert metrics["success_rate"] == pytest.approx(good / (good + bad))
+    assert metrics["avg_duration_seconds"] is not None and metrics["avg_duration_seconds"] >= 0
+    assert (health["num_schedules"], health["enabled_schedules"]) == (3, 2)
+    assert [n["name"] for n in health["next_runs"]] == ["bad", "good"] or [n["name"] for n in health["next_runs"]] == [
+        "good",
+        "bad",
+    ]  # the paused one has no next run and is left out, without raising
+    assert isinstance(health["last_heartbeat"], datetime)
+
+
+def test_a_blocking_start_stops_on_sigterm(db: str, tmp_path: Path) -> None:
+    script = tmp_path / "serve.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            from flowyml_sched import PipelineScheduler, SchedulerConfig
+            scheduler = PipelineScheduler(SchedulerConfig(db_path={db!r}))
+            scheduler.schedule_daily("nightly", lambda: None, hour=2)
+            print("serving", flush=True)
+            scheduler.start(blocking=True)
+            print("stopped", scheduler.running, flush=True)
+        """),
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "serving"
+    with open_store(f"sqlite:///{db}", create=False) as store:
+        wait_until(lambda: any(w.status == "alive" for w in store.list_workers()), 30, "the worker's heartbeat")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "stopped False"
+
+
+# -- several processes: each fire time once ------------------------------------------------------
+
+
+SEVERAL = """
+import sys, time
+from datetime import datetime
+from flowyml_sched import PipelineScheduler, SchedulerConfig
+
+url, record, seconds, kind = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+
+def job(scheduled_for: datetime) -> None:
+    with open(record, "a", encoding="utf-8") as out:
+        out.write(scheduled_for.isoformat() + "\\n")
+
+scheduler = PipelineScheduler(SchedulerConfig(db_url=url, check_interval_seconds=0.2))
+target = job if kind == "function" else (lambda scheduled_for: job(scheduled_for))
+scheduler.schedule_interval("shared", target, seconds=1)
+scheduler.start()
+time.sleep(seconds)
+scheduler.stop()
+scheduler.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["lambda", "function"])
+def test_three_processes_registering_the_same_schedule_run_each_fire_time_once(
+    store_url: str, tmp_path: Path, kind: str
+) -> None:
+    script = tmp_path / "several.py"
+    script.write_text(SEVERAL, encoding="utf-8")
+    record = tmp_path / "record.txt"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), store_url, str(record), "6", kind], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    fired = lines(record)
+    assert len(fired) >= 3, errors  # the processes overlapped for seconds: several fire times ran
+    assert len(fired) == len(set(fired)), sorted(fired)
+    with open_store(store_url, create=False) as store:
+        runs = store.history("shared", 100)
+    assert {r.status for r in runs} <= {RunStatus.succeeded}
+    assert len(runs) == len(fired)
+    workers = {r.worker for r in runs}
+    assert workers, "no run was recorded"
+
+
+# -- the README ----------------------------------------------------------------------------------
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("flowyml", reason="the Quick Start uses flowyml (pip install -e './examples[flowyml]')")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None, "the README's Python API section has no python block"
+    script = tmp_path / "quick_start.py"
+    script.write_text(code.group(1), encoding="utf-8")
+    db = tmp_path / "quick.db"
+    env = {**os.environ, "FLOWYML_SCHEDULER_DB_PATH": str(db)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open_store(f"sqlite:///{db}", create=False) as store:
+        stored = store.get("daily_etl_job")
+    assert (stored.timezone, stored.trigger.text()) == ("America/New_York", "02:00")

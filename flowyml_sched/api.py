@@ -104,17 +104,9 @@ class SchedulerConfig:
                 raise c.SettingError(name, value, "a non-empty URL or None")
         if self.db_path is not None and (not isinstance(self.db_path, str | os.PathLike) or not str(self.db_path)):
             raise c.SettingError("db_path", self.db_path, "a file path or None")
-        if self.lock_backend not in c.LOCK_BACKENDS:
-            raise c.SettingError("lock_backend", self.lock_backend, " or ".join(map(repr, c.LOCK_BACKENDS)))
-        if self.lock_backend == "redis":
-            if not self.redis_url:
-                raise c.SettingError("redis_url", self.redis_url, "a redis:// URL when lock_backend is 'redis'")
-            raise c.SettingError(
-                "lock_backend",
-                self.lock_backend,
-                "'file' in this version: Redis locks for several hosts are not available yet "
-                "(several processes on one host share a store with file locks)",
-            )
+        if self.lock_backend == "redis" and not self.redis_url:
+            raise c.SettingError("redis_url", self.redis_url, "a redis:// URL when lock_backend is 'redis'")
+        c.check_lock_backend(self.lock_backend)
         if not isinstance(self.timezone, str):
             raise c.SettingError("timezone", self.timezone, "an IANA zone name such as 'Europe/Berlin'")
         get_zone(self.timezone)

@@ -167,6 +167,14 @@ def read_config_file(path: Path, required: bool) -> dict[str, Any]:
     return data
 
 
+def _config(environ: Mapping[str, str], config_path: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The config file in force (``config_path``, ``$FLOWYML_SCHEDULER_CONFIG``, else the
+    default path) and what it holds (nothing when the default file does not exist)."""
+    explicit = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
+    path = explicit or default_config_path(environ)
+    return path, read_config_file(path, required=explicit is not None)
+
+
 def resolve_settings(
     environ: Mapping[str, str],
     *,
@@ -187,8 +195,7 @@ def resolve_settings(
     path is taken relative to the current directory only when given explicitly.
     Raises :class:`ConfigError` and :class:`~flowyml_sched.errors.UnknownTimezone`.
     """
-    explicit_config = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
-    config = read_config_file(explicit_config or default_config_path(environ), required=explicit_config is not None)
+    config_file, config = _config(environ, config_path)
     configured_state = env(environ, "STATE_DIR") or config.get("state_dir")
     state = Path(configured_state).expanduser() if configured_state else state_dir(environ)
     candidates: list[tuple[str, str | None, bool]] = [
@@ -204,7 +211,25 @@ def resolve_settings(
     url = value if is_url else sqlite_url(Path(value))
     zone = timezone or env(environ, "TIMEZONE") or config.get("timezone") or DEFAULT_TIMEZONE
     get_zone(zone)
+    backend = env(environ, "LOCK_BACKEND")
+    where = "FLOWYML_SCHEDULER_LOCK_BACKEND" if backend else f"config file {config_file}"
+    check_lock_backend(backend or config.get("lock_backend") or "file", where)
     return Settings(db_url=str(url), timezone=zone, state_dir=state, db_source=source)
+
+
+def check_lock_backend(backend: str, source: str | None = None) -> None:
+    """Raise SettingError unless ``backend`` is a lock backend this version has: ``file``
+    (the processes of one host). ``redis`` (several hosts) is refused, never ignored."""
+    if backend not in LOCK_BACKENDS:
+        raise SettingError("lock_backend", backend, " or ".join(map(repr, LOCK_BACKENDS)), source)
+    if backend == "redis":
+        raise SettingError(
+            "lock_backend",
+            backend,
+            "'file' in this version: Redis locks for several hosts are not available yet "
+            "(several processes on one host share a store with file locks)",
+            source,
+        )
 
 
 class SettingError(SchedulerError, ValueError):
@@ -225,9 +250,7 @@ def python_api_settings(environ: Mapping[str, str], config_path: Path | None = N
     :func:`resolve_settings` has it. Keys: :data:`PYTHON_API_KEYS` plus ``db_url``,
     ``db_path`` and ``timezone``; the environment spells ``check_interval`` and
     ``max_concurrent`` ``CHECK_INTERVAL`` and ``MAX_CONCURRENT``. Raises :class:`ConfigError`."""
-    explicit_config = config_path or (Path(env(environ, "CONFIG") or "") if env(environ, "CONFIG") else None)
-    config_file = explicit_config or default_config_path(environ)
-    config = read_config_file(config_file, required=explicit_config is not None)
+    config_file, config = _config(environ, config_path)
     found: dict[str, tuple[str, str]] = {}
     for key in ("db_url", "db_path", "timezone", *PYTHON_API_KEYS):
         from_env = env(environ, key.upper())

@@ -52,6 +52,25 @@ def test_a_config_file_with_wrong_types_or_bytes_is_named_in_the_message(tmp_pat
     assert str(config) in result.output
 
 
+@pytest.mark.parametrize(
+    ("content", "environ", "message"),
+    [
+        ("lock_backend: redis\n", {}, "config.yaml): 'redis' is not valid; expected 'file' in this version"),
+        ("", {"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "FLOWYML_SCHEDULER_LOCK_BACKEND): 'redis'"),
+        ("lock_backend: zookeeper\n", {}, "'zookeeper' is not valid; expected 'file' or 'redis'"),
+    ],
+)
+def test_a_lock_backend_this_version_lacks_is_refused_never_ignored(
+    tmp_path: Path, content: str, environ: dict[str, str], message: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(content)
+    result = runner.invoke(app, ["list", "--config", str(config), "--db", str(tmp_path / "s.db")], env=environ)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert message in result.output
+
+
 def test_history_limit_past_the_bound_is_a_usage_error() -> None:
     result = runner.invoke(app, ["history", "x", "--limit", "99999999999999999999"])
     assert result.exit_code == 2

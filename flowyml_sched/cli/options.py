@@ -44,7 +44,8 @@ ConfigPath = Annotated[
     Optional[Path],
     typer.Option(
         "--config",
-        help="YAML config file (keys db_url, db_path, timezone, state_dir). [env: FLOWYML_SCHEDULER_CONFIG]",
+        help="YAML config file (keys db_url, db_path, timezone, state_dir, lock_backend; and the Python API's "
+        "persist, distributed, redis_url, check_interval, max_concurrent). [env: FLOWYML_SCHEDULER_CONFIG]",
         rich_help_panel=STORE,
     ),
 ]

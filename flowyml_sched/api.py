@@ -30,6 +30,7 @@ Importing this module imports no SQLAlchemy, Typer or Rich: the store opens when
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import tempfile
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowyml_sched import config as c
 from flowyml_sched.clock import utc_now
-from flowyml_sched.errors import InvalidDuration, RunFailed, ScheduleNotFound
+from flowyml_sched.errors import InvalidDuration, RunFailed, ScheduleNotFound, UnknownTimezone
 from flowyml_sched.model import ClaimScope, Run, RunStatus
 from flowyml_sched.model import Schedule as StoredSchedule
 from flowyml_sched.zones import get_zone
@@ -104,12 +105,14 @@ class SchedulerConfig:
                 raise c.SettingError(name, value, "a non-empty URL or None")
         if self.db_path is not None and (not isinstance(self.db_path, str | os.PathLike) or not str(self.db_path)):
             raise c.SettingError("db_path", self.db_path, "a file path or None")
+        if self.db_path is not None and self.db_url is not None:
+            raise c.SettingError(
+                "db_url", self.db_url, f"None when db_path is given ({str(self.db_path)!r}): one store"
+            )
         if self.lock_backend == "redis" and not self.redis_url:
             raise c.SettingError("redis_url", self.redis_url, "a redis:// URL when lock_backend is 'redis'")
         c.check_lock_backend(self.lock_backend)
-        if not isinstance(self.timezone, str):
-            raise c.SettingError("timezone", self.timezone, "an IANA zone name such as 'Europe/Berlin'")
-        get_zone(self.timezone)
+        _check_zone(self.timezone)
         interval = self.check_interval_seconds
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval < float("inf"):
             raise c.SettingError("check_interval_seconds", interval, "a positive number of seconds")
@@ -137,6 +140,8 @@ class SchedulerConfig:
                 values["max_concurrent_runs"] = int(c.parse_number(key, text, source, whole=True))
             elif key == "lock_backend" and text not in c.LOCK_BACKENDS:
                 raise c.SettingError(key, text, " or ".join(map(repr, c.LOCK_BACKENDS)), source)
+            elif key == "timezone":
+                values[key] = _check_zone(text, source)
             else:
                 values[key] = text
         return cls(**values)
@@ -220,6 +225,7 @@ class PipelineScheduler:
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        atexit.register(self.stop)  # a script that ends (or a Ctrl-C) without stop(): drain, record
 
     # -- registering -------------------------------------------------------------------------
 
@@ -295,7 +301,7 @@ class PipelineScheduler:
             "pipeline": pipeline,
             **trigger,
             "timezone": _zone_name(timezone, self.config.timezone),
-            "params": dict(context) if context is not None else {},
+            "params": {} if context is None else dict(context) if isinstance(context, Mapping) else context,
         }
         stored, _ = self._scheduler.register(fields, check_pipeline=local is None)
         with self._lock:
@@ -348,7 +354,9 @@ class PipelineScheduler:
         keys ``started_at``, ``completed_at`` (ISO 8601 with offset, or None), ``success``,
         ``error``, ``duration_seconds``, ``run_id``, and ours ``scheduled_for``, ``status``,
         ``attempt``, ``worker``. [] for a name with no runs and no schedule (as flowyml).
-        Raises InvalidScheduleName."""
+        Raises InvalidScheduleName, and SettingError for a ``limit`` below 1."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise c.SettingError("limit", limit, "a whole number of at least 1")
         try:
             runs = self._scheduler.history(schedule_name, limit)
         except ScheduleNotFound:
@@ -423,6 +431,9 @@ class PipelineScheduler:
             else:
                 self._thread = threading.Thread(target=self._worker.run, name="flowyml-sched-worker", daemon=True)
                 self._thread.start()
+                # back once the worker serves (its lease stored: health_check says running), or died
+                while not self._worker.serving.wait(0.05) and self._thread.is_alive():
+                    pass
         if blocking:
             try:
                 self._worker.run()
@@ -443,6 +454,7 @@ class PipelineScheduler:
 
     def close(self) -> None:
         """:meth:`stop`, then close the store (and remove an in-memory store's state directory)."""
+        atexit.unregister(self.stop)
         self.stop()
         self._scheduler.close()
         if self._temporary is not None:
@@ -528,6 +540,18 @@ def _execution(run: Run) -> dict[str, Any]:
         "attempt": run.attempt,
         "worker": run.worker,
     }
+
+
+def _check_zone(name: Any, source: str | None = None) -> str:
+    """``name`` if it is an IANA zone name; else SettingError with the nearest names."""
+    try:
+        if isinstance(name, str):
+            get_zone(name)
+            return name
+    except UnknownTimezone as exc:
+        near = f" (nearest: {', '.join(exc.suggestions)})" if exc.suggestions else ""
+        raise c.SettingError("timezone", name, f"an IANA zone name such as 'Europe/Berlin'{near}", source) from None
+    raise c.SettingError("timezone", name, "an IANA zone name such as 'Europe/Berlin'", source)
 
 
 def _zone_name(timezone: Any, default: str) -> str:

@@ -93,9 +93,13 @@ def registered() -> list[tuple[str, str]]:
 def check(reference: str) -> None:
     """Check that ``reference`` can be found here: an entry-point name must be registered;
     for ``package.module:attr`` the module is imported and the attribute must exist (a
-    misspelt attribute would otherwise show only as a failure of every run). Raises
+    misspelt attribute would otherwise show only as a failure of every run). A callable
+    registered in a Python process (:mod:`flowyml_sched.references`) cannot be looked for
+    here and passes: ``export`` writes it and ``apply`` takes it back. Raises
     :class:`~flowyml_sched.errors.PipelineNotFound`."""
-    if ":" not in reference and not reference.startswith(LOCAL_PIPELINE_PREFIX):
+    if reference.startswith(LOCAL_PIPELINE_PREFIX):
+        return
+    if ":" not in reference:
         if not entry_points(group=ENTRY_POINT_GROUP, name=reference):
             raise PipelineNotFound(reference, f"no entry point named {reference!r} in group {ENTRY_POINT_GROUP}")
         return

@@ -139,9 +139,9 @@ def test_running_follows_start_and_stop_and_health_says_stopped_then_running(sch
     assert scheduler.running is False
     assert scheduler.health_check()["status"] == "stopped"
     scheduler.start()
+    assert scheduler.health_check()["status"] == "running"  # start() returns once the worker serves
     scheduler.start()  # idempotent
     assert scheduler.running is True
-    wait_until(lambda: scheduler.health_check()["status"] == "running", 20, "the worker's first heartbeat")
     began = time.monotonic()
     scheduler.stop()
     assert time.monotonic() - began < 5  # nothing was running: no 10 s wait as flowyml's
@@ -206,6 +206,8 @@ def test_a_zone_may_be_a_name_a_zoneinfo_or_a_pytz_zone(scheduler: PipelineSched
         (lambda s: s.schedule_daily("x", 42), "neither callable"),
         (lambda s: s.schedule_daily("x", print, timezone=3), "timezone"),
         (lambda s: s.schedule_daily("x", print, context={"scheduled_for": 1}), "reserved"),
+        (lambda s: s.schedule_daily("x", print, context=[1]), "expected a mapping"),
+        (lambda s: s.get_history("x", limit=0), "limit"),
     ],
 )
 def test_bad_input_raises_a_value_error_of_the_package_and_stores_nothing(
@@ -216,6 +218,27 @@ def test_bad_input_raises_a_value_error_of_the_package_and_stores_nothing(
     assert isinstance(raised.value, SchedulerError)
     assert said in str(raised.value)
     assert scheduler.list_schedules() == []
+
+
+def test_a_script_that_ends_without_stop_drains_and_records_its_runs(db: str, tmp_path: Path) -> None:
+    script = tmp_path / "ends.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            import time
+            from flowyml_sched import PipelineScheduler, SchedulerConfig
+            scheduler = PipelineScheduler(SchedulerConfig(db_path={db!r}))
+            scheduler.schedule_interval("slow", lambda: time.sleep(1.0), seconds=1)
+            scheduler.start()
+            time.sleep(1.5)  # a run is going when the script ends
+        """),
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open_store(f"sqlite:///{db}", create=False) as store:
+        runs = store.history("slow", 10)
+        assert runs and all(r.status is not RunStatus.running for r in runs)
+        assert [w.status for w in store.list_workers()] == ["stopped"]
 
 
 def test_an_unknown_zone_names_the_nearest_ones(scheduler: PipelineScheduler) -> None:
@@ -269,7 +292,7 @@ def test_config_from_env_takes_the_config_file_keys_and_the_environment_wins(tmp
         ({"FLOWYML_SCHEDULER_CHECK_INTERVAL": "0"}, "positive number"),
         ({"FLOWYML_SCHEDULER_CHECK_INTERVAL": "soon"}, "'soon'"),
         ({"FLOWYML_SCHEDULER_MAX_CONCURRENT": "1.5"}, "whole number"),
-        ({"FLOWYML_SCHEDULER_TIMEZONE": "Mars/Olympus"}, "Mars/Olympus"),
+        ({"FLOWYML_SCHEDULER_TIMEZONE": "Europe/Berln"}, "(from FLOWYML_SCHEDULER_TIMEZONE): 'Europe/Berln'"),
     ],
 )
 def test_a_bad_setting_raises_a_value_error_naming_it(environ: dict[str, str], said: str) -> None:
@@ -287,7 +310,14 @@ def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"persist_schedules": "no"}, {"max_concurrent_runs": 0}, {"check_interval_seconds": -1}, {"db_url": ""}],
+    [
+        {"persist_schedules": "no"},
+        {"max_concurrent_runs": 0},
+        {"check_interval_seconds": -1},
+        {"db_url": ""},
+        {"db_url": "sqlite:////tmp/a.db", "db_path": "/tmp/b.db"},
+        {"timezone": "Europe/Berln"},
+    ],
 )
 def test_config_values_are_checked_when_made(kwargs: dict[str, Any]) -> None:
     with pytest.raises(SettingError, match=next(iter(kwargs))):
@@ -382,7 +412,7 @@ def test_a_callable_returning_a_failed_pipeline_result_fails(scheduler: Pipeline
 
     pipeline = flowyml.Pipeline("api_broken", enable_cache=False)
     pipeline.add_step(broken)
-    scheduler.schedule_interval("broken", lambda: pipeline.run(), seconds=1)
+    scheduler.schedule_interval("broken", lambda: pipeline.run(auto_start_ui=False), seconds=1)
     scheduler.start()
     history = wait_until(lambda: finished(scheduler, "broken"), 60, "a run of 'broken'")
     scheduler.stop()
@@ -581,16 +611,17 @@ scheduler.close()
 """
 
 
-@pytest.mark.parametrize("kind", ["lambda", "function"])
+@pytest.mark.parametrize(("backend", "kind"), [("sqlite", "lambda"), ("sqlite", "function"), ("postgresql", "lambda")])
 def test_three_processes_registering_the_same_schedule_run_each_fire_time_once(
-    store_url: str, tmp_path: Path, kind: str
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str, kind: str
 ) -> None:
+    store_url = request.getfixturevalue(f"{backend}_url")
     script = tmp_path / "several.py"
     script.write_text(SEVERAL, encoding="utf-8")
     record = tmp_path / "record.txt"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), store_url, str(record), "6", kind], stderr=subprocess.PIPE, text=True
+            [sys.executable, str(script), store_url, str(record), "4", kind], stderr=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
@@ -625,3 +656,18 @@ def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{db}", create=False) as store:
         stored = store.get("daily_etl_job")
     assert (stored.timezone, stored.trigger.text()) == ("America/New_York", "02:00")
+
+
+def test_what_the_api_stored_exports_to_a_file_that_apply_takes_back_unchanged(db: str, tmp_path: Path) -> None:
+    with PipelineScheduler(SchedulerConfig(db_path=db)) as api:
+        api.schedule_daily("lam", lambda: None, hour=3, timezone="Europe/Berlin", context={"k": 1})
+        api.schedule_hourly("mod", module_level_job, minute=5, context={"record": "x"})
+    exported = subprocess.run([CLI, "export", "--db", db], capture_output=True, text=True, check=True).stdout
+    assert "python-callable:lam" in exported
+    path = tmp_path / "schedules.yaml"
+    path.write_text(exported, encoding="utf-8")
+    other = str(tmp_path / "other.db")
+    applied = subprocess.run([CLI, "apply", str(path), "--db", other], capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    again = subprocess.run([CLI, "export", "--db", other], capture_output=True, text=True, check=True).stdout
+    assert again == exported

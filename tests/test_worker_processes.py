@@ -139,6 +139,7 @@ class Cluster:
     def __init__(self, url: str, root: Path):
         self.url = url
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.state_dir = root / "worker-state"
         self.record = root / "record.jsonl"
         self.store: ScheduleStore = open_store(url)  # creates the schema before any worker starts
@@ -267,7 +268,30 @@ def _fire_times(anchor: datetime, every: timedelta, until: datetime) -> list[dat
 
 
 @pytest.mark.slow
-def test_many_workers_run_every_fire_time_exactly_once(cluster: Cluster) -> None:
+def test_many_workers_run_every_fire_time_exactly_once(sqlite_url: str, postgresql_url: str, tmp_path: Path) -> None:
+    # both stores in the same window, each with its own workers: 60 s of the suite, not 120
+    clusters = [Cluster(url, tmp_path / name) for name, url in (("sqlite", sqlite_url), ("postgresql", postgresql_url))]
+    try:
+        started = [_start_stress(cluster) for cluster in clusters]
+        stop_at = max(base for _, _, base in started) + timedelta(seconds=STRESS_SECONDS)
+        workers = [worker for batch, _, _ in started for worker in batch]
+        while utc_now() < stop_at:  # the run's length is the point here; fail early if a worker dies
+            assert all(w.alive() for w in workers), [w.log_tail() for w in workers if not w.alive()]
+            time.sleep(min(1.0, max(0.0, (stop_at - utc_now()).total_seconds())))
+        stopped_at = utc_now()
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+        assert [w.wait(60) for w in workers] == [0] * len(workers)
+        for cluster, (_, schedules, _) in zip(clusters, started, strict=True):
+            _check_stress(cluster, schedules, stopped_at)
+    finally:
+        for cluster in clusters:
+            cluster.close()
+
+
+def _start_stress(cluster: Cluster) -> tuple[list[WorkerProcess], list[Schedule], datetime]:
+    """Start the stress test's workers on ``cluster`` and store its 50 schedules; returns the
+    workers, the schedules and their first fire time."""
     # --in-process: 50 schedules every 1-2 s are ~37 runs a second; on a 2-core machine a fresh
     # Python child process per run (~0.1-0.3 s of CPU each) cannot keep up, and what is tested
     # here is the claiming (exactly once across 4 processes), not the child-process executor.
@@ -291,15 +315,11 @@ def test_many_workers_run_every_fire_time_exactly_once(cluster: Cluster) -> None
             )
         )
     cluster.store.apply(schedules, [], [], utc_now())
-    stop_at = base + timedelta(seconds=STRESS_SECONDS)
-    while utc_now() < stop_at:  # the run's length is the point here; fail early if a worker dies
-        assert all(w.alive() for w in workers), [w.log_tail() for w in workers if not w.alive()]
-        time.sleep(min(1.0, max(0.0, (stop_at - utc_now()).total_seconds())))
-    stopped_at = utc_now()
-    for worker in workers:
-        worker.signal(signal.SIGTERM)
-    assert [w.wait(60) for w in workers] == [0] * STRESS_WORKERS
+    return workers, schedules, base
 
+
+def _check_stress(cluster: Cluster, schedules: list[Schedule], stopped_at: datetime) -> None:
+    """The stress test's checks on one cluster, once its workers stopped at ``stopped_at``."""
     runs = cluster.runs()
     stored = {s.name: s for s in cluster.store.list()}
     keys = Counter(_key(r.schedule_name, r.scheduled_for) for r in runs)

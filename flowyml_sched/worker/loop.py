@@ -105,6 +105,8 @@ class Worker(RunExecution):
         self._lease_lock = threading.Lock()
         self.identity = self._incarnation(clock())
         self._stopping = threading.Event()
+        self.serving = threading.Event()
+        """Set once :meth:`run` has stored its first heartbeat (its lease) and serves."""
         self._serving = False
         self._stop_now = threading.Event()
         self._no_starts = threading.Event()
@@ -209,6 +211,7 @@ class Worker(RunExecution):
         self._heartbeat(self.clock())
         logger.info("worker %s serving %s", self.identity.id, self.store.location)
         self.notifier.ready(f"serving {self.store.location}")
+        self.serving.set()
         failed = False
         self._serving = not once
         if once:

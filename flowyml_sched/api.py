@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import operator
 import os
 import tempfile
 import threading
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowyml_sched import config as c
 from flowyml_sched.clock import utc_now
-from flowyml_sched.errors import InvalidDuration, RunFailed, ScheduleNotFound, UnknownTimezone
+from flowyml_sched.errors import InvalidDuration, RunFailed, ScheduleNotFound, SchedulerError, UnknownTimezone
 from flowyml_sched.model import ClaimScope, Run, RunStatus
 from flowyml_sched.model import Schedule as StoredSchedule
 from flowyml_sched.zones import get_zone
@@ -103,7 +105,9 @@ class SchedulerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise c.SettingError(name, value, "a non-empty URL or None")
-        if self.db_path is not None and (not isinstance(self.db_path, str | os.PathLike) or not str(self.db_path)):
+        if self.db_path is not None and (
+            not isinstance(self.db_path, str | os.PathLike) or not str(self.db_path) or "\x00" in str(self.db_path)
+        ):
             raise c.SettingError("db_path", self.db_path, "a file path or None")
         if self.db_path is not None and self.db_url is not None:
             raise c.SettingError(
@@ -112,13 +116,15 @@ class SchedulerConfig:
         if self.lock_backend == "redis" and not self.redis_url:
             raise c.SettingError("redis_url", self.redis_url, "a redis:// URL when lock_backend is 'redis'")
         c.check_lock_backend(self.lock_backend)
-        _check_zone(self.timezone)
+        object.__setattr__(self, "timezone", _check_zone(_zone_name(self.timezone, "")))
+        low, high = c.POLL_INTERVAL_RANGE
         interval = self.check_interval_seconds
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval < float("inf"):
-            raise c.SettingError("check_interval_seconds", interval, "a positive number of seconds")
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not low <= interval <= high:
+            raise c.SettingError("check_interval_seconds", interval, f"seconds from {low:g} to {high:g}")
+        least, most = c.MAX_CONCURRENT_RANGE
         runs = self.max_concurrent_runs
-        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-            raise c.SettingError("max_concurrent_runs", runs, "a whole number of at least 1")
+        if isinstance(runs, bool) or not isinstance(runs, int) or not least <= runs <= most:
+            raise c.SettingError("max_concurrent_runs", runs, f"a whole number from {least} to {most}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, config_path: Path | None = None) -> SchedulerConfig:
@@ -200,6 +206,11 @@ class PipelineScheduler:
     ):
         from flowyml_sched.application.scheduler import connect
 
+        if config is not None and not isinstance(config, SchedulerConfig):
+            raise c.SettingError("config", config, "a SchedulerConfig or None")
+        for name, callback in (("on_success", on_success), ("on_failure", on_failure)):
+            if callback is not None and not callable(callback):
+                raise c.SettingError(name, callback, "a callable or None")
         self.config = config if config is not None else SchedulerConfig.from_env()
         self.on_success = on_success
         self.on_failure = on_failure
@@ -221,10 +232,12 @@ class PipelineScheduler:
         self._settings = settings
         self._scheduler: Scheduler = connect(settings, source=SOURCE, clock=clock)
         self._callables: dict[str, LocalPipeline] = {}
-        self._registered: set[str] = set()
+        self._registered: dict[str, str] = {}
+        """Schedule name to the pipeline it was registered with (the claims' scope)."""
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._closed = False
         atexit.register(self.stop)  # a script that ends (or a Ctrl-C) without stop(): drain, record
 
     # -- registering -------------------------------------------------------------------------
@@ -291,7 +304,9 @@ class PipelineScheduler:
         a bad name, zone, trigger or context, PipelineNotFound for a reference string that
         cannot be found here; nothing is stored then."""
         from flowyml_sched.application.scheduler import pipeline_of
+        from flowyml_sched.model import validate_name
 
+        validate_name(name)
         if isinstance(target, str):
             pipeline, local = target, None
         else:
@@ -309,7 +324,7 @@ class PipelineScheduler:
                 self._callables[name] = (pipeline, local)
             else:
                 self._callables.pop(name, None)
-            self._registered.add(name)
+            self._registered[name] = pipeline
             self._rescope()
         return self._view(stored, None)
 
@@ -328,7 +343,7 @@ class PipelineScheduler:
         self._scheduler.remove(name)
         with self._lock:
             self._callables.pop(name, None)
-            self._registered.discard(name)
+            self._registered.pop(name, None)
             self._rescope()
 
     def clear(self) -> None:
@@ -355,8 +370,8 @@ class PipelineScheduler:
         ``error``, ``duration_seconds``, ``run_id``, and ours ``scheduled_for``, ``status``,
         ``attempt``, ``worker``. [] for a name with no runs and no schedule (as flowyml).
         Raises InvalidScheduleName, and SettingError for a ``limit`` below 1."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise c.SettingError("limit", limit, "a whole number of at least 1")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= c.HISTORY_LIMIT_MAX:
+            raise c.SettingError("limit", limit, f"a whole number from 1 to {c.HISTORY_LIMIT_MAX}")
         try:
             runs = self._scheduler.history(schedule_name, limit)
         except ScheduleNotFound:
@@ -407,10 +422,18 @@ class PipelineScheduler:
     def start(self, blocking: bool = False) -> None:
         """Run the worker engine in this process: in a background thread, or with
         ``blocking`` in the calling thread until SIGTERM or SIGINT (the first drains, a second
-        stops at once, as ``run-worker``). Does nothing when already running."""
+        stops at once, as ``run-worker``; the signal handlers before it are restored after).
+        Does nothing when already running, and inside a run of a pipeline that a worker started
+        (``$FLOWYML_SCHED_RUN_ID`` set: a child process that imported this scheduler's module
+        must not serve). Raises SchedulerError after :meth:`close`."""
         from flowyml_sched.application.workers import log_event, run_ends, worker_on
 
+        if os.environ.get("FLOWYML_SCHED_RUN_ID"):
+            logger.warning("start() ignored: this process is a scheduled run's (FLOWYML_SCHED_RUN_ID is set)")
+            return
         with self._lock:
+            if self._closed:
+                raise SchedulerError("this PipelineScheduler is closed: make a new one")
             if self.running:
                 return
             tuning = c.WorkerSettings(
@@ -426,36 +449,48 @@ class PipelineScheduler:
                 scope=self._scope(),
                 callables=self._callables,
             )
+            worker = self._worker
             if blocking:
                 self._thread = threading.current_thread()
             else:
-                self._thread = threading.Thread(target=self._worker.run, name="flowyml-sched-worker", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=worker.run, name="flowyml-sched-worker", daemon=True)
+                thread.start()
+                self._thread = thread
                 # back once the worker serves (its lease stored: health_check says running), or died
-                while not self._worker.serving.wait(0.05) and self._thread.is_alive():
+                while not worker.serving.wait(0.05) and thread.is_alive():
                     pass
         if blocking:
             try:
-                self._worker.run()
+                worker.run()
             finally:
-                self._thread = None
+                with self._lock:
+                    self._thread = None
 
     def stop(self) -> None:
         """Stop claiming and wait for the runs going to finish (up to the worker's grace
         period, then they are recorded ``interrupted``), as ``run-worker`` does on its first
-        SIGTERM; returns at once when nothing runs. Does nothing when not running."""
-        worker, thread = self._worker, self._thread
-        if worker is None or thread is None:
+        SIGTERM; returns at once when nothing runs. Does nothing when not running. Safe from
+        any thread; from a callback (the worker's own thread) it asks and returns."""
+        with self._lock:
+            worker, thread = self._worker, self._thread
+            if worker is None or thread is None:
+                return
+            worker.request_stop()
+        if thread is threading.current_thread():
             return
-        worker.request_stop()
-        if thread is not threading.current_thread():
-            thread.join()
-            self._thread = None
+        thread.join()
+        with self._lock:
+            if self._thread is thread:
+                self._thread = None
 
     def close(self) -> None:
         """:meth:`stop`, then close the store (and remove an in-memory store's state directory)."""
         atexit.unregister(self.stop)
         self.stop()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._scheduler.close()
         if self._temporary is not None:
             self._temporary.cleanup()
@@ -469,7 +504,7 @@ class PipelineScheduler:
     # -- inside ------------------------------------------------------------------------------
 
     def _scope(self) -> ClaimScope:
-        return ClaimScope(frozenset(self._registered), references=self.run_all_schedules)
+        return ClaimScope(frozenset(self._registered.items()), references=self.run_all_schedules)
 
     def _rescope(self) -> None:
         """Under ``_lock``: the worker claims what is registered now."""
@@ -499,7 +534,7 @@ class PipelineScheduler:
 
     def _on_run_end(self, event: RunEnd) -> None:
         """Calls ``on_success`` or ``on_failure`` for an attempt of a schedule registered here."""
-        if event.claim.schedule.name not in self._registered:
+        if self._registered.get(event.claim.schedule.name) != event.claim.schedule.pipeline:
             return
         schedule = self._view(event.claim.schedule, None)
         execution = _execution(
@@ -569,9 +604,13 @@ def _zone_name(timezone: Any, default: str) -> str:
 
 
 def _whole(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise c.SettingError(name, value, "a whole number")
-    return value
+    """``value`` as an int when it is a whole number (numpy's too); else SettingError."""
+    try:
+        if not isinstance(value, bool):
+            return operator.index(value)
+    except TypeError:
+        pass
+    raise c.SettingError(name, value, "a whole number")
 
 
 def _time_of_day(hour: Any, minute: Any) -> str:
@@ -581,9 +620,12 @@ def _time_of_day(hour: Any, minute: Any) -> str:
 def _interval(hours: Any, minutes: Any, seconds: Any) -> str:
     """``hours`` + ``minutes`` + ``seconds`` as whole seconds (``5400s``). Raises InvalidDuration."""
     for name, value in (("hours", hours), ("minutes", minutes), ("seconds", seconds)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise c.SettingError(name, value, "a number")
-    total = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise c.SettingError(name, value, "a finite number")
+    try:
+        total = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise InvalidDuration(f"{hours} h {minutes} min {seconds} s", "it is far too long") from None
     if total <= timedelta(0):
         raise InvalidDuration(f"{hours} h {minutes} min {seconds} s", "it must be longer than zero")
     if total % timedelta(seconds=1):

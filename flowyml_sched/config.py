@@ -50,6 +50,12 @@ DEFAULT_POLL_INTERVAL = 1.0
 loop (:mod:`flowyml_sched.store.watch`), and between retries after a failed round."""
 DEFAULT_MAX_CONCURRENT = 4
 """Runs one worker executes at once."""
+MAX_CONCURRENT_RANGE = (1, 1000)
+"""The runs one worker may execute at once, least and most."""
+POLL_INTERVAL_RANGE = (0.05, 3600.0)
+"""A worker's poll interval in seconds, least and most."""
+HISTORY_LIMIT_MAX = 100_000
+"""The most runs one history read returns."""
 DEFAULT_GRACE = 30.0
 """Seconds running work gets to finish after the first SIGTERM; keep below systemd's TimeoutStopSec."""
 DEFAULT_LEASE = 30.0

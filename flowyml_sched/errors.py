@@ -288,7 +288,10 @@ def _short(value: object, width: int = 80) -> str:
     shortener = reprlib.Repr()
     shortener.maxstring = shortener.maxother = width
     shortener.maxlevel = 3
-    text = shortener.repr(value)
+    try:
+        text = shortener.repr(value)
+    except ValueError:  # an int of more digits than Python prints
+        text = f"<a {type(value).__name__} too large to print>"
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

@@ -326,20 +326,22 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimScope:
-    """Which schedules a worker claims (and whose pending retries it takes): those named in
-    ``names``, and, with ``references``, every schedule whose pipeline is a reference any
-    process can load (``module:attr`` or an entry-point name), that is, all but the callables
-    registered in another Python process (:mod:`flowyml_sched.references`). ``run-worker``
-    claims every reference; a :class:`flowyml_sched.PipelineScheduler` the names registered on
-    it (and the references too when made a full worker)."""
+    """Which schedules a worker claims (and whose pending retries it takes): those whose
+    ``(name, pipeline)`` is in ``registered`` (a schedule whose pipeline another process has
+    changed since is left to that process), and, with ``references``, every schedule whose
+    pipeline is a reference any process can load (``module:attr`` or an entry-point name),
+    that is, all but the callables registered in Python processes
+    (:mod:`flowyml_sched.references`). ``run-worker`` claims every reference; a
+    :class:`flowyml_sched.PipelineScheduler` what is registered on it (and the references too
+    when made a full worker)."""
 
-    names: frozenset[str] = frozenset()
+    registered: frozenset[tuple[str, str]] = frozenset()
     references: bool = True
 
     @property
     def kind(self) -> tuple[bool, bool]:
-        """(by name, by reference): what the claim's SQL filters on."""
-        return (bool(self.names), self.references)
+        """(by registration, by reference): what the claim's SQL filters on."""
+        return (bool(self.registered), self.references)
 
 
 EVERY_REFERENCE = ClaimScope()

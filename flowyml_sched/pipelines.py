@@ -153,8 +153,16 @@ def prepare_target(
 
 
 def _run_result(result: Any, params: dict[str, Any], run_id: str) -> PipelineResult:
-    """A plain callable returned: a flowyml ``Pipeline`` runs now; a flowyml ``PipelineResult``
-    (``lambda: pipeline.run()``) decides by its ``success``; anything else is success."""
+    """A plain callable returned: a coroutine (an ``async def`` pipeline) runs now to its end
+    (``asyncio.run``) and its result is looked at in turn; a flowyml ``Pipeline`` runs now; a
+    flowyml ``PipelineResult`` (``lambda: pipeline.run()``) decides by its ``success``; a
+    generator fails (its body never ran); anything else is success."""
+    if inspect.iscoroutine(result):
+        import asyncio
+
+        return _run_result(asyncio.run(result), params, run_id)
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        return PipelineResult(False, "the pipeline is a generator function: calling it ran none of its body")
     if is_flowyml_pipeline(result):
         return _run_flowyml(result, params, run_id)
     if _is_flowyml_result(result):

@@ -208,6 +208,14 @@ def test_a_zone_may_be_a_name_a_zoneinfo_or_a_pytz_zone(scheduler: PipelineSched
         (lambda s: s.schedule_daily("x", print, context={"scheduled_for": 1}), "reserved"),
         (lambda s: s.schedule_daily("x", print, context=[1]), "expected a mapping"),
         (lambda s: s.get_history("x", limit=0), "limit"),
+        (lambda s: s.get_history("x", limit=10**20), "limit"),
+        (lambda s: s.get_history("x", limit=2.5), "limit"),
+        (lambda s: s.schedule_interval("x", print, seconds=float("nan")), "finite"),
+        (lambda s: s.schedule_interval("x", print, seconds=float("inf")), "finite"),
+        (lambda s: s.schedule_interval("x", print, hours=10**12), "too long"),
+        (lambda s: s.schedule_hourly(None, print), "None"),
+        (lambda s: s.schedule_daily("x", print, context="abc"), "expected a mapping"),
+        (lambda s: s.schedule_daily("x", print, context={"x": 10**5000}), "too large to print"),
     ],
 )
 def test_bad_input_raises_a_value_error_of_the_package_and_stores_nothing(
@@ -302,6 +310,17 @@ def test_a_bad_setting_raises_a_value_error_naming_it(environ: dict[str, str], s
     assert said in str(raised.value)
 
 
+def test_a_config_zone_may_be_a_zone_object() -> None:
+    assert SchedulerConfig(timezone=zoneinfo.ZoneInfo("Europe/Berlin")).timezone == "Europe/Berlin"
+
+
+def test_the_scheduler_checks_its_arguments(db: str) -> None:
+    with pytest.raises(SettingError, match="config"):
+        PipelineScheduler({"db_path": db})  # type: ignore[arg-type]
+    with pytest.raises(SettingError, match="on_success"):
+        PipelineScheduler(SchedulerConfig(db_path=db), on_success=5)  # type: ignore[arg-type]
+
+
 def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
     with pytest.raises(SettingError, match="not available yet"):
         SchedulerConfig(distributed=True, lock_backend="redis", redis_url="redis://localhost:6379/0")
@@ -317,6 +336,9 @@ def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
         {"db_url": ""},
         {"db_url": "sqlite:////tmp/a.db", "db_path": "/tmp/b.db"},
         {"timezone": "Europe/Berln"},
+        {"db_path": "/tmp/a\x00b.db"},
+        {"check_interval_seconds": 10**400},
+        {"max_concurrent_runs": 10**30},
     ],
 )
 def test_config_values_are_checked_when_made(kwargs: dict[str, Any]) -> None:
@@ -671,3 +693,99 @@ def test_what_the_api_stored_exports_to_a_file_that_apply_takes_back_unchanged(d
     assert applied.returncode == 0, applied.stdout + applied.stderr
     again = subprocess.run([CLI, "export", "--db", other], capture_output=True, text=True, check=True).stdout
     assert again == exported
+
+
+def test_start_and_stop_from_several_threads_leave_at_most_one_worker(scheduler: PipelineScheduler) -> None:
+    scheduler.schedule_interval("a", lambda: None, seconds=1)
+    problems: list[BaseException] = []
+
+    def cycle() -> None:
+        try:
+            for _ in range(5):
+                scheduler.start()
+                scheduler.stop()
+        except BaseException as exc:  # reported below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=cycle) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    scheduler.stop()
+    assert problems == []
+    assert scheduler.running is False
+    assert [t for t in threading.enumerate() if t.name == "flowyml-sched-worker"] == []
+
+
+def test_start_after_close_is_an_error(db: str) -> None:
+    closed = PipelineScheduler(SchedulerConfig(db_path=db))
+    closed.close()
+    with pytest.raises(SchedulerError, match="closed"):
+        closed.start()
+
+
+def test_inside_a_scheduled_run_start_does_nothing(
+    scheduler: PipelineScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a run-worker's child that imports the application's module, which makes and starts a scheduler
+    monkeypatch.setenv("FLOWYML_SCHED_RUN_ID", "a-run")
+    scheduler.start()
+    assert scheduler.running is False
+
+
+def test_a_blocking_start_gives_the_signal_handlers_back(db: str, tmp_path: Path) -> None:
+    script = tmp_path / "handlers.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            import os, signal, threading
+            from flowyml_sched import PipelineScheduler, SchedulerConfig
+            def mine(signum, frame):
+                print("mine", flush=True)
+            signal.signal(signal.SIGTERM, mine)
+            scheduler = PipelineScheduler(SchedulerConfig(db_path={db!r}))
+            threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            scheduler.start(blocking=True)
+            print("back", signal.getsignal(signal.SIGTERM) is mine, signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        """),
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "back True True"
+
+
+def test_a_schedule_re_registered_elsewhere_with_another_pipeline_is_left_to_that_process(db: str) -> None:
+    # a rolling deploy: the old process registered a module function, the new one a lambda
+    ran = threading.Event()
+    with (
+        PipelineScheduler(SchedulerConfig(db_path=db, check_interval_seconds=0.2)) as old,
+        PipelineScheduler(SchedulerConfig(db_path=db, check_interval_seconds=0.2)) as new,
+    ):
+        old.schedule_interval("x", module_level_job, seconds=1, context={"record": os.devnull})
+        old.start()
+        new.schedule_interval("x", lambda: ran.set(), seconds=1)
+        new.start()
+        wait_until(ran.is_set, 20, "a run of the new process's lambda")
+        time.sleep(1.2)
+        old.stop()
+        new.stop()
+        stored = new.schedules["x"].pipeline
+        runs = [e for e in new.get_history("x") if e["status"] != "succeeded"]
+    assert stored == "python-callable:x"
+    assert runs == []  # the old process never ran the lambda's fire times as a reference
+
+
+async def _async_job(record: str) -> None:
+    with open(record, "a", encoding="utf-8") as out:
+        out.write("awaited\n")
+
+
+def test_an_async_function_is_awaited(scheduler: PipelineScheduler, tmp_path: Path) -> None:
+    record = tmp_path / "async.txt"
+    scheduler.schedule_interval("aio", _async_job, seconds=1, context={"record": str(record)})
+    scheduler.start()
+    history = wait_until(lambda: finished(scheduler, "aio"), 20, "a run of 'aio'")
+    scheduler.stop()
+    assert history[-1]["success"] is True
+    assert "awaited" in lines(record)

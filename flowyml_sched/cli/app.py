@@ -379,7 +379,9 @@ def clear_command(
 @o.store_options
 def history_command(
     name: Annotated[str, typer.Argument(help="The schedule (removed ones too).")],
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="How many runs, newest first.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=c.HISTORY_LIMIT_MAX, help="How many runs, newest first.")
+    ] = 20,
     as_json: o.Json = False,
     *,
     flags: o.StoreFlags,
@@ -497,14 +499,19 @@ def run_worker_command(
         ),
     ] = None,
     max_concurrent: Annotated[
-        int, typer.Option("--max-concurrent", min=1, max=1000, help="Runs executed at once.")
+        int,
+        typer.Option(
+            "--max-concurrent",
+            min=c.MAX_CONCURRENT_RANGE[0],
+            max=c.MAX_CONCURRENT_RANGE[1],
+            help="Runs executed at once.",
+        ),
     ] = c.DEFAULT_MAX_CONCURRENT,
     poll_interval: Annotated[
         float,
         o.bounded_float(
             "--poll-interval",
-            0.05,
-            3600,
+            *c.POLL_INTERVAL_RANGE,
             "Seconds between looks for changes where a write cannot wake the worker (no inotify, "
             "in-memory SQLite), and between retries after a failed round.",
         ),

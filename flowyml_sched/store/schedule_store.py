@@ -74,9 +74,10 @@ _NOT_SKIPPED = schedules.c.name.not_in(sa.bindparam("b_skip", expanding=True))
 
 def _in_scope(kind: tuple[bool, bool]) -> sa.ColumnElement[bool]:
     """The schedules a worker with a :class:`~flowyml_sched.model.ClaimScope` of this ``kind``
-    claims: those named in ``b_scope`` and/or those whose pipeline any process can load."""
+    claims: those whose (name, pipeline) is in ``b_scope`` and/or those whose pipeline any
+    process can load."""
     by_name, by_reference = kind
-    named = schedules.c.name.in_(sa.bindparam("b_scope", expanding=True))
+    named = sa.tuple_(schedules.c.name, schedules.c.pipeline).in_(sa.bindparam("b_scope", expanding=True))
     reference = schedules.c.pipeline.not_like(LOCAL_PIPELINE_PREFIX + "%")
     if by_name and by_reference:
         return sa.or_(named, reference)
@@ -1249,8 +1250,8 @@ def _take_due_retries(
 
 
 def _scope_params(scope: ClaimScope, **params: Any) -> dict[str, Any]:
-    """``params`` with the names of ``scope`` (``b_scope``) when its statements filter on them."""
-    return {**params, "b_scope": sorted(scope.names)} if scope.names else params
+    """``params`` with the schedules of ``scope`` (``b_scope``) when its statements filter on them."""
+    return {**params, "b_scope": sorted(scope.registered)} if scope.registered else params
 
 
 # -- rows <-> objects ----------------------------------------------------------------------

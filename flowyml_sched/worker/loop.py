@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from flowyml_sched.clock import utc_now
 from flowyml_sched.config import WorkerSettings
@@ -206,8 +207,7 @@ class Worker(RunExecution):
 
         Returns the exit status: 0 after a clean shutdown; 1 when ``once`` and its round failed.
         """
-        if threading.current_thread() is threading.main_thread():
-            self._install_signals()
+        previous = self._install_signals() if threading.current_thread() is threading.main_thread() else {}
         self._heartbeat(self.clock())
         logger.info("worker %s serving %s", self.identity.id, self.store.location)
         self.notifier.ready(f"serving {self.store.location}")
@@ -233,6 +233,9 @@ class Worker(RunExecution):
                 self._sleep(self._sleep_seconds(failed))
         finally:
             self._shutdown()
+            for signum, handler in previous.items():  # the caller's, back (the Python API's start(blocking=True))
+                if handler is not None:  # None: not set from Python, nothing to put back
+                    signal.signal(signum, handler)
         return 1 if once and failed else 0
 
     def _round(self, now: datetime) -> bool:
@@ -263,14 +266,18 @@ class Worker(RunExecution):
             self._sync_file.request()
         self._wake.set()
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT stop, SIGHUP syncs; returns the handlers they replaced."""
+
         def on_stop(signum: int, _frame: object) -> None:
             logger.info("received %s", signal.Signals(signum).name)
             self.request_stop()
 
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, lambda _s, _f: self.request_sync())
+        return previous
 
     def _sleep(self, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds or until woken: by a signal or a finished run, or by

@@ -633,7 +633,7 @@ scheduler.close()
 """
 
 
-@pytest.mark.parametrize(("backend", "kind"), [("sqlite", "lambda"), ("sqlite", "function"), ("postgresql", "lambda")])
+@pytest.mark.parametrize(("backend", "kind"), [("sqlite", "lambda"), ("postgresql", "function")])
 def test_three_processes_registering_the_same_schedule_run_each_fire_time_once(
     request: pytest.FixtureRequest, tmp_path: Path, backend: str, kind: str
 ) -> None:

@@ -521,7 +521,7 @@ SCHEDULES = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(SCHEDULES, max_size=4, unique_by=lambda s: s.name))
 def test_dump_then_parse_gives_the_same_schedules_and_the_same_bytes(schedules):
     text = dump_spec(schedules)

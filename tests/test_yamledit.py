@@ -415,7 +415,7 @@ SCHEDULES = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     schedules=st.lists(SCHEDULES, max_size=3, unique_by=lambda s: s.name), pauses=st.lists(st.booleans(), max_size=4)
 )

@@ -35,6 +35,7 @@ import logging
 import math
 import operator
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from flowyml_sched.application.workers import LocalPipeline, RunEnd, Worker
 
 logger = logging.getLogger("flowyml_sched.api")
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 SOURCE = "python"
 """The ``source`` recorded on the schedules this API stores."""
@@ -109,6 +112,8 @@ class SchedulerConfig:
             not isinstance(self.db_path, str | os.PathLike) or not str(self.db_path) or "\x00" in str(self.db_path)
         ):
             raise c.SettingError("db_path", self.db_path, "a file path or None")
+        if self.db_url is not None and not _URL.match(self.db_url):
+            raise c.SettingError("db_url", self.db_url, "a SQLAlchemy URL such as postgresql+psycopg://host/db")
         if self.db_path is not None and self.db_url is not None:
             raise c.SettingError(
                 "db_url", self.db_url, f"None when db_path is given ({str(self.db_path)!r}): one store"
@@ -136,6 +141,9 @@ class SchedulerConfig:
         defaults to ``os.environ``. Raises SettingError naming the variable and its value,
         and ConfigError for a config file that cannot be read."""
         found = c.python_api_settings(os.environ if environ is None else environ, config_path)
+        if "db_url" in found and "db_path" in found:  # one store, chosen as the CLI chooses it
+            from_env = {key for key, (_, source) in found.items() if source.startswith("FLOWYML_SCHEDULER_")}
+            del found["db_path" if "db_url" in from_env or "db_path" not in from_env else "db_url"]
         values: dict[str, Any] = {}
         for key, (text, source) in found.items():
             if key in ("persist", "distributed"):
@@ -252,6 +260,8 @@ class PipelineScheduler:
     ) -> Schedule:
         """Run ``pipeline_func`` at the wall-clock minutes of a 5-field cron expression.
         Raises InvalidCronExpression and the errors of :meth:`_register`."""
+        if not isinstance(cron_expression, str):
+            raise c.SettingError("cron_expression", cron_expression, "a cron expression such as '0 9 * * 1-5'")
         return self._register(name, pipeline_func, {"cron": cron_expression}, timezone, context)
 
     def schedule_daily(

@@ -109,10 +109,11 @@ class UnknownTimezone(SchedulerError, LookupError, ValueError):
 class InvalidScheduleName(SchedulerError, ValueError):
     """A schedule name with characters other than letters, digits, ``_``, ``-`` and ``.``."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, reason: str | None = None):
         self.name = name
+        why = f" ({reason})" if reason else ""
         super().__init__(
-            f"invalid schedule name {name!r}: use 1-128 letters, digits, '_', '-' and '.', "
+            f"invalid schedule name {name!r}{why}: use 1-128 letters, digits, '_', '-' and '.', "
             "starting with a letter or digit, such as daily-etl or sales_report.v2"
         )
 

@@ -375,8 +375,10 @@ class Heartbeat:
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid schedule name, else raise InvalidScheduleName."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise InvalidScheduleName(str(name))
+    if not isinstance(name, str):
+        raise InvalidScheduleName(f"<{type(name).__name__}: {name!r}>"[:140], "it is not text")
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidScheduleName(name)
     return name
 
 

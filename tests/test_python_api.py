@@ -213,7 +213,8 @@ def test_a_zone_may_be_a_name_a_zoneinfo_or_a_pytz_zone(scheduler: PipelineSched
         (lambda s: s.schedule_interval("x", print, seconds=float("nan")), "finite"),
         (lambda s: s.schedule_interval("x", print, seconds=float("inf")), "finite"),
         (lambda s: s.schedule_interval("x", print, hours=10**12), "too long"),
-        (lambda s: s.schedule_hourly(None, print), "None"),
+        (lambda s: s.schedule_hourly(None, print), "not text"),
+        (lambda s: s.schedule_cron("c", print, None), "cron_expression"),
         (lambda s: s.schedule_daily("x", print, context="abc"), "expected a mapping"),
         (lambda s: s.schedule_daily("x", print, context={"x": 10**5000}), "too large to print"),
     ],
@@ -310,6 +311,23 @@ def test_a_bad_setting_raises_a_value_error_naming_it(environ: dict[str, str], s
     assert said in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("environ", "config", "store"),
+    [
+        ({"FLOWYML_SCHEDULER_DB_URL": "sqlite:////tmp/u.db", "FLOWYML_SCHEDULER_DB_PATH": "/tmp/p.db"}, "", "url"),
+        ({"FLOWYML_SCHEDULER_DB_PATH": "/tmp/p.db"}, "db_url: sqlite:////tmp/u.db\n", "path"),
+        ({}, "db_url: sqlite:////tmp/u.db\ndb_path: /tmp/p.db\n", "url"),
+    ],
+)
+def test_a_store_named_twice_is_chosen_as_the_cli_chooses_it(
+    tmp_path: Path, environ: dict[str, str], config: str, store: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(config, encoding="utf-8")
+    made = SchedulerConfig.from_env({**environ, "HOME": "/nonexistent"}, config_path=path)
+    assert (made.db_url, made.db_path) == (("sqlite:////tmp/u.db", None) if store == "url" else (None, "/tmp/p.db"))
+
+
 def test_a_config_zone_may_be_a_zone_object() -> None:
     assert SchedulerConfig(timezone=zoneinfo.ZoneInfo("Europe/Berlin")).timezone == "Europe/Berlin"
 
@@ -339,6 +357,7 @@ def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
         {"db_path": "/tmp/a\x00b.db"},
         {"check_interval_seconds": 10**400},
         {"max_concurrent_runs": 10**30},
+        {"db_url": "notaurl"},
     ],
 )
 def test_config_values_are_checked_when_made(kwargs: dict[str, Any]) -> None:
@@ -537,7 +556,10 @@ def test_registering_the_same_definition_again_keeps_its_state(db: str) -> None:
         second.enable("keep")
         first_next = second.schedules["keep"].next_run
     with PipelineScheduler(SchedulerConfig(db_path=db)) as third:
-        third.schedule_interval("keep", lambda: None, minutes=10, context={"a": 1})
+        with open_store(f"sqlite:///{db}", create=False) as store:
+            version = store.get("keep").version
+            third.schedule_interval("keep", lambda: None, minutes=10, context={"a": 1})
+            assert store.get("keep").version == version  # nothing written
         assert third.schedules["keep"].next_run == first_next  # same anchor, same next fire time
         changed = third.schedule_interval("keep", lambda: None, minutes=5, context={"a": 2})
         assert (changed.schedule_value, changed.context) == ("300", {"a": 2})
@@ -789,3 +811,38 @@ def test_an_async_function_is_awaited(scheduler: PipelineScheduler, tmp_path: Pa
     scheduler.stop()
     assert history[-1]["success"] is True
     assert "awaited" in lines(record)
+
+
+def test_a_second_signal_returns_at_once_though_an_in_process_run_goes_on(db: str, tmp_path: Path) -> None:
+    script = tmp_path / "twice.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            import os, signal, threading, time
+            from flowyml_sched import PipelineScheduler, SchedulerConfig
+            started = threading.Event()
+            def long_job():
+                started.set()
+                time.sleep(120)  # a thread cannot be stopped: the worker records it and leaves
+            def signal_twice():
+                started.wait(60)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGTERM)
+            scheduler = PipelineScheduler(SchedulerConfig(db_path={db!r}, check_interval_seconds=0.2))
+            scheduler.schedule_interval("long", long_job, seconds=1)
+            threading.Thread(target=signal_twice, daemon=True).start()
+            scheduler.start(blocking=True)
+            print("returned", flush=True)
+            os._exit(0)
+        """),
+        encoding="utf-8",
+    )
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "returned"
+    assert took < 14, f"{took:.1f} s: the stop waited for a run it cannot stop"  # not 15 s more
+    with open_store(f"sqlite:///{db}", create=False) as store:
+        statuses = {r.status for r in store.history("long", 10)}
+    assert RunStatus.interrupted in statuses and RunStatus.running not in statuses

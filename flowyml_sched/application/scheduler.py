@@ -171,8 +171,10 @@ class Scheduler:
                 except ScheduleExists:
                     continue
             changes = changes_of(current, {k: v for k, v in fields.items() if k != "name"}, now=self.clock())
-            if not changes and isinstance(current, Schedule):
-                return current, "unchanged"
+            if isinstance(current, Schedule):  # the fields given, less those that stay as stored
+                changes = {key: value for key, value in changes.items() if getattr(current, key) != value}
+                if not changes:
+                    return current, "unchanged"
             if check_pipeline and "pipeline" in changes:
                 check_pipeline_reference(changes["pipeline"])
             return self._replace(current, changes), "updated"

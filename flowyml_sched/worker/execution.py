@@ -355,6 +355,9 @@ class RunExecution(LeaseKeeping):
             if (refused := self._fence(claim, run_uuid, None)[0]) is not None:
                 return None, refused
             started = self.clock()
+            with self._mutex:
+                if (active := self._active.get(claim.run_id)) is not None:
+                    active.in_process = True
             self._emit(RunStarted(claim, started))
             if local is not None:
                 outcome = call_with_timeout(call, timeout, f"run-{schedule.name}")

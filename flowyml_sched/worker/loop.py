@@ -355,8 +355,9 @@ class Worker(RunExecution):
             if active.child is not None:
                 active.child.kill_grace = 0.0 if self._stop_now.is_set() else active.child.kill_grace
                 active.child.stop(RunStatus.interrupted, reason)
-        if remaining:
-            self.wait_idle(15.0)
+        if remaining:  # runners record what they stopped or never started; in-process runs cannot be stopped
+            with self._idle:
+                self._idle.wait_for(lambda: all(a.in_process for a in self._active.values()), 15.0)
         with self._mutex:
             leftover = list(self._active.values())
         for active in leftover:  # in-process runs cannot be stopped: record them, then leave

@@ -31,10 +31,12 @@ and the callable or flowyml ``Pipeline`` object."""
 
 @dataclass
 class Active:
-    """A claim this worker holds, and its child process once started."""
+    """A claim this worker holds, and its child process once started (``in_process``: its
+    pipeline started in this process, which no stop can end)."""
 
     claim: Claim
     child: ChildRun | None = None
+    in_process: bool = False
 
 
 @dataclass

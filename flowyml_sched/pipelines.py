@@ -113,20 +113,13 @@ def is_flowyml_pipeline(obj: object) -> bool:
     ) and callable(getattr(obj, "run", None))
 
 
-def run_target(target: Any, params: dict[str, Any], scheduled_for: datetime, run_id: str) -> PipelineResult:
-    """Run a resolved target once and report how it ended; never raises for the target's errors.
-
-    ``scheduled_for`` is the fire time (aware UTC); ``run_id`` becomes the flowyml run id.
-    """
-    return prepare_target(target, params, scheduled_for, run_id)()
-
-
 def prepare_target(
     target: Any, params: dict[str, Any], scheduled_for: datetime, run_id: str
 ) -> Callable[[], PipelineResult]:
-    """Check a resolved target and bind its arguments now (as :func:`run_target` would); the
-    returned call runs it once and reports how it ended, never raising for the target's errors.
-    A target that cannot take the params fails when called."""
+    """Check a resolved target and bind its arguments now; the returned call runs it once and
+    reports how it ended, never raising for the target's errors. ``scheduled_for`` is the
+    fire time (aware UTC); ``run_id`` becomes the flowyml run id. A target that cannot take
+    the params fails when called."""
     try:
         if is_flowyml_pipeline(target):
             return _guarded(lambda: _run_flowyml(target, params, run_id))

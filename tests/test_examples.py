@@ -124,7 +124,7 @@ def test_both_entry_points_are_registered():
 def test_the_scheduler_runs_daily_summary_with_the_schedules_params(tmp_path):
     target = pipelines.resolve("daily_summary")
     params = {"input": "sales.csv", "output_dir": str(tmp_path), "period": "yesterday"}
-    result = pipelines.run_target(target, params, datetime(2026, 3, 5, 1, 30, tzinfo=UTC), "run-1")
+    result = pipelines.prepare_target(target, params, datetime(2026, 3, 5, 1, 30, tzinfo=UTC), "run-1")()
     assert result == pipelines.PipelineResult(True)
     assert json.loads((tmp_path / "summary-2026-03-04.json").read_text())["total_units"] == 70
 
@@ -157,7 +157,7 @@ def test_the_flowyml_pipeline_runs_and_reports_the_given_run_id(flowyml_sandbox)
 
 def test_the_scheduler_runs_the_flowyml_factory(flowyml_sandbox):
     target = pipelines.resolve("flowyml_demo")
-    result = pipelines.run_target(target, {"input": "sales.csv"}, MARCH_4, "sched-run-7")
+    result = pipelines.prepare_target(target, {"input": "sales.csv"}, MARCH_4, "sched-run-7")()
     assert result == pipelines.PipelineResult(True, None, "sched-run-7")
 
 

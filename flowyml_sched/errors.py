@@ -247,6 +247,14 @@ class RunExists(SchedulerError, ValueError):
         super().__init__(f"schedule {schedule_name!r} already has a run for the fire time {when}")
 
 
+class RunGone(SchedulerError, LookupError):
+    """A run waited for whose history row was deleted meanwhile."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is no longer in the history (pruned while waited for)")
+
+
 class PipelineNotFound(SchedulerError, LookupError):
     """A pipeline reference that does not resolve: no such entry point, module or attribute."""
 

@@ -82,8 +82,10 @@ class Overlap(enum.Enum):
 
 
 class RunStatus(enum.Enum):
-    """States of a run in the execution history."""
+    """States of a run in the execution history. ``pending``: a run asked for (``trigger``,
+    ``backfill``) that no worker has taken yet."""
 
+    pending = "pending"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
@@ -92,6 +94,16 @@ class RunStatus(enum.Enum):
     skipped = "skipped"
     missed = "missed"
     abandoned = "abandoned"
+
+
+class RunOrigin(enum.Enum):
+    """Why a run exists: ``schedule``, a fire time of the schedule's trigger, claimed when due;
+    ``manual``, one run asked for now (``flowyml-sched trigger``), its ``scheduled_for`` the
+    request's instant; ``backfill``, a past fire time asked for again (``flowyml-sched backfill``)."""
+
+    schedule = "schedule"
+    manual = "manual"
+    backfill = "backfill"
 
 
 @dataclass(frozen=True)
@@ -273,6 +285,10 @@ class Run:
     retry_at: datetime | None = None
     """When a retry of this fire time is due (UTC): set on a ``failed``, ``timed_out`` or
     ``abandoned`` attempt with retries left, until a worker takes the retry; else None."""
+    origin: RunOrigin = RunOrigin.schedule
+    """Whether the schedule's trigger, a ``trigger`` or a ``backfill`` asked for this run."""
+    params: dict[str, Any] | None = None
+    """Parameters of this run only (``trigger --param``), over the schedule's; None: none."""
     id: int | None = field(default=None, compare=False)
     """The history row's database id; not part of a run's value."""
 
@@ -313,7 +329,9 @@ class Claim:
     does not start (overlap, shutdown), since that attempt did run. ``owner`` is the id of
     the worker that claimed it: only under that id may it start. ``owed`` marks a claim
     taken from a pending retry (a retry, or an attempt handed over unstarted): it waits for
-    the schedule's run lock rather than meet the overlap policy at once."""
+    the schedule's run lock rather than meet the overlap policy at once. ``origin`` and
+    ``params`` are the run row's (:class:`Run`): a backfill waits for the run lock as long as
+    it takes; ``params`` go over the schedule's."""
 
     run_id: int
     schedule: Schedule
@@ -322,6 +340,13 @@ class Claim:
     retry_of: RunStatus | None = None
     owner: str = ""
     owed: bool = False
+    origin: RunOrigin = RunOrigin.schedule
+    params: Mapping[str, Any] | None = None
+
+    @property
+    def run_params(self) -> dict[str, Any]:
+        """The parameters the pipeline gets: the schedule's, with the run's own over them."""
+        return {**self.schedule.params, **(self.params or {})}
 
 
 @dataclass(frozen=True)
@@ -361,6 +386,16 @@ class ClaimRound:
     broken: tuple[BrokenSchedule, ...] = ()
     missed: tuple[tuple[str, datetime, str], ...] = ()
     """(schedule, fire time, reason) of each fire time this round recorded ``missed``."""
+
+
+@dataclass(frozen=True)
+class RequestedRuns:
+    """What a request for runs (:meth:`ScheduleStore.request_runs`) stored: the ``pending`` runs
+    it ``queued`` (a fire time recorded ``missed`` is asked for again), and the runs already in
+    history that it left as they are (``kept``), each oldest first."""
+
+    queued: list[Run]
+    kept: list[Run]
 
 
 @dataclass(frozen=True)
@@ -525,4 +560,5 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         if isinstance(value, datetime):
             out[key] = value.isoformat()
     out["status"] = run.status.value
+    out["origin"] = run.origin.value
     return out

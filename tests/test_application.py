@@ -70,3 +70,50 @@ def test_prune_knows_a_file_by_its_absolute_path_from_any_directory(
         os.fspath(tmp_path / "a" / "y" / "s.yaml"), prune=True, dry_run=True, check_pipelines=False
     )
     assert not plan.deletes and [u.name for u in plan.unchanged] == ["from-a"]
+
+
+# -- runs asked for: what is refused, and nothing stored then --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "max_runs", "message"),
+    [
+        (DUE, DUE, 1000, "is not before the end"),
+        (DUE + timedelta(days=1), DUE, 1000, "is not before the end"),
+        (DUE, DUE + timedelta(days=30), 1000, "is after now"),
+        (DUE, DUE + timedelta(days=4), 3, "holds more than 3 fire times of nightly"),
+    ],
+)
+def test_a_backfill_refuses_a_range_it_cannot_take_and_stores_nothing(
+    store: ScheduleStore, start: datetime, end: datetime, max_runs: int, message: str
+) -> None:
+    from flowyml_sched.errors import UsageError
+
+    add_daily(store)
+    with pytest.raises(UsageError, match=message):
+        at(store, DUE + timedelta(days=5)).backfill("nightly", start, end, max_runs=max_runs)
+    assert store.history("nightly") == []
+
+
+def test_a_backfill_of_exactly_max_fire_times_is_taken(store: ScheduleStore) -> None:
+    add_daily(store)
+    done = at(store, DUE + timedelta(days=5)).backfill("nightly", DUE, DUE + timedelta(days=3), max_runs=3)
+    assert done.queued == [DUE + timedelta(days=n) for n in range(3)]
+
+
+def test_asking_for_runs_of_an_unknown_schedule_or_with_bad_params_stores_nothing(store: ScheduleStore) -> None:
+    from flowyml_sched.errors import InvalidParams, ScheduleNotFound
+    from flowyml_sched.model import MAX_PARAMS_DEPTH
+
+    add_daily(store)
+    scheduler = at(store, DUE + timedelta(days=1))
+    with pytest.raises(ScheduleNotFound):
+        scheduler.trigger("nope")
+    with pytest.raises(ScheduleNotFound):
+        scheduler.backfill("nope", DUE, DUE + timedelta(hours=1))
+    deep: object = 1
+    for _ in range(MAX_PARAMS_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(InvalidParams, match="nightly"):
+        scheduler.trigger("nightly", {"deep": deep})
+    assert store.history("nightly") == [] and store.history("nope") == []

@@ -1506,3 +1506,69 @@ def test_show_gives_the_misfire_grace_in_force_and_no_timeout_when_none_is_set(d
     assert values["misfire_grace_seconds"] == "60 (1m, the default)"
     assert values["timeout_seconds"] == "- (no timeout)"
     assert values["retry_backoff_seconds"] == "60 (1m)"
+
+
+# -- trigger and backfill ------------------------------------------------------------------------
+
+
+def test_trigger_asks_for_one_run_now_marked_manual_and_says_that_no_worker_runs_yet(db: Path) -> None:
+    add(db, "nightly", "--daily", "02:00", "--param", "day=today")
+    before = datetime.now(timezone.utc)
+    result = succeeds("trigger", "nightly", "--param", "day=2026-03-01", "--param", "limit=3", "--db", db, "--json")
+    run = json.loads(result.stdout)
+    assert (run["status"], run["origin"], run["params"]) == ("pending", "manual", {"day": "2026-03-01", "limit": 3})
+    assert before <= datetime.fromisoformat(run["scheduled_for"]) <= datetime.now(timezone.utc)
+    assert "no worker is running" in result.stderr and "flowyml-sched run-worker" in result.stderr
+    table = succeeds("history", "nightly", "--db", db).stdout
+    assert "pending (manual)" in table
+
+
+def test_backfill_lists_then_queues_the_fire_times_of_a_range_across_dst_and_a_second_queues_none(db: Path) -> None:
+    add(db, "berlin", "--daily", "02:00", "--tz", "Europe/Berlin")
+    span = ("--start", "2026-03-27T00:00:00+01:00", "--end", "2026-04-01T00:00:00+02:00")
+    dry = succeeds("backfill", "berlin", *span, "--dry-run", "--db", db).stdout
+    assert dry.count("  would run\n") == 5
+    assert "Sun 2026-03-29 03:00:00 +0200" in dry and "does not exist" in dry
+    assert "dry run: 5 fire times would run; nothing was stored" in dry
+    assert json.loads(succeeds("history", "berlin", "--db", db, "--json").stdout) == []
+    done = json.loads(succeeds("backfill", "berlin", *span, "--db", db, "--json").stdout)
+    assert (
+        done["queued"]
+        == done["fire_times"]
+        == [
+            "2026-03-27T01:00:00+00:00",
+            "2026-03-28T01:00:00+00:00",
+            "2026-03-29T01:00:00+00:00",
+            "2026-03-30T00:00:00+00:00",
+            "2026-03-31T00:00:00+00:00",
+        ]
+    )
+    again = succeeds("backfill", "berlin", *span, "--db", db).stdout
+    assert again.count("in history: pending") == 5
+    assert "nothing queued: every fire time of berlin in the range is in its history already" in again
+    history = json.loads(succeeds("history", "berlin", "--db", db, "--json").stdout)
+    assert [(r["status"], r["origin"]) for r in history] == [("pending", "backfill")] * 5
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "words"),
+    [
+        (["trigger", "nope"], 1, ["no schedule named 'nope'"]),
+        (["trigger", "nightly", "--param", "day"], 1, ["expected KEY=VALUE"]),
+        (["backfill", "nope", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-02T00:00:00Z"], 1, ["'nope'"]),
+        (["backfill", "nightly", "--start", "2026-01-01T00:00:00", "--end", "2026-01-02T00:00:00Z"], 1,
+         ["--start", "no UTC offset"]),
+        (["backfill", "nightly", "--start", "2026-01-02T00:00:00Z", "--end", "2026-01-01T00:00:00Z"], 2,
+         ["is not before the end"]),
+        (["backfill", "nightly", "--start", "2026-01-01T00:00:00Z", "--end", "2099-01-01T00:00:00Z"], 2,
+         ["is after now"]),
+        (["backfill", "nightly", "--start", "2026-01-01T00:00:00Z", "--end", "2026-02-01T00:00:00Z", "--max", "7"], 2,
+         ["more than 7 fire times", "--max"]),
+    ],
+)  # fmt: skip
+def test_trigger_and_backfill_refuse_bad_input_and_store_nothing(
+    db: Path, args: list[str], exit_code: int, words: list[str]
+) -> None:
+    add(db, "nightly", "--daily", "02:00")
+    refused(cli(*args, "--db", db), exit_code, *words)
+    assert json.loads(succeeds("history", "nightly", "--db", db, "--json").stdout) == []

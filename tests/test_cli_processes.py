@@ -178,3 +178,32 @@ def test_a_sync_file_being_written_is_not_applied_half_written(env: dict[str, st
         wait_for(lambda: names(env) == ["now", "second"], "the finished file to be applied")
     finally:
         stop(worker)
+
+
+def test_trigger_wakes_an_idle_worker_and_wait_exits_with_the_runs_outcome(env: dict[str, str], store_url: str) -> None:
+    from pipelines_for_tests import pythonpath
+
+    env = {**env, "FLOWYML_SCHEDULER_DB_URL": store_url, "PYTHONPATH": pythonpath()}
+    del env["FLOWYML_SCHEDULER_DB_PATH"]
+    for name, pipeline in (("good", "pipelines_for_tests:ok"), ("bad", "pipelines_for_tests:raises")):
+        assert cli("add", name, "--pipeline", pipeline, "--daily", "02:00", env=env).returncode == 0
+    assert cli("pause", "bad", env=env).returncode == 0  # a manual run is a manual act: paused ones run too
+    # no poll and no heartbeat within the test: only the store's change watch wakes the worker
+    worker = subprocess.Popen(
+        [CLI, "run-worker", "--in-process", "--poll-interval", "3600", "--lease", "3600"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: cli("run-worker", "--check", env=env).returncode == 0, "the worker to serve")
+        good = cli("trigger", "good", "--wait", env=env)
+        assert good.returncode == 0, good.stderr
+        assert "good at " in good.stdout and ": succeeded" in good.stdout
+        bad = cli("trigger", "bad", "--wait", env=env)
+        assert bad.returncode == 1, bad.stderr
+        assert ": failed (RuntimeError: boom from pipelines_for_tests.raises)" in bad.stdout
+    finally:
+        stop(worker)
+    assert [(r["status"], r["origin"]) for r in history(env, "good")] == [("succeeded", "manual")]

@@ -37,7 +37,7 @@ from flowyml_sched.errors import (
     StoreError,
     StoreMissing,
 )
-from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunOrigin, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
 from flowyml_sched.store.migrate import alembic_config
 from flowyml_sched.store.schema import metadata
@@ -538,6 +538,23 @@ def test_upgrade_from_an_empty_database_after_a_downgrade(store: ScheduleStore, 
     assert store.upgrade() == HEAD_REVISION
     store.add(etl(), NOW)
     assert store.list() == [as_stored(etl())]
+
+
+def test_runs_stored_before_revision_0004_come_back_as_the_schedules_own(store: ScheduleStore, store_url: str) -> None:
+    from alembic import command
+
+    store.add(etl(), NOW)
+    store.record_run(Run("etl", NOW, RunStatus.succeeded))
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+            assert "origin" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    finally:
+        engine.dispose()
+    assert store.upgrade() == "0003"
+    (run,) = store.history("etl")
+    assert (run.origin, run.params, run.status) == (RunOrigin.schedule, None, RunStatus.succeeded)
 
 
 def test_a_schema_newer_than_the_code_is_refused(store_url: str) -> None:

@@ -30,7 +30,7 @@ from pipelines_for_tests import pythonpath, read_records
 from flowyml_sched.application import Scheduler, next_fire_at
 from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import FileLocks
-from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import CatchUp, Overlap, Policy, Run, RunOrigin, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import ScheduleStore, open_store
 from flowyml_sched.store.schema import UTCDateTime
 from flowyml_sched.triggers import CronTrigger, DailyTrigger, HourlyTrigger, IntervalTrigger, Trigger
@@ -1567,3 +1567,225 @@ def test_a_stall_inside_the_write_of_a_start_that_outlasts_the_lease_starts_noth
     run = runs_of(store, "nightly")[DAY1]
     assert (run.status, run.error) == (RunStatus.interrupted, STALLED)
     assert not record.exists()  # the pipeline never ran
+
+
+# -- runs asked for: trigger and backfill ----------------------------------------------------
+
+
+BERLIN_DAILY_2AM_FIRES = [
+    datetime(2026, 3, 27, 1, 0, tzinfo=UTC),  # 02:00+01:00
+    datetime(2026, 3, 28, 1, 0, tzinfo=UTC),
+    datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 02:00 does not exist that night: 03:00+02:00
+    datetime(2026, 3, 30, 0, 0, tzinfo=UTC),  # 02:00+02:00
+    datetime(2026, 3, 31, 0, 0, tzinfo=UTC),
+]
+"""Europe/Berlin daily 02:00 fire times in [2026-03-27T00:00+01:00, 2026-04-01T00:00+02:00)."""
+AFTER_BACKFILL_RANGE = datetime(2026, 4, 2, 12, 0, tzinfo=UTC)
+
+
+def asking(store: ScheduleStore, now: datetime) -> Scheduler:
+    """The use cases a front end calls to ask for runs, at ``now``."""
+    return Scheduler(store, clock=lambda: now)
+
+
+def tick_until_ended(worker: Ticking, store: ScheduleStore, name: str, count: int) -> dict[datetime, Run]:
+    """Rounds at the worker's clock until ``count`` runs of ``name`` have ended (a backfill
+    hands out its next fire time as the one before ends)."""
+
+    def ended() -> bool:
+        worker.tick_on()
+        worker.idle()
+        done = [r for r in runs_of(store, name).values() if r.status not in (RunStatus.pending, RunStatus.running)]
+        return len(done) >= count
+
+    wait_until(ended, f"{count} runs of {name} to end")
+    return runs_of(store, name)
+
+
+def test_a_triggered_run_runs_at_once_on_a_paused_schedule_with_its_params_over_the_schedules(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record), "tag": "schedule's"})
+    asking(store, CREATED).pause("nightly")
+    now = CREATED + timedelta(hours=3, microseconds=250)
+    run = asking(store, now).trigger("nightly", {"tag": "this run's"})
+    assert (run.status, run.origin, run.scheduled_for, run.params) == (
+        RunStatus.pending,
+        RunOrigin.manual,
+        now,
+        {"tag": "this run's"},
+    )
+    worker = make_worker()
+    assert worker.tick(now) == [("nightly", now)]
+    worker.idle()
+    ran = runs_of(store, "nightly")[now]
+    assert (ran.status, ran.origin, ran.attempt) == (RunStatus.succeeded, RunOrigin.manual, 1)
+    assert [(r["scheduled_for"], r["tag"]) for r in events(record, "ok")] == [(now.isoformat(), "this run's")]
+    assert store.get("nightly").enabled is False  # the manual act left the schedule paused
+
+
+def test_a_triggered_run_meets_the_overlap_policy_like_a_fire_time(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip)
+    worker = make_worker()
+    worker.tick(at_minute(1))
+    wait_until(lambda: events(record, "start"), "the scheduled run to start")
+    asked = at_minute(1) + timedelta(seconds=20)
+    asking(store, asked).trigger("busy")
+    assert worker.tick(asked) == [("busy", asked)]
+    wait_until(lambda: statuses(store, "busy").get(asked) is RunStatus.skipped, "the manual run to be skipped")
+    gate.touch()
+    worker.idle()
+    manual = runs_of(store, "busy")[asked]
+    assert manual.origin is RunOrigin.manual and "overlap: skip" in manual.error
+    assert len(events(record, "start")) == 1
+
+
+def test_a_trigger_at_one_of_the_schedules_fire_times_leaves_that_fire_time_to_the_schedule(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    run = asking(store, DAY1).trigger("nightly")
+    assert run.scheduled_for == DAY1 + timedelta(microseconds=1)
+    worker = make_worker()
+    assert sorted(worker.tick(DAY1)) == [("nightly", DAY1), ("nightly", run.scheduled_for)]
+    worker.idle()
+    runs = runs_of(store, "nightly")
+    assert [(r.origin, r.status) for _, r in sorted(runs.items())] == [
+        (RunOrigin.schedule, RunStatus.succeeded),
+        (RunOrigin.manual, RunStatus.succeeded),
+    ]
+
+
+def test_a_backfill_runs_each_fire_time_once_oldest_first_one_at_a_time_across_dst_and_a_second_runs_none(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    schedule = Schedule(
+        name="berlin",
+        pipeline="pipelines_for_tests:slow",
+        trigger=DailyTrigger(2, 0),
+        timezone="Europe/Berlin",
+        params={"seconds": 0.05, "record": str(record)},
+        policy=Policy(catchup=CatchUp.none),  # a backfill ignores catch-up and grace
+    )
+    created = datetime(2026, 3, 1, tzinfo=UTC)
+    store.add(dataclasses.replace(schedule, next_fire_at=next_fire_at(schedule, AFTER_BACKFILL_RANGE)), created)
+    start = datetime.fromisoformat("2026-03-27T00:00:00+01:00")
+    end = datetime.fromisoformat("2026-04-01T00:00:00+02:00")
+    first = asking(store, AFTER_BACKFILL_RANGE).backfill("berlin", start, end)
+    assert [f.utc for f in first.fire_times] == first.queued == BERLIN_DAILY_2AM_FIRES
+    assert first.fire_times[2].at.isoformat() == "2026-03-29T03:00:00+02:00"
+    worker = make_worker(max_concurrent=4)
+    assert worker.tick(AFTER_BACKFILL_RANGE) == [("berlin", BERLIN_DAILY_2AM_FIRES[0])]  # one at a time
+    runs = tick_until_ended(worker, store, "berlin", 5)
+    assert sorted(runs) == BERLIN_DAILY_2AM_FIRES
+    assert {(r.status, r.origin, r.attempt) for r in runs.values()} == {(RunStatus.succeeded, RunOrigin.backfill, 1)}
+    starts, ends = events(record, "start"), events(record, "end")
+    assert [r["scheduled_for"] for r in starts] == [at.isoformat() for at in BERLIN_DAILY_2AM_FIRES]
+    assert all(later["at"] >= earlier["at"] for earlier, later in zip(ends, starts[1:], strict=False))
+    again = asking(store, AFTER_BACKFILL_RANGE).backfill("berlin", start, end)
+    assert again.queued == [] and [r.scheduled_for for r in again.kept] == BERLIN_DAILY_2AM_FIRES
+    assert worker.tick_on() == []
+    assert len(events(record, "start")) == 5
+
+
+def test_a_backfill_asks_again_for_fire_times_recorded_missed_and_leaves_the_others(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, params={"record": str(record)})
+    days = [DAY1 + timedelta(days=n) for n in range(3)]
+    store.record_run(Run("nightly", days[0], RunStatus.succeeded))
+    store.record_run(Run("nightly", days[1], RunStatus.missed, error="missed: no worker claimed it"))
+    now = days[2] + timedelta(hours=1)
+    dry = asking(store, now).backfill("nightly", DAY1, days[2] + timedelta(seconds=1), dry_run=True)
+    assert (dry.queued, [r.scheduled_for for r in dry.kept]) == ([days[1], days[2]], [days[0]])
+    assert set(runs_of(store, "nightly")) == {days[0], days[1]}  # a dry run stores nothing
+    done = asking(store, now).backfill("nightly", DAY1, days[2] + timedelta(seconds=1))
+    assert done.queued == [days[1], days[2]]
+    worker = make_worker()
+    worker.tick(now)
+    runs = tick_until_ended(worker, store, "nightly", 3)
+    assert [(r.status, r.origin, r.error) for _, r in sorted(runs.items())] == [
+        (RunStatus.succeeded, RunOrigin.schedule, None),
+        (RunStatus.succeeded, RunOrigin.backfill, None),
+        (RunStatus.succeeded, RunOrigin.backfill, None),
+    ]
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [days[1].isoformat(), days[2].isoformat()]
+
+
+def test_two_workers_never_run_two_fire_times_of_one_backfill_at_once(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip, trigger=DailyTrigger(9, 0))
+    now = DAY1 + timedelta(days=2, hours=23)  # the schedule's own fire times are all in the backfill
+    asking(store, now).backfill("busy", DAY1, now)
+    workers = [make_worker(max_concurrent=4), make_worker(max_concurrent=4)]
+    assert sum(len(claimed) for claimed in tick_together(workers, now)) == 1
+    wait_until(lambda: events(record, "start"), "the first fire time to start")
+    assert sum(len(claimed) for claimed in tick_together(workers, now)) == 0  # the others wait their turn
+    gate.touch()
+    for worker in workers:
+        worker.idle()
+    for _ in range(2):
+        assert sum(len(claimed) for claimed in tick_together(workers, now)) == 1
+        for worker in workers:
+            worker.idle()
+    starts = [r["scheduled_for"] for r in events(record, "start")]
+    assert starts == [(DAY1 + timedelta(days=n)).isoformat() for n in range(3)]
+    assert set(statuses(store, "busy").values()) == {RunStatus.succeeded}
+
+
+def test_a_backfill_of_a_schedule_that_allows_overlap_runs_its_fire_times_together(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.allow, trigger=DailyTrigger(9, 0))
+    now = DAY1 + timedelta(days=2, hours=1)
+    asking(store, now).backfill("busy", DAY1, now)
+    worker = make_worker(max_concurrent=4)
+    assert sorted(worker.tick(now)) == [("busy", DAY1 + timedelta(days=n)) for n in range(3)]
+    wait_until(lambda: len(events(record, "start")) == 3, "the three to start together")
+    assert events(record, "end") == []
+    gate.touch()
+    worker.idle()
+    assert set(statuses(store, "busy").values()) == {RunStatus.succeeded}
+
+
+def test_a_run_asked_for_a_schedule_removed_before_it_ran_is_closed_skipped_not_left_pending(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)
+    now = CREATED + timedelta(hours=1, microseconds=5)
+    asking(store, now).trigger("nightly")
+    asking(store, now).remove("nightly")
+    assert make_worker().tick(now) == []
+    run = runs_of(store, "nightly")[now]
+    assert (run.status, run.error, run.retry_at) == (RunStatus.skipped, "not run: the schedule was removed", None)
+
+
+def test_a_backfill_run_waiting_for_the_lock_when_its_worker_stops_is_handed_to_another_worker(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path
+) -> None:
+    add_gated(store, gate, record, Overlap.skip, trigger=DailyTrigger(9, 0))
+    stopping = make_worker()
+    assert stopping.tick(DAY1) == [("busy", DAY1)]
+    wait_until(lambda: events(record, "start"), "the scheduled run to start")
+    asking(store, DAY1 + timedelta(minutes=1)).backfill("busy", DAY1 - timedelta(days=1), DAY1)
+    earlier = DAY1 - timedelta(days=1)
+    assert stopping.tick(DAY1 + timedelta(minutes=1)) == [("busy", earlier)]
+    assert not stopping.worker.wait_idle(0.3)  # waits for the lock: neither skipped nor run beside
+    stopping.worker.request_stop()
+    wait_until(lambda: runs_of(store, "busy")[earlier].retry_at is not None, "the backfill run to be handed over")
+    gate.touch()
+    stopping.worker.run()  # drains (the scheduled run ends) and records the worker stopped
+    stopping.stopped = True
+    taker = make_worker()
+    assert taker.tick(DAY1 + timedelta(minutes=2)) == [("busy", earlier)]
+    taker.idle()
+    run = runs_of(store, "busy")[earlier]
+    assert (run.status, run.origin, run.attempt, run.worker) == (
+        RunStatus.succeeded,
+        RunOrigin.backfill,
+        1,
+        taker.identity.id,
+    )

@@ -6,6 +6,7 @@ records who made a change (``source``: ``cli``, a YAML file's path, later ``api`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from flowyml_sched.store import ScheduleStore
 
 logger = logging.getLogger(__name__)
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
@@ -99,6 +102,28 @@ def pipeline_of(target: Any, name: str) -> str:
             repr(target), "it is neither callable, a flowyml Pipeline, nor a reference string", name
         )
     return local_pipeline(name)
+
+
+BACKFILL_MAX = 1000
+"""How many fire times a backfill may ask for unless told more (``backfill --max``)."""
+
+WAIT_POLL_SECONDS = 0.5
+"""How often :meth:`Scheduler.wait_for_run` reads the run's row."""
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """What a backfill of ``schedule`` over [``start``, ``end``) found: its ``fire_times``
+    there, oldest first; those asked for (``queued``: pending rows, or with ``dry_run`` those
+    that would be); the runs already in history that stay as they are (``kept``)."""
+
+    schedule: Schedule
+    start: datetime
+    end: datetime
+    fire_times: list[FireTime]
+    queued: list[datetime]
+    kept: list[Run]
+    dry_run: bool
 
 
 @dataclass(frozen=True)
@@ -260,6 +285,85 @@ class Scheduler:
     def upgrade(self) -> None:
         """Create the store's tables or upgrade them to the current schema."""
         self.store.upgrade()
+
+    # -- runs asked for ------------------------------------------------------------------
+
+    def trigger(self, name: str, params: Mapping[str, Any] | None = None) -> Run:
+        """Ask the workers for one run of ``name`` now, a paused schedule too (a manual act):
+        a ``pending`` row of origin ``manual`` whose ``scheduled_for`` is now (moved by a
+        microsecond when now is one of the schedule's fire times, which stays the
+        schedule's own), with ``params`` over the schedule's for this run only. The first live
+        worker whose scope holds the schedule takes it and meets the overlap policy then.
+        Returns the stored row (its ``id`` for :meth:`wait_for_run`). Raises
+        InvalidScheduleName, InvalidParams, ScheduleNotFound, ScheduleBroken, StoreError."""
+        from flowyml_sched.model import RunOrigin, validate_params
+
+        validate_name(name)
+        schedule = self.store.get(name)
+        if params:
+            validate_params({**schedule.params, **params}, name)
+        now = self.clock()
+        if next_fire_time(schedule.trigger, get_zone(schedule.timezone), now - _MICROSECOND).at == now:
+            now += _MICROSECOND
+        return self.store.request_runs(name, [now], RunOrigin.manual, now, params).queued[0]
+
+    def backfill(
+        self, name: str, start: datetime, end: datetime, *, dry_run: bool = False, max_runs: int = BACKFILL_MAX
+    ) -> Backfill:
+        """Ask the workers to run every fire time of ``name`` in [``start``, ``end``) (aware;
+        DST gaps and folds as everywhere: :mod:`flowyml_sched.timing`) once, oldest first,
+        one at a time unless the overlap policy is ``allow``, whether or not the schedule is
+        paused, whatever its misfire grace and catch-up policy. A fire time already in
+        history keeps its run, unless that was recorded ``missed``: so a second backfill of
+        the same range asks for nothing more. With ``dry_run`` nothing is stored. Raises
+        UsageError (``start`` not before ``end``, ``end`` after now, more than ``max_runs``
+        fire times), ScheduleNotFound, ScheduleBroken, StoreError."""
+        from flowyml_sched.model import RunOrigin, RunStatus
+        from flowyml_sched.timing import fire_times_between
+        from flowyml_sched.triggers import format_instant
+
+        validate_name(name)
+        now = self.clock()
+        if start >= end:
+            raise UsageError(f"the start {format_instant(start)} is not before the end {format_instant(end)}")
+        if end > now:
+            raise UsageError(
+                f"the end {format_instant(end)} is after now ({format_instant(now)}): a backfill runs past "
+                "fire times; the schedule itself runs the later ones"
+            )
+        schedule = self.store.get(name)
+        zone = get_zone(schedule.timezone)
+        fires = fire_times_between(schedule.trigger, zone, start - _MICROSECOND, end - _MICROSECOND, max_runs + 1)
+        if len(fires) > max_runs:
+            raise UsageError(
+                f"{format_instant(start)} .. {format_instant(end)} holds more than {max_runs} fire times of "
+                f"{name}: give a shorter range, or a larger --max"
+            )
+        if dry_run:
+            stored = {run.scheduled_for: run for run in self.store.runs_between(name, start, end)}
+            kept = [stored[f.utc] for f in fires if f.utc in stored and stored[f.utc].status is not RunStatus.missed]
+            kept_at = {run.scheduled_for for run in kept}
+            return Backfill(schedule, start, end, fires, [f.utc for f in fires if f.utc not in kept_at], kept, True)
+        requested = self.store.request_runs(name, [f.utc for f in fires], RunOrigin.backfill, now)
+        queued = [run.scheduled_for for run in requested.queued]
+        return Backfill(schedule, start, end, fires, queued, requested.kept, False)
+
+    def wait_for_run(
+        self, run_id: int, *, poll: float = WAIT_POLL_SECONDS, sleep: Callable[[float], None] = time.sleep
+    ) -> Run:
+        """Read run ``run_id`` every ``poll`` seconds until it has ended: neither pending nor
+        running, nor waiting for a retry. Returns the row as it ended. Raises StoreError, and
+        RunGone when the row has been deleted (a ``history`` prune)."""
+        from flowyml_sched.errors import RunGone
+        from flowyml_sched.model import RunStatus
+
+        while True:
+            run = self.store.run(run_id)
+            if run is None:
+                raise RunGone(run_id)
+            if run.status not in (RunStatus.pending, RunStatus.running) and run.retry_at is None:
+                return run
+            sleep(poll)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -402,6 +402,124 @@ def history_command(
         render_history(name, runs)
 
 
+@app.command("trigger")
+@translate_errors
+@o.store_options
+def trigger_command(
+    name: Annotated[str, typer.Argument(help="The schedule to run now (a paused one too).")],
+    param: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--param",
+            help="Parameter KEY=VALUE for this run only, over the schedule's (VALUE read as JSON when it is JSON); repeatable.",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run to end; exit 0 if it succeeded, else 1.")
+    ] = False,
+    as_json: o.Json = False,
+    *,
+    flags: o.StoreFlags,
+) -> None:
+    """Run a schedule once, now, through the workers, whatever its trigger.
+
+    The run is recorded with scheduled_for = now and marked manual in history; the overlap
+    policy applies as to any run (with skip, a run still going skips it).
+
+    Example: flowyml-sched trigger nightly-etl --param day=2026-03-01 --wait
+    """
+    params = o.parse_params(param, name)
+    with flags.scheduler(create=False) as scheduler:
+        run = scheduler.trigger(name, params)
+        live = bool(scheduler.live_workers())
+        if not as_json:
+            typer.echo(f"asked for a run of {name} at {run.scheduled_for.isoformat()} (run {run.id})")
+        if not live:
+            typer.echo(
+                "flowyml-sched: warning: no worker is running: it runs once one starts ('flowyml-sched run-worker')",
+                err=True,
+            )
+        if wait:
+            assert run.id is not None
+            run = scheduler.wait_for_run(run.id)
+    if as_json:
+        from flowyml_sched.model import run_to_dict
+
+        _print_json(run_to_dict(run) | {"id": run.id})
+    elif wait:
+        typer.echo(
+            f"{name} at {run.scheduled_for.isoformat()}: {run.status.value}"
+            + (f" ({run.error.splitlines()[0]})" if run.error else "")
+        )
+    if wait and run.status.value != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command("backfill")
+@translate_errors
+@o.store_options
+def backfill_command(
+    name: Annotated[str, typer.Argument(help="The schedule whose past fire times to run.")],
+    start: Annotated[
+        str, typer.Option("--start", help="ISO 8601 instant with offset: the first fire time at or after it.")
+    ],
+    end: Annotated[str, typer.Option("--end", help="ISO 8601 instant with offset: fire times before it (not at it).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run and store nothing.")] = False,
+    max_runs: Annotated[
+        int, typer.Option("--max", min=1, max=1_000_000, help="Refuse a range of more fire times than this.")
+    ] = 1000,
+    as_json: o.Json = False,
+    *,
+    flags: o.StoreFlags,
+) -> None:
+    """Run every fire time of a schedule in [--start, --end) once, oldest first, through the workers.
+
+    One at a time unless the overlap policy is allow; not subject to the misfire grace or the
+    catch-up policy; a paused schedule too. A fire time already in history (any status but
+    missed) is not run again, so backfilling a range twice runs it once. Marked backfill in history.
+
+    Example: flowyml-sched backfill nightly-etl --start 2026-03-27T00:00:00+01:00 --end 2026-04-01T00:00:00+02:00 --dry-run
+    """
+    from flowyml_sched.triggers import parse_instant
+
+    first, last = parse_instant(start, "--start"), parse_instant(end, "--end")
+    with flags.scheduler(create=False) as scheduler:
+        backfill = scheduler.backfill(name, first, last, dry_run=dry_run, max_runs=max_runs)
+        live = bool(scheduler.live_workers())
+    if as_json:
+        from flowyml_sched.model import run_to_dict
+
+        _print_json(
+            {
+                "schedule": name,
+                "dry_run": dry_run,
+                "fire_times": [f.utc.isoformat() for f in backfill.fire_times],
+                "queued": [at.isoformat() for at in backfill.queued],
+                "in_history": [run_to_dict(run) for run in backfill.kept],
+            }
+        )
+        return
+    from flowyml_sched.cli.render import render_backfill
+
+    if not backfill.fire_times:
+        typer.echo(f"{name} has no fire time in {first.isoformat()} .. {end}")
+        return
+    render_backfill(backfill)
+    count = len(backfill.queued)
+    runs = f"{count} fire time{'s' if count != 1 else ''}"
+    if dry_run:
+        typer.echo(f"dry run: {runs} would run; nothing was stored")
+    elif not count:
+        typer.echo(f"nothing queued: every fire time of {name} in the range is in its history already")
+    else:
+        typer.echo(f"queued {runs} of {name}; 'flowyml-sched history {name}' shows them")
+        if count and not live:
+            typer.echo(
+                "flowyml-sched: warning: no worker is running: they run once one starts ('flowyml-sched run-worker')",
+                err=True,
+            )
+
+
 @app.command("apply")
 @translate_errors
 @o.store_options

@@ -17,6 +17,7 @@ from rich.table import Table
 from flowyml_sched.references import is_local_pipeline
 
 if TYPE_CHECKING:
+    from flowyml_sched.application.scheduler import Backfill
     from flowyml_sched.model import BrokenSchedule, Run, Schedule
     from flowyml_sched.spec import Plan
     from flowyml_sched.timing import FireTime
@@ -229,7 +230,10 @@ def _show_value(key: str, value: Any) -> str:
 
 
 def render_history(name: str, runs: list[Run]) -> None:
-    """Print runs newest first: fire time, status, start, duration, error, run id, worker."""
+    """Print runs newest first: fire time, status (with ``(manual)`` or ``(backfill)`` for a
+    run asked for), start, duration, error, run id, worker."""
+    from flowyml_sched.model import RunOrigin
+
     console = _console()
     if not runs:
         console.print(f"no runs recorded for {name}")
@@ -241,7 +245,7 @@ def render_history(name: str, runs: list[Run]) -> None:
         shortened = shortened or cut
         table.add_row(
             f"{run.scheduled_for:%Y-%m-%d %H:%M:%S}",
-            run.status.value,
+            run.status.value if run.origin is RunOrigin.schedule else f"{run.status.value} ({run.origin.value})",
             f"{run.started_at:%Y-%m-%d %H:%M:%S}" if run.started_at else "-",
             f"{run.duration_seconds:.2f}s" if run.duration_seconds is not None else "-",
             error,
@@ -360,3 +364,27 @@ def render_health(report: dict[str, Any]) -> None:
         console.print(
             f"last failure: {failure['schedule']} for {failure['scheduled_for']}: {failure['status']} {error}"
         )
+
+
+def render_backfill(backfill: Backfill) -> None:
+    """Print a backfill's fire times (in the schedule's zone and UTC, DST notes), each with
+    what becomes of it: ``queued`` (``would run`` on a dry run) or the run already in history."""
+    zone_name = backfill.schedule.timezone
+    kept = {run.scheduled_for: run for run in backfill.kept}
+    queued = set(backfill.queued)
+    table = _Grid("#", f"fire time ({zone_name})", "UTC", "DST", "backfill", right=(0,))
+    for index, fire in enumerate(backfill.fire_times, start=1):
+        if fire.utc in queued:
+            what = "would run" if backfill.dry_run else "queued"
+        elif fire.utc in kept:
+            what = f"in history: {kept[fire.utc].status.value}"
+        else:  # asked for meanwhile by another backfill
+            what = "in history"
+        table.add_row(
+            str(index),
+            fire.at.strftime("%a %Y-%m-%d %H:%M:%S %z"),
+            fire.utc.strftime("%Y-%m-%d %H:%M:%S"),
+            fire.describe_note(),
+            what,
+        )
+    table.print()

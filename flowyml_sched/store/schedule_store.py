@@ -15,7 +15,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -42,7 +42,9 @@ from flowyml_sched.model import (
     Heartbeat,
     Overlap,
     Policy,
+    RequestedRuns,
     Run,
+    RunOrigin,
     RunStatus,
     RunTotals,
     Schedule,
@@ -57,7 +59,7 @@ from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
 from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
-from flowyml_sched.store.watch import ChangeWatch, watch_for
+from flowyml_sched.store.watch import CHANNEL, ChangeWatch, watch_for
 from flowyml_sched.triggers import KINDS, trigger_from_text
 
 logger = logging.getLogger(__name__)
@@ -87,14 +89,17 @@ def _in_scope(kind: tuple[bool, bool]) -> sa.ColumnElement[bool]:
 @functools.cache
 def _earliest_due_stmt(skipping: bool, kind: tuple[bool, bool]) -> sa.Select:
     """The earliest next fire time of an enabled schedule in scope (leaving out those named in
-    ``b_skip`` when ``skipping``) and the earliest pending retry in scope, in one query on
-    two indexes. A retry is in scope unless its schedule exists and is not."""
+    ``b_skip`` when ``skipping``) and the earliest pending retry or requested run in scope
+    (a backfill's in its turn), in one query on two indexes. A retry is in scope unless its
+    schedule exists and is not."""
     fire = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
         schedules.c.enabled.is_(True), _in_scope(kind)
     )
     if skipping:
         fire = fire.where(_NOT_SKIPPED)
-    retry = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).where(_retry_in_scope(kind))
+    retry = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).where(
+        _retry_in_scope(kind), _BACKFILL_TURN
+    )
     return sa.select(fire.scalar_subquery(), retry.scalar_subquery())
 
 
@@ -110,16 +115,48 @@ _CLAIMER_FOR_UPDATE = _CLAIMER.with_for_update()
 _RETRY_OWNER = workers.alias("retry_owner")
 
 
+_OTHER_RUN = runs.alias("other_run")
+_BACKFILL_TURN = sa.or_(
+    runs.c.origin != RunOrigin.backfill.value,
+    sa.not_(
+        sa.exists().where(
+            _OTHER_RUN.c.schedule_name == runs.c.schedule_name,
+            _OTHER_RUN.c.origin == RunOrigin.backfill.value,
+            sa.or_(
+                _OTHER_RUN.c.status == RunStatus.running.value,
+                sa.and_(_OTHER_RUN.c.retry_at.is_not(None), _OTHER_RUN.c.scheduled_for < runs.c.scheduled_for),
+            ),
+        )
+    ),
+    sa.exists().where(schedules.c.name == runs.c.schedule_name, schedules.c.overlap == Overlap.allow.value),
+)
+"""A backfill's fire times run one at a time, oldest first: a pending backfill row is due
+only while no backfill run of its schedule is running and none older waits, unless the
+schedule's overlap policy is ``allow``. (Under PostgreSQL's read committed, a statement sees
+an older row either waiting or running, so two workers never take two rows of one backfill.)"""
+
+
 @functools.cache
 def _due_retries(postgres: bool, kind: tuple[bool, bool]) -> sa.Select:
-    """Pending retries due by ``b_until`` in scope that ``b_me`` may take, oldest first, at
-    most ``b_limit`` (on PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
+    """Pending retries and requested runs due by ``b_until`` in scope that ``b_me`` may take
+    (a backfill's in turn, :data:`_BACKFILL_TURN`), oldest first, at most ``b_limit`` (on
+    PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
     stmt = (
-        sa.select(runs.c.id, runs.c.schedule_name, runs.c.scheduled_for, runs.c.attempt, runs.c.retry_at)
+        sa.select(
+            runs.c.id,
+            runs.c.schedule_name,
+            runs.c.scheduled_for,
+            runs.c.attempt,
+            runs.c.retry_at,
+            runs.c.status,
+            runs.c.origin,
+            runs.c.params,
+        )
         .select_from(runs.outerjoin(_RETRY_OWNER, _RETRY_OWNER.c.id == runs.c.worker))
         .where(
             runs.c.retry_at <= sa.bindparam("b_until", type_=UTCDateTime()),
             _retry_in_scope(kind),
+            _BACKFILL_TURN,
             # the worker that scheduled a retry takes it itself while it lives (holding the
             # schedule's run lock between attempts), unless it let it go
             sa.or_(
@@ -574,6 +611,100 @@ class ScheduleStore:
             except sa.exc.IntegrityError:
                 raise RunExists(run.schedule_name, values["scheduled_for"]) from None
 
+    def request_runs(
+        self,
+        name: str,
+        instants: Sequence[datetime],
+        origin: RunOrigin,
+        now: datetime,
+        params: Mapping[str, Any] | None = None,
+    ) -> RequestedRuns:
+        """Ask the workers for runs of schedule ``name`` (paused too) at ``instants`` (aware),
+        in one transaction: each becomes a ``pending`` row of ``origin`` with ``params`` (the
+        run's own) and ``retry_at`` the instant itself for a ``manual`` run, ``now`` for a
+        ``backfill``; any live worker whose scope holds the schedule takes it when due, as a
+        pending retry (:meth:`claim_due`). A fire time that has a run already keeps it, but
+        one recorded ``missed`` is asked for again (as a backfill). On PostgreSQL the request
+        wakes the idle workers (the schedules' notification channel). Raises ScheduleNotFound,
+        ScheduleBroken (a row that cannot be loaded runs nothing), ValueError (a naive instant)."""
+        now = _utc(now, "now")
+        wanted = sorted({_utc(at, "scheduled_for") for at in instants})
+        retry_at = (lambda at: at) if origin is RunOrigin.manual else (lambda at: now)
+        pending = [
+            {
+                "schedule_name": name,
+                "scheduled_for": at,
+                "status": RunStatus.pending.value,
+                "attempt": 1,
+                "retry_at": retry_at(at),
+                "origin": origin.value,
+                "params": dict(params) if params else None,
+            }
+            for at in wanted
+        ]
+        with self._writing() as conn:
+            raw = conn.execute(_select_rows(self.dialect).where(schedules.c.name == name)).mappings().first()
+            if raw is None:
+                raise ScheduleNotFound(name)
+            stored = _load_row(raw, self._decoders)
+            if isinstance(stored, BrokenSchedule):
+                raise stored.error
+            inserted = (
+                {row.scheduled_for for row in conn.execute(_insert_untaken(self.dialect), pending)}
+                if pending
+                else set()
+            )
+            left = [at for at in wanted if at not in inserted]
+            revived = set()
+            if left:  # a fire time recorded missed is asked for again
+                revived = set(
+                    conn.execute(
+                        sa.update(runs)
+                        .where(
+                            runs.c.schedule_name == name,
+                            runs.c.scheduled_for.in_(left),
+                            runs.c.status == RunStatus.missed.value,
+                        )
+                        .values(
+                            status=RunStatus.pending.value,
+                            origin=origin.value,
+                            params=pending[0]["params"],
+                            retry_at=runs.c.scheduled_for if origin is RunOrigin.manual else now,
+                            error=None,
+                            finished_at=None,
+                            worker=None,
+                            host=None,
+                        )
+                        .returning(runs.c.scheduled_for)
+                    ).scalars()
+                )
+            stmt = sa.select(runs).where(runs.c.schedule_name == name, runs.c.scheduled_for.in_(wanted))
+            found = sorted((_run_from_row(row) for row in conn.execute(stmt).mappings()), key=_fire_time)
+            if self.dialect == "postgresql":  # the idle workers listen on the schedules' channel
+                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
+        queued = [run for run in found if run.scheduled_for in inserted or run.scheduled_for in revived]
+        return RequestedRuns(queued, [run for run in found if run.scheduled_for not in inserted | revived])
+
+    def run(self, run_id: int) -> Run | None:
+        """The history row with database id ``run_id`` (:attr:`Run.id`), or None."""
+        with self._reading() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
+        return None if row is None else _run_from_row(row)
+
+    def runs_between(self, name: str, start: datetime, end: datetime) -> list[Run]:
+        """The runs of ``name`` whose fire time is in [``start``, ``end``), oldest first."""
+        stmt = (
+            sa.select(runs)
+            .where(
+                runs.c.schedule_name == name,
+                runs.c.scheduled_for >= _utc(start, "start"),
+                runs.c.scheduled_for < _utc(end, "end"),
+            )
+            .order_by(runs.c.scheduled_for)
+        )
+        with self._reading() as conn:
+            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+
     def run_totals(self, names: Collection[str] | None = None) -> RunTotals:
         """Counts of the stored runs by status, all and those that started, and the mean
         ``duration_seconds`` of those that have one, over every run, or those of the schedules
@@ -786,12 +917,16 @@ class ScheduleStore:
             if moves:
                 conn.execute(_MOVE_NEXT_FIRE, moves)
             if new_runs:
+                inserted = set()
                 for run_id, name, at in conn.execute(_insert_untaken(self.dialect), new_runs).all():
+                    inserted.add((name, at))
                     schedule = to_run.pop((name, at), None)
                     if schedule is not None:
                         claims.append(Claim(run_id, schedule, at, owner=worker.id))
+                # a fire time whose row existed (another worker's, or asked for by a backfill) was not missed
+                missed = [(name, at, why) for name, at, why in missed if (name, at.astimezone(UTC)) in inserted]
             if len(claims) < limit:
-                claims += _take_due_retries(conn, postgres, until, worker, limit - len(claims), kept, scope)
+                claims += _take_due_retries(conn, postgres, now, until, worker, limit - len(claims), kept, scope)
             next_due_at = self._earliest_due(conn, quarantined, scope)
         for name, at in to_run:  # its row existed: another worker ran that fire time
             logger.debug("%s at %s was claimed by another worker", name, at.isoformat())
@@ -1119,15 +1254,16 @@ class ScheduleStore:
 
     @contextlib.contextmanager
     def _writing(self, alone: _Finish | None = None) -> Iterator[sa.Connection]:
-        """A write transaction, holding the store's write lock; before it commits it also
-        records the runs waiting or queued in :meth:`finish_run` (group commit), or only
-        ``alone``, a queued finish that a failed transaction had carried."""
+        """A write transaction, holding the store's write lock; it first records the runs
+        waiting or queued in :meth:`finish_run` (group commit), or only ``alone``, a queued
+        finish that a failed transaction had carried: first, so that what the transaction
+        reads (a claim's due runs: a backfill's next fire time waits for the one before to
+        end) sees them ended."""
         with self._guard(), self._db.write_mutex:
             carried: list[_Finish] = []
             notes: list[dict[str, Any]] = []
             try:
                 with self._db.write_engine.begin() as conn:
-                    yield conn
                     with self._finishes_lock:
                         notes, self._pid_notes = self._pid_notes, []
                         if alone is not None:
@@ -1138,6 +1274,7 @@ class ScheduleStore:
                     if notes:  # before the finishes: a note on a closed row changes nothing
                         conn.execute(_NOTE_PID, notes)
                     _record_finishes(conn, carried)
+                    yield conn
             except BaseException as exc:
                 for finish in carried:
                     finish.failure = exc
@@ -1214,13 +1351,15 @@ def _unrunnable(stored: Schedule | BrokenSchedule | None) -> str:
 def _take_due_retries(
     conn: sa.Connection,
     postgres: bool,
+    now: datetime,
     until: datetime,
     worker: WorkerInfo,
     limit: int,
     kept: Collection[int],
     scope: ClaimScope,
 ) -> list[Claim]:
-    """Take up to ``limit`` pending retries in ``scope`` due by ``until`` (see :meth:`ScheduleStore.claim_due`)."""
+    """Take up to ``limit`` pending retries and requested runs in ``scope`` due by ``until``
+    (see :meth:`ScheduleStore.claim_due`)."""
     params = _scope_params(scope, b_until=until, b_me=worker.id, b_kept=list(kept), b_limit=limit)
     rows = conn.execute(_due_retries(postgres, scope.kind), params).all()
     if not rows:
@@ -1232,20 +1371,39 @@ def _take_due_retries(
     claims: list[Claim] = []
     for row in rows:
         stored = found.get(row.schedule_name)
-        if not isinstance(stored, Schedule) or not stored.enabled:
+        origin = RunOrigin(row.origin)
+        asked = origin is not RunOrigin.schedule  # a manual act: it runs on a paused schedule too
+        if not isinstance(stored, Schedule) or not (stored.enabled or asked):
+            why = _unrunnable(stored)
+            if row.status == RunStatus.pending.value:  # it never ran: it is closed
+                values: dict[str, Any] = {
+                    "status": RunStatus.skipped.value,
+                    "finished_at": now,
+                    "error": f"not run: the schedule was {why}",
+                }
+            else:  # the attempt that ran keeps its outcome
+                values = {"error": sa.func.coalesce(runs.c.error + "\n", "") + f"no retry: the schedule was {why}"}
             conn.execute(
-                sa.update(runs)
-                .where(runs.c.id == row.id, runs.c.retry_at.is_not(None))
-                .values(
-                    retry_at=None,
-                    error=sa.func.coalesce(runs.c.error + "\n", "")
-                    + f"no retry: the schedule was {_unrunnable(stored)}",
-                )
+                sa.update(runs).where(runs.c.id == row.id, runs.c.retry_at.is_not(None)).values(retry_at=None, **values)
             )
             continue
         taken = _take_retry(conn, row.id, row.attempt, worker)
         if taken is not None:
-            claims.append(Claim(row.id, stored, row.scheduled_for, *taken, owner=worker.id, owed=True))
+            # a run asked for now meets the overlap policy at once; retries, attempts handed
+            # over and backfills wait for the run lock
+            owed = row.status != RunStatus.pending.value or origin is RunOrigin.backfill
+            claims.append(
+                Claim(
+                    row.id,
+                    stored,
+                    row.scheduled_for,
+                    *taken,
+                    owner=worker.id,
+                    owed=owed,
+                    origin=origin,
+                    params=row.params,
+                )
+            )
     return claims
 
 
@@ -1542,6 +1700,7 @@ def _run_values(run: Run) -> dict[str, Any]:
     if values["scheduled_for"] is None:
         raise ValueError("scheduled_for is required")
     values["status"] = RunStatus(run.status).value
+    values["origin"] = RunOrigin(run.origin).value
     return values
 
 
@@ -1570,6 +1729,10 @@ def _claim_row(
     }
 
 
+def _fire_time(run: Run) -> datetime:
+    return run.scheduled_for
+
+
 def _run_from_row(row: Mapping[str, Any]) -> Run:
     return Run(
         id=row["id"],
@@ -1587,4 +1750,6 @@ def _run_from_row(row: Mapping[str, Any]) -> Run:
         pid=row["pid"],
         log_path=row["log_path"],
         retry_at=row["retry_at"],
+        origin=RunOrigin(row["origin"]),
+        params=row["params"],
     )

@@ -113,6 +113,9 @@ runs = sa.Table(
     sa.Column("log_path", sa.Text(), nullable=True),
     # a pending retry: due then, taken by any live worker (migration 0003)
     sa.Column("retry_at", UTCDateTime(), nullable=True, index=True),
+    # who asked for the run (schedule, manual, backfill) and its own parameters (migration 0004)
+    sa.Column("origin", sa.String(16), nullable=False, server_default="schedule"),
+    sa.Column("params", sa.JSON(), nullable=True),
     sa.UniqueConstraint("schedule_name", "scheduled_for"),
 )
 sa.Index("ix_runs_schedule_name_scheduled_for_desc", runs.c.schedule_name, runs.c.scheduled_for.desc())

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flowyml_sched.model import Claim, Run, RunStatus, WorkerInfo
+from flowyml_sched.model import Claim, Run, RunOrigin, RunStatus, WorkerInfo
 
 logger = logging.getLogger("flowyml_sched.worker")
 
@@ -133,12 +133,12 @@ def log_event(event: Event) -> None:
     at INFO for what went as planned, WARNING for runs that did not succeed, ERROR for a
     lost lease. Starts and heartbeats go to DEBUG."""
     if isinstance(event, RunClaimed):
-        late = event.lateness
+        late, origin = event.lateness, event.claim.origin
         logger.info(
             "claimed %s for %s%s",
             event.claim.schedule.name,
             event.claim.scheduled_for.isoformat(),
-            f" ({late:.0f} s late)" if late >= 1 else "",
+            f" ({origin.value})" if origin is not RunOrigin.schedule else f" ({late:.0f} s late)" if late >= 1 else "",
         )
     elif isinstance(event, RunStarted):
         logger.debug("started %s for %s (attempt %d)", event.claim.schedule.name,

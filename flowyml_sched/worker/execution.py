@@ -18,7 +18,7 @@ from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
 from flowyml_sched.errors import StoreError
 from flowyml_sched.executor import STALLED, ChildRun, Outcome, RunRequest, call_with_timeout, prepare_in_process
 from flowyml_sched.locks import RunLock
-from flowyml_sched.model import Claim, Overlap, Run, RunStatus
+from flowyml_sched.model import Claim, Overlap, Run, RunOrigin, RunStatus
 from flowyml_sched.worker.events import RunFinished, RunMissed, RunSkipped, RunStarted
 from flowyml_sched.worker.leases import LeaseKeeping
 from flowyml_sched.worker.parts import Active, logger
@@ -199,8 +199,13 @@ class RunExecution(LeaseKeeping):
                         self._close(claim, RunStatus.interrupted, UNSTARTED)
                         return
                     # a retry (or an attempt handed over) waits for the previous run: it is owed
-                    # already; the misfire grace at most, then it meets the overlap policy
-                    if not lock.acquire(0) and not (claim.owed and self._wait_for(lock, claim)):
+                    # already; the misfire grace at most, then it meets the overlap policy. A
+                    # backfill waits as long as it takes (until the worker stops)
+                    backfill = claim.origin is RunOrigin.backfill
+                    if not lock.acquire(0) and not (claim.owed and self._wait_for(lock, None if backfill else claim)):
+                        if backfill:
+                            self._close(claim, RunStatus.interrupted, UNSTARTED)
+                            return
                         lock, queue_lock = self._overlap(claim, lock)
                         if lock is None:
                             return
@@ -339,7 +344,7 @@ class RunExecution(LeaseKeeping):
         run_uuid = uuid.uuid4().hex
         request = RunRequest(
             schedule.pipeline,
-            dict(schedule.params),
+            claim.run_params,
             claim.scheduled_for,
             run_uuid,
             schedule=schedule.name,
@@ -398,15 +403,24 @@ class RunExecution(LeaseKeeping):
         exception: BaseException | None = None,
     ) -> bool:
         """Record the run's end (with ``retry_at``, the retry it calls for). A retry that did
-        not start keeps the outcome of the attempt before it, with a line saying why. With
+        not start keeps the outcome of the attempt before it, with a line saying why. A run
+        asked for (``trigger``, ``backfill``) that the stopping worker did not start is handed
+        over: due at once for another worker (or this one, started again). With
         ``wait`` False, while the loop serves, the next round records it (with others, in one
         transaction) and this returns True at once; otherwise returns whether the row was
         still this worker's running run. A write the store refuses is queued for the loop's
         rounds, which try it again until the store takes it (False then)."""
+        finished_at = self.clock()
+        if (
+            started_at is None
+            and status is RunStatus.interrupted
+            and claim.origin is not RunOrigin.schedule
+            and self._stopping.is_set()
+        ):
+            retry_at = finished_at  # asked for, and the worker stops before it starts: another worker takes it
         if claim.retry_of is not None and started_at is None:
             status, error = claim.retry_of, f"attempt {claim.attempt}: not started: {error}"
         queue = self._serving and not wait
-        finished_at = self.clock()
         finishing = functools.partial(
             self.store.finish_run,
             claim.run_id,

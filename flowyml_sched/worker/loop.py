@@ -42,7 +42,7 @@ from flowyml_sched.clock import utc_now
 from flowyml_sched.config import WorkerSettings
 from flowyml_sched.errors import StoreError
 from flowyml_sched.locks import LockBackend
-from flowyml_sched.model import EVERY_REFERENCE, Claim, ClaimScope, RunStatus
+from flowyml_sched.model import EVERY_REFERENCE, Claim, ClaimScope, Overlap, RunOrigin, RunStatus
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
 from flowyml_sched.worker.events import Listener, RunClaimed, RunMissed, RunsAbandoned, log_event
@@ -169,14 +169,16 @@ class Worker(RunExecution):
         for name, at, reason in claimed.missed:
             self._emit(RunMissed(name, at, reason))
         self._read_due(claimed.next_due_at)
-        self._backlog = len({claim.schedule.name for claim in claims}) >= free
-        batches: dict[str, list[Claim]] = {}
+        batches: dict[tuple[str, int], list[Claim]] = {}
         for claim in claims:
-            batches.setdefault(claim.schedule.name, []).append(claim)
-        for batch in batches.values():
             # one schedule's fire times of one round (catch-up, or several on time) run one
             # after the other, oldest first, rather than racing for the schedule's run lock
-            # (with overlap "skip" all but one would be recorded skipped)
+            # (with overlap "skip" all but one would be recorded skipped), even with overlap
+            # "allow"; but a backfill's run alongside each other there, as asked
+            alongside = claim.schedule.policy.overlap is Overlap.allow and claim.origin is RunOrigin.backfill
+            batches.setdefault((claim.schedule.name, claim.run_id if alongside else 0), []).append(claim)
+        self._backlog = len(batches) >= free
+        for batch in batches.values():
             self._start(batch)
         for claim in claims:  # reported once started, not to delay the start
             self._emit(RunClaimed(claim, now))

@@ -117,3 +117,56 @@ def test_asking_for_runs_of_an_unknown_schedule_or_with_bad_params_stores_nothin
     with pytest.raises(InvalidParams, match="nightly"):
         scheduler.trigger("nightly", {"deep": deep})
     assert store.history("nightly") == [] and store.history("nope") == []
+
+
+def test_waiting_for_a_run_reports_each_change_and_ends_after_its_last_retry(
+    store: ScheduleStore, store_url: str
+) -> None:
+    import sqlalchemy as sa
+
+    from flowyml_sched.model import RunStatus
+    from flowyml_sched.store.schema import runs
+
+    add_daily(store)
+    scheduler = at(store, DUE + timedelta(hours=1, microseconds=7))
+    run = scheduler.trigger("nightly")
+    later = DUE + timedelta(hours=2)
+    steps = iter(
+        [  # what workers write between two reads of the waiting front end
+            {"status": "running", "worker": "w1", "retry_at": None},
+            {"status": "running", "worker": "w1", "started_at": later},
+            {"status": "failed", "error": "boom", "retry_at": later},
+            {"status": "failed", "error": "boom", "retry_at": later},  # no change: not reported again
+            {
+                "status": "running",
+                "attempt": 2,
+                "retry_at": None,
+                "started_at": None,
+                "error": "attempt 1: failed: boom",
+            },
+            {"status": "succeeded", "started_at": later, "error": "attempt 1: failed: boom"},
+        ]
+    )
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+
+    def worker_moves(_seconds: float) -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.update(runs).where(runs.c.id == run.id).values(next(steps)))
+
+    seen: list[tuple[RunStatus, int, bool, bool]] = []
+    try:
+        ended = scheduler.wait_for_run(
+            run.id,
+            on_change=lambda r: seen.append((r.status, r.attempt, r.started_at is not None, r.retry_at is not None)),
+            sleep=worker_moves,
+        )
+    finally:
+        engine.dispose()
+    assert (ended.status, ended.attempt) == (RunStatus.succeeded, 2)
+    assert seen == [
+        (RunStatus.pending, 1, False, True),
+        (RunStatus.running, 1, False, False),
+        (RunStatus.running, 1, True, False),
+        (RunStatus.failed, 1, True, True),
+        (RunStatus.running, 2, False, False),
+    ]

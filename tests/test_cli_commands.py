@@ -45,7 +45,7 @@ ENTRY_KEYS = [*SCHEDULE_KEYS, "status", "error"]
 """The keys of ``show --json``; ``list --json`` adds ``last_run``."""
 RUN_KEYS = [
     "schedule", "scheduled_for", "status", "attempt", "started_at", "finished_at", "duration_seconds", "error",
-    "run_id", "worker", "host", "pid", "log_path", "retry_at",
+    "run_id", "worker", "host", "pid", "log_path", "retry_at", "origin", "params",
 ]  # fmt: skip
 HEALTH_KEYS = [
     "status", "checked_at", "window_seconds", "workers", "late", "broken", "success_rate", "schedules", "last_failure",
@@ -1161,6 +1161,8 @@ def test_history_lists_runs_newest_first_as_a_table_and_as_json(db: Path) -> Non
         "pid": None,
         "log_path": None,
         "retry_at": None,
+        "origin": "schedule",
+        "params": None,
     }
 
 

@@ -1789,3 +1789,28 @@ def test_a_backfill_run_waiting_for_the_lock_when_its_worker_stops_is_handed_to_
         1,
         taker.identity.id,
     )
+
+
+def test_run_once_runs_a_whole_backfill_one_fire_time_after_another(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    add(store, pipeline="pipelines_for_tests:slow", params={"seconds": 0.05, "record": str(record)})
+    now = DAY1 + timedelta(days=2, hours=1)
+    assert asking(store, now).backfill("nightly", DAY1, now - timedelta(hours=1)).queued == [
+        DAY1,
+        DAY1 + timedelta(days=1),
+    ]
+    worker = make_worker()
+    worker.clock.set(now)
+    assert worker.worker.run(once=True) == 0
+    worker.stopped = True
+    assert statuses(store, "nightly") == {
+        DAY1: RunStatus.succeeded,
+        DAY1 + timedelta(days=1): RunStatus.succeeded,
+        DAY1 + timedelta(days=2): RunStatus.succeeded,  # due now: the schedule's own
+    }
+    backfilled = (DAY1.isoformat(), (DAY1 + timedelta(days=1)).isoformat())
+    starts = [r for r in events(record, "start") if r["scheduled_for"] in backfilled]
+    ends = [r for r in events(record, "end") if r["scheduled_for"] in backfilled]
+    assert [r["scheduled_for"] for r in starts] == list(backfilled)
+    assert starts[1]["at"] >= ends[0]["at"]

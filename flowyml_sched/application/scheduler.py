@@ -349,20 +349,33 @@ class Scheduler:
         return Backfill(schedule, start, end, fires, queued, requested.kept, False)
 
     def wait_for_run(
-        self, run_id: int, *, poll: float = WAIT_POLL_SECONDS, sleep: Callable[[float], None] = time.sleep
+        self,
+        run_id: int,
+        *,
+        on_change: Callable[[Run], None] | None = None,
+        poll: float = WAIT_POLL_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Run:
         """Read run ``run_id`` every ``poll`` seconds until it has ended: neither pending nor
-        running, nor waiting for a retry. Returns the row as it ended. Raises StoreError, and
-        RunGone when the row has been deleted (a ``history`` prune)."""
+        running, nor waiting for a retry (so through every retry its schedule allows). Calls
+        ``on_change`` with the row each time its status, attempt, start or retry changes (taken
+        by a worker, started, an attempt failed with a retry due, the next attempt taken). Returns the row
+        as it ended. Raises StoreError, and RunGone when the row has been deleted (a
+        ``history`` prune)."""
         from flowyml_sched.errors import RunGone
         from flowyml_sched.model import RunStatus
 
+        seen = None
         while True:
             run = self.store.run(run_id)
             if run is None:
                 raise RunGone(run_id)
             if run.status not in (RunStatus.pending, RunStatus.running) and run.retry_at is None:
                 return run
+            state = (run.status, run.attempt, run.started_at, run.retry_at)
+            if on_change is not None and state != seen:
+                on_change(run)
+            seen = state
             sleep(poll)
 
     # -- reading -------------------------------------------------------------------------

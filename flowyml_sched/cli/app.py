@@ -415,7 +415,11 @@ def trigger_command(
         ),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the run to end; exit 0 if it succeeded, else 1.")
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait for the run to end (through its retries), saying where it stands; exit 0 if it succeeded, else 1.",
+        ),
     ] = False,
     as_json: o.Json = False,
     *,
@@ -426,31 +430,37 @@ def trigger_command(
     The run is recorded with scheduled_for = now and marked manual in history; the overlap
     policy applies as to any run (with skip, a run still going skips it).
 
-    Example: flowyml-sched trigger nightly-etl --param day=2026-03-01 --wait
+    Example: flowyml-sched trigger nightly-etl --param period=yesterday --wait
     """
     params = o.parse_params(param, name)
     with flags.scheduler(create=False) as scheduler:
         run = scheduler.trigger(name, params)
         live = bool(scheduler.live_workers())
         if not as_json:
-            typer.echo(f"asked for a run of {name} at {run.scheduled_for.isoformat()} (run {run.id})")
+            typer.echo(f"asked for a run of {name} now ({run.scheduled_for.isoformat()})")
         if not live:
             typer.echo(
                 "flowyml-sched: warning: no worker is running: it runs once one starts ('flowyml-sched run-worker')",
                 err=True,
             )
         if wait:
+            from flowyml_sched.cli.render import describe_progress
+
             assert run.id is not None
-            run = scheduler.wait_for_run(run.id)
+            try:
+                run = scheduler.wait_for_run(run.id, on_change=lambda now: typer.echo(describe_progress(now), err=True))
+            except KeyboardInterrupt:
+                typer.echo(f"stopped waiting; the run is still asked for ('flowyml-sched history {name}')", err=True)
+                raise typer.Exit(130) from None
     if as_json:
         from flowyml_sched.model import run_to_dict
 
-        _print_json(run_to_dict(run) | {"id": run.id})
+        _print_json(run_to_dict(run))
     elif wait:
-        typer.echo(
-            f"{name} at {run.scheduled_for.isoformat()}: {run.status.value}"
-            + (f" ({run.error.splitlines()[0]})" if run.error else "")
-        )
+        from flowyml_sched.cli.render import last_error
+
+        error = f" ({last_error(run)})" if run.error else ""
+        typer.echo(f"{name} at {run.scheduled_for.isoformat()}: {run.status.value}{error}")
     if wait and run.status.value != "succeeded":
         raise typer.Exit(1)
 
@@ -494,7 +504,7 @@ def backfill_command(
                 "schedule": name,
                 "dry_run": dry_run,
                 "fire_times": [f.utc.isoformat() for f in backfill.fire_times],
-                "queued": [at.isoformat() for at in backfill.queued],
+                "would_run" if dry_run else "queued": [at.isoformat() for at in backfill.queued],
                 "in_history": [run_to_dict(run) for run in backfill.kept],
             }
         )
@@ -502,7 +512,9 @@ def backfill_command(
     from flowyml_sched.cli.render import render_backfill
 
     if not backfill.fire_times:
-        typer.echo(f"{name} has no fire time in {first.isoformat()} .. {end}")
+        from flowyml_sched.triggers import format_instant
+
+        typer.echo(f"{name} has no fire time in {format_instant(first)} .. {format_instant(last)}")
         return
     render_backfill(backfill)
     count = len(backfill.queued)

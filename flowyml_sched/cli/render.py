@@ -388,3 +388,27 @@ def render_backfill(backfill: Backfill) -> None:
             what,
         )
     table.print()
+
+
+def last_error(run: Run) -> str:
+    """The first line of the last attempt's error (``error`` holds one line per earlier
+    attempt above it), at most 500 characters; "" when there is none."""
+    lines = (run.error or "").splitlines()
+    if not lines:
+        return ""
+    return lines[min(run.attempt - 1, len(lines) - 1)][:500]
+
+
+def describe_progress(run: Run) -> str:
+    """One line on where a run asked for stands, for ``trigger --wait``."""
+    from flowyml_sched.model import RunStatus
+
+    if run.status is RunStatus.pending:
+        return "waiting for a worker to take it"
+    if run.status is RunStatus.running:
+        if run.started_at is None:
+            return f"attempt {run.attempt}: taken by {run.worker}"
+        return f"attempt {run.attempt}: running on {run.worker} since {run.started_at:%H:%M:%S} UTC"
+    error = last_error(run)
+    retry = f"; retry at {run.retry_at:%Y-%m-%d %H:%M:%S} UTC" if run.retry_at else ""
+    return f"attempt {run.attempt}: {run.status.value}{f' ({error})' if error else ''}{retry}"

@@ -124,7 +124,8 @@ class RunExecution(LeaseKeeping):
         starts, then the wait for the fire time. Returns, first, None when the attempt starts
         now, else the outcome to record for it: ``interrupted`` when the store refused the start (the row
         is no longer this worker's unstarted claim, or its lease is gone), the worker is
-        stopping, or it stalled past its lease after the write; ``missed`` when the store could
+        stopping (past its grace period; at once for a run asked for, which is handed over),
+        or it stalled past its lease after the write; ``missed`` when the store could
         not be reached in time.
 
         A lease that ran out by this worker's clock is renewed first, and so is one the store
@@ -137,8 +138,8 @@ class RunExecution(LeaseKeeping):
         the host) by which the pipeline must have started: the end of the lease as known before
         the write. A child process checks it again just before the pipeline's first line, so
         that a worker stalled between here and the child's start starts nothing late."""
-        if self._too_late_to_start():
-            return Outcome(RunStatus.interrupted, UNSTARTED), 0.0
+        if self._too_late_to_start() or (claim.origin is not RunOrigin.schedule and self._stopping.is_set()):
+            return Outcome(RunStatus.interrupted, UNSTARTED), 0.0  # a run asked for is handed over (_close)
         grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
         give_up = claim.scheduled_for + grace
         delay = FENCE_RETRY_FIRST
@@ -236,7 +237,9 @@ class RunExecution(LeaseKeeping):
         schedule = claim.schedule
         overlap = schedule.policy.overlap
         if overlap is Overlap.skip:
-            self._close(claim, RunStatus.skipped, "the previous run was still going (overlap: skip)")
+            self._close(
+                claim, RunStatus.skipped, "the previous run was still going, or waiting to retry (overlap: skip)"
+            )
             return None, None
         if overlap is Overlap.queue:
             queue_lock = self.locks.lock(f"{schedule.name}+queued")  # '+' is in no schedule name

@@ -127,6 +127,8 @@ class Worker(RunExecution):
         """The earliest due fire time as last read, while the watch says it still holds; None: read again."""
         self._backlog = False
         """The last claim round took as many schedules as it could: more may be due already."""
+        self._claimed = False
+        """Whether the last round claimed anything."""
         self._claim_ahead = timedelta(seconds=settings.claim_ahead)
         """Rounds claim fire times due by now + this; ``run(once=True)`` claims only due ones."""
         self._held = {}
@@ -147,6 +149,7 @@ class Worker(RunExecution):
         return claims
 
     def _claim(self, now: datetime) -> list[Claim]:
+        self._claimed = False
         if self._stopping.is_set():
             return []
         with self._mutex:
@@ -178,6 +181,7 @@ class Worker(RunExecution):
             alongside = claim.schedule.policy.overlap is Overlap.allow and claim.origin is RunOrigin.backfill
             batches.setdefault((claim.schedule.name, claim.run_id if alongside else 0), []).append(claim)
         self._backlog = len(batches) >= free
+        self._claimed = bool(claims)
         for batch in batches.values():
             self._start(batch)
         for claim in claims:  # reported once started, not to delay the start
@@ -226,11 +230,16 @@ class Worker(RunExecution):
                 failed = not self._round(now)
                 self.notifier.watchdog()
                 if once:  # claim all that is due at this instant, then wait for it (past the grace period too)
-                    while not failed and self._backlog and not self._stopping.is_set():
-                        self._wait_for_capacity()
+                    while not failed and not self._stopping.is_set():
+                        while not failed and self._backlog and not self._stopping.is_set():
+                            self._wait_for_capacity()
+                            failed = not self._round(now)
+                        while not self._stopping.is_set() and not self.wait_idle(0.2):
+                            self._keep_lease()
+                        # a backfill's next fire time comes due as the one before ends
+                        if failed or not self._claimed or self._stopping.is_set():
+                            break
                         failed = not self._round(now)
-                    while not self._stopping.is_set() and not self.wait_idle(0.2):
-                        self._keep_lease()
                     break
                 self._sleep(self._sleep_seconds(failed))
         finally:

@@ -113,7 +113,7 @@ class InvalidScheduleName(SchedulerError, ValueError):
         self.name = name
         why = f" ({reason})" if reason else ""
         super().__init__(
-            f"invalid schedule name {name!r}{why}: use 1-128 letters, digits, '_', '-' and '.', "
+            f"invalid schedule name {_short(name, 140)}{why}: use 1-128 letters, digits, '_', '-' and '.', "
             "starting with a letter or digit, such as daily-etl or sales_report.v2"
         )
 

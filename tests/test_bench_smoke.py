@@ -21,6 +21,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import PG_CANDIDATE_URLS
 
+pytestmark = pytest.mark.xdist_group("bench")  # under pytest-xdist: the suite's module fixture runs once
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "fire_times.py"
 
 

@@ -1574,3 +1574,12 @@ def test_trigger_and_backfill_refuse_bad_input_and_store_nothing(
     add(db, "nightly", "--daily", "02:00")
     refused(cli(*args, "--db", db), exit_code, *words)
     assert json.loads(succeeds("history", "nightly", "--db", db, "--json").stdout) == []
+
+
+def test_backfill_before_an_intervals_anchor_says_its_fire_times_count_from_it(db: Path) -> None:
+    add(db, "hourly", "--every", "1h", "--anchor", "2026-06-01T00:00:00Z")
+    out = succeeds("backfill", "hourly", "--start", "2026-05-01T00:00:00Z", "--end", "2026-05-02T00:00:00Z", "--db", db)
+    assert out.stdout == (
+        "hourly has no fire time in 2026-05-01T00:00:00Z .. 2026-05-02T00:00:00Z "
+        "(its fire times count from its anchor, 2026-06-01T00:00:00Z)\n"
+    )

@@ -1055,8 +1055,8 @@ def test_a_failing_round_with_work_due_waits_a_poll_before_trying_again(
         worker.stopped = True
 
 
-def test_a_run_whose_error_no_database_stores_as_is_is_recorded_and_the_worker_goes_on(
-    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+def test_a_run_whose_error_no_database_stores_as_is_is_recorded_and_logged_and_the_worker_goes_on(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     add(store, "bad", pipeline="pipelines_for_tests:raises_unstorable", trigger=HourlyTrigger(0))
     add(store, "good", pipeline="pipelines_for_tests:ok", trigger=HourlyTrigger(0), params={"record": str(record)})
@@ -1077,6 +1077,12 @@ def test_a_run_whose_error_no_database_stores_as_is_is_recorded_and_the_worker_g
         runner.join(30)
         worker.stopped = True
     assert {w.id: w.status for w in store.list_workers()}[worker.identity.id] == "stopped"
+    logged = [
+        r.getMessage() for r in caplog.records if r.name == "flowyml_sched.worker" and "bad for" in r.getMessage()
+    ]
+    assert logged and all("failed (RuntimeError: bad\\x00byte \\udcff)" in line for line in logged)
+    for line in logged:
+        line.encode("utf-8")  # no lone surrogate: any handler can write it
 
 
 def test_a_finish_the_database_refuses_is_retried_on_its_own_and_holds_up_no_other_write(sqlite_url: str) -> None:
@@ -1725,15 +1731,17 @@ def test_two_workers_never_run_two_fire_times_of_one_backfill_at_once(
     wait_until(lambda: events(record, "start"), "the first fire time to start")
     assert sum(len(claimed) for claimed in tick_together(workers, now)) == 0  # the others wait their turn
     gate.touch()
-    for worker in workers:
-        worker.idle()
-    for _ in range(2):
-        assert sum(len(claimed) for claimed in tick_together(workers, now)) == 1
+
+    def all_ended() -> bool:
         for worker in workers:
             worker.idle()
-    starts = [r["scheduled_for"] for r in events(record, "start")]
-    assert starts == [(DAY1 + timedelta(days=n)).isoformat() for n in range(3)]
-    assert set(statuses(store, "busy").values()) == {RunStatus.succeeded}
+        tick_together(workers, now)
+        return set(statuses(store, "busy").values()) == {RunStatus.succeeded} and len(statuses(store, "busy")) == 3
+
+    wait_until(all_ended, "the three fire times to run")
+    starts, ends = events(record, "start"), events(record, "end")
+    assert [r["scheduled_for"] for r in starts] == [(DAY1 + timedelta(days=n)).isoformat() for n in range(3)]
+    assert all(later["at"] >= earlier["at"] for earlier, later in zip(ends, starts[1:], strict=False))
 
 
 def test_a_backfill_of_a_schedule_that_allows_overlap_runs_its_fire_times_together(
@@ -1751,16 +1759,42 @@ def test_a_backfill_of_a_schedule_that_allows_overlap_runs_its_fire_times_togeth
     assert set(statuses(store, "busy").values()) == {RunStatus.succeeded}
 
 
-def test_a_run_asked_for_a_schedule_removed_before_it_ran_is_closed_skipped_not_left_pending(
-    store: ScheduleStore, make_worker: Callable[..., Ticking]
+def test_runs_asked_for_a_schedule_removed_before_they_ran_are_closed_and_a_new_one_of_that_name_runs_none(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
 ) -> None:
     add(store)
-    now = CREATED + timedelta(hours=1, microseconds=5)
+    now = CREATED + timedelta(days=3, microseconds=5)
     asking(store, now).trigger("nightly")
+    asking(store, now).backfill("nightly", DAY1, DAY1 + timedelta(days=2))
     asking(store, now).remove("nightly")
+    add(store, params={"record": str(record)}, created=now)  # another schedule under the old name
     assert make_worker().tick(now) == []
-    run = runs_of(store, "nightly")[now]
-    assert (run.status, run.error, run.retry_at) == (RunStatus.skipped, "not run: the schedule was removed", None)
+    closed = runs_of(store, "nightly")
+    assert {
+        (r.status, r.error, r.retry_at) for at, r in closed.items() if at in (now, DAY1, DAY1 + timedelta(days=1))
+    } == {(RunStatus.skipped, "not run: the schedule was removed", None)}
+    assert closed[DAY1 + timedelta(days=2)].status is RunStatus.missed  # due, unclaimed, not asked for
+    assert events(record, "ok") == []
+
+
+def test_a_backfill_of_thousands_of_fire_times_makes_one_due_at_a_time_and_history_pruning_keeps_them(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store, trigger=CronTrigger("* * * * *"), created=CREATED - timedelta(days=30))
+    asking(store, CREATED).pause("nightly")  # only the backfill runs
+    now = CREATED + timedelta(days=1)
+    asked = asking(store, now).backfill("nightly", CREATED - timedelta(days=3), CREATED, max_runs=5000)
+    assert len(asked.queued) == 3 * 24 * 60
+    due = [r for r in store.history("nightly", 5000) if r.retry_at is not None]
+    assert [r.scheduled_for for r in due] == [CREATED - timedelta(days=3)]  # the rest wait for their turn
+    store.prune_history(keep=10, older_than=now)  # waiting fire times are not history to prune
+    assert sum(r.status is RunStatus.pending for r in store.history("nightly", 5000)) == 3 * 24 * 60
+    worker = make_worker()
+    assert worker.tick(now) == [("nightly", CREATED - timedelta(days=3))]
+    worker.idle()
+    assert worker.tick_on() == [("nightly", CREATED - timedelta(days=3) + timedelta(minutes=1))]
+    worker.idle()
+    assert store.next_due_at() == CREATED - timedelta(days=3) + timedelta(minutes=2)
 
 
 def test_a_backfill_run_waiting_for_the_lock_when_its_worker_stops_is_handed_to_another_worker(

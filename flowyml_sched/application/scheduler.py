@@ -305,7 +305,7 @@ class Scheduler:
         now = self.clock()
         if next_fire_time(schedule.trigger, get_zone(schedule.timezone), now - _MICROSECOND).at == now:
             now += _MICROSECOND
-        return self.store.request_runs(name, [now], RunOrigin.manual, now, params).queued[0]
+        return self.store.request_runs(name, [now], RunOrigin.manual, params).queued[0]
 
     def backfill(
         self, name: str, start: datetime, end: datetime, *, dry_run: bool = False, max_runs: int = BACKFILL_MAX
@@ -336,15 +336,15 @@ class Scheduler:
         fires = fire_times_between(schedule.trigger, zone, start - _MICROSECOND, end - _MICROSECOND, max_runs + 1)
         if len(fires) > max_runs:
             raise UsageError(
-                f"{format_instant(start)} .. {format_instant(end)} holds more than {max_runs} fire times of "
-                f"{name}: give a shorter range, or a larger --max"
+                f"{format_instant(start)} .. {format_instant(end)} holds more than {max_runs} fire "
+                f"time{'s' if max_runs != 1 else ''} of {name}: give a shorter range, or a larger --max"
             )
         if dry_run:
             stored = {run.scheduled_for: run for run in self.store.runs_between(name, start, end)}
             kept = [stored[f.utc] for f in fires if f.utc in stored and stored[f.utc].status is not RunStatus.missed]
             kept_at = {run.scheduled_for for run in kept}
             return Backfill(schedule, start, end, fires, [f.utc for f in fires if f.utc not in kept_at], kept, True)
-        requested = self.store.request_runs(name, [f.utc for f in fires], RunOrigin.backfill, now)
+        requested = self.store.request_runs(name, [f.utc for f in fires], RunOrigin.backfill)
         queued = [run.scheduled_for for run in requested.queued]
         return Backfill(schedule, start, end, fires, queued, requested.kept, False)
 

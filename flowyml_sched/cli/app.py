@@ -514,7 +514,13 @@ def backfill_command(
     if not backfill.fire_times:
         from flowyml_sched.triggers import format_instant
 
-        typer.echo(f"{name} has no fire time in {format_instant(first)} .. {format_instant(last)}")
+        trigger = backfill.schedule.trigger
+        since = (
+            f" (its fire times count from its anchor, {format_instant(trigger.anchor)})"
+            if trigger.anchored and trigger.anchor is not None and trigger.anchor > first
+            else ""
+        )
+        typer.echo(f"{name} has no fire time in {format_instant(first)} .. {format_instant(last)}{since}")
         return
     render_backfill(backfill)
     count = len(backfill.queued)

@@ -90,16 +90,14 @@ def _in_scope(kind: tuple[bool, bool]) -> sa.ColumnElement[bool]:
 def _earliest_due_stmt(skipping: bool, kind: tuple[bool, bool]) -> sa.Select:
     """The earliest next fire time of an enabled schedule in scope (leaving out those named in
     ``b_skip`` when ``skipping``) and the earliest pending retry or requested run in scope
-    (a backfill's in its turn), in one query on two indexes. A retry is in scope unless its
-    schedule exists and is not."""
+    (a backfill's fire time once its turn has come), in one query on two indexes. A retry is
+    in scope unless its schedule exists and is not."""
     fire = sa.select(sa.func.min(schedules.c.next_fire_at, type_=schedules.c.next_fire_at.type)).where(
         schedules.c.enabled.is_(True), _in_scope(kind)
     )
     if skipping:
         fire = fire.where(_NOT_SKIPPED)
-    retry = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).where(
-        _retry_in_scope(kind), _BACKFILL_TURN
-    )
+    retry = sa.select(sa.func.min(runs.c.retry_at, type_=runs.c.retry_at.type)).where(_retry_in_scope(kind))
     return sa.select(fire.scalar_subquery(), retry.scalar_subquery())
 
 
@@ -115,32 +113,11 @@ _CLAIMER_FOR_UPDATE = _CLAIMER.with_for_update()
 _RETRY_OWNER = workers.alias("retry_owner")
 
 
-_OTHER_RUN = runs.alias("other_run")
-_BACKFILL_TURN = sa.or_(
-    runs.c.origin != RunOrigin.backfill.value,
-    sa.not_(
-        sa.exists().where(
-            _OTHER_RUN.c.schedule_name == runs.c.schedule_name,
-            _OTHER_RUN.c.origin == RunOrigin.backfill.value,
-            sa.or_(
-                _OTHER_RUN.c.status == RunStatus.running.value,
-                sa.and_(_OTHER_RUN.c.retry_at.is_not(None), _OTHER_RUN.c.scheduled_for < runs.c.scheduled_for),
-            ),
-        )
-    ),
-    sa.exists().where(schedules.c.name == runs.c.schedule_name, schedules.c.overlap == Overlap.allow.value),
-)
-"""A backfill's fire times run one at a time, oldest first: a pending backfill row is due
-only while no backfill run of its schedule is running and none older waits, unless the
-schedule's overlap policy is ``allow``. (Under PostgreSQL's read committed, a statement sees
-an older row either waiting or running, so two workers never take two rows of one backfill.)"""
-
-
 @functools.cache
 def _due_retries(postgres: bool, kind: tuple[bool, bool]) -> sa.Select:
     """Pending retries and requested runs due by ``b_until`` in scope that ``b_me`` may take
-    (a backfill's in turn, :data:`_BACKFILL_TURN`), oldest first, at most ``b_limit`` (on
-    PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
+    (a backfill's fire time once its turn has come: :func:`_advance_backfill`), oldest
+    first, at most ``b_limit`` (on PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
     stmt = (
         sa.select(
             runs.c.id,
@@ -156,7 +133,6 @@ def _due_retries(postgres: bool, kind: tuple[bool, bool]) -> sa.Select:
         .where(
             runs.c.retry_at <= sa.bindparam("b_until", type_=UTCDateTime()),
             _retry_in_scope(kind),
-            _BACKFILL_TURN,
             # the worker that scheduled a retry takes it itself while it lives (holding the
             # schedule's run lock between attempts), unless it let it go
             sa.or_(
@@ -246,7 +222,14 @@ _OTHER_EXPIRED = (
     .limit(1)
 )
 _RUNS_TO_FINISH = sa.select(
-    runs.c.id, runs.c.started_at, runs.c.status, runs.c.worker, runs.c.attempt, runs.c.error
+    runs.c.id,
+    runs.c.started_at,
+    runs.c.status,
+    runs.c.worker,
+    runs.c.attempt,
+    runs.c.error,
+    runs.c.origin,
+    runs.c.schedule_name,
 ).where(runs.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 _FINISH_RUN = (
     sa.update(runs)
@@ -343,6 +326,7 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
     read = _RUNS_TO_FINISH.with_for_update() if conn.dialect.name == "postgresql" else _RUNS_TO_FINISH
     rows = {row.id: row for row in conn.execute(read, {"b_ids": [f.run_id for f in finishes]})}
     closing: list[dict[str, Any]] = []
+    turns: set[str] = set()  # a backfill whose fire time ended: the next one's turn
     for finish in finishes:
         row = rows.pop(finish.run_id, None)  # popped: a second finish of one run finds it closed
         if row is None or row.status != RunStatus.running.value or row.worker != finish.worker_id:
@@ -364,8 +348,12 @@ def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:
             }
         )
         finish.closed = True
+        if row.origin == RunOrigin.backfill.value and finish.retry_at is None:
+            turns.add(row.schedule_name)
     if closing:
         conn.execute(_FINISH_RUN, closing)
+    for name in sorted(turns):
+        _advance_backfill(conn, name)
 
 
 def open_store(url: str, create: bool = True) -> ScheduleStore:
@@ -616,60 +604,58 @@ class ScheduleStore:
         name: str,
         instants: Sequence[datetime],
         origin: RunOrigin,
-        now: datetime,
         params: Mapping[str, Any] | None = None,
     ) -> RequestedRuns:
         """Ask the workers for runs of schedule ``name`` (paused too) at ``instants`` (aware),
         in one transaction: each becomes a ``pending`` row of ``origin`` with ``params`` (the
-        run's own) and ``retry_at`` the instant itself for a ``manual`` run, ``now`` for a
-        ``backfill``; any live worker whose scope holds the schedule takes it when due, as a
-        pending retry (:meth:`claim_due`). A fire time that has a run already keeps it, but
-        one recorded ``missed`` is asked for again (as a backfill). On PostgreSQL the request
-        wakes the idle workers (the schedules' notification channel). Raises ScheduleNotFound,
+        run's own). Any live worker whose scope holds the schedule takes it once due, as it
+        takes a pending retry (:meth:`claim_due`): a ``manual`` run at its instant; a
+        ``backfill``'s fire times one at a time, oldest first (each waits, ``retry_at`` NULL,
+        until the one before has ended: :func:`_advance_backfill`), or all at once when the
+        schedule's overlap policy is ``allow``. A fire time that has a run already keeps it,
+        but one recorded ``missed`` is asked for again. On PostgreSQL the request wakes the
+        idle workers (the schedules' notification channel). Raises ScheduleNotFound,
         ScheduleBroken (a row that cannot be loaded runs nothing), ValueError (a naive instant)."""
-        now = _utc(now, "now")
         wanted = sorted({_utc(at, "scheduled_for") for at in instants})
-        retry_at = (lambda at: at) if origin is RunOrigin.manual else (lambda at: now)
-        pending = [
+        rows = [
             {
                 "schedule_name": name,
                 "scheduled_for": at,
                 "status": RunStatus.pending.value,
                 "attempt": 1,
-                "retry_at": retry_at(at),
+                "retry_at": at if origin is RunOrigin.manual else None,
                 "origin": origin.value,
                 "params": dict(params) if params else None,
             }
             for at in wanted
         ]
         with self._writing() as conn:
-            raw = conn.execute(_select_rows(self.dialect).where(schedules.c.name == name)).mappings().first()
+            # locked on PostgreSQL: two requests for one schedule start one backfill turn, not two
+            stmt = _select_rows(self.dialect).where(schedules.c.name == name)
+            raw = conn.execute(stmt.with_for_update() if self.dialect == "postgresql" else stmt).mappings().first()
             if raw is None:
                 raise ScheduleNotFound(name)
             stored = _load_row(raw, self._decoders)
             if isinstance(stored, BrokenSchedule):
                 raise stored.error
-            inserted = (
-                {row.scheduled_for for row in conn.execute(_insert_untaken(self.dialect), pending)}
-                if pending
-                else set()
-            )
-            left = [at for at in wanted if at not in inserted]
-            revived = set()
-            if left:  # a fire time recorded missed is asked for again
-                revived = set(
+            queued: set[datetime] = set()
+            if rows:
+                queued = {row.scheduled_for for row in conn.execute(_insert_untaken(self.dialect), rows)}
+            left = [at for at in wanted if at not in queued]
+            for chunk in _chunks(left):  # a fire time recorded missed is asked for again
+                queued.update(
                     conn.execute(
                         sa.update(runs)
                         .where(
                             runs.c.schedule_name == name,
-                            runs.c.scheduled_for.in_(left),
+                            runs.c.scheduled_for.in_(chunk),
                             runs.c.status == RunStatus.missed.value,
                         )
                         .values(
                             status=RunStatus.pending.value,
                             origin=origin.value,
-                            params=pending[0]["params"],
-                            retry_at=runs.c.scheduled_for if origin is RunOrigin.manual else now,
+                            params=rows[0]["params"],
+                            retry_at=runs.c.scheduled_for if origin is RunOrigin.manual else None,
                             error=None,
                             finished_at=None,
                             worker=None,
@@ -678,12 +664,29 @@ class ScheduleStore:
                         .returning(runs.c.scheduled_for)
                     ).scalars()
                 )
-            stmt = sa.select(runs).where(runs.c.schedule_name == name, runs.c.scheduled_for.in_(wanted))
-            found = sorted((_run_from_row(row) for row in conn.execute(stmt).mappings()), key=_fire_time)
+            if origin is RunOrigin.backfill and queued:
+                if stored.policy.overlap is Overlap.allow:
+                    conn.execute(
+                        sa.update(runs)
+                        .where(runs.c.schedule_name == name, _WAITING_TURN)
+                        .values(retry_at=runs.c.scheduled_for)
+                    )
+                elif not conn.execute(_backfill_going(name)).first():
+                    _advance_backfill(conn, name)
+            found = []
+            if wanted:
+                between = (runs.c.scheduled_for >= wanted[0], runs.c.scheduled_for <= wanted[-1])
+                stmt = sa.select(runs).where(runs.c.schedule_name == name, *between).order_by(runs.c.scheduled_for)
+                wanted_set = set(wanted)
+                found = [
+                    run for run in map(_run_from_row, conn.execute(stmt).mappings()) if run.scheduled_for in wanted_set
+                ]
             if self.dialect == "postgresql":  # the idle workers listen on the schedules' channel
                 conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
-        queued = [run for run in found if run.scheduled_for in inserted or run.scheduled_for in revived]
-        return RequestedRuns(queued, [run for run in found if run.scheduled_for not in inserted | revived])
+        return RequestedRuns(
+            [run for run in found if run.scheduled_for in queued],
+            [run for run in found if run.scheduled_for not in queued],
+        )
 
     def run(self, run_id: int) -> Run | None:
         """The history row with database id ``run_id`` (:attr:`Run.id`), or None."""
@@ -1088,10 +1091,14 @@ class ScheduleStore:
         now = _utc(now, "now")
         with self._writing() as conn:
             row = conn.execute(
-                sa.select(runs.c.started_at).where(runs.c.id == run_id, runs.c.status == "running")
+                sa.select(runs.c.started_at, runs.c.origin, runs.c.schedule_name).where(
+                    runs.c.id == run_id, runs.c.status == "running"
+                )
             ).first()
             if row is None:
                 return False
+            if row.origin == RunOrigin.backfill.value:
+                _advance_backfill(conn, row.schedule_name)
             conn.execute(
                 sa.update(runs)
                 .where(runs.c.id == run_id, runs.c.status == RunStatus.running.value)
@@ -1182,6 +1189,8 @@ class ScheduleStore:
                     .where(runs.c.id == row["id"], runs.c.status == RunStatus.running.value)
                     .values(values)
                 )
+                if row["origin"] == RunOrigin.backfill.value and not retries_left:
+                    _advance_backfill(conn, row["schedule_name"])
                 reaped.append(_run_from_row({**row, **values}))
             logger.warning("workers %s lost their lease; %d of their runs abandoned", ", ".join(ids), len(rows))
             return reaped
@@ -1204,7 +1213,9 @@ class ScheduleStore:
         ``older_than``; running rows and rows with a pending retry are never deleted.
         Returns how many were deleted."""
         deleted = 0
-        finished = sa.and_(runs.c.status != RunStatus.running.value, runs.c.retry_at.is_(None))
+        finished = sa.and_(
+            runs.c.status.not_in([RunStatus.running.value, RunStatus.pending.value]), runs.c.retry_at.is_(None)
+        )
         with self._writing() as conn:
             if older_than is not None:
                 deleted += conn.execute(
@@ -1386,6 +1397,8 @@ def _take_due_retries(
             conn.execute(
                 sa.update(runs).where(runs.c.id == row.id, runs.c.retry_at.is_not(None)).values(retry_at=None, **values)
             )
+            if origin is RunOrigin.backfill:
+                _advance_backfill(conn, row.schedule_name)
             continue
         taken = _take_retry(conn, row.id, row.attempt, worker)
         if taken is not None:
@@ -1405,6 +1418,47 @@ def _take_due_retries(
                 )
             )
     return claims
+
+
+_WAITING_TURN = sa.and_(runs.c.status == RunStatus.pending.value, runs.c.retry_at.is_(None))
+"""A backfill's fire time waiting for the one before it to end (the partial index
+``ix_runs_waiting_turn`` holds exactly these rows)."""
+
+
+def _backfill_going(name: str) -> sa.Select:
+    """A row of ``name``'s backfill that holds the turn: running, or due (``retry_at`` set)."""
+    return (
+        sa.select(runs.c.id)
+        .where(
+            runs.c.schedule_name == name,
+            runs.c.origin == RunOrigin.backfill.value,
+            sa.or_(runs.c.status == RunStatus.running.value, runs.c.retry_at.is_not(None)),
+        )
+        .limit(1)
+    )
+
+
+def _advance_backfill(conn: sa.Connection, name: str) -> None:
+    """Give the turn of ``name``'s backfill to its oldest waiting fire time, due at once (its
+    ``retry_at`` becomes its fire time, which is past), when the one that held the turn has
+    ended: called in the transaction that records that end (finished, skipped, interrupted,
+    abandoned without a retry, closed unrun) and by a request that finds no fire time of the
+    schedule's backfill going. One indexed read and one write: the waiting rows are in the
+    partial index ``ix_runs_waiting_turn``."""
+    oldest = (
+        sa.select(runs.c.id)
+        .where(runs.c.schedule_name == name, _WAITING_TURN)
+        .order_by(runs.c.scheduled_for)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(sa.update(runs).where(runs.c.id == oldest).values(retry_at=runs.c.scheduled_for))
+
+
+def _chunks(values: list[Any], size: int = _IN_LIST_LIMIT) -> Iterator[list[Any]]:
+    """``values`` in lists of at most ``size`` (for ``IN`` lists the databases take)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _scope_params(scope: ClaimScope, **params: Any) -> dict[str, Any]:
@@ -1654,6 +1708,14 @@ def _update_schedule(conn: sa.Connection, schedule: Schedule, now: datetime) -> 
 
 def _delete_schedule(conn: sa.Connection, name: str, now: datetime) -> None:
     _record_unclaimed(conn, name, now, None)
+    # runs asked for and not taken yet go with it (a schedule added later under the name is another)
+    conn.execute(
+        sa.update(runs)
+        .where(runs.c.schedule_name == name, runs.c.status == RunStatus.pending.value)
+        .values(
+            status=RunStatus.skipped.value, retry_at=None, finished_at=now, error="not run: the schedule was removed"
+        )
+    )
     if conn.execute(sa.delete(schedules).where(schedules.c.name == name)).rowcount == 0:
         raise ScheduleNotFound(name)
 
@@ -1727,10 +1789,6 @@ def _claim_row(
         "host": worker.host,
         "pid": None,  # the run's own process, once started (note_pid)
     }
-
-
-def _fire_time(run: Run) -> datetime:
-    return run.scheduled_for
 
 
 def _run_from_row(row: Mapping[str, Any]) -> Run:

@@ -119,6 +119,15 @@ runs = sa.Table(
     sa.UniqueConstraint("schedule_name", "scheduled_for"),
 )
 sa.Index("ix_runs_schedule_name_scheduled_for_desc", runs.c.schedule_name, runs.c.scheduled_for.desc())
+WAITING_TURN_WHERE = "status = 'pending' AND retry_at IS NULL"
+"""The rows of a backfill waiting for their turn (migration 0004's partial index)."""
+sa.Index(
+    "ix_runs_waiting_turn",
+    runs.c.schedule_name,
+    runs.c.scheduled_for,
+    sqlite_where=sa.text(WAITING_TURN_WHERE),
+    postgresql_where=sa.text(WAITING_TURN_WHERE),
+)
 
 workers = sa.Table(
     "workers",

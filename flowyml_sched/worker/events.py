@@ -164,7 +164,13 @@ def log_event(event: Event) -> None:
 def _log_end(event: RunFinished) -> None:
     status, error, retry_at = event.status, event.error, event.retry_at
     level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
-    first_line = error.splitlines()[0][:500].replace("\x00", "\\x00") if error else ""
+    # NUL and lone surrogates (undecodable bytes of a pipeline's message) escaped: every log
+    # handler can write the line
+    first_line = (
+        error.splitlines()[0][:500].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+        if error
+        else ""
+    )
     kept = "; not recorded: its row was closed already (abandoned or replaced)" if event.recorded is False else ""
     logger.log(level, "%s for %s: %s%s%s%s", event.claim.schedule.name, event.claim.scheduled_for.isoformat(),
                status.value, f" ({first_line})" if error else "",

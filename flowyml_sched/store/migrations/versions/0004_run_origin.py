@@ -8,7 +8,9 @@ Create Date: 2026-12-07
 before this revision), ``manual`` (``flowyml-sched trigger``) or ``backfill``
 (``flowyml-sched backfill``). ``params``: the parameters of that run only (``trigger
 --param``), over the schedule's; NULL on every other row. A run asked for waits as a
-``pending`` row with ``retry_at`` set, taken by any live worker as a pending retry is.
+``pending`` row, taken by any live worker as a pending retry is once its ``retry_at`` is due;
+a backfill's fire times wait for their turn with ``retry_at`` NULL, in the partial index
+``ix_runs_waiting_turn`` (the next one is found in one indexed read).
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("origin", sa.String(16), nullable=False, server_default="schedule"))
         batch.add_column(sa.Column("params", sa.JSON(), nullable=True))
+    where = sa.text("status = 'pending' AND retry_at IS NULL")
+    op.create_index(
+        "ix_runs_waiting_turn",
+        "runs",
+        ["schedule_name", "scheduled_for"],
+        sqlite_where=where,
+        postgresql_where=where,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_waiting_turn", table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("params")
         batch.drop_column("origin")

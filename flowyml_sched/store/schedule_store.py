@@ -66,6 +66,11 @@ logger = logging.getLogger(__name__)
 
 UTC = timezone.utc
 
+_ANALYZE_AFTER = 1000
+"""A request that adds this many run rows on PostgreSQL refreshes the table's statistics at
+once: until autovacuum does, the planner would read every row for the workers' due reads
+(18 ms a round with 100,000 waiting, against 1 ms; measured ad hoc on this project's machine)."""
+
 _IN_LIST_LIMIT = 500
 """Above this many names, ``last_runs`` reads every schedule's latest run and filters in Python."""
 
@@ -681,7 +686,10 @@ class ScheduleStore:
                 found = [
                     run for run in map(_run_from_row, conn.execute(stmt).mappings()) if run.scheduled_for in wanted_set
                 ]
-            if self.dialect == "postgresql":  # the idle workers listen on the schedules' channel
+            if self.dialect == "postgresql":
+                if len(queued) >= _ANALYZE_AFTER:  # the planner's statistics, so that the due reads keep their index
+                    conn.execute(sa.text("ANALYZE runs"))
+                # the idle workers listen on the schedules' channel
                 conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
         return RequestedRuns(
             [run for run in found if run.scheduled_for in queued],
@@ -1445,6 +1453,11 @@ def _advance_backfill(conn: sa.Connection, name: str) -> None:
     abandoned without a retry, closed unrun) and by a request that finds no fire time of the
     schedule's backfill going. One indexed read and one write: the waiting rows are in the
     partial index ``ix_runs_waiting_turn``."""
+    if conn.dialect.name == "postgresql":
+        # the schedule's row, as a request locks it: a request committing its waiting rows
+        # meanwhile would otherwise find this end's row still running and start no turn, and
+        # this read would not see its rows, and the backfill would wait for ever
+        conn.execute(sa.select(schedules.c.name).where(schedules.c.name == name).with_for_update())
     oldest = (
         sa.select(runs.c.id)
         .where(runs.c.schedule_name == name, _WAITING_TURN)

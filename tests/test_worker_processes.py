@@ -331,17 +331,17 @@ def _check_stress(cluster: Cluster, schedules: list[Schedule], stopped_at: datet
     skipped = [r for r in runs if r.status is RunStatus.skipped]
     by_key = {_key(r.schedule_name, r.scheduled_for): r for r in runs}
     for run in skipped:
-        # Overlap "skip" may rightly skip a fire time when the run before it is still closing
-        # its row a second later, which only an overloaded machine (pytest -n on 2 cores) does.
-        # Never when both fire times were claimed in one round (they must run one after the
-        # other), and never often.
+        # Overlap "skip" may rightly skip a fire time when the run before it still holds the
+        # run lock a second later, which only an overloaded machine (two CPU hogs beside
+        # pytest -n 2 on 2 cores) does; never often. (When the run before it records its start
+        # is no evidence: the fenced start is written after the lock is taken, and under that
+        # load more than a second after.) Fire times claimed in one round run one after the
+        # other (tests/test_worker_tick.py, the catch-up tests), never skipped.
         every = next(s.trigger.every for s in schedules if s.name == run.schedule_name)
         previous = by_key.get(_key(run.schedule_name, run.scheduled_for - every))
         assert previous is not None and previous.status is RunStatus.succeeded, run
-        # a skipped fire time never starts (its row has no started_at): it was skipped (its
-        # row closed, finished_at) while the run before it had started and held the run lock
-        assert previous.started_at is not None and run.finished_at is not None, run
-        assert previous.started_at < run.finished_at, f"two fire times claimed in one round raced: {run}"
+        # a skipped fire time never starts (its row has no started_at); the one before it did
+        assert previous.started_at is not None and run.started_at is None and run.finished_at is not None, run
     assert len(skipped) <= len(runs) // 100, f"{len(skipped)} fire times skipped"
 
     executed = Counter(_key(r["tag"], r["scheduled_for"]) for r in cluster.records("ok"))

@@ -439,10 +439,7 @@ def trigger_command(
         if not as_json:
             typer.echo(f"asked for a run of {name} now ({run.scheduled_for.isoformat()})")
         if not live:
-            typer.echo(
-                "flowyml-sched: warning: no worker is running: it runs once one starts ('flowyml-sched run-worker')",
-                err=True,
-            )
+            _warn_no_worker("it runs")
         if wait:
             from flowyml_sched.cli.render import describe_progress
 
@@ -463,6 +460,13 @@ def trigger_command(
         typer.echo(f"{name} at {run.scheduled_for.isoformat()}: {run.status.value}{error}")
     if wait and run.status.value != "succeeded":
         raise typer.Exit(1)
+
+
+def _warn_no_worker(what: str) -> None:
+    """Say on stderr that runs asked for wait for a worker (``what``: "it runs", "they run")."""
+    typer.echo(
+        f"flowyml-sched: warning: no worker is running: {what} once one starts ('flowyml-sched run-worker')", err=True
+    )
 
 
 @app.command("backfill")
@@ -532,10 +536,7 @@ def backfill_command(
     else:
         typer.echo(f"queued {runs} of {name}; 'flowyml-sched history {name}' shows them")
         if count and not live:
-            typer.echo(
-                "flowyml-sched: warning: no worker is running: they run once one starts ('flowyml-sched run-worker')",
-                err=True,
-            )
+            _warn_no_worker("they run")
 
 
 @app.command("apply")

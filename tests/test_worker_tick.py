@@ -1758,10 +1758,12 @@ def test_a_backfill_of_a_schedule_that_allows_overlap_runs_its_fire_times_togeth
     assert set(statuses(store, "busy").values()) == {RunStatus.succeeded}
 
 
-def test_runs_asked_for_a_schedule_removed_before_they_ran_are_closed_and_a_new_one_of_that_name_runs_none(
+def test_removing_a_schedule_closes_its_requests_and_retries_and_a_new_one_of_that_name_may_backfill_them(
     store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
 ) -> None:
     add(store)
+    before = DAY1 - timedelta(days=1)
+    store.record_run(Run("nightly", before, RunStatus.failed, error="boom", retry_at=DAY1, origin=RunOrigin.backfill))
     now = CREATED + timedelta(days=3, microseconds=5)
     asking(store, now).trigger("nightly")
     asking(store, now).backfill("nightly", DAY1, DAY1 + timedelta(days=2))
@@ -1771,9 +1773,27 @@ def test_runs_asked_for_a_schedule_removed_before_they_ran_are_closed_and_a_new_
     closed = runs_of(store, "nightly")
     assert {
         (r.status, r.error, r.retry_at) for at, r in closed.items() if at in (now, DAY1, DAY1 + timedelta(days=1))
-    } == {(RunStatus.skipped, "not run: the schedule was removed", None)}
-    assert closed[DAY1 + timedelta(days=2)].status is RunStatus.missed  # due, unclaimed, not asked for
+    } == {(RunStatus.missed, "not run: the schedule was removed", None)}
+    assert (closed[before].status, closed[before].error, closed[before].retry_at) == (
+        RunStatus.failed,
+        "boom\nno retry: the schedule was removed",
+        None,
+    )
     assert events(record, "ok") == []
+    again = asking(store, now).backfill("nightly", DAY1, DAY1 + timedelta(days=2))
+    assert again.queued == [DAY1, DAY1 + timedelta(days=1)]  # never ran: the new schedule may run them
+
+
+def test_a_backfill_of_older_fire_times_takes_the_turn_from_a_later_one_not_taken_yet(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    add(store)
+    now = DAY1 + timedelta(days=5, hours=1)
+    asking(store, now).backfill("nightly", DAY1 + timedelta(days=3), now)
+    asking(store, now).backfill("nightly", DAY1, DAY1 + timedelta(days=2))
+    due = [r.scheduled_for for r in store.history("nightly") if r.retry_at is not None]
+    assert due == [DAY1]
+    assert make_worker().tick(now) == [("nightly", DAY1)]  # the schedule's own are in the first backfill
 
 
 def test_a_backfill_of_thousands_of_fire_times_makes_one_due_at_a_time_and_history_pruning_keeps_them(

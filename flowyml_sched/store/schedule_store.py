@@ -676,8 +676,21 @@ class ScheduleStore:
                         .where(runs.c.schedule_name == name, _WAITING_TURN)
                         .values(retry_at=runs.c.scheduled_for)
                     )
-                elif not conn.execute(_backfill_going(name)).first():
-                    _advance_backfill(conn, name)
+                else:
+                    # a turn given but not taken yet goes to the oldest fire time now waiting
+                    # (this request may have added older ones): oldest first across requests
+                    conn.execute(
+                        sa.update(runs)
+                        .where(
+                            runs.c.schedule_name == name,
+                            runs.c.origin == RunOrigin.backfill.value,
+                            runs.c.status == RunStatus.pending.value,
+                            runs.c.retry_at.is_not(None),
+                        )
+                        .values(retry_at=None)
+                    )
+                    if not conn.execute(_backfill_going(name)).first():
+                        _advance_backfill(conn, name)
             found = []
             if wanted:
                 between = (runs.c.scheduled_for >= wanted[0], runs.c.scheduled_for <= wanted[-1])
@@ -1394,9 +1407,9 @@ def _take_due_retries(
         asked = origin is not RunOrigin.schedule  # a manual act: it runs on a paused schedule too
         if not isinstance(stored, Schedule) or not (stored.enabled or asked):
             why = _unrunnable(stored)
-            if row.status == RunStatus.pending.value:  # it never ran: it is closed
+            if row.status == RunStatus.pending.value:  # it never ran: it is closed, missed
                 values: dict[str, Any] = {
-                    "status": RunStatus.skipped.value,
+                    "status": RunStatus.missed.value,
                     "finished_at": now,
                     "error": f"not run: the schedule was {why}",
                 }
@@ -1427,6 +1440,9 @@ def _take_due_retries(
             )
     return claims
 
+
+_NOT_RUN_REMOVED = "not run: the schedule was removed"
+"""The error of a run asked for that its schedule's removal closed (``missed``)."""
 
 _WAITING_TURN = sa.and_(runs.c.status == RunStatus.pending.value, runs.c.retry_at.is_(None))
 """A backfill's fire time waiting for the one before it to end (the partial index
@@ -1721,13 +1737,17 @@ def _update_schedule(conn: sa.Connection, schedule: Schedule, now: datetime) -> 
 
 def _delete_schedule(conn: sa.Connection, name: str, now: datetime) -> None:
     _record_unclaimed(conn, name, now, None)
-    # runs asked for and not taken yet go with it (a schedule added later under the name is another)
+    # runs asked for and not taken yet, and pending retries, go with it (a schedule added later
+    # under the name is another): missed, so that a backfill of the new one may ask for them
     conn.execute(
         sa.update(runs)
         .where(runs.c.schedule_name == name, runs.c.status == RunStatus.pending.value)
-        .values(
-            status=RunStatus.skipped.value, retry_at=None, finished_at=now, error="not run: the schedule was removed"
-        )
+        .values(status=RunStatus.missed.value, retry_at=None, finished_at=now, error=_NOT_RUN_REMOVED)
+    )
+    conn.execute(
+        sa.update(runs)
+        .where(runs.c.schedule_name == name, runs.c.retry_at.is_not(None))
+        .values(retry_at=None, error=sa.func.coalesce(runs.c.error + "\n", "") + "no retry: the schedule was removed")
     )
     if conn.execute(sa.delete(schedules).where(schedules.c.name == name)).rowcount == 0:
         raise ScheduleNotFound(name)

@@ -1867,3 +1867,40 @@ def test_run_once_runs_a_whole_backfill_one_fire_time_after_another(
     ends = [r for r in events(record, "end") if r["scheduled_for"] in backfilled]
     assert [r["scheduled_for"] for r in starts] == list(backfilled)
     assert starts[1]["at"] >= ends[0]["at"]
+
+
+def test_claims_whose_commit_the_worker_saw_fail_are_handed_over_and_run_once(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(store, params={"record": str(record)})
+    worker = make_worker()
+    claim_due = store.claim_due
+
+    def commits_then_fails(*args: Any, **kwargs: Any) -> Any:
+        claim_due(*args, **kwargs)  # the COMMIT went through, the answer did not
+        raise StoreError(store.location, "lost the connection to the server")
+
+    monkeypatch.setattr(store, "claim_due", commits_then_fails)
+    with pytest.raises(StoreError):
+        worker.tick(DAY1)
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running  # claimed, and nobody knows
+    monkeypatch.setattr(store, "claim_due", claim_due)
+    assert worker.tick(DAY1 + timedelta(seconds=1)) == [("nightly", DAY1)]  # handed over, taken back
+    worker.idle()
+    run = runs_of(store, "nightly")[DAY1]
+    assert (run.status, run.attempt, run.error) == (RunStatus.succeeded, 1, None)
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [DAY1.isoformat()]
+
+
+def test_taking_ones_own_retry_again_after_a_lost_answer_gives_the_same_attempt(store: ScheduleStore) -> None:
+    add(store, retries=2)
+    now = DAY1 + timedelta(minutes=5)
+    me = WorkerInfo("w1", "host", 1, now, now, now + timedelta(hours=1), "alive")
+    store.heartbeat(me)
+    store.record_run(Run("nightly", DAY1, RunStatus.failed, error="boom", retry_at=now, worker="w1", started_at=DAY1))
+    (row,) = store.history("nightly")
+    assert store.retry_run(row.id, me, 1) == (2, RunStatus.failed)
+    assert store.retry_run(row.id, me, 1) == (2, RunStatus.failed)  # the same call again: the same answer
+    other = dataclasses.replace(me, id="w2")
+    store.heartbeat(other)
+    assert store.retry_run(row.id, other, 1) is None

@@ -1089,7 +1089,9 @@ class ScheduleStore:
         Conditional on the row still having that attempt and a pending retry, so two workers
         cannot both take it, and on ``worker`` not being declared dead. Returns the new attempt
         number and the outcome of ``attempt``, or None when the row was taken meanwhile (or
-        has no pending retry), or ``worker`` is dead (a live worker's claim round takes it). ``error`` keeps one line per earlier attempt
+        has no pending retry), or ``worker`` is dead (a live worker's claim round takes it).
+        Taking it again is harmless: a row that ``worker`` took already and has not started
+        comes back as taken (a call whose answer the connection lost, tried again). ``error`` keeps one line per earlier attempt
         (``attempt 1: failed: ValueError: ...``); :meth:`finish_run` puts the final attempt's
         full error below them.
         """
@@ -1099,7 +1101,50 @@ class ScheduleStore:
             claimer = _CLAIMER_FOR_UPDATE if self.dialect == "postgresql" else _CLAIMER
             if conn.execute(claimer, {"b_worker": worker.id}).scalar() == "dead":
                 return None
-            return _take_retry(conn, run_id, attempt, worker)
+            taken = _take_retry(conn, run_id, attempt, worker)
+            if taken is None:  # taken by this worker already: a call whose answer was lost (COMMIT cut off)
+                mine = conn.execute(
+                    sa.select(runs.c.attempt, runs.c.error).where(
+                        runs.c.id == run_id,
+                        runs.c.worker == worker.id,
+                        runs.c.status == RunStatus.running.value,
+                        runs.c.started_at.is_(None),
+                        runs.c.attempt.in_([attempt, attempt + 1]),
+                    )
+                ).first()
+                if mine is not None:
+                    lines = (mine.error or "").splitlines()[: mine.attempt - 1]
+                    taken = (mine.attempt, _outcome_of(lines[-1]) if lines else None)
+            return taken
+
+    def hand_over_unknown_claims(self, worker: WorkerInfo, known: Collection[int], now: datetime) -> int:
+        """Hand over the claims ``worker`` holds in the store but does not know of: its
+        ``running`` rows not started yet whose ids are not in ``known`` (the claims it is
+        running or holding). They come from a write that committed although the worker saw it
+        fail (the connection lost during the COMMIT of a claim round or of a retry taken): left
+        alone, they would stay ``running`` for ever, kept by the worker's heartbeats. Each
+        becomes ``abandoned`` with its retry due ``now``: an attempt handed over unstarted,
+        which this worker takes again at its next round (or any worker once it is gone).
+        Returns how many. One UPDATE (it reads the rows by worker, without an index: call it
+        after a failed write, not every round)."""
+        now = _utc(now, "now")
+        with self._writing() as conn:
+            return conn.execute(
+                sa.update(runs)
+                .where(
+                    runs.c.worker == worker.id,
+                    runs.c.status == RunStatus.running.value,
+                    runs.c.started_at.is_(None),
+                    runs.c.id.not_in(sorted(known)),
+                )
+                .values(
+                    status=RunStatus.abandoned.value,
+                    retry_at=now,
+                    finished_at=now,
+                    error=sa.func.coalesce(runs.c.error + "\n", "")
+                    + f"worker {worker.id} lost the answer to the write that claimed it; handed over unstarted",
+                )
+            ).rowcount
 
     def running_runs(self, name: str) -> list[Run]:
         """Runs of schedule ``name`` in status ``running`` (any worker)."""

@@ -129,6 +129,9 @@ class Worker(RunExecution):
         """The last claim round took as many schedules as it could: more may be due already."""
         self._claimed = False
         """Whether the last round claimed anything."""
+        self._unconfirmed = threading.Event()
+        """A write that claims failed: it may have committed all the same (the connection lost
+        at its COMMIT), leaving claims in the store this worker does not know of."""
         self._claim_ahead = timedelta(seconds=settings.claim_ahead)
         """Rounds claim fire times due by now + this; ``run(once=True)`` claims only due ones."""
         self._held = {}
@@ -152,6 +155,8 @@ class Worker(RunExecution):
         self._claimed = False
         if self._stopping.is_set():
             return []
+        if self._unconfirmed.is_set():
+            self._hand_over_unknown_claims()
         with self._mutex:
             free = self.settings.max_concurrent - self._busy
         if free <= 0:
@@ -167,7 +172,11 @@ class Worker(RunExecution):
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         with self._mutex:
             kept = list(self._kept)
-        claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept, scope=self.scope)
+        try:
+            claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept, scope=self.scope)
+        except StoreError:
+            self._unconfirmed.set()
+            raise
         claims = claimed.claims
         for name, at, reason in claimed.missed:
             self._emit(RunMissed(name, at, reason))
@@ -375,6 +384,8 @@ class Worker(RunExecution):
             self._close(active.claim, RunStatus.interrupted, reason, wait=False)
         if self._flush_queued(time.monotonic() if self._stop_now.is_set() else deadline + STOP_FLUSH):
             try:
+                if self._unconfirmed.is_set():
+                    self._hand_over_unknown_claims()
                 self.identity = replace(self.identity, heartbeat_at=self.clock(), status="stopped")
                 self.store.heartbeat(self.identity)
             except StoreError as exc:
@@ -385,6 +396,17 @@ class Worker(RunExecution):
         for _ in self._runners:
             self._jobs.put(None)
         logger.info("worker %s stopped", self.identity.id)
+
+    def _hand_over_unknown_claims(self) -> None:
+        """After a write that claims failed: hand over the claims it may have committed all
+        the same (:meth:`ScheduleStore.hand_over_unknown_claims`). Raises StoreError (the
+        flag stays: the next round tries again)."""
+        with self._mutex:
+            known = list(self._active)
+        count = self.store.hand_over_unknown_claims(self.identity, known, self.clock())
+        self._unconfirmed.clear()
+        if count:
+            logger.warning("%d claims whose write seemed to fail had been stored: handed over", count)
 
     def _record_queued(self) -> bool:
         """Write what is queued for the store; False (logged) when the store refused it."""

@@ -1121,10 +1121,10 @@ class ScheduleStore:
         """Hand over the claims ``worker`` holds in the store but does not know of: its
         ``running`` rows not started yet whose ids are not in ``known`` (the claims it is
         running or holding). They come from a write that committed although the worker saw it
-        fail (the connection lost during the COMMIT of a claim round or of a retry taken): left
-        alone, they would stay ``running`` for ever, kept by the worker's heartbeats. Each
-        becomes ``abandoned`` with its retry due ``now``: an attempt handed over unstarted,
-        which this worker takes again at its next round (or any worker once it is gone).
+        fail (the connection lost during the COMMIT of a claim round): left alone, they would
+        stay ``running`` for ever, kept by the worker's heartbeats. Each becomes ``abandoned``,
+        owned by no worker, with its retry due ``now``: an attempt handed over unstarted, which
+        the next claim round of any live worker takes (this one's too).
         Returns how many. One UPDATE (it reads the rows by worker, without an index: call it
         after a failed write, not every round)."""
         now = _utc(now, "now")
@@ -1139,6 +1139,8 @@ class ScheduleStore:
                 )
                 .values(
                     status=RunStatus.abandoned.value,
+                    worker=None,  # nobody's: the first live worker takes it (this one too)
+                    host=None,
                     retry_at=now,
                     finished_at=now,
                     error=sa.func.coalesce(runs.c.error + "\n", "")

@@ -1097,7 +1097,11 @@ def test_a_live_workers_own_pending_retry_is_left_to_it_unless_it_lets_it_go(sto
     assert store.claim_due(NOW, OTHER, 10).claims == []  # its owner lives
     assert store.claim_due(NOW, WORKER, 10, kept=[claim.run_id]).claims == []  # the owner takes it itself
     assert store.retry_run(claim.run_id, WORKER, 1) == (2, RunStatus.failed)
-    assert store.retry_run(claim.run_id, WORKER, 1) is None  # once
+    # once: asked again (an answer the connection lost) it is the same attempt, not a third,
+    # and no other worker takes it
+    assert store.retry_run(claim.run_id, WORKER, 1) == (2, RunStatus.failed)
+    assert store.retry_run(claim.run_id, OTHER, 1) is None
+    assert store.history("a")[0].attempt == 2
 
 
 def test_a_worker_declared_dead_during_its_retry_backoff_cannot_take_its_retry_and_another_does(

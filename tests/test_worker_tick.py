@@ -1872,6 +1872,8 @@ def test_run_once_runs_a_whole_backfill_one_fire_time_after_another(
 def test_claims_whose_commit_the_worker_saw_fail_are_handed_over_and_run_once(
     store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite's COMMIT is a call in this process: its answer cannot be lost")
     add(store, params={"record": str(record)})
     worker = make_worker()
     claim_due = store.claim_due

@@ -870,6 +870,7 @@ class ScheduleStore:
         until: datetime | None = None,
         kept: Collection[int] = (),
         scope: ClaimScope = EVERY_REFERENCE,
+        unknown_but: Collection[int] | None = None,
     ) -> ClaimRound:
         """Claim the fire times due by ``until`` (default ``now``; a worker claims a little
         ahead) of at most ``limit`` schedules in ``scope``, and then pending retries in ``scope``
@@ -893,6 +894,10 @@ class ScheduleStore:
 
         A ``worker`` whose row says ``dead`` (declared so while it stalled) claims nothing.
 
+        With ``unknown_but`` (after a claim round whose answer was lost), the transaction first
+        hands over the claims of ``worker`` not started and not in ``unknown_but``
+        (:meth:`hand_over_unknown_claims`); they are due at once, so this round may take them.
+
         Returns the claims to run, oldest fire time first, the earliest due time after them
         (as :meth:`next_due_at`), the rows found broken and the fire times recorded missed.
         """
@@ -913,6 +918,8 @@ class ScheduleStore:
             claimer = _CLAIMER_FOR_UPDATE if postgres else _CLAIMER
             if conn.execute(claimer, {"b_worker": worker.id}).scalar() == "dead":
                 return ClaimRound([], self._earliest_due(conn, self._unchanged_quarantined(conn), scope))
+            if unknown_but is not None:
+                _hand_over_unknown(conn, worker, unknown_but, now)
             # the selected rows cannot change under us: SQLite's write lock is held from BEGIN
             # IMMEDIATE, PostgreSQL's rows are locked FOR UPDATE; broken rows are read past
             due, broken, quarantined = self._due_schedules(conn, until, limit, scope)
@@ -1124,29 +1131,11 @@ class ScheduleStore:
         fail (the connection lost during the COMMIT of a claim round): left alone, they would
         stay ``running`` for ever, kept by the worker's heartbeats. Each becomes ``abandoned``,
         owned by no worker, with its retry due ``now``: an attempt handed over unstarted, which
-        the next claim round of any live worker takes (this one's too).
-        Returns how many. One UPDATE (it reads the rows by worker, without an index: call it
-        after a failed write, not every round)."""
-        now = _utc(now, "now")
+        the next claim round of any live worker takes (this one's too). Returns how many. One
+        UPDATE (it reads the rows by worker, without an index: for after a failed write, not
+        every round; :meth:`claim_due` does it in its transaction when asked)."""
         with self._writing() as conn:
-            return conn.execute(
-                sa.update(runs)
-                .where(
-                    runs.c.worker == worker.id,
-                    runs.c.status == RunStatus.running.value,
-                    runs.c.started_at.is_(None),
-                    runs.c.id.not_in(sorted(known)),
-                )
-                .values(
-                    status=RunStatus.abandoned.value,
-                    worker=None,  # nobody's: the first live worker takes it (this one too)
-                    host=None,
-                    retry_at=now,
-                    finished_at=now,
-                    error=sa.func.coalesce(runs.c.error + "\n", "")
-                    + f"worker {worker.id} lost the answer to the write that claimed it; handed over unstarted",
-                )
-            ).rowcount
+            return _hand_over_unknown(conn, worker, known, _utc(now, "now"))
 
     def running_runs(self, name: str) -> list[Run]:
         """Runs of schedule ``name`` in status ``running`` (any worker)."""
@@ -1535,6 +1524,28 @@ def _chunks(values: list[Any], size: int = _IN_LIST_LIMIT) -> Iterator[list[Any]
     """``values`` in lists of at most ``size`` (for ``IN`` lists the databases take)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _hand_over_unknown(conn: sa.Connection, worker: WorkerInfo, known: Collection[int], now: datetime) -> int:
+    """See :meth:`ScheduleStore.hand_over_unknown_claims`."""
+    return conn.execute(
+        sa.update(runs)
+        .where(
+            runs.c.worker == worker.id,
+            runs.c.status == RunStatus.running.value,
+            runs.c.started_at.is_(None),
+            runs.c.id.not_in(sorted(known)),
+        )
+        .values(
+            status=RunStatus.abandoned.value,
+            worker=None,  # nobody's: the first live worker takes it (this one too)
+            host=None,
+            retry_at=now,
+            finished_at=now,
+            error=sa.func.coalesce(runs.c.error + "\n", "")
+            + f"worker {worker.id} lost the answer to the write that claimed it; handed over unstarted",
+        )
+    ).rowcount
 
 
 def _scope_params(scope: ClaimScope, **params: Any) -> dict[str, Any]:

@@ -155,28 +155,34 @@ class Worker(RunExecution):
         self._claimed = False
         if self._stopping.is_set():
             return []
-        if self._unconfirmed.is_set():
-            self._hand_over_unknown_claims()
         with self._mutex:
             free = self.settings.max_concurrent - self._busy
         if free <= 0:
             return []
         # an idle round reads nothing while the watch sees no change; the write transaction
         # only when something is due: as last read (the claim reads again, under the lock),
-        # or left behind by the last round (its limit was the free capacity)
+        # or left behind by the last round (its limit was the free capacity), or when the
+        # last claim round failed (it may have stored claims all the same: this one hands
+        # them over)
         until = now + self._claim_ahead
+        unconfirmed = self._unconfirmed.is_set()
         known = self._due[0] if self._due is not None else None
-        due = now if self._backlog or (known is not None and known <= until) else self._earliest_due()
+        due = now if self._backlog or unconfirmed or (known is not None and known <= until) else self._earliest_due()
         if due is None or due > until:
             return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         with self._mutex:
             kept = list(self._kept)
+            mine = list(self._active) if unconfirmed else None
         try:
-            claimed = self.store.claim_due(now, self.identity, free, until=until, kept=kept, scope=self.scope)
+            claimed = self.store.claim_due(
+                now, self.identity, free, until=until, kept=kept, scope=self.scope, unknown_but=mine
+            )
         except StoreError:
-            self._unconfirmed.set()
+            if self.store.dialect == "postgresql":  # a server's COMMIT may go through unanswered (SQLite's is a call)
+                self._unconfirmed.set()  # the next round hands over what it stored all the same
             raise
+        self._unconfirmed.clear()
         claims = claimed.claims
         for name, at, reason in claimed.missed:
             self._emit(RunMissed(name, at, reason))
@@ -398,15 +404,13 @@ class Worker(RunExecution):
         logger.info("worker %s stopped", self.identity.id)
 
     def _hand_over_unknown_claims(self) -> None:
-        """After a write that claims failed: hand over the claims it may have committed all
-        the same (:meth:`ScheduleStore.hand_over_unknown_claims`). Raises StoreError (the
-        flag stays: the next round tries again)."""
+        """At shutdown, after a claim round that failed: hand over the claims it may have
+        stored all the same (:meth:`ScheduleStore.hand_over_unknown_claims`). Raises StoreError."""
         with self._mutex:
             known = list(self._active)
-        count = self.store.hand_over_unknown_claims(self.identity, known, self.clock())
+        if self.store.hand_over_unknown_claims(self.identity, known, self.clock()):
+            logger.warning("claims whose write seemed to fail had been stored: handed over")
         self._unconfirmed.clear()
-        if count:
-            logger.warning("%d claims whose write seemed to fail had been stored: handed over", count)
 
     def _record_queued(self) -> bool:
         """Write what is queued for the store; False (logged) when the store refused it."""

@@ -551,6 +551,13 @@ def entry_to_dict(entry: Schedule | BrokenSchedule) -> dict[str, Any]:
     return schedule_to_dict(entry) | {"status": "enabled" if entry.enabled else "paused", "error": None}
 
 
+def plain_text(text: str) -> str:
+    """``text`` that every database stores and every log handler writes: NUL shown as
+    ``\\x00`` (PostgreSQL text refuses it), lone surrogates (undecodable bytes of a
+    pipeline's message) as ``\\udcff`` escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def run_to_dict(run: Run) -> dict[str, Any]:
     """A history row as JSON-able values (datetimes ISO 8601 UTC, duration in seconds); the
     schedule's name is ``schedule``."""

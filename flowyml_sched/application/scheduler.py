@@ -113,13 +113,11 @@ WAIT_POLL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Backfill:
-    """What a backfill of ``schedule`` over [``start``, ``end``) found: its ``fire_times``
-    there, oldest first; those asked for (``queued``: pending rows, or with ``dry_run`` those
-    that would be); the runs already in history that stay as they are (``kept``)."""
+    """What a backfill of ``schedule`` over a range found: its ``fire_times`` there, oldest
+    first; those asked for (``queued``: pending rows, or with ``dry_run`` those that would
+    be); the runs already in history that stay as they are (``kept``)."""
 
     schedule: Schedule
-    start: datetime
-    end: datetime
     fire_times: list[FireTime]
     queued: list[datetime]
     kept: list[Run]
@@ -343,10 +341,10 @@ class Scheduler:
             stored = {run.scheduled_for: run for run in self.store.runs_between(name, start, end)}
             kept = [stored[f.utc] for f in fires if f.utc in stored and stored[f.utc].status is not RunStatus.missed]
             kept_at = {run.scheduled_for for run in kept}
-            return Backfill(schedule, start, end, fires, [f.utc for f in fires if f.utc not in kept_at], kept, True)
+            return Backfill(schedule, fires, [f.utc for f in fires if f.utc not in kept_at], kept, True)
         requested = self.store.request_runs(name, [f.utc for f in fires], RunOrigin.backfill)
         queued = [run.scheduled_for for run in requested.queued]
-        return Backfill(schedule, start, end, fires, queued, requested.kept, False)
+        return Backfill(schedule, fires, queued, requested.kept, False)
 
     def wait_for_run(
         self,

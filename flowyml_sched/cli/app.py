@@ -445,7 +445,7 @@ def trigger_command(
 
             assert run.id is not None
             try:
-                run = scheduler.wait_for_run(run.id, on_change=lambda now: typer.echo(describe_progress(now), err=True))
+                run = scheduler.wait_for_run(run.id, on_change=lambda row: typer.echo(describe_progress(row), err=True))
             except KeyboardInterrupt:
                 typer.echo(f"stopped waiting; the run is still asked for ('flowyml-sched history {name}')", err=True)
                 raise typer.Exit(130) from None

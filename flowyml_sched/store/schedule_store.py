@@ -49,6 +49,7 @@ from flowyml_sched.model import (
     RunTotals,
     Schedule,
     WorkerInfo,
+    plain_text,
     schedule_columns,
     validate_name,
     validate_params,
@@ -315,11 +316,8 @@ class _Finish:
 
 
 def _storable(text: str | None) -> str | None:
-    """``text`` as every database stores it: NUL shown as ``\\x00`` (PostgreSQL text refuses it),
-    lone surrogates (undecodable bytes of a pipeline's message) as ``\\udcff`` escapes."""
-    if text is None:
-        return None
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` as every database stores it (:func:`~flowyml_sched.model.plain_text`)."""
+    return None if text is None else plain_text(text)
 
 
 def _record_finishes(conn: sa.Connection, finishes: list[_Finish]) -> None:

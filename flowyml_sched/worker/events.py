@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flowyml_sched.model import Claim, Run, RunOrigin, RunStatus, WorkerInfo
+from flowyml_sched.model import Claim, Run, RunOrigin, RunStatus, WorkerInfo, plain_text
 
 logger = logging.getLogger("flowyml_sched.worker")
 
@@ -164,13 +164,7 @@ def log_event(event: Event) -> None:
 def _log_end(event: RunFinished) -> None:
     status, error, retry_at = event.status, event.error, event.retry_at
     level = logging.INFO if status in (RunStatus.succeeded, RunStatus.skipped) else logging.WARNING
-    # NUL and lone surrogates (undecodable bytes of a pipeline's message) escaped: every log
-    # handler can write the line
-    first_line = (
-        error.splitlines()[0][:500].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-        if error
-        else ""
-    )
+    first_line = plain_text(error.splitlines()[0][:500]) if error else ""  # any log handler can write it
     kept = "; not recorded: its row was closed already (abandoned or replaced)" if event.recorded is False else ""
     logger.log(level, "%s for %s: %s%s%s%s", event.claim.schedule.name, event.claim.scheduled_for.isoformat(),
                status.value, f" ({first_line})" if error else "",

@@ -129,8 +129,8 @@ class Worker(RunExecution):
         """The last claim round took as many schedules as it could: more may be due already."""
         self._claimed = False
         """Whether the last round claimed anything."""
-        self._unconfirmed = threading.Event()
-        """A write that claims failed: it may have committed all the same (the connection lost
+        self._unconfirmed = False
+        """(The loop's thread only.) A write that claims failed: it may have committed all the same (the connection lost
         at its COMMIT), leaving claims in the store this worker does not know of."""
         self._claim_ahead = timedelta(seconds=settings.claim_ahead)
         """Rounds claim fire times due by now + this; ``run(once=True)`` claims only due ones."""
@@ -165,7 +165,7 @@ class Worker(RunExecution):
         # last claim round failed (it may have stored claims all the same: this one hands
         # them over)
         until = now + self._claim_ahead
-        unconfirmed = self._unconfirmed.is_set()
+        unconfirmed = self._unconfirmed
         known = self._due[0] if self._due is not None else None
         due = now if self._backlog or unconfirmed or (known is not None and known <= until) else self._earliest_due()
         if due is None or due > until:
@@ -180,9 +180,9 @@ class Worker(RunExecution):
             )
         except StoreError:
             if self.store.dialect == "postgresql":  # a server's COMMIT may go through unanswered (SQLite's is a call)
-                self._unconfirmed.set()  # the next round hands over what it stored all the same
+                self._unconfirmed = True  # the next round hands over what it stored all the same
             raise
-        self._unconfirmed.clear()
+        self._unconfirmed = False
         claims = claimed.claims
         for name, at, reason in claimed.missed:
             self._emit(RunMissed(name, at, reason))
@@ -390,7 +390,7 @@ class Worker(RunExecution):
             self._close(active.claim, RunStatus.interrupted, reason, wait=False)
         if self._flush_queued(time.monotonic() if self._stop_now.is_set() else deadline + STOP_FLUSH):
             try:
-                if self._unconfirmed.is_set():
+                if self._unconfirmed:
                     self._hand_over_unknown_claims()
                 self.identity = replace(self.identity, heartbeat_at=self.clock(), status="stopped")
                 self.store.heartbeat(self.identity)
@@ -410,7 +410,7 @@ class Worker(RunExecution):
             known = list(self._active)
         if self.store.hand_over_unknown_claims(self.identity, known, self.clock()):
             logger.warning("claims whose write seemed to fail had been stored: handed over")
-        self._unconfirmed.clear()
+        self._unconfirmed = False
 
     def _record_queued(self) -> bool:
         """Write what is queued for the store; False (logged) when the store refused it."""

@@ -126,7 +126,7 @@ def _scan(
     late_due: deque[datetime] = deque(maxlen=keep)
     late_count = 0
     on_time: list[datetime] = []
-    following = iter_fire_times(schedule.trigger, zone, start)
+    following = iter_fire_times(schedule.trigger, zone, start, schedule.exclusions)
     candidate = start if inclusive else next(following).at.astimezone(utc)
     for _ in range(SCAN_LIMIT):
         if candidate > until:
@@ -149,7 +149,7 @@ def _recent_start(schedule: Schedule, zone: tzinfo, first: datetime, now: dateti
     span = timedelta(hours=1)
     while True:
         start = max(first, now - span)
-        fires = iter_fire_times(schedule.trigger, zone, start)
+        fires = iter_fire_times(schedule.trigger, zone, start, schedule.exclusions)
         count = 0
         while count < keep and next(fires).utc <= now:
             count += 1

@@ -7,6 +7,8 @@ are translated where they are raised, never passed through.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SchedulerError(Exception):
     """Base class of every error this package raises on purpose.
@@ -313,3 +315,27 @@ class RunFailed(SchedulerError, RuntimeError):
         self.status = status
         self.error = error
         super().__init__(f"the run ended {status}" + (f": {error}" if error else ""))
+
+
+class InvalidExclusion(SchedulerError, ValueError):
+    """An exclusion (``exclude:`` in YAML, ``--exclude-*`` options) that cannot hold: an unknown
+    holiday country, subdivision or market (``suggestions``: the nearest valid codes, best
+    first), a date that is not a date, a range that ends before it starts, a rule that does
+    not fit the schedule. ``field`` names the key or option."""
+
+    def __init__(self, field: str, value: object, reason: str, suggestions: Sequence[str] = ()):
+        self.field = field
+        self.value = value
+        self.suggestions = list(suggestions)
+        hint = f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"invalid {field} {value!r}: {reason}{hint}")
+
+
+class NeverFires(SchedulerError, ValueError):
+    """A schedule whose every fire time for years is excluded (``exclude:``), so it would never run."""
+
+    def __init__(self, after: str, years: int):
+        super().__init__(
+            f"no fire time in the {years} years after {after} falls outside the schedule's exclusions: "
+            "it would never run; exclude fewer dates or pause it instead"
+        )

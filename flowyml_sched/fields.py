@@ -4,9 +4,11 @@ or to the changes an edit makes to one. Pure: no store, no clock ("now" is an ar
 
 The fields are those of a YAML entry (``flowyml-sched.yaml(5)``): ``name``, ``pipeline``,
 one trigger key (``cron``, ``daily``, ``hourly``, ``every``; ``anchor`` with ``every``),
-``timezone``, ``params``, ``description``, ``tags``, ``enabled``, ``pause_note``, and the
-policy keys ``catchup``, ``max_catchup``, ``misfire_grace``, ``overlap``, ``timeout`` and
-``retries`` (a whole number, or ``{max: N, backoff: DURATION}``). Texts are as in a YAML
+``timezone``, ``params``, ``exclude`` (a mapping of ``holidays``, ``dates``, ``ranges``; see
+:func:`flowyml_sched.exclusions.exclusions_of`) and ``on_excluded``, ``description``, ``tags``,
+``enabled``, ``pause_note``, and the policy keys ``catchup``, ``max_catchup``,
+``misfire_grace``, ``overlap``, ``timeout`` and ``retries`` (a whole number, or
+``{max: N, backoff: DURATION}``). Texts are as in a YAML
 file (``"02:30"``, ``"15m"``, ``"2026-01-01T00:00:00Z"``); a key set to None is not given.
 A value may also be the Python value its text stands for (a trigger of the key's kind, a
 timedelta, a policy enum member, an aware datetime), as the YAML reader gives them once it
@@ -25,11 +27,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowyml_sched.errors import InvalidDuration, InvalidPolicy, UsageError
+from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions, exclusions_of, on_excluded_of
 from flowyml_sched.model import BrokenSchedule, CatchUp, Overlap, Policy, Schedule
 from flowyml_sched.triggers import TRIGGER_KEYS, Trigger, kind_of_key, parse_duration, parse_instant
 
 POLICY_KEYS = ("catchup", "max_catchup", "misfire_grace", "overlap", "timeout", "retries")
 """The keys that make up a schedule's :class:`~flowyml_sched.model.Policy`."""
+
+EXCLUSION_KEYS = ("exclude", "on_excluded")
+"""The keys that make up a schedule's :class:`~flowyml_sched.exclusions.Exclusions`."""
 
 _CHOICES: Mapping[str, type[CatchUp] | type[Overlap]] = {"catchup": CatchUp, "overlap": Overlap}
 
@@ -117,6 +123,25 @@ def policy_with(
     return Policy(**(current | changes))
 
 
+def exclusions_with(base: Exclusions, fields: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> Exclusions:
+    """``base`` with the ``exclude`` and ``on_excluded`` of ``fields`` applied: each part the
+    ``exclude`` mapping names (``holidays``, ``dates``, ``ranges``) replaces that part, None
+    or an empty list clearing it. Raises InvalidExclusion naming the key."""
+    present = given(fields)
+    if not any(key in present for key in EXCLUSION_KEYS):
+        return base
+    exclude = present.get("exclude") or {}
+    if not isinstance(exclude, Mapping):
+        from flowyml_sched.errors import InvalidExclusion
+
+        raise InvalidExclusion("exclude", exclude, "expected a mapping of holidays, dates and ranges")
+    parts = {key: value for key, value in {**base.fields(), **exclude}.items() if value is not None}
+    rule = on_excluded_of(
+        present.get("on_excluded", base.on_excluded), (labels or {}).get("on_excluded", "on_excluded")
+    )
+    return exclusions_of(parts, rule)
+
+
 def schedule_of(
     fields: Mapping[str, Any],
     *,
@@ -137,6 +162,7 @@ def schedule_of(
         trigger=trigger_of(present, now.replace(microsecond=0), labels),
         timezone=present.get("timezone", timezone),
         params=present.get("params", {}),
+        exclusions=exclusions_with(NO_EXCLUSIONS, present, labels),
         description=present.get("description") or "",
         tags=tuple(present.get("tags", ())),
         enabled=present.get("enabled", True),
@@ -177,6 +203,11 @@ def changes_of(
             changes[key] = present[key]
     if "tags" in present:
         changes["tags"] = tuple(present["tags"])
+    if any(key in present for key in EXCLUSION_KEYS):
+        base = current.exclusions if isinstance(current, Schedule) else current.fields.get("exclusions", NO_EXCLUSIONS)
+        exclusions = exclusions_with(base if isinstance(base, Exclusions) else NO_EXCLUSIONS, present, labels)
+        if not isinstance(current, Schedule) or exclusions != current.exclusions:
+            changes["exclusions"] = exclusions
     if any(key in present for key in POLICY_KEYS):
         base = current.policy if isinstance(current, Schedule) else current.policy_fields
         policy = policy_with(base, present, labels)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowyml_sched.errors import (
+    InvalidExclusion,
     InvalidParams,
     InvalidPipelineReference,
     InvalidPolicy,
@@ -23,6 +24,7 @@ from flowyml_sched.errors import (
     UnknownTimezone,
     describe_broken,
 )
+from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions, exclusions_of
 from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.triggers import Trigger
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
@@ -144,11 +146,13 @@ class Policy:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A named schedule: what to run (``pipeline`` with ``params``), when (``trigger`` in ``timezone``).
+    """A named schedule: what to run (``pipeline`` with ``params``), when (``trigger`` in
+    ``timezone``, but not on the local dates ``exclusions`` names).
 
     ``source`` is ``"cli"`` or the path of the YAML file it came from. ``next_fire_at`` is
     the next fire time in UTC (None while paused). ``version`` counts stored changes.
-    Raises the package's validation errors for a bad name, pipeline, zone or params.
+    Raises the package's validation errors for a bad name, pipeline, zone or params, and
+    InvalidExclusion for an interval shorter than a day whose excluded fire times move.
     """
 
     name: str
@@ -156,6 +160,7 @@ class Schedule:
     trigger: Trigger
     timezone: str = DEFAULT_TIMEZONE
     params: Mapping[str, Any] = field(default_factory=dict)
+    exclusions: Exclusions = NO_EXCLUSIONS
     description: str = ""
     tags: tuple[str, ...] = ()
     enabled: bool = True
@@ -177,6 +182,14 @@ class Schedule:
         for tag in self.tags:
             if not NAME_PATTERN.fullmatch(tag):
                 raise InvalidPolicy("tag", tag, "letters, digits, '_', '-' and '.'")
+        every = getattr(self.trigger, "every", None)
+        if self.exclusions.moves and every is not None and every < timedelta(days=1):
+            raise InvalidExclusion(
+                "on_excluded",
+                self.exclusions.on_excluded.value,
+                f"the interval ({self.trigger.describe()}) is shorter than a day: it fires on the business day "
+                "anyway, so every moved fire time would only merge into one of that day's; use on_excluded: skip",
+            )
 
     @property
     def kind(self) -> str:
@@ -515,6 +528,7 @@ def schedule_columns(schedule: Schedule) -> dict[str, Any]:
         "anchor": trigger.anchor if trigger.anchored else None,
         "timezone": schedule.timezone,
         "params": dict(schedule.params),
+        "exclusions": exclusions_to_json(schedule.exclusions),
         "description": schedule.description,
         "tags": list(schedule.tags),
         "enabled": bool(schedule.enabled),
@@ -532,6 +546,25 @@ def schedule_columns(schedule: Schedule) -> dict[str, Any]:
         "next_fire_at": schedule.next_fire_at,
         "version": schedule.version,
     }
+
+
+def exclusions_to_json(exclusions: Exclusions) -> dict[str, Any] | None:
+    """The ``exclusions`` column: the ``exclude:`` mapping plus ``on_excluded``; None when
+    nothing is excluded."""
+    if not exclusions:
+        return None
+    return exclusions.fields() | {"on_excluded": exclusions.on_excluded.value}
+
+
+def exclusions_from_json(stored: Mapping[str, Any] | None) -> Exclusions:
+    """The inverse of :func:`exclusions_to_json`. Raises InvalidExclusion."""
+    if stored is None:
+        return NO_EXCLUSIONS
+    if not isinstance(stored, Mapping):
+        raise InvalidExclusion("exclusions", stored, "expected a mapping")
+    fields = dict(stored)
+    rule = fields.pop("on_excluded", None)
+    return exclusions_of(fields, rule)
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

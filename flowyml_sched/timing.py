@@ -26,6 +26,10 @@ how long a run takes.
 
 Every fire time returned is strictly after the reference instant.
 
+Exclusions (:mod:`flowyml_sched.exclusions`) apply to the fire times these rules give: one
+whose local date is excluded is skipped, or moved to the same wall time on the next or
+previous business day, resolved by rules (a) and (b); two fire times at one instant are one.
+
 The gap and fold rules in one sentence: a fixed-time schedule fires when the wall clock
 first reaches its time; a wildcard schedule fires whenever the wall clock shows its time.
 """
@@ -35,10 +39,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from dataclasses import replace as _replace
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from flowyml_sched.cronspec import CronSpec
-from flowyml_sched.errors import OutOfRange
+from flowyml_sched.errors import NeverFires, OutOfRange
+from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions, OnExcluded
 from flowyml_sched.triggers import IntervalTrigger, Trigger
 
 UTC = timezone.utc
@@ -61,12 +67,16 @@ class FireTime:
     """One fire time: ``at`` is aware, in the schedule's zone; ``note`` says how DST touched it.
 
     ``wall`` is the wall time the schedule asked for when DST moved it (gap) or when it
-    occurs twice (fold); otherwise it equals ``at``'s wall time.
+    occurs twice (fold); otherwise it equals ``at``'s wall time. ``moved_from`` is the
+    excluded fire time (aware, in the zone) this one was moved from, ``reason`` why that one
+    was excluded (a holiday's name); both None for a fire time no exclusion moved.
     """
 
     at: datetime
     note: DstNote | None = None
     wall: datetime | None = None
+    moved_from: datetime | None = None
+    reason: str | None = None
 
     @property
     def utc(self) -> datetime:
@@ -74,8 +84,11 @@ class FireTime:
 
     def describe_note(self) -> str:
         """The DST note as a sentence, or an empty string."""
+        moved = f"moved from {self.moved_from:%a %Y-%m-%d} ({self.reason})" if self.moved_from else ""
         if self.note is None:
-            return ""
+            return moved
+        if moved:
+            return f"{moved}; {_replace(self, moved_from=None).describe_note()}"
         wall = f"{self.wall:%H:%M}" if self.wall else ""
         if self.note is DstNote.gap_end:
             return f"{wall} does not exist: moved to the end of the DST gap"
@@ -84,23 +97,21 @@ class FireTime:
         return self.note.value
 
 
-def next_fire_time(trigger: Trigger, zone: tzinfo, after: datetime) -> FireTime:
-    """The first fire time of ``trigger`` in ``zone`` strictly after the instant ``after``.
+def next_fire_time(trigger: Trigger, zone: tzinfo, after: datetime, exclusions: Exclusions = NO_EXCLUSIONS) -> FireTime:
+    """The first fire time of ``trigger`` in ``zone`` strictly after the instant ``after``,
+    with ``exclusions`` applied (see the module's rules).
 
     ``after`` must be aware (any zone); the result is in ``zone``. Raises ``ValueError``
-    for a naive ``after`` and :class:`~flowyml_sched.errors.OutOfRange` when the fire time
-    would fall past the year 9999.
+    for a naive ``after``, :class:`~flowyml_sched.errors.OutOfRange` when the fire time
+    would fall past the year 9999 and :class:`~flowyml_sched.errors.NeverFires` when every
+    fire time of the :data:`NEVER_FIRES_YEARS` years after ``after`` is excluded.
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"reference instant {after!r} is naive; pass an aware datetime")
     try:
-        if isinstance(trigger, IntervalTrigger):
-            return _next_interval(trigger, zone, after)
-        spec = trigger.spec
-        cur = after.astimezone(UTC).replace(tzinfo=None)
-        if spec.fixed_time:
-            return _next_fixed(spec, zone, cur)
-        return _next_wildcard(spec, zone, cur)
+        if exclusions:
+            return _next_not_excluded(trigger, zone, after, exclusions)
+        return _next_raw(trigger, zone, after)
     except OverflowError:
         raise OutOfRange(f"the next fire time after {after.isoformat()}") from None
     except ValueError as exc:
@@ -109,28 +120,48 @@ def next_fire_time(trigger: Trigger, zone: tzinfo, after: datetime) -> FireTime:
         raise OutOfRange(f"the next fire time after {after.isoformat()}") from None
 
 
-def iter_fire_times(trigger: Trigger, zone: tzinfo, after: datetime) -> Iterator[FireTime]:
+def _next_raw(trigger: Trigger, zone: tzinfo, after: datetime) -> FireTime:
+    """:func:`next_fire_time` without exclusions."""
+    if isinstance(trigger, IntervalTrigger):
+        return _next_interval(trigger, zone, after)
+    spec = trigger.spec
+    cur = after.astimezone(UTC).replace(tzinfo=None)
+    if spec.fixed_time:
+        return _next_fixed(spec, zone, cur)
+    return _next_wildcard(spec, zone, cur)
+
+
+def iter_fire_times(
+    trigger: Trigger, zone: tzinfo, after: datetime, exclusions: Exclusions = NO_EXCLUSIONS
+) -> Iterator[FireTime]:
     """Endless iterator over the fire times strictly after ``after``, in increasing order."""
     current = after
     while True:
-        fire = next_fire_time(trigger, zone, current)
+        fire = next_fire_time(trigger, zone, current, exclusions)
         yield fire
         current = fire.at
 
 
-def fire_times(trigger: Trigger, zone: tzinfo, after: datetime, count: int) -> list[FireTime]:
+def fire_times(
+    trigger: Trigger, zone: tzinfo, after: datetime, count: int, exclusions: Exclusions = NO_EXCLUSIONS
+) -> list[FireTime]:
     """The first ``count`` fire times strictly after ``after``."""
-    iterator = iter_fire_times(trigger, zone, after)
+    iterator = iter_fire_times(trigger, zone, after, exclusions)
     return [next(iterator) for _ in range(count)]
 
 
 def fire_times_between(
-    trigger: Trigger, zone: tzinfo, after: datetime, until: datetime, limit: int | None = None
+    trigger: Trigger,
+    zone: tzinfo,
+    after: datetime,
+    until: datetime,
+    limit: int | None = None,
+    exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> list[FireTime]:
     """Fire times ``t`` with ``after < t <= until`` (instants), oldest first, at most ``limit``."""
     out: list[FireTime] = []
     end = until.astimezone(UTC)
-    for fire in iter_fire_times(trigger, zone, after):
+    for fire in iter_fire_times(trigger, zone, after, exclusions):
         if fire.at > end or (limit is not None and len(out) >= limit):
             break
         out.append(fire)
@@ -184,23 +215,25 @@ def _fire(instant_utc: datetime, zone: tzinfo, note: DstNote | None = None, wall
     return FireTime(instant_utc.replace(tzinfo=UTC).astimezone(zone), note, wall)
 
 
+def _reached(wall: datetime, zone: tzinfo) -> tuple[datetime, DstNote | None]:
+    """Rules (a) and (b) for one naive wall time: the naive-UTC instant the wall clock first
+    reaches it, and how DST touched that."""
+    first, second = _offsets(wall, zone)
+    if first == second:
+        return wall - first, None
+    if first > second:  # fold: the first occurrence only
+        return wall - first, DstNote.fold_first
+    # gap: the transition instant, where the wall clock jumps past this time
+    return _transition_between(wall - second, wall - first, zone), DstNote.gap_end
+
+
 def _next_fixed(spec: CronSpec, zone: tzinfo, cur: datetime) -> FireTime:
     """Rules (a) and (b): the first instant the wall clock reaches a matching time, after ``cur``."""
     wall = spec.next_wall_time(_to_wall(cur, zone))
     while True:
-        first, second = _offsets(wall, zone)
-        if first == second:
-            instant = wall - first
-            if instant > cur:
-                return _fire(instant, zone)
-        elif first > second:  # fold: the first occurrence only
-            instant = wall - first
-            if instant > cur:
-                return _fire(instant, zone, DstNote.fold_first, wall)
-        else:  # gap: the transition instant, where the wall clock jumps past this time
-            instant = _transition_between(wall - second, wall - first, zone)
-            if instant > cur:
-                return _fire(instant, zone, DstNote.gap_end, wall)
+        instant, note = _reached(wall, zone)
+        if instant > cur:
+            return _fire(instant, zone, note, wall if note else None)
         # Only reached when ``cur`` lies in the second pass of a fold, whose wall times
         # the clock already reached in the first pass.
         wall = spec.next_wall_time(wall)
@@ -245,3 +278,136 @@ def _next_interval(trigger: IntervalTrigger, zone: tzinfo, after: datetime) -> F
     previous = (instant - trigger.every).astimezone(zone)
     note = DstNote.interval_shift if previous.utcoffset() != at.utcoffset() else None
     return FireTime(at, note)
+
+
+# -- exclusions -----------------------------------------------------------------------------
+
+NEVER_FIRES_YEARS = 10
+"""How far :func:`next_fire_time` looks for a fire time that is not excluded."""
+
+
+@dataclass(frozen=True)
+class ExcludedFireTime:
+    """A fire time of the trigger that an exclusion took: ``fire`` as the trigger gives it,
+    ``reason`` (a holiday's name, ``excluded date``, ``excluded range FROM..TO``),
+    ``moved_to`` (None: skipped) and ``merged`` (moved onto a fire time the schedule has anyway)."""
+
+    fire: FireTime
+    reason: str
+    moved_to: FireTime | None = None
+    merged: bool = False
+
+    def describe(self) -> str:
+        """``Thanksgiving Day: skipped``, ``Independence Day: moved to Mon 2026-07-06 09:00``."""
+        if self.moved_to is None:
+            return f"{self.reason}: skipped"
+        merged = ", which runs anyway" if self.merged else ""
+        return f"{self.reason}: moved to {self.moved_to.at:%a %Y-%m-%d %H:%M}{merged}"
+
+
+def excluded_between(
+    trigger: Trigger, zone: tzinfo, after: datetime, until: datetime, exclusions: Exclusions, limit: int = 1000
+) -> list[ExcludedFireTime]:
+    """The trigger's fire times ``t`` with ``after < t <= until`` that ``exclusions`` skip or
+    move, oldest first, at most ``limit``: what ``next --show-excluded`` lists."""
+    out: list[ExcludedFireTime] = []
+    if not exclusions:
+        return out
+    end = until.astimezone(UTC)
+    current = after
+    while len(out) < limit:
+        raw = _next_raw(trigger, zone, current)
+        if raw.utc > end:
+            break
+        current = raw.at
+        reason = exclusions.reason(raw.at.date())
+        if reason is None:
+            continue
+        moved = _moved(raw, zone, exclusions, reason)
+        merged = False
+        if moved is not None:
+            there = _next_raw(trigger, zone, moved.at - _MICROSECOND)
+            merged = there.utc == moved.utc and exclusions.reason(there.at.date()) is None
+        out.append(ExcludedFireTime(raw, reason, moved, merged))
+    return out
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _next_not_excluded(trigger: Trigger, zone: tzinfo, after: datetime, exclusions: Exclusions) -> FireTime:
+    """The least fire time after ``after`` once the excluded ones are skipped or moved.
+
+    Fire times walk in increasing order from where an excluded one could still land after
+    ``after``: with ``next_business_day``, the start of the run of days that are not business
+    days before ``after``'s date (a move only goes later); otherwise ``after``. The walk stops
+    once no later fire time can land before the best found: at once for one that is not
+    excluded (skip, next) or once the business day before a fire time's date is past the best
+    one's date (previous).
+    """
+    after_utc = after.astimezone(UTC)
+    rule = exclusions.on_excluded
+    current = _run_start(after, zone, exclusions) if rule is OnExcluded.next_business_day else after
+    horizon = after_utc + timedelta(days=366 * NEVER_FIRES_YEARS)
+    best: FireTime | None = None
+    while True:
+        raw = _next_raw(trigger, zone, current)
+        current = raw.at
+        day = raw.at.date()
+        if best is not None:
+            if rule is OnExcluded.previous_business_day:
+                if exclusions.business_day_before(day) > best.at.date():
+                    return best
+            elif raw.utc > best.utc:
+                return best
+        elif raw.utc > horizon:
+            raise NeverFires(after.isoformat(), NEVER_FIRES_YEARS)
+        reason = exclusions.reason(day)
+        if reason is None:
+            if raw.utc > after_utc:
+                if rule is not OnExcluded.previous_business_day:
+                    return raw  # no later fire time lands earlier, and ties go to the fire time itself
+                if best is None or raw.utc <= best.utc:
+                    best = raw
+            continue
+        moved = _moved(raw, zone, exclusions, reason)
+        if moved is None:  # skipped: go on after this day, or after the range that holds it
+            last = exclusions.range_end(day) or day
+            current = max(current.astimezone(UTC), _day_start(last + timedelta(days=1), zone) - _MICROSECOND)
+            continue
+        if moved.utc > after_utc and (best is None or moved.utc < best.utc):
+            best = moved
+
+
+def _moved(raw: FireTime, zone: tzinfo, exclusions: Exclusions, reason: str) -> FireTime | None:
+    """Where an excluded fire time goes: None (skip), or its wall time on the business day
+    the rule names."""
+    if exclusions.on_excluded is OnExcluded.skip:
+        return None
+    day = raw.at.date()
+    if exclusions.on_excluded is OnExcluded.next_business_day:
+        target = exclusions.business_day_after(day)
+    else:
+        target = exclusions.business_day_before(day)
+    asked = raw.wall if raw.wall is not None else raw.at.replace(tzinfo=None)
+    wall = datetime.combine(target, asked.time())
+    instant, note = _reached(wall, zone)
+    return FireTime(
+        instant.replace(tzinfo=UTC).astimezone(zone), note, wall if note else None, moved_from=raw.at, reason=reason
+    )
+
+
+def _day_start(day: date, zone: tzinfo) -> datetime:
+    """The instant (aware UTC) the local date ``day`` begins in ``zone``."""
+    instant, _note = _reached(datetime.combine(day, time()), zone)
+    return instant.replace(tzinfo=UTC)
+
+
+def _run_start(after: datetime, zone: tzinfo, exclusions: Exclusions) -> datetime:
+    """Just before the first day of the run of days that are not business days ending the
+    day before ``after``'s local date (that date itself when the day before is a business
+    day): a fire time before that cannot move past ``after``."""
+    day = after.astimezone(zone).date()
+    while not exclusions.is_business_day(day - timedelta(days=1)):
+        day -= timedelta(days=1)
+    return min(after.astimezone(UTC), _day_start(day, zone) - _MICROSECOND)

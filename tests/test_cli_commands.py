@@ -36,11 +36,13 @@ REAL_PIPELINE = "pipelines_for_tests:ok"
 """A reference that can be imported here (tests/ is on sys.path), for commands that check it."""
 ERROR = "flowyml-sched: error: "
 SCHEDULE_KEYS = [
-    "name", "pipeline", "kind", "expression", "anchor", "timezone", "params", "description", "tags", "enabled",
+    "name", "pipeline", "kind", "expression", "anchor", "timezone", "params", "exclusions", "description", "tags", "enabled",
     "pause_note", "catchup", "max_catchup", "misfire_grace_seconds", "overlap", "timeout_seconds", "retries",
     "retry_backoff_seconds", "source", "created_at", "updated_at", "next_fire_at", "version",
 ]  # fmt: skip
 """The keys of a schedule in ``add --json``, ``edit --json``, in this order."""
+POLICY_KEYS = SCHEDULE_KEYS[SCHEDULE_KEYS.index("catchup") : SCHEDULE_KEYS.index("source")]
+"""The policy's keys among them."""
 ENTRY_KEYS = [*SCHEDULE_KEYS, "status", "error"]
 """The keys of ``show --json``; ``list --json`` adds ``last_run``."""
 RUN_KEYS = [
@@ -180,6 +182,7 @@ def test_add_json_prints_every_stored_field_with_the_defaults(db: Path) -> None:
         "anchor": None,
         "timezone": "UTC",
         "params": {},
+        "exclusions": None,
         "description": "",
         "tags": [],
         "enabled": True,
@@ -293,7 +296,7 @@ def test_add_tags_and_description_are_stored(db: Path) -> None:
 
 def test_add_every_policy_option_shows_in_the_json(db: Path) -> None:
     data = add(db, "s", "--daily", "04:30", *ALL_OPTIONS)
-    assert {k: data[k] for k in SCHEDULE_KEYS[11:18]} == {
+    assert {k: data[k] for k in POLICY_KEYS} == {
         "catchup": "all",
         "max_catchup": 7,
         "misfire_grace_seconds": 120.0,
@@ -617,7 +620,7 @@ def test_edit_policy_options_change_only_the_policy(db: Path) -> None:
         "--timeout", "1h", "--retries", "1", "--retry-backoff", "2m", "--db", db,
     )  # fmt: skip
     after = show(db, "p")
-    policy = SCHEDULE_KEYS[11:18]
+    policy = POLICY_KEYS
     assert {k: after[k] for k in policy} == {
         "catchup": "none",
         "max_catchup": 3,
@@ -1059,7 +1062,7 @@ def test_show_prints_every_field_then_the_next_three_fire_times(db: Path) -> Non
     assert values["timeout_seconds"] == "1800 (30m)"
     assert values["retry_backoff_seconds"] == "90 (1m30s)"
     fire_lines = fires.splitlines()
-    assert re.fullmatch(r"# +fire time \(Europe/Berlin\) +UTC +DST", fire_lines[0])
+    assert re.fullmatch(r"# +fire time \(Europe/Berlin\) +UTC +note", fire_lines[0])
     assert [line.split()[0] for line in fire_lines[1:]] == ["1", "2", "3"]
     for line in fire_lines[1:]:
         assert re.fullmatch(r"\d  \w{3} \d{4}-\d\d-\d\d 04:30:00 \+0[12]00  \d{4}-\d\d-\d\d 0[23]:30:00", line)
@@ -1583,3 +1586,183 @@ def test_backfill_before_an_intervals_anchor_says_its_fire_times_count_from_it(d
         "hourly has no fire time in 2026-05-01T00:00:00Z .. 2026-05-02T00:00:00Z "
         "(its fire times count from its anchor, 2026-06-01T00:00:00Z)\n"
     )
+
+
+# -- exclusions ---------------------------------------------------------------------------------
+
+EXCLUDING = (
+    "--exclude-holidays", "us-ny", "--exclude-date", "2026-12-24", "--exclude-date", "2026-12-31",
+    "--exclude-range", "2026-08-03..2026-08-14", "--on-excluded", "next_business_day",
+)  # fmt: skip
+EXCLUDED_JSON = {
+    "holidays": {"country": "US", "subdivision": "NY"},
+    "dates": ["2026-12-24", "2026-12-31"],
+    "ranges": [{"from": "2026-08-03", "to": "2026-08-14"}],
+    "on_excluded": "next_business_day",
+}
+
+
+def test_add_stores_the_exclusions_show_prints_them_and_export_and_apply_round_trip(db: Path, tmp_path: Path) -> None:
+    data = add(db, "r", "--cron", "0 9 * * 1-5", "--tz", "America/New_York", *EXCLUDING)
+    assert data["exclusions"] == EXCLUDED_JSON
+    assert show(db, "r")["exclusions"] == EXCLUDED_JSON
+    shown = succeeds("show", "r", "--db", db).stdout
+    assert re.search(
+        r"^exclusions +holidays US-NY, 2026-12-24, 2026-12-31, 2026-08-03\.\.2026-08-14; next_business_day$",
+        shown,
+        re.M,
+    )
+    exported = succeeds("export", "--db", db).stdout
+    assert textwrap.dedent("""\
+        exclude:
+          holidays: {country: US, subdivision: NY}
+          dates: ["2026-12-24", "2026-12-31"]
+          ranges: [{from: "2026-08-03", to: "2026-08-14"}]
+        on_excluded: next_business_day
+    """) in textwrap.dedent(exported.split("timezone: America/New_York\n", 1)[1])
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(exported)
+    other = tmp_path / "other.db"
+    succeeds("apply", copy, "--db", other, "--no-check-pipeline")
+    assert without(show(other, "r"), "source", "created_at", "updated_at") == without(
+        data, "source", "created_at", "updated_at"
+    ) | {"status": "enabled", "error": None}
+    assert succeeds("apply", copy, "--db", other, "--no-check-pipeline").stdout.endswith("1 unchanged: nothing to do\n")
+
+
+def test_edit_replaces_each_part_of_the_exclusions_given_and_no_exclusions_clears_them(db: Path) -> None:
+    add(db, "r", "--cron", "0 9 * * 1-5", *EXCLUDING)
+    succeeds("edit", "r", "--exclude-date", "2027-01-04", "--db", db)
+    assert show(db, "r")["exclusions"] == EXCLUDED_JSON | {"dates": ["2027-01-04"]}
+    succeeds("edit", "r", "--exclude-market", "NYSE", "--on-excluded", "skip", "--db", db)
+    assert show(db, "r")["exclusions"] == EXCLUDED_JSON | {
+        "holidays": {"market": "NYSE"},
+        "dates": ["2027-01-04"],
+        "on_excluded": "skip",
+    }
+    succeeds("edit", "r", "--no-exclusions", "--exclude-date", "2027-02-01", "--db", db)
+    assert show(db, "r")["exclusions"] == {"dates": ["2027-02-01"], "on_excluded": "skip"}
+    succeeds("edit", "r", "--no-exclusions", "--db", db)
+    assert show(db, "r")["exclusions"] is None
+
+
+def test_an_exclusion_that_takes_the_next_fire_time_moves_next_fire_at(db: Path) -> None:
+    today = datetime.now(UTC).date()
+    add(db, "d", "--daily", "04:30")
+    range_text = f"{today.isoformat()}..{(today + timedelta(days=2)).isoformat()}"
+    data = json.loads(succeeds("edit", "d", "--exclude-range", range_text, "--db", db, "--json").stdout)
+    assert instant(data["next_fire_at"]) == datetime.combine(
+        today + timedelta(days=3), datetime.min.time(), UTC
+    ).replace(hour=4, minute=30)
+
+
+def test_apply_plan_names_the_exclusions_change_and_the_next_fire_times_before_and_after(
+    db: Path, schedules_file: Path
+) -> None:
+    today = datetime.now(UTC).date()
+    entry = 'version: 1\nschedules:\n  - name: d\n    pipeline: etl.jobs:run\n    daily: "04:30"\n    timezone: UTC\n'
+    schedules_file.write_text(entry)
+    succeeds("apply", schedules_file, "--db", db, "--no-check-pipeline")
+    before = show(db, "d")["next_fire_at"]
+    schedules_file.write_text(
+        entry + f'    exclude:\n      ranges: [{{from: "{today}", to: "{today + timedelta(days=2)}"}}]\n'
+    )
+    lines = succeeds("apply", schedules_file, "--db", db, "--no-check-pipeline").stdout.splitlines()
+    after = datetime.combine(today + timedelta(days=3), datetime.min.time(), UTC).replace(hour=4, minute=30)
+    assert re.fullmatch(rf"~ change d \(exclude\): next \S+ \S+ UTC -> {after:%Y-%m-%d %H:%M} UTC", lines[0]), lines
+    assert before != show(db, "d")["next_fire_at"] == after.isoformat()
+
+
+def test_next_show_excluded_lists_the_skipped_and_moved_fire_times_with_the_holidays_names() -> None:
+    result = succeeds(
+        "next", "--cron", "0 9 * * 4", "--tz", "America/New_York", "--exclude-holidays", "US-NY",
+        "--on-excluded", "next_business_day", "--after", "2026-11-18T00:00:00Z", "-n", "3", "--show-excluded",
+    )  # fmt: skip
+    rows = [re.split(r"  +", line.strip()) for line in result.stdout.splitlines()[1:]]
+    assert rows == [
+        ["1", "Thu 2026-11-19 09:00:00 -0500", "2026-11-19 14:00:00"],
+        [
+            "-",
+            "Thu 2026-11-26 09:00:00 -0500",
+            "2026-11-26 14:00:00",
+            "Thanksgiving Day: moved to Fri 2026-11-27 09:00",
+        ],
+        ["2", "Fri 2026-11-27 09:00:00 -0500", "2026-11-27 14:00:00", "moved from Thu 2026-11-26 (Thanksgiving Day)"],
+        ["3", "Thu 2026-12-03 09:00:00 -0500", "2026-12-03 14:00:00"],
+    ]
+    skipped = json.loads(
+        succeeds(
+            "next",
+            "--cron",
+            "0 9 * * 4",
+            "--tz",
+            "America/New_York",
+            "--exclude-holidays",
+            "US-NY",
+            "--after",
+            "2026-11-18T00:00:00Z",
+            "-n",
+            "2",
+            "--show-excluded",
+            "--json",
+        ).stdout  # fmt: skip
+    )
+    assert [f["fire_time"] for f in skipped["fire_times"]] == ["2026-11-19T09:00:00-05:00", "2026-12-03T09:00:00-05:00"]
+    assert skipped["excluded"] == [
+        {
+            "fire_time": "2026-11-26T09:00:00-05:00",
+            "utc": "2026-11-26T14:00:00Z",
+            "reason": "Thanksgiving Day",
+            "moved_to": None,
+            "merged": False,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "exit_code", "words"),
+    [
+        (["--exclude-holidays", "XX"], 1, ["invalid holidays country 'XX'"]),
+        (["--exclude-holidays", "Germany"], 1, ["'Germany'", "did you mean DE"]),
+        (["--exclude-holidays", "US-XY"], 1, ["subdivision of US 'XY'", "NY"]),
+        (["--exclude-market", "NYS"], 1, ["market 'NYS'", "NYSE"]),
+        (["--exclude-date", "2026-02-30"], 1, ["--exclude-date '2026-02-30'", "YYYY-MM-DD"]),
+        (["--exclude-range", "2026-08-14..2026-08-03"], 1, ["'2026-08-14..2026-08-03'", "ends before it starts"]),
+        (["--exclude-range", "2026-08-14"], 1, ["--exclude-range", "FROM..TO"]),
+        (
+            ["--on-excluded", "nextday", "--exclude-date", "2026-12-24"],
+            1,
+            ["--on-excluded 'nextday'", "skip, next_business_day"],
+        ),
+        (["--exclude-holidays", "US", "--exclude-market", "NYSE"], 2, ["--exclude-holidays or --exclude-market"]),
+        (
+            ["--every", "15m", "--exclude-holidays", "US", "--on-excluded", "next_business_day"],
+            1,
+            ["shorter than a day"],
+        ),
+        (["--cron", "0 9 25 12 *", "--exclude-holidays", "US"], 1, ["would never run"]),
+    ],
+)
+def test_add_refuses_bad_exclusions_naming_the_option_and_stores_nothing(
+    db: Path, options: list[str], exit_code: int, words: list[str]
+) -> None:
+    trigger = [] if any(o in options for o in ("--every", "--cron")) else ["--daily", "09:00"]
+    result = cli("add", "r", "--pipeline", PIPELINE, "--no-check-pipeline", *trigger, *options, "--db", db)
+    refused(result, exit_code, *words)
+    assert not db.exists() or listed(db) == []
+
+
+def test_validate_names_the_line_of_a_bad_date_and_of_an_unknown_key_under_exclude(schedules_file: Path) -> None:
+    schedules_file.write_text(
+        'version: 1\nschedules:\n  - name: r\n    pipeline: etl.jobs:run\n    daily: "09:00"\n'
+        "    exclude:\n      dates:\n        - 2026-12-24\n        - 2026-12-32\n      holiday: US\n"
+        "    on_excluded: later\n"
+    )
+    result = cli("validate", schedules_file, "--no-check-pipeline")
+    assert result.exit_code == 1
+    assert f"{schedules_file}:9: schedule 'r': invalid exclude dates '2026-12-32'" in result.stderr
+    assert (
+        f"{schedules_file}:10: schedule 'r': unknown key 'holiday' in exclude; did you mean 'holidays'?"
+        in result.stderr
+    )
+    assert f"{schedules_file}:11: schedule 'r': invalid on_excluded 'later'" in result.stderr

@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowyml_sched.errors import InvalidSpec, SchedulerError, SpecFileError, SpecProblem
+from flowyml_sched.exclusions import HolidayCalendar, OnExcluded
 from flowyml_sched.model import NAME_PATTERN, PIPELINE_PATTERN, CatchUp, Overlap, Policy, Schedule
 from flowyml_sched.spec import (
     IMPLICIT_ANCHOR,
@@ -452,7 +453,7 @@ def test_problems_name_the_path_as_given(tmp_path):
 def test_the_example_file_is_valid_and_schedules_the_example_pipelines():
     spec = load_spec(ROOT / "schedules.example.yaml")
     by_name = {s.name: s for s in spec.schedules}
-    assert set(by_name) == {"csv-summary", "flowyml-demo", "nightly-report", "hourly-sync"}
+    assert set(by_name) == {"csv-summary", "flowyml-demo", "nightly-report", "weekday-report", "hourly-sync"}
     assert by_name["csv-summary"].pipeline == "daily_summary"
     assert by_name["csv-summary"].trigger == CronTrigger("* * * * *") and by_name["csv-summary"].params
     assert by_name["flowyml-demo"].pipeline == "flowyml_demo"
@@ -462,6 +463,9 @@ def test_the_example_file_is_valid_and_schedules_the_example_pipelines():
         DailyTrigger(2, 30),
         "Europe/Berlin",
     )
+    weekday = by_name["weekday-report"]
+    assert weekday.exclusions.holidays == HolidayCalendar(country="US", subdivision="NY")
+    assert weekday.exclusions.on_excluded is OnExcluded.skip and weekday.exclusions.dates == (date(2026, 12, 24),)
     hourly = by_name["hourly-sync"]
     assert hourly.trigger == HourlyTrigger(15) and not hourly.enabled and hourly.pause_note
     assert spec.warnings == ()

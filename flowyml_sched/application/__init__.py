@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from flowyml_sched.application.scheduler import (
         Scheduler,
         check_pipeline_reference,
+        excluded_fire_times,
         next_fire_at,
         open_scheduler,
         preview,
@@ -32,6 +33,7 @@ _HOMES = {
     "validate_file": "files",
     "Scheduler": "scheduler",
     "check_pipeline_reference": "scheduler",
+    "excluded_fire_times": "scheduler",
     "next_fire_at": "scheduler",
     "open_scheduler": "scheduler",
     "preview": "scheduler",
@@ -51,6 +53,7 @@ __all__ = [
     "ScheduleFile",
     "Scheduler",
     "check_pipeline_reference",
+    "excluded_fire_times",
     "next_fire_at",
     "open_scheduler",
     "open_worker",

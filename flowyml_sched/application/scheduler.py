@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.clock import utc_now
 from flowyml_sched.errors import InvalidPipelineReference, InvalidSpec, ScheduleExists, ScheduleNotFound, UsageError
-from flowyml_sched.fields import changes_of, schedule_of, trigger_of
+from flowyml_sched.exclusions import NO_EXCLUSIONS
+from flowyml_sched.fields import changes_of, exclusions_with, schedule_of, trigger_of
 from flowyml_sched.model import BrokenSchedule, Run, RunTotals, Schedule, WorkerInfo, validate_name
 from flowyml_sched.references import local_pipeline
-from flowyml_sched.timing import FireTime, fire_times, next_fire_time
+from flowyml_sched.timing import ExcludedFireTime, FireTime, excluded_between, fire_times, next_fire_time
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
     """The schedule's next fire time after ``now`` in UTC, or None while it is paused."""
     if not schedule.enabled:
         return None
-    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).utc
+    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now, schedule.exclusions).utc
 
 
 def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) -> datetime | None:
@@ -46,9 +47,10 @@ def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) ->
     fire time is kept, so an edit of, say, its description cannot drop a fire time that is
     due but not yet claimed; otherwise it is the first fire time after ``now``.
     """
-    same_timing = (current.trigger, current.timezone, current.enabled) == (
+    same_timing = (current.trigger, current.timezone, current.exclusions, current.enabled) == (
         updated.trigger,
         updated.timezone,
+        updated.exclusions,
         updated.enabled,
     )
     return current.next_fire_at if same_timing else next_fire_at(updated, now)
@@ -59,9 +61,30 @@ def preview(
 ) -> list[FireTime]:
     """The next ``count`` fire times after ``after`` (aware) of a schedule described by plain
     fields (one trigger key; an ``every`` counts from its ``anchor``, else from ``after``) in
-    ``timezone``. Nothing is stored. Raises as :func:`~flowyml_sched.fields.trigger_of`,
-    UnknownTimezone and OutOfRange."""
-    return fire_times(trigger_of(fields, after, labels), get_zone(timezone), after, count)
+    ``timezone``, with the exclusions its ``exclude`` and ``on_excluded`` give. Nothing is
+    stored. Raises as :func:`~flowyml_sched.fields.trigger_of`, UnknownTimezone,
+    InvalidExclusion, NeverFires and OutOfRange."""
+    exclusions = exclusions_with(NO_EXCLUSIONS, fields, labels)
+    return fire_times(trigger_of(fields, after, labels), get_zone(timezone), after, count, exclusions)
+
+
+def excluded_fire_times(
+    source: Schedule | Mapping[str, Any],
+    *,
+    timezone: str,
+    after: datetime,
+    until: datetime,
+    labels: Mapping[str, str] | None = None,
+) -> list[ExcludedFireTime]:
+    """The fire times in ``(after, until]`` (aware) that the exclusions of ``source`` skip or
+    move, each with why and where it went: a stored schedule, or plain fields as for
+    :func:`preview` (in ``timezone``). Raises as :func:`preview`."""
+    if isinstance(source, Schedule):
+        trigger, zone, exclusions = source.trigger, get_zone(source.timezone), source.exclusions
+    else:
+        trigger = trigger_of(source, after, labels)
+        zone, exclusions = get_zone(timezone), exclusions_with(NO_EXCLUSIONS, source, labels)
+    return excluded_between(trigger, zone, after, until, exclusions)
 
 
 def registered_pipelines() -> list[tuple[str, str]]:
@@ -301,7 +324,10 @@ class Scheduler:
         if params:
             validate_params({**schedule.params, **params}, name)
         now = self.clock()
-        if next_fire_time(schedule.trigger, get_zone(schedule.timezone), now - _MICROSECOND).at == now:
+        if (
+            next_fire_time(schedule.trigger, get_zone(schedule.timezone), now - _MICROSECOND, schedule.exclusions).at
+            == now
+        ):
             now += _MICROSECOND
         return self.store.request_runs(name, [now], RunOrigin.manual, params).queued[0]
 
@@ -331,7 +357,9 @@ class Scheduler:
             )
         schedule = self.store.get(name)
         zone = get_zone(schedule.timezone)
-        fires = fire_times_between(schedule.trigger, zone, start - _MICROSECOND, end - _MICROSECOND, max_runs + 1)
+        fires = fire_times_between(
+            schedule.trigger, zone, start - _MICROSECOND, end - _MICROSECOND, max_runs + 1, schedule.exclusions
+        )
         if len(fires) > max_runs:
             raise UsageError(
                 f"{format_instant(start)} .. {format_instant(end)} holds more than {max_runs} fire "
@@ -391,7 +419,7 @@ class Scheduler:
         """A stored schedule and its next ``count`` fire times after ``after`` (even while paused).
         Raises ScheduleNotFound, and ScheduleBroken for a row that cannot be loaded."""
         schedule = self.store.get(name)
-        return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count)
+        return schedule, fire_times(schedule.trigger, get_zone(schedule.timezone), after, count, schedule.exclusions)
 
     def show(self, name: str, count: int) -> tuple[Schedule | BrokenSchedule, list[FireTime]]:
         """As :meth:`preview` after now, but a row that cannot be loaded comes back as a
@@ -399,7 +427,7 @@ class Scheduler:
         found = self.store.entry(name)
         if isinstance(found, BrokenSchedule):
             return found, []
-        return found, fire_times(found.trigger, get_zone(found.timezone), self.clock(), count)
+        return found, fire_times(found.trigger, get_zone(found.timezone), self.clock(), count, found.exclusions)
 
     def history(self, name: str, limit: int) -> list[Run]:
         """The schedule's last ``limit`` runs, newest first (a removed schedule's too). Raises

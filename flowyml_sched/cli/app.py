@@ -94,6 +94,18 @@ def next_command(
         typer.Option("--anchor", help="With --every: ISO 8601 instant the interval counts from (default: --after)."),
     ] = None,
     tz: o.Timezone = None,
+    exclude_holidays: o.ExcludeHolidays = None,
+    exclude_market: o.ExcludeMarket = None,
+    exclude_date: o.ExcludeDates = None,
+    exclude_range: o.ExcludeRanges = None,
+    on_excluded: o.OnExcludedOpt = None,
+    show_excluded: Annotated[
+        bool,
+        typer.Option(
+            "--show-excluded",
+            help="Also list the fire times among these that exclusions skip or move, and why (the holiday's name).",
+        ),
+    ] = False,
     after: Annotated[
         Optional[str], typer.Option("--after", help="ISO 8601 instant with offset to start after (default: now).")
     ] = None,
@@ -104,30 +116,46 @@ def next_command(
     """Preview the next fire times of a schedule without storing anything.
 
     Each fire time is shown in the schedule's zone and in UTC; the ones a DST change
-    touches are marked.
+    touches or an exclusion moves are marked.
 
     Example: flowyml-sched next --cron '30 1 * * *' --tz America/New_York --after 2026-10-31T12:00:00-04:00 -n 3
     """
-    from flowyml_sched.application import preview
+    from flowyml_sched.application import excluded_fire_times, preview
     from flowyml_sched.cli.render import render_fire_times
     from flowyml_sched.triggers import parse_instant
 
     start = parse_instant(after, "--after") if after else _now()
+    excluding = {
+        "exclude_holidays": exclude_holidays,
+        "exclude_market": exclude_market,
+        "exclude_date": exclude_date,
+        "exclude_range": exclude_range,
+    }
+    source: Any
     if name is not None:
-        if any(v is not None for v in (*triggers.values(), anchor, tz)):
+        if any(v is not None for v in (*triggers.values(), anchor, tz, on_excluded, *excluding.values())):
             raise UsageError("give a stored schedule's NAME or schedule options, not both")
         with flags.scheduler(create=False) as scheduler:
-            schedule, fires = scheduler.preview(name, start, count)
-        zone_name = schedule.timezone
+            source, fires = scheduler.preview(name, start, count)
+        zone_name = source.timezone
     else:
         zone_name = tz if tz is not None else flags.settings().timezone
-        fires = preview({**triggers, "anchor": anchor}, timezone=zone_name, after=start, count=count, labels=o.LABELS)
+        source = {**triggers, "anchor": anchor, "exclude": o.exclude_of(excluding), "on_excluded": on_excluded}
+        fires = preview(source, timezone=zone_name, after=start, count=count, labels=o.LABELS)
+    excluded = (
+        excluded_fire_times(source, timezone=zone_name, after=start, until=fires[-1].at, labels=o.LABELS)
+        if show_excluded
+        else []
+    )
     if as_json:
-        from flowyml_sched.cli.render import fire_time_json
+        from flowyml_sched.cli.render import excluded_json, fire_time_json
 
-        _print_json([fire_time_json(f) for f in fires])
+        listed = [fire_time_json(f) for f in fires]
+        _print_json(
+            {"fire_times": listed, "excluded": [excluded_json(e) for e in excluded]} if show_excluded else listed
+        )
     else:
-        render_fire_times(fires, zone_name)
+        render_fire_times(fires, zone_name, excluded)
 
 
 @app.command("add")
@@ -169,17 +197,28 @@ def edit_command(
     pipeline: Annotated[Optional[str], typer.Option("--pipeline", help="New pipeline reference.")] = None,
     *,
     options: dict[str, Any],
+    no_exclusions: Annotated[
+        bool,
+        typer.Option(
+            "--no-exclusions",
+            help="Clear the exclusions; --exclude-* options given with it set the new ones.",
+            rich_help_panel=o.EXCLUSIONS,
+        ),
+    ] = False,
     check_pipeline: o.CheckPipeline = True,
     file: o.YamlFile = None,
     as_json: o.Json = False,
     flags: o.StoreFlags,
 ) -> None:
-    """Change fields of a schedule; options not given keep their values. --param and --tag replace the whole set.
+    """Change fields of a schedule; options not given keep their values. --param and --tag replace the whole set;
+    --exclude-holidays (or --exclude-market), --exclude-date and --exclude-range each replace their part of the exclusions.
 
     Example: flowyml-sched edit nightly-etl --daily 03:15 --timeout 45m
     """
     fields = o.schedule_fields(options, name=name, pipeline=pipeline)
     del fields["name"]
+    if no_exclusions:
+        fields["exclude"] = o.exclude_of(options, clear=True)
     if file is not None:
         flags.schedule_file(file).edit(name, fields, check_pipeline=check_pipeline)
         typer.echo(f"changed {name} in {file}")

@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., object])
 STORE = "Store"
 SCHEDULE = "Schedule"
 POLICY = "Policy"
+EXCLUSIONS = "Exclusions"
 
 DbPath = Annotated[
     Optional[Path],
@@ -123,6 +124,45 @@ RetryBackoff = Annotated[
     Optional[str],
     typer.Option("--retry-backoff", help="Wait between tries, such as 1m (60s).", rich_help_panel=POLICY),
 ]
+ExcludeHolidays = Annotated[
+    Optional[str],
+    typer.Option(
+        "--exclude-holidays",
+        help="Skip (or move) fire times on this country's public holidays, with an optional subdivision: US, US-NY, GB-ENG, DE-BY.",
+        rich_help_panel=EXCLUSIONS,
+    ),
+]
+ExcludeMarket = Annotated[
+    Optional[str],
+    typer.Option(
+        "--exclude-market",
+        help="Skip (or move) fire times on the days this market is closed: NYSE, XLON, XETR, ...",
+        rich_help_panel=EXCLUSIONS,
+    ),
+]
+ExcludeDates = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude-date", help="A local date not to fire on, YYYY-MM-DD; repeatable.", rich_help_panel=EXCLUSIONS
+    ),
+]
+ExcludeRanges = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude-range",
+        help="Local dates not to fire on, FROM..TO (both included): 2026-08-03..2026-08-14; repeatable.",
+        rich_help_panel=EXCLUSIONS,
+    ),
+]
+OnExcludedOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--on-excluded",
+        help="An excluded fire time is: skip (default), next_business_day or previous_business_day "
+        "(the same wall time on the next / previous weekday that is not excluded).",
+        rich_help_panel=EXCLUSIONS,
+    ),
+]
 
 
 def bounded_float(flag: str, low: float, high: float, help: str) -> Any:
@@ -197,7 +237,16 @@ def store_options(command: F) -> F:
 
 LABELS = {
     key: "--" + key.replace("_", "-")
-    for key in (*TRIGGER_KEYS, "anchor", "catchup", "overlap", "misfire_grace", "timeout", "retry_backoff")
+    for key in (
+        *TRIGGER_KEYS,
+        "anchor",
+        "catchup",
+        "overlap",
+        "misfire_grace",
+        "timeout",
+        "retry_backoff",
+        "on_excluded",
+    )
 }
 """The options that name schedule fields in error messages (see :mod:`flowyml_sched.fields`)."""
 
@@ -230,6 +279,11 @@ _SCHEDULE_OPTIONS = {
     "timeout": Timeout,
     "retries": Retries,
     "retry_backoff": RetryBackoff,
+    "exclude_holidays": ExcludeHolidays,
+    "exclude_market": ExcludeMarket,
+    "exclude_date": ExcludeDates,
+    "exclude_range": ExcludeRanges,
+    "on_excluded": OnExcludedOpt,
 }
 """The options of ``add`` and ``edit`` besides the trigger kinds', in the order of their help."""
 
@@ -299,7 +353,31 @@ def schedule_fields(options: Mapping[str, Any], *, name: str, pipeline: str | No
     retries, backoff = options["retries"], options["retry_backoff"]
     if retries is not None or backoff is not None:
         fields["retries"] = {k: v for k, v in (("max", retries), ("backoff", backoff)) if v is not None}
+    fields["exclude"] = exclude_of(options)
+    fields["on_excluded"] = options["on_excluded"]
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def exclude_of(options: Mapping[str, Any], clear: bool = False) -> dict[str, Any] | None:
+    """The ``exclude`` field (see :func:`flowyml_sched.fields.exclusions_with`) the
+    ``--exclude-*`` options give, each checked and named in errors by its option; with
+    ``clear`` (``edit --no-exclusions``) the parts not given are cleared. None when there is
+    nothing to change. Raises InvalidExclusion and UsageError."""
+    from flowyml_sched.exclusions import DateRange, HolidayCalendar, parse_date
+
+    holidays, market = options["exclude_holidays"], options["exclude_market"]
+    if holidays is not None and market is not None:
+        raise UsageError("give --exclude-holidays or --exclude-market, not both")
+    out: dict[str, Any] = {"holidays": None, "dates": [], "ranges": []} if clear else {}
+    if holidays is not None:
+        out["holidays"] = HolidayCalendar.parse(holidays, "--exclude-holidays")
+    if market is not None:
+        out["holidays"] = HolidayCalendar(market=market.strip())
+    if options["exclude_date"] is not None:
+        out["dates"] = [parse_date(text, "--exclude-date") for text in options["exclude_date"]]
+    if options["exclude_range"] is not None:
+        out["ranges"] = [DateRange.parse(text, "--exclude-range") for text in options["exclude_range"]]
+    return out or None
 
 
 def parse_params(items: list[str] | None, schedule: str | None = None) -> dict[str, Any]:

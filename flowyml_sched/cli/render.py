@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from flowyml_sched.application.scheduler import Backfill
     from flowyml_sched.model import BrokenSchedule, Run, Schedule
     from flowyml_sched.spec import Plan
-    from flowyml_sched.timing import FireTime
+    from flowyml_sched.timing import ExcludedFireTime, FireTime
 
 
 PIPE_WIDTH = 160
@@ -110,21 +110,37 @@ def describe_next(schedule: Schedule, now: datetime) -> str:
 def fire_time_json(fire: FireTime) -> dict[str, Any]:
     """The JSON object of one fire time: ``fire_time`` (zone offset), ``utc``, and ``note`` when DST touched it."""
     item: dict[str, Any] = {"fire_time": fire.at.isoformat(), "utc": fire.utc.isoformat().replace("+00:00", "Z")}
-    if fire.note is not None:
+    if fire.note is not None or fire.moved_from is not None:
         item["note"] = fire.describe_note()
+    if fire.moved_from is not None:
+        item["moved_from"] = fire.moved_from.isoformat()
+        item["reason"] = fire.reason
     return item
 
 
-def render_fire_times(fires: list[FireTime], zone_name: str) -> None:
-    """Print fire times as a table: local time, UTC, and the DST note."""
-    table = _Grid("#", f"fire time ({zone_name})", "UTC", "DST", right=(0,))
-    for index, fire in enumerate(fires, start=1):
-        table.add_row(
-            str(index),
-            fire.at.strftime("%a %Y-%m-%d %H:%M:%S %z"),
-            fire.utc.strftime("%Y-%m-%d %H:%M:%S"),
-            fire.describe_note(),
-        )
+def excluded_json(excluded: ExcludedFireTime) -> dict[str, Any]:
+    """The JSON object of a fire time an exclusion took: ``fire_time``, ``utc``, ``reason``,
+    ``moved_to`` (None: skipped) and ``merged``."""
+    fire = excluded.fire
+    return {
+        "fire_time": fire.at.isoformat(),
+        "utc": fire.utc.isoformat().replace("+00:00", "Z"),
+        "reason": excluded.reason,
+        "moved_to": excluded.moved_to.at.isoformat() if excluded.moved_to is not None else None,
+        "merged": excluded.merged,
+    }
+
+
+def render_fire_times(fires: list[FireTime], zone_name: str, excluded: list[ExcludedFireTime] | None = None) -> None:
+    """Print fire times as a table: local time, UTC, and the note (DST, a move by an
+    exclusion); with ``excluded``, the fire times exclusions took among them, unnumbered."""
+    table = _Grid("#", f"fire time ({zone_name})", "UTC", "note", right=(0,))
+    rows: list[tuple[datetime, str, FireTime, str]] = [
+        (fire.utc, str(index), fire, fire.describe_note()) for index, fire in enumerate(fires, start=1)
+    ]
+    rows += [(item.fire.utc, "-", item.fire, item.describe()) for item in excluded or []]
+    for _utc, number, fire, note in sorted(rows, key=lambda row: row[0]):
+        table.add_row(number, fire.at.strftime("%a %Y-%m-%d %H:%M:%S %z"), fire.utc.strftime("%Y-%m-%d %H:%M:%S"), note)
     table.print()
 
 
@@ -197,7 +213,7 @@ def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], 
         table.print()
         return
     for key, value in schedule_to_dict(schedule).items():
-        table.add_row(key, _show_value(key, value))
+        table.add_row(key, schedule.exclusions.describe() or "-" if key == "exclusions" else _show_value(key, value))
     table.print()
     if schedule.enabled:
         console.print()

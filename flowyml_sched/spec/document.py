@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowyml_sched.errors import InvalidSpec, SpecProblem
+from flowyml_sched.exclusions import OnExcluded
 from flowyml_sched.model import (
     Policy,
     Schedule,
@@ -29,6 +30,8 @@ SCHEDULE_KEYS = (
     "anchor",
     "timezone",
     "params",
+    "exclude",
+    "on_excluded",
     "description",
     "tags",
     "enabled",
@@ -56,6 +59,8 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
         "timezone": DEFAULT_TIMEZONE,
         "params": {},
+        "exclude": {},
+        "on_excluded": OnExcluded.skip,
         "description": "",
         "tags": (),
         "enabled": True,

@@ -156,4 +156,4 @@ def plan(
 def _next(schedule: Schedule, now: datetime) -> datetime | None:
     if not schedule.enabled:
         return None
-    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now).at
+    return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now, schedule.exclusions).at

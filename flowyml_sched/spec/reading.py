@@ -17,6 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecProblem
+from flowyml_sched.exclusions import exclusions_of, on_excluded_of
 from flowyml_sched.fields import schedule_of
 from flowyml_sched.model import (
     MAX_PARAMS_DEPTH,
@@ -649,6 +650,51 @@ def _checked_policy(key: str, value: Any) -> Any:
     return value
 
 
+def _exclude(node: Node) -> dict[str, Any]:
+    """``exclude: {holidays: ..., dates: [...], ranges: [...]}``, each part checked at its line
+    (a date or range at its own)."""
+    if isinstance(node, ScalarNode) and _tag(node) == NULL_TAG:
+        return {"exclude": {}}
+    if not isinstance(node, MappingNode):
+        raise _Bad(
+            f"exclude must be a mapping of holidays, dates and ranges, such as {{holidays: US-NY}}, not {_describe(node)}"
+        )
+    out: dict[str, Any] = {}
+    problems: list[_Bad] = []
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, ScalarNode) else None
+        try:
+            if key not in ("holidays", "dates", "ranges"):
+                shown = repr(key) if key is not None else _describe(key_node)
+                hint = suggest_key(str(key), ("holidays", "dates", "ranges")) or "; expected holidays, dates or ranges"
+                raise _Bad(f"unknown key {shown} in exclude{hint}", key_node)
+            if key in out:
+                raise _Bad(f"the key {key!r} is given twice in exclude", key_node)
+            value = _plain(value_node, f"exclude.{key}", [_MAX_PARAM_NODES], 0, set())
+            items = value_node.value if isinstance(value_node, SequenceNode) else []
+            for item_node, item in zip(items, value if isinstance(value, list) else [], strict=False):
+                _checked_exclusion({key: [item]}, item_node)
+            _checked_exclusion({key: value}, value_node)
+            out[key] = value
+        except _Bad as exc:
+            problems.append(exc)
+    if problems:
+        raise _Bad(str(problems[0]), problems[0].node, problems[1:])
+    return {"exclude": out}
+
+
+def _checked_exclusion(part: Mapping[str, Any], node: Node) -> None:
+    try:
+        exclusions_of(part)
+    except SchedulerError as exc:
+        raise _Bad(str(exc), node) from None
+
+
+def _on_excluded(node: Node) -> dict[str, Any]:
+    text = _text(node, "on_excluded")
+    return {"on_excluded": on_excluded_of(text)}
+
+
 def _timezone(node: Node) -> str:
     name = _text(node, "timezone")
     get_zone(name)
@@ -670,6 +716,8 @@ _FIELDS = {
     "anchor": lambda n: {"anchor": parse_instant(_text(n, "anchor"), "anchor")},
     "timezone": lambda n: {"timezone": _timezone(n)},
     "params": lambda n: {"params": _params(n)},
+    "exclude": _exclude,
+    "on_excluded": _on_excluded,
     "description": lambda n: {"description": _optional_text(n, "description") or ""},
     "tags": lambda n: {"tags": _tags(n)},
     "enabled": lambda n: {"enabled": _enabled(n)},

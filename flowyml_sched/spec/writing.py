@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from flowyml_sched.exclusions import OnExcluded
 from flowyml_sched.model import (
     CatchUp,
     Overlap,
@@ -35,6 +36,8 @@ def field_values(schedule: Schedule) -> dict[str, Any]:
     return {
         "timezone": schedule.timezone,
         "params": dict(schedule.params),
+        "exclude": schedule.exclusions.fields(),
+        "on_excluded": schedule.exclusions.on_excluded,
         "description": schedule.description,
         "tags": tuple(schedule.tags),
         "enabled": schedule.enabled,
@@ -64,10 +67,10 @@ def schedule_fields(schedule: Schedule, defaults: Mapping[str, Any] | None = Non
     out.update(schedule.trigger.fields())
     if "timezone" not in given or given["timezone"] != schedule.timezone:
         out["timezone"] = schedule.timezone
-    for key in ("params", "description", "tags", "enabled", "pause_note", "catchup", "max_catchup"):
+    for key in ("params", "exclude", "description", "tags", "enabled", "pause_note", "catchup", "max_catchup"):
         if not same_value(values[key], base[key]):
-            out[key] = plain_value(values[key])
-    for key in ("misfire_grace", "overlap", "timeout"):
+            out[key] = values[key] if key == "exclude" else plain_value(values[key])
+    for key in ("on_excluded", "misfire_grace", "overlap", "timeout"):
         if values[key] != base[key]:
             out[key] = plain_value(values[key])
     retries: dict[str, Any] = {}
@@ -94,7 +97,7 @@ def _canonical_json(value: Any) -> str:
 def plain_value(value: Any) -> Any:
     """A field's Python value as YAML plain data: policy choices as their names, durations
     as ``1h30m``, tuples as lists, mappings with their keys sorted (nested too)."""
-    if isinstance(value, CatchUp | Overlap):
+    if isinstance(value, CatchUp | Overlap | OnExcluded):
         return value.value
     if isinstance(value, timedelta):
         return format_duration(value)
@@ -143,11 +146,20 @@ def styled(value: Any) -> Any:
 
 def schedule_mapping(fields: Mapping[str, Any]) -> CommentedMap:
     """The round-trip YAML mapping for :func:`schedule_fields` output: cron, daily and anchor in
-    double quotes, tags and retries in flow style (``[a, b]``, ``{max: 2}``)."""
+    double quotes, tags and retries in flow style (``[a, b]``, ``{max: 2}``), and so are the
+    parts of ``exclude`` (``holidays: {country: US}``, ``dates: ["2026-12-24"]``)."""
     out = CommentedMap()
     for key, value in fields.items():
         if key in ("cron", "daily", "anchor") and isinstance(value, str):
             out[key] = DoubleQuotedScalarString(value)
+        elif key == "exclude" and isinstance(value, Mapping):
+            node = styled(value)
+            for part in node.values():
+                part.fa.set_flow_style()
+                for item in part if isinstance(part, CommentedSeq) else ():
+                    if isinstance(item, CommentedMap):
+                        item.fa.set_flow_style()
+            out[key] = node
         elif key in ("tags", "retries") and isinstance(value, list | tuple | Mapping):
             node = styled(value)
             node.fa.set_flow_style()

@@ -31,6 +31,7 @@ from flowyml_sched.errors import (
     StoreError,
     StoreMissing,
 )
+from flowyml_sched.exclusions import NO_EXCLUSIONS
 from flowyml_sched.model import (
     EVERY_REFERENCE,
     NAME_PATTERN,
@@ -49,6 +50,7 @@ from flowyml_sched.model import (
     RunTotals,
     Schedule,
     WorkerInfo,
+    exclusions_from_json,
     plain_text,
     schedule_columns,
     validate_name,
@@ -1593,6 +1595,7 @@ def _schedule_from_row(row: Mapping[str, Any]) -> Schedule:
         trigger=trigger_from_text(row["kind"], row["expression"], row["anchor"]),
         timezone=row["timezone"],
         params=dict(row["params"]),
+        exclusions=exclusions_from_json(row["exclusions"]),
         description=row["description"],
         tags=tuple(row["tags"]),
         enabled=bool(row["enabled"]),
@@ -1691,6 +1694,7 @@ def _diagnose(row: dict[str, Any], problems: list[tuple[str, str]]) -> BrokenSch
         return dict(row["params"])
 
     params = attempt("params", load_params, row.get("params"))
+    exclusions = attempt("exclusions", lambda: exclusions_from_json(row.get("exclusions")), NO_EXCLUSIONS)
 
     def load_tags() -> tuple[str, ...]:
         tags = row["tags"]
@@ -1732,6 +1736,7 @@ def _diagnose(row: dict[str, Any], problems: list[tuple[str, str]]) -> BrokenSch
         "trigger": trigger,
         "timezone": timezone_name,
         "params": params,
+        "exclusions": exclusions,
         "description": description,
         "tags": tags,
         "enabled": bool(row.get("enabled")),

@@ -75,6 +75,8 @@ schedules = sa.Table(
     sa.Column("anchor", UTCDateTime(), nullable=True),
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("params", sa.JSON(), nullable=False),
+    # the exclude: mapping and on_excluded, NULL when nothing is excluded (migration 0005)
+    sa.Column("exclusions", sa.JSON(), nullable=True),
     sa.Column("description", sa.Text(), nullable=False),
     sa.Column("tags", sa.JSON(), nullable=False),
     sa.Column("enabled", sa.Boolean(), nullable=False),

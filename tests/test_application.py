@@ -101,6 +101,24 @@ def test_a_backfill_of_exactly_max_fire_times_is_taken(store: ScheduleStore) -> 
     assert done.queued == [DUE + timedelta(days=n) for n in range(3)]
 
 
+def test_a_backfill_asks_only_for_the_fire_times_the_schedules_exclusions_leave(store: ScheduleStore) -> None:
+    from flowyml_sched.exclusions import Exclusions, HolidayCalendar, OnExcluded
+
+    christmas = Exclusions(
+        holidays=HolidayCalendar(country="GB", subdivision="ENG"), on_excluded=OnExcluded.next_business_day
+    )
+    schedule = Schedule("nightly", "pipelines_for_tests:ok", DailyTrigger(9, 0), "UTC", exclusions=christmas)
+    at(store, datetime(2026, 12, 1, tzinfo=UTC)).add_schedule(schedule, check_pipeline=False)
+    start, end = datetime(2026, 12, 24, tzinfo=UTC), datetime(2026, 12, 30, tzinfo=UTC)
+
+    done = at(store, datetime(2027, 1, 5, tzinfo=UTC)).backfill("nightly", start, end)
+
+    # Christmas (Fri 25), Boxing Day (Sat 26) and its substitute (Mon 28) move to Tue 29, merging
+    # with its own fire time; Sunday 27 is no holiday, so it runs
+    assert [f.at.day for f in done.fire_times] == [24, 27, 29]
+    assert done.queued == [datetime(2026, 12, d, 9, 0, tzinfo=UTC) for d in (24, 27, 29)]
+
+
 def test_asking_for_runs_of_an_unknown_schedule_or_with_bad_params_stores_nothing(store: ScheduleStore) -> None:
     from flowyml_sched.errors import InvalidParams, ScheduleNotFound
     from flowyml_sched.model import MAX_PARAMS_DEPTH

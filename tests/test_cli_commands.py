@@ -1705,7 +1705,7 @@ def test_next_show_excluded_lists_the_skipped_and_moved_fire_times_with_the_holi
             "2",
             "--show-excluded",
             "--json",
-        ).stdout  # fmt: skip
+        ).stdout
     )
     assert [f["fire_time"] for f in skipped["fire_times"]] == ["2026-11-19T09:00:00-05:00", "2026-12-03T09:00:00-05:00"]
     assert skipped["excluded"] == [

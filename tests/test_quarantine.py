@@ -66,6 +66,9 @@ BREAKAGES = [
     ("pipeline", "pipeline = 'not a reference'", "invalid pipeline 'not a reference'"),
     # text where a list belongs: it would load as one tag per character
     ("tags", """tags = '"notalist"'""", "'notalist' is not a list of tags"),
+    ("exclusions", """exclusions = '{"holidays": {"country": "XX"}}'""", "invalid holidays country 'XX'"),
+    ("exclusions", """exclusions = '{"dates": ["2026-02-30"]}'""", "'2026-02-30': it is not a date"),
+    ("exclusions", """exclusions = '{"on_excluded": "never"}'""", "invalid on_excluded 'never'"),
 ]
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from flowyml_sched.errors import (
     StoreError,
     StoreMissing,
 )
+from flowyml_sched.exclusions import NO_EXCLUSIONS, DateRange, Exclusions, HolidayCalendar, OnExcluded
 from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunOrigin, RunStatus, Schedule, WorkerInfo
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
 from flowyml_sched.store.migrate import alembic_config
@@ -555,6 +556,38 @@ def test_runs_stored_before_revision_0004_come_back_as_the_schedules_own(store: 
     assert store.upgrade() == "0003"
     (run,) = store.history("etl")
     assert (run.origin, run.params, run.status) == (RunOrigin.schedule, None, RunStatus.succeeded)
+
+
+def test_exclusions_are_stored_with_the_schedule_and_come_back_equal(store: ScheduleStore) -> None:
+    excluding = dataclasses.replace(
+        etl(),
+        exclusions=Exclusions(
+            holidays=HolidayCalendar(country="DE", subdivision="BY"),
+            dates=(date(2026, 12, 24),),
+            ranges=(DateRange(date(2026, 8, 3), date(2026, 8, 14)),),
+            on_excluded=OnExcluded.previous_business_day,
+        ),
+    )
+    store.add(excluding, NOW)
+    assert store.get("etl") == as_stored(excluding)
+    store.replace(dataclasses.replace(excluding, exclusions=Exclusions(holidays=HolidayCalendar(market="NYSE"))), NOW)
+    assert store.get("etl").exclusions == Exclusions(holidays=HolidayCalendar(market="NYSE"))
+
+
+def test_schedules_stored_before_revision_0005_exclude_nothing(store: ScheduleStore, store_url: str) -> None:
+    from alembic import command
+
+    store.add(etl(), NOW)
+    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+            assert "exclusions" not in {c["name"] for c in sa.inspect(conn).get_columns("schedules")}
+    finally:
+        engine.dispose()
+    assert store.upgrade() == "0004"
+    assert store.get("etl") == as_stored(etl())
+    assert store.get("etl").exclusions == NO_EXCLUSIONS
 
 
 def test_a_schema_newer_than_the_code_is_refused(store_url: str) -> None:

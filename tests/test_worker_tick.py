@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -1906,3 +1907,85 @@ def test_taking_ones_own_retry_again_after_a_lost_answer_gives_the_same_attempt(
     other = dataclasses.replace(me, id="w2")
     store.heartbeat(other)
     assert store.retry_run(row.id, other, 1) is None
+
+
+# -- exclusions ----------------------------------------------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+WEEKDAY_REPORT = """\
+version: 1
+schedules:
+  - name: weekday-report
+    pipeline: pipelines_for_tests:ok_with_scheduled_for
+    params: {{record: "{record}"}}
+    cron: "{cron}"
+    timezone: America/New_York
+    catchup: {catchup}
+    exclude:
+      holidays: {{country: US, subdivision: NY}}
+      dates: ["2026-12-24", "2026-12-31"]
+      ranges: [{{from: "2026-08-03", to: "2026-08-14"}}]
+    on_excluded: {on_excluded}
+"""
+"""The issue's example, run by the test pipeline that records its fire time."""
+
+
+def nine_am(day: int, month: int = 11) -> datetime:
+    return datetime(2026, month, day, 9, 0, tzinfo=NEW_YORK).astimezone(UTC)
+
+
+def apply_weekday_report(store: ScheduleStore, tmp_path: Path, record: Path, **fields: str) -> None:
+    spec = tmp_path / "schedules.yaml"
+    values = {"cron": "0 9 * * 1-5", "catchup": "latest", "on_excluded": "skip", **fields}
+    spec.write_text(WEEKDAY_REPORT.format(record=record, **values))
+    created = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    Scheduler(store, clock=lambda: created).apply_file(str(spec), prune=False, dry_run=False, check_pipelines=False)
+
+
+def test_the_issues_weekday_report_runs_on_the_business_days_of_thanksgiving_week_only(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, tmp_path: Path
+) -> None:
+    apply_weekday_report(store, tmp_path, record)
+    worker = make_worker()
+
+    claims = []
+    for day in (23, 24, 25, 26, 27, 30):  # Mon to Fri, Thanksgiving on Thursday, and Monday
+        claims.append(worker.tick(nine_am(day)))
+        worker.idle()
+
+    assert claims == [[("weekday-report", nine_am(d))] if d != 26 else [] for d in (23, 24, 25, 26, 27, 30)]
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [nine_am(d).isoformat() for d in (23, 24, 25, 27, 30)]
+    assert statuses(store, "weekday-report") == {nine_am(d): RunStatus.succeeded for d in (23, 24, 25, 27, 30)}
+    assert store.get("weekday-report").next_fire_at == nine_am(1, 12)
+
+
+def test_after_downtime_over_a_holiday_catch_up_runs_only_the_fire_times_not_excluded(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, tmp_path: Path
+) -> None:
+    apply_weekday_report(store, tmp_path, record, catchup="all")
+    worker = make_worker()
+    worker.tick(nine_am(23))
+    worker.idle()
+
+    back = datetime(2026, 11, 27, 12, 0, tzinfo=NEW_YORK).astimezone(UTC)  # down Tuesday to Friday noon
+    claims = worker.tick(back)
+    worker.idle()
+
+    assert claims == [("weekday-report", nine_am(d)) for d in (24, 25, 27)]  # Thanksgiving is no fire time
+    assert statuses(store, "weekday-report") == {nine_am(d): RunStatus.succeeded for d in (23, 24, 25, 27)}
+
+
+def test_a_thursday_report_moved_to_the_next_business_day_runs_on_friday_for_its_moved_fire_time(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, tmp_path: Path
+) -> None:
+    apply_weekday_report(store, tmp_path, record, cron="0 9 * * 4", on_excluded="next_business_day")
+    worker = make_worker()
+
+    on_thanksgiving = worker.tick(nine_am(26) + timedelta(hours=1))
+    on_friday = worker.tick(nine_am(27))
+    worker.idle()
+
+    assert (on_thanksgiving, on_friday) == ([], [("weekday-report", nine_am(27))])
+    assert [r["scheduled_for"] for r in events(record, "ok")] == [nine_am(27).isoformat()]
+    assert statuses(store, "weekday-report") == {nine_am(27): RunStatus.succeeded}
+    assert store.get("weekday-report").next_fire_at == nine_am(3, 12)

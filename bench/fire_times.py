@@ -12,6 +12,12 @@ Also records where the two first disagree: croniter has its own DST rules (for e
 runs ``30 2 * * *`` twice on the autumn change day), so its fire times are a speed baseline,
 not a reference for correctness.
 
+Then the cost of calendar exclusions: ``--count`` fire times of a weekday schedule
+(``0 9 * * 1-5`` in America/New_York) with New York's public holidays excluded (skipped,
+and moved to the next business day) against the same schedule without exclusions,
+alternating in every repetition; the issue's goal is within 2x. The holiday calendar is
+loaded before timing (a worker loads it once per year and calendar).
+
 Writes JSON (``--output``, default ``bench/results/fire_times.json``) with the machine's
 details, and prints a Markdown table. ``--quick`` runs tiny sizes (a smoke test).
 
@@ -35,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions, HolidayCalendar, OnExcluded
 from flowyml_sched.timing import fire_times
 from flowyml_sched.triggers import CronTrigger
 
@@ -44,6 +51,8 @@ CASES = [
     ("*/7 * * * *", "wildcard: every 7 minutes"),
     ("30 2 * * *", "fixed time: daily 02:30, in the gap and the fold"),
 ]
+EXCLUSION_CASE = ("0 9 * * 1-5", "America/New_York", "2026-01-01T00:00:00-05:00")
+EXCLUSION_RULES = [OnExcluded.skip, OnExcluded.next_business_day]
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "fire_times.json"
 
 
@@ -105,6 +114,41 @@ def run_case(expression: str, count: int, repeat: int) -> dict[str, object]:
     }
 
 
+def run_exclusions(count: int, repeat: int) -> list[dict[str, object]]:
+    """Fire times of the weekday schedule with US-NY holidays excluded, per rule, against none."""
+    expression, zone_name, start_text = EXCLUSION_CASE
+    zone, start, trigger = ZoneInfo(zone_name), datetime.fromisoformat(start_text), CronTrigger(expression)
+    calendar = HolidayCalendar(country="US", subdivision="NY")
+    out = []
+    for rule in EXCLUSION_RULES:
+        exclusions = Exclusions(holidays=calendar, on_excluded=rule)
+        fire_times(trigger, zone, start, count, exclusions)  # loads the calendar's years once
+        plain_s: list[float] = []
+        excluding_s: list[float] = []
+        excluded: list = []
+        for _ in range(repeat):
+            plain_s.append(_timed(fire_times, trigger, zone, start, count, NO_EXCLUSIONS)[0])
+            elapsed, excluded = _timed(fire_times, trigger, zone, start, count, exclusions)
+            excluding_s.append(elapsed)
+        plain, excluding = _stats(plain_s, count), _stats(excluding_s, count)
+        out.append(
+            {
+                "expression": expression,
+                "zone": zone_name,
+                "start": start_text,
+                "holidays": calendar.describe(),
+                "on_excluded": rule.value,
+                "count": count,
+                "repeat": repeat,
+                "last_fire_time": excluded[-1].at.isoformat(),
+                "without_exclusions": plain,
+                "with_exclusions": excluding,
+                "ratio_with_over_without": round(excluding["median_s"] / plain["median_s"], 3),
+            }
+        )
+    return out
+
+
 def machine() -> dict[str, object]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
@@ -117,6 +161,7 @@ def machine() -> dict[str, object]:
         "processor": platform.processor() or None,
         "flowyml_sched": version("flowyml-sched"),
         "croniter": version("croniter"),
+        "holidays": version("holidays"),
     }
 
 
@@ -132,6 +177,22 @@ def markdown(results: list[dict[str, object]]) -> str:
             f"| {ours['median_s'] * 1e3:.1f} ms ({ours['min_s'] * 1e3:.1f}-{ours['max_s'] * 1e3:.1f}) "
             f"| {theirs['median_s'] * 1e3:.1f} ms ({theirs['min_s'] * 1e3:.1f}-{theirs['max_s'] * 1e3:.1f}) "
             f"| {r['ratio_ours_over_croniter']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def exclusions_markdown(results: list[dict[str, object]]) -> str:
+    lines = [
+        "| schedule | excluded | fire times | without median (min-max) | with median (min-max) | with / without |",
+        "|---|---|---:|---|---|---:|",
+    ]
+    for r in results:
+        plain, excluding = r["without_exclusions"], r["with_exclusions"]
+        lines.append(
+            f"| `{r['expression']}` ({r['zone']}) | holidays {r['holidays']}, {r['on_excluded']} | {r['count']:,} "
+            f"| {plain['median_s'] * 1e3:.1f} ms ({plain['min_s'] * 1e3:.1f}-{plain['max_s'] * 1e3:.1f}) "
+            f"| {excluding['median_s'] * 1e3:.1f} ms ({excluding['min_s'] * 1e3:.1f}-{excluding['max_s'] * 1e3:.1f}) "
+            f"| {r['ratio_with_over_without']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -155,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "results": results,
+        "exclusions": run_exclusions(count, repeat),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -163,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fire times: {count:,} per run, median of {repeat}; Python {info['python']}, nproc {info['nproc']}")
     print()
     print(markdown(results))
+    print()
+    print(exclusions_markdown(report["exclusions"]))
     for r in results:
         if r["first_disagreement"]:
             d = r["first_disagreement"]

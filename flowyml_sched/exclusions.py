@@ -19,7 +19,7 @@ import enum
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -143,6 +143,8 @@ class Exclusions:
     dates: tuple[date, ...] = ()
     ranges: tuple[DateRange, ...] = ()
     on_excluded: OnExcluded = OnExcluded.skip
+    _reasons: dict[date, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """:meth:`reason` of each day asked about: the engine asks about the same days again and again."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.on_excluded, OnExcluded):
@@ -163,6 +165,13 @@ class Exclusions:
     def reason(self, day: date) -> str | None:
         """Why the local date ``day`` is excluded (the holiday's name, ``excluded date``,
         ``excluded range FROM..TO``), or None when it is not."""
+        try:
+            return self._reasons[day]
+        except KeyError:
+            found = self._reasons[day] = self._find_reason(day)
+            return found
+
+    def _find_reason(self, day: date) -> str | None:
         if self.holidays is not None:
             name = self.holidays.name_of(day)
             if name is not None:

@@ -404,10 +404,14 @@ def _day_start(day: date, zone: tzinfo) -> datetime:
 
 
 def _run_start(after: datetime, zone: tzinfo, exclusions: Exclusions) -> datetime:
-    """Just before the first day of the run of days that are not business days ending the
-    day before ``after``'s local date (that date itself when the day before is a business
-    day): a fire time before that cannot move past ``after``."""
+    """Where the walk for ``next_business_day`` starts: just before the earliest excluded day
+    of the run of days that are not business days up to ``after``'s local date (a fire time
+    on it may move past ``after``), or ``after`` itself when that run holds no excluded day."""
     day = after.astimezone(zone).date()
+    earliest = day if exclusions.reason(day) is not None else None
     while not exclusions.is_business_day(day - timedelta(days=1)):
         day -= timedelta(days=1)
-    return min(after.astimezone(UTC), _day_start(day, zone) - _MICROSECOND)
+        if exclusions.reason(day) is not None:
+            earliest = day
+    after_utc = after.astimezone(UTC)
+    return after_utc if earliest is None else min(after_utc, _day_start(earliest, zone) - _MICROSECOND)

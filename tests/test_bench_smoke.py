@@ -39,7 +39,8 @@ def test_fire_times_benchmark_quick_run_writes_json_and_prints_a_markdown_table(
     assert "Traceback" not in done.stderr
     table = [line for line in done.stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith("| expression |") and table[0].endswith("| ours / croniter |")
-    assert len(table) == 2 + 2  # header, separator, one row per case
+    assert len(table) == 2 + 2 + 2 + 2  # header, separator, one row per case; then the exclusions' table
+    assert table[4].startswith("| schedule | excluded |") and table[4].endswith("| with / without |")
 
     report = json.loads(output.read_text())
     assert report["quick"] is True
@@ -54,6 +55,14 @@ def test_fire_times_benchmark_quick_run_writes_json_and_prints_a_markdown_table(
         assert result["ratio_ours_over_croniter"] > 0
     # Daily 02:30 from 2026-03-20T12:00+01:00: the 1st is 21 March, the 50th 49 days later.
     assert report["results"][1]["last_fire_time"] == "2026-05-09T02:30:00+02:00"
+    # Weekdays at 09:00 New York from 2026-01-01: 20 in January and 18 in February once New
+    # York's holidays are skipped (New Year's Day, Martin Luther King Jr. Day, Lincoln's
+    # Birthday, Washington's Birthday), so the 50th is the 12th weekday of March, the 17th;
+    # moved to the next business day, they merge into fire times it has anyway
+    skip, moved = report["exclusions"]
+    assert (skip["on_excluded"], skip["last_fire_time"]) == ("skip", "2026-03-17T09:00:00-04:00")
+    assert (moved["on_excluded"], moved["last_fire_time"]) == ("next_business_day", "2026-03-17T09:00:00-04:00")
+    assert skip["ratio_with_over_without"] > 0
 
 
 # -- the suite: bench/run.py ------------------------------------------------------------------

@@ -343,6 +343,8 @@ def _names_by_code() -> dict[str, str]:
 
 def _known(what: str, code: str, known: Mapping[str, Any] | list[str]) -> str:
     """``code`` as the package spells it (case aside), or InvalidExclusion with the nearest."""
+    if code in known:  # as stored: the common case, each time a stored schedule is loaded
+        return code
     by_upper = {str(k).upper(): str(k) for k in known}
     found = by_upper.get(code.strip().upper())
     if found is not None:

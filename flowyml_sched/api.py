@@ -257,12 +257,22 @@ class PipelineScheduler:
         cron_expression: str,
         timezone: Any = None,
         context: Mapping[str, Any] | None = None,
+        *,
+        exclude: Mapping[str, Any] | None = None,
+        on_excluded: str | None = None,
     ) -> Schedule:
         """Run ``pipeline_func`` at the wall-clock minutes of a 5-field cron expression.
         Raises InvalidCronExpression and the errors of :meth:`_register`."""
         if not isinstance(cron_expression, str):
             raise c.SettingError("cron_expression", cron_expression, "a cron expression such as '0 9 * * 1-5'")
-        return self._register(name, pipeline_func, {"cron": cron_expression}, timezone, context)
+        return self._register(
+            name,
+            pipeline_func,
+            {"cron": cron_expression},
+            timezone,
+            context,
+            _exclusions(exclude, on_excluded),
+        )
 
     def schedule_daily(
         self,
@@ -272,11 +282,21 @@ class PipelineScheduler:
         minute: int = 0,
         timezone: Any = None,
         context: Mapping[str, Any] | None = None,
+        *,
+        exclude: Mapping[str, Any] | None = None,
+        on_excluded: str | None = None,
     ) -> Schedule:
         """Run ``pipeline_func`` every day at ``hour``:``minute`` wall time (0-23, 0-59); a
         time that a DST change skips runs at the first minute after the gap, one it repeats
         runs once. Raises InvalidTimeOfDay and the errors of :meth:`_register`."""
-        return self._register(name, pipeline_func, {"daily": _time_of_day(hour, minute)}, timezone, context)
+        return self._register(
+            name,
+            pipeline_func,
+            {"daily": _time_of_day(hour, minute)},
+            timezone,
+            context,
+            _exclusions(exclude, on_excluded),
+        )
 
     def schedule_hourly(
         self,
@@ -285,10 +305,20 @@ class PipelineScheduler:
         minute: int = 0,
         timezone: Any = None,
         context: Mapping[str, Any] | None = None,
+        *,
+        exclude: Mapping[str, Any] | None = None,
+        on_excluded: str | None = None,
     ) -> Schedule:
         """Run ``pipeline_func`` every hour at ``minute`` (0-59). Raises InvalidMinute and the
         errors of :meth:`_register`."""
-        return self._register(name, pipeline_func, {"hourly": _whole("minute", minute)}, timezone, context)
+        return self._register(
+            name,
+            pipeline_func,
+            {"hourly": _whole("minute", minute)},
+            timezone,
+            context,
+            _exclusions(exclude, on_excluded),
+        )
 
     def schedule_interval(
         self,
@@ -299,20 +329,39 @@ class PipelineScheduler:
         seconds: float = 0,
         timezone: Any = None,
         context: Mapping[str, Any] | None = None,
+        *,
+        exclude: Mapping[str, Any] | None = None,
+        on_excluded: str | None = None,
     ) -> Schedule:
         """Run ``pipeline_func`` every ``hours`` + ``minutes`` + ``seconds`` of elapsed time
         (whole seconds in all, more than zero), counted from when it is first registered
         (registering it again keeps that anchor). Raises InvalidDuration and the errors of
         :meth:`_register`."""
-        return self._register(name, pipeline_func, {"every": _interval(hours, minutes, seconds)}, timezone, context)
+        return self._register(
+            name,
+            pipeline_func,
+            {"every": _interval(hours, minutes, seconds)},
+            timezone,
+            context,
+            _exclusions(exclude, on_excluded),
+        )
 
     def _register(
-        self, name: str, target: Any, trigger: dict[str, Any], timezone: Any, context: Mapping[str, Any] | None
+        self,
+        name: str,
+        target: Any,
+        trigger: dict[str, Any],
+        timezone: Any,
+        context: Mapping[str, Any] | None,
+        exclusions: Mapping[str, Any],
     ) -> Schedule:
         """Store the schedule (:meth:`Scheduler.register`: kept when its definition is the same)
-        and register its callable here. Raises a ``ValueError`` subclass of SchedulerError for
-        a bad name, zone, trigger or context, PipelineNotFound for a reference string that
-        cannot be found here; nothing is stored then."""
+        and register its callable here. ``exclusions`` holds ``exclude`` (the mapping of a
+        YAML entry's ``exclude:``: ``holidays``, ``dates``, ``ranges``) and ``on_excluded``,
+        each None when not given: every ``schedule_*`` method takes both as keywords. Raises a
+        ``ValueError`` subclass of SchedulerError for a bad name, zone, trigger, context or
+        exclusion, PipelineNotFound for a reference string that cannot be found here; nothing
+        is stored then."""
         from flowyml_sched.application.scheduler import pipeline_of
         from flowyml_sched.model import validate_name
 
@@ -327,6 +376,7 @@ class PipelineScheduler:
             **trigger,
             "timezone": _zone_name(timezone, self.config.timezone),
             "params": {} if context is None else dict(context) if isinstance(context, Mapping) else context,
+            **exclusions,
         }
         stored, _ = self._scheduler.register(fields, check_pipeline=local is None)
         with self._lock:
@@ -643,3 +693,16 @@ def _interval(hours: Any, minutes: Any, seconds: Any) -> str:
             f"{total.total_seconds()} s", "it has a fraction of a second: intervals are whole seconds"
         )
     return f"{int(total.total_seconds())}s"
+
+
+def _exclusions(exclude: Mapping[str, Any] | None, on_excluded: str | None) -> dict[str, Any]:
+    """The ``exclude`` and ``on_excluded`` fields of a schedule declared in full: what is not
+    given is cleared (a program that stops excluding dates stops excluding them)."""
+    if exclude is not None and not isinstance(exclude, Mapping):
+        from flowyml_sched.errors import InvalidExclusion
+
+        raise InvalidExclusion("exclude", exclude, "a mapping of holidays, dates and ranges")
+    return {
+        "exclude": {"holidays": None, "dates": [], "ranges": [], **(exclude or {})},
+        "on_excluded": on_excluded or "skip",
+    }

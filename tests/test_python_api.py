@@ -115,6 +115,29 @@ def test_hourly_and_cron_values(scheduler: PipelineScheduler) -> None:
     assert (made.schedule_type, made.schedule_value, made.timezone) == ("cron", "0 9 * * 1-5", "Europe/London")
 
 
+def test_exclusions_are_declared_with_a_schedule_and_declaring_it_again_without_them_clears_them(
+    scheduler: PipelineScheduler, db: str
+) -> None:
+    scheduler.schedule_cron(
+        "report",
+        lambda: None,
+        "0 9 * * 1-5",
+        timezone="America/New_York",
+        exclude={"holidays": {"country": "US", "subdivision": "NY"}, "dates": ["2026-12-24"]},
+        on_excluded="next_business_day",
+    )
+    with open_store(f"sqlite:///{db}") as store:
+        stored = store.get("report").exclusions
+    assert (stored.holidays.describe(), stored.dates, stored.on_excluded.value) == (
+        "US-NY",
+        (datetime(2026, 12, 24).date(),),
+        "next_business_day",
+    )
+    scheduler.schedule_cron("report", lambda: None, "0 9 * * 1-5", timezone="America/New_York")
+    with open_store(f"sqlite:///{db}") as store:
+        assert not store.get("report").exclusions
+
+
 def test_unschedule_removes_from_schedules_and_keeps_history(scheduler: PipelineScheduler, db: str) -> None:
     scheduler.schedule_interval("gone", lambda: None, seconds=1)
     scheduler.start()
@@ -217,6 +240,15 @@ def test_a_zone_may_be_a_name_a_zoneinfo_or_a_pytz_zone(scheduler: PipelineSched
         (lambda s: s.schedule_cron("c", print, None), "cron_expression"),
         (lambda s: s.schedule_daily("x", print, context="abc"), "expected a mapping"),
         (lambda s: s.schedule_daily("x", print, context={"x": 10**5000}), "too large to print"),
+        (lambda s: s.schedule_daily("x", print, exclude={"holidays": "XX"}), "invalid holidays country 'XX'"),
+        (lambda s: s.schedule_daily("x", print, exclude="US"), "a mapping of holidays, dates and ranges"),
+        (lambda s: s.schedule_daily("x", print, exclude={"dates": ["2026-1-1"]}), "it is not a date"),
+        (
+            lambda s: s.schedule_interval(
+                "x", print, hours=1, exclude={"dates": ["2026-12-24"]}, on_excluded="next_business_day"
+            ),
+            "shorter than a day",
+        ),
     ],
 )
 def test_bad_input_raises_a_value_error_of_the_package_and_stores_nothing(

@@ -335,6 +335,7 @@ class NeverFires(SchedulerError, ValueError):
     """A schedule whose every fire time for years is excluded (``exclude:``), so it would never run."""
 
     def __init__(self, after: str, years: int):
+        """``after``: the instant sought from, ISO 8601."""
         super().__init__(
             f"no fire time in the {years} years after {after} falls outside the schedule's exclusions: "
             "it would never run; exclude fewer dates or pause it instead"

@@ -59,10 +59,10 @@ class HolidayCalendar:
     market: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.country is None) == (self.market is None):
-            raise InvalidExclusion(
-                "holidays", self.describe(), "give a country (with an optional subdivision) or a market"
-            )
+        if self.country is None and self.market is None:
+            raise InvalidExclusion("holidays", "", "give a country (with an optional subdivision) or a market")
+        if self.country is not None and self.market is not None:
+            raise InvalidExclusion("holidays", f"{self.country}, {self.market}", "give a country or a market, not both")
         if self.market is not None and self.subdivision is not None:
             raise InvalidExclusion("holidays", self.describe(), "a market has no subdivision")
         if self.market is not None:
@@ -85,9 +85,9 @@ class HolidayCalendar:
         return cls(country=match[1], subdivision=match[2])
 
     def describe(self) -> str:
-        """``US-NY``, ``US`` or ``NYSE``."""
+        """``US-NY``, ``US`` or ``market NYSE``."""
         if self.market is not None:
-            return self.market
+            return f"market {self.market}"
         return f"{self.country}-{self.subdivision}" if self.subdivision else str(self.country)
 
     def fields(self) -> dict[str, str]:
@@ -215,7 +215,8 @@ class Exclusions:
             return ""
         parts = []
         if self.holidays is not None:
-            parts.append(f"holidays {self.holidays.describe()}")
+            calendar = self.holidays.describe()
+            parts.append(calendar if self.holidays.market is not None else f"holidays {calendar}")
         parts.extend(d.isoformat() for d in self.dates)
         parts.extend(r.describe() for r in self.ranges)
         return ", ".join(parts) + f"; {self.on_excluded.value}"
@@ -350,12 +351,10 @@ def _known(what: str, code: str, known: Mapping[str, Any] | list[str]) -> str:
     if found is not None:
         return found
     suggestions = difflib.get_close_matches(code.upper(), list(by_upper), n=3, cutoff=0.5)
-    if what == "country":
+    if what == "country":  # a country's name (Germany) suggests its code alone
         named = _names_by_code()
-        suggestions = [
-            *(named[n] for n in difflib.get_close_matches(code.lower(), list(named), n=3, cutoff=0.6)),
-            *suggestions,
-        ]
+        close = difflib.get_close_matches(code.lower(), list(named), n=3, cutoff=0.75)
+        suggestions = [named[n] for n in close] or suggestions
     unique = list(dict.fromkeys(by_upper.get(s.upper(), s) for s in suggestions))[:3]
     if not unique and len(known) <= 40:
         return _refuse(what, code, f"expected one of {', '.join(map(str, known))}")

@@ -182,18 +182,25 @@ class Schedule:
         for tag in self.tags:
             if not NAME_PATTERN.fullmatch(tag):
                 raise InvalidPolicy("tag", tag, "letters, digits, '_', '-' and '.'")
-        every = getattr(self.trigger, "every", None)
-        if self.exclusions.moves and every is not None and every < timedelta(days=1):
-            raise InvalidExclusion(
-                "on_excluded",
-                self.exclusions.on_excluded.value,
-                f"the interval ({self.trigger.describe()}) is shorter than a day: it fires on the business day "
-                "anyway, so every moved fire time would only merge into one of that day's; use on_excluded: skip",
-            )
+        check_exclusions_fit(self.trigger, self.exclusions)
 
     @property
     def kind(self) -> str:
         return self.trigger.kind
+
+
+def check_exclusions_fit(trigger: Trigger, exclusions: Exclusions) -> None:
+    """Refuse (InvalidExclusion) a rule that moves the excluded fire times of an interval
+    shorter than a day: it fires on the business day anyway, so each moved fire time would
+    only merge into one of that day's."""
+    every = getattr(trigger, "every", None)
+    if exclusions.moves and every is not None and every < timedelta(days=1):
+        raise InvalidExclusion(
+            "on_excluded",
+            exclusions.on_excluded.value,
+            f"the interval ({trigger.describe()}) is shorter than a day: it fires on the business day anyway, "
+            "so every moved fire time would only merge into one of that day's; skip them instead",
+        )
 
 
 BROKEN_FIELD_OF = {

@@ -361,7 +361,7 @@ def _next_not_excluded(trigger: Trigger, zone: tzinfo, after: datetime, exclusio
             elif raw.utc > best.utc:
                 return best
         elif raw.utc > horizon:
-            raise NeverFires(after.isoformat(), NEVER_FIRES_YEARS)
+            raise NeverFires(after.astimezone(UTC).replace(microsecond=0).isoformat(), NEVER_FIRES_YEARS)
         reason = exclusions.reason(day)
         if reason is None:
             if raw.utc > after_utc:

@@ -28,6 +28,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from flowyml_sched.errors import InvalidSpec, ScheduleExists, ScheduleNotFound, SpecFileError, SpecProblem
+from flowyml_sched.fields import exclusions_with
 from flowyml_sched.model import Schedule
 from flowyml_sched.spec import (
     FORMAT_VERSION,
@@ -86,6 +87,9 @@ def edit_schedule(path: str | os.PathLike[str], name: str, fields: Mapping[str, 
     ``fields`` maps YAML keys (``daily``, ``timezone``, ``params``, ``retries`` ...) to
     values as written in YAML (``"07:00"``, ``{"input": "a.csv"}``) or as Python values
     (timedelta, :class:`~flowyml_sched.model.CatchUp`, aware datetime for ``anchor``).
+    ``exclude`` is merged part by part into the exclusions the schedule has (see
+    :func:`flowyml_sched.fields.exclusions_with`) and written whole; left with nothing
+    excluded, it and ``on_excluded`` are removed.
     A value of None removes the key, so the file's default applies. Setting a trigger key
     replaces the old trigger in place; ``anchor`` is dropped unless the new trigger is
     ``every``. ``retries`` given as a mapping is merged into the existing one key by key.
@@ -116,6 +120,13 @@ def edit_schedule(path: str | os.PathLike[str], name: str, fields: Mapping[str, 
                 )
             ],
         )
+    if fields.get("exclude") is not None:  # each part given replaces that part of what applies now
+        current = doc.spec.get(name)
+        assert current is not None
+        merged = exclusions_with(current.exclusions, {"exclude": fields["exclude"]}).fields()
+        fields = {**fields, "exclude": merged or None}
+        if not merged and "on_excluded" not in fields:
+            fields["on_excluded"] = None  # nothing excluded: no rule either
     new_name = fields.get("name") or name
     if new_name != name and doc.spec.get(str(new_name)) is not None:
         raise ScheduleExists(str(new_name))

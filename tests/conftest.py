@@ -9,6 +9,7 @@ server, so it must be there) and are skipped otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from flowyml_sched.cli.logs import HANDLER_NAME
 from flowyml_sched.store import ScheduleStore, open_store
 
 PG_CANDIDATE_URLS = (
@@ -24,6 +26,20 @@ PG_CANDIDATE_URLS = (
 )
 
 STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_left_behind() -> Iterator[None]:
+    """A command run in this process (CliRunner: ``run-worker``) installs the CLI's log handler
+    on the root logger, bound to that run's captured stderr, which is closed once it returns:
+    a later test's log line would then fail to write and print a logging error into that
+    test's stderr. Each test leaves the root logger as it found it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def _postgres_unavailable(reason: str) -> None:

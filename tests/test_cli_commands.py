@@ -1741,6 +1741,7 @@ def test_next_show_excluded_lists_the_skipped_and_moved_fire_times_with_the_holi
             ["shorter than a day"],
         ),
         (["--cron", "0 9 25 12 *", "--exclude-holidays", "US"], 1, ["would never run"]),
+        (["--on-excluded", "next_business_day"], 2, ["excludes no dates: give --exclude-holidays"]),
     ],
 )
 def test_add_refuses_bad_exclusions_naming_the_option_and_stores_nothing(
@@ -1766,3 +1767,42 @@ def test_validate_names_the_line_of_a_bad_date_and_of_an_unknown_key_under_exclu
         in result.stderr
     )
     assert f"{schedules_file}:11: schedule 'r': invalid on_excluded 'later'" in result.stderr
+
+
+def test_edit_with_on_excluded_alone_is_refused_while_nothing_is_excluded(db: Path) -> None:
+    add(db, "r", "--daily", "09:00")
+    refused(cli("edit", "r", "--on-excluded", "previous_business_day", "--db", db), 2, "r excludes no dates")
+
+
+def test_next_refuses_to_move_the_fire_times_of_an_interval_shorter_than_a_day_as_add_does() -> None:
+    result = cli("next", "--every", "1h", "--exclude-holidays", "US", "--on-excluded", "next_business_day")
+    refused(result, 1, "shorter than a day")
+
+
+def test_edit_of_a_file_replaces_each_part_of_the_exclusions_given_and_no_exclusions_removes_them(
+    schedules_file: Path,
+) -> None:
+    succeeds(
+        "add", "r", "--pipeline", PIPELINE, "--no-check-pipeline", "--cron", "0 9 * * 1-5",
+        "--exclude-holidays", "US-NY", "--exclude-range", "2027-08-02..2027-08-13", "--file", schedules_file,
+    )  # fmt: skip
+    succeeds("edit", "r", "--exclude-date", "2026-12-31", "--exclude-date", "2026-12-24", "--file", schedules_file)
+    succeeds("edit", "r", "--exclude-market", "NYSE", "--on-excluded", "next_business_day", "--file", schedules_file)
+    assert textwrap.dedent("""        exclude:
+          holidays: {market: NYSE}
+          dates: ["2026-12-24", "2026-12-31"]
+          ranges: [{from: "2027-08-02", to: "2027-08-13"}]
+        on_excluded: next_business_day
+    """) in textwrap.dedent(schedules_file.read_text().split('cron: "0 9 * * 1-5"\n', 1)[1])
+    succeeds("edit", "r", "--no-exclusions", "--file", schedules_file)
+    assert "exclude" not in schedules_file.read_text()
+    succeeds("validate", schedules_file, "--no-check-pipeline")
+
+
+def test_validate_warns_of_an_on_excluded_with_nothing_excluded_at_its_line(schedules_file: Path) -> None:
+    schedules_file.write_text(
+        'version: 1\nschedules:\n  - name: r\n    pipeline: etl.jobs:run\n    daily: "09:00"\n'
+        "    on_excluded: next_business_day\n"
+    )
+    result = succeeds("validate", schedules_file, "--no-check-pipeline")
+    assert f"{schedules_file}:6: schedule 'r': on_excluded: next_business_day has no effect" in result.stderr

@@ -368,8 +368,9 @@ def test_a_moved_fire_time_lands_on_a_business_day_and_names_the_one_it_came_fro
         ({"holidays": {"market": "NYS"}}, "did you mean XNYS or NYSE"),
         (
             {"holidays": {"country": "US", "market": "NYSE"}},
-            "give a country (with an optional subdivision) or a market",
+            "invalid holidays 'US, NYSE': give a country or a market, not both",
         ),
+        ({"holidays": {"subdivision": "NY"}}, "give a country (with an optional subdivision) or a market"),
         ({"dates": ["2026-02-30"]}, "invalid exclude dates '2026-02-30': it is not a date; expected YYYY-MM-DD"),
         ({"dates": "2026-12-24"}, "expected a list"),
         (

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowyml_sched.errors import InvalidSpec, SchedulerError, SpecFileError, SpecProblem
-from flowyml_sched.exclusions import HolidayCalendar, OnExcluded
-from flowyml_sched.model import NAME_PATTERN, PIPELINE_PATTERN, CatchUp, Overlap, Policy, Schedule
+from flowyml_sched.exclusions import DateRange, Exclusions, HolidayCalendar, OnExcluded
+from flowyml_sched.model import MAX_PIPELINE_LENGTH, NAME_PATTERN, PIPELINE_PATTERN, CatchUp, Overlap, Policy, Schedule
 from flowyml_sched.spec import (
     IMPLICIT_ANCHOR,
     SpecFile,
@@ -510,11 +510,32 @@ POLICIES = st.builds(
     retries=st.integers(0, 100),
     retry_backoff=st.integers(0, 86400).map(lambda s: timedelta(seconds=s)),
 )
+DAYS = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
+EXCLUSIONS = st.builds(
+    Exclusions,
+    holidays=st.sampled_from(
+        [None, HolidayCalendar("US", "NY"), HolidayCalendar("DE"), HolidayCalendar(market="NYSE")]
+    ),
+    dates=st.lists(DAYS, max_size=3).map(tuple),
+    ranges=st.lists(
+        st.tuples(DAYS, st.integers(0, 30)).map(lambda p: DateRange(p[0], p[0] + timedelta(days=p[1]))), max_size=2
+    ).map(tuple),
+    on_excluded=st.sampled_from(OnExcluded),
+)
+
+
+def _timing(trigger, exclusions: Exclusions) -> dict:
+    """A trigger with exclusions that fit it: an interval shorter than a day skips."""
+    if getattr(trigger, "every", timedelta(days=1)) < timedelta(days=1):
+        exclusions = replace(exclusions, on_excluded=OnExcluded.skip)
+    return {"trigger": trigger, "exclusions": exclusions}
+
+
 SCHEDULES = st.builds(
-    Schedule,
+    lambda timing, **fields: Schedule(**timing, **fields),
     name=st.from_regex(NAME_PATTERN, fullmatch=True),
-    pipeline=st.from_regex(PIPELINE_PATTERN, fullmatch=True),
-    trigger=TRIGGERS,
+    pipeline=st.from_regex(PIPELINE_PATTERN, fullmatch=True).filter(lambda p: len(p) <= MAX_PIPELINE_LENGTH),
+    timing=st.builds(_timing, TRIGGERS, EXCLUSIONS),
     timezone=st.sampled_from(ZONES),
     params=st.dictionaries(st.text(max_size=10), JSON, max_size=4),
     description=st.text(max_size=40),

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from flowyml_sched.clock import utc_now
 from flowyml_sched.errors import InvalidPipelineReference, InvalidSpec, ScheduleExists, ScheduleNotFound, UsageError
-from flowyml_sched.exclusions import NO_EXCLUSIONS
+from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions
 from flowyml_sched.fields import changes_of, exclusions_with, schedule_of, trigger_of
-from flowyml_sched.model import BrokenSchedule, Run, RunTotals, Schedule, WorkerInfo, validate_name
+from flowyml_sched.model import (
+    BrokenSchedule,
+    Run,
+    RunTotals,
+    Schedule,
+    WorkerInfo,
+    check_exclusions_fit,
+    validate_name,
+)
 from flowyml_sched.references import local_pipeline
 from flowyml_sched.timing import ExcludedFireTime, FireTime, excluded_between, fire_times, next_fire_time
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
@@ -64,8 +72,9 @@ def preview(
     ``timezone``, with the exclusions its ``exclude`` and ``on_excluded`` give. Nothing is
     stored. Raises as :func:`~flowyml_sched.fields.trigger_of`, UnknownTimezone,
     InvalidExclusion, NeverFires and OutOfRange."""
-    exclusions = exclusions_with(NO_EXCLUSIONS, fields, labels)
-    return fire_times(trigger_of(fields, after, labels), get_zone(timezone), after, count, exclusions)
+    trigger, exclusions = trigger_of(fields, after, labels), exclusions_with(NO_EXCLUSIONS, fields, labels)
+    check_exclusions_fit(trigger, exclusions)
+    return fire_times(trigger, get_zone(timezone), after, count, exclusions)
 
 
 def excluded_fire_times(
@@ -84,7 +93,23 @@ def excluded_fire_times(
     else:
         trigger = trigger_of(source, after, labels)
         zone, exclusions = get_zone(timezone), exclusions_with(NO_EXCLUSIONS, source, labels)
+        check_exclusions_fit(trigger, exclusions)
     return excluded_between(trigger, zone, after, until, exclusions)
+
+
+def _check_rule_acts(
+    fields: Mapping[str, Any], name: str, exclusions: Exclusions, labels: Mapping[str, str] | None
+) -> None:
+    """Refuse (UsageError) an ``on_excluded`` that moves fire times, given for a schedule
+    ``name`` whose ``exclusions`` exclude nothing: it would be dropped without a word."""
+    rule = fields.get("on_excluded")
+    if rule is None or exclusions or str(getattr(rule, "value", rule)).strip().lower() == "skip":
+        return
+    labels = labels or {}
+    raise UsageError(
+        f"{labels.get('on_excluded', 'on_excluded')} {getattr(rule, 'value', rule)} moves excluded fire times, "
+        f"but {name} excludes no dates: give {labels.get('exclude', 'exclude')} too"
+    )
 
 
 def registered_pipelines() -> list[tuple[str, str]]:
@@ -186,6 +211,7 @@ class Scheduler:
         ``labels`` name the fields in error messages). Raises as :func:`~flowyml_sched.fields.schedule_of`
         and :meth:`add_schedule`."""
         schedule = schedule_of(fields, timezone=self.timezone, now=self.clock(), source=self.source, labels=labels)
+        _check_rule_acts(fields, schedule.name, schedule.exclusions, labels)
         return self.add_schedule(schedule, check_pipeline=check_pipeline)
 
     def add_schedule(self, schedule: Schedule, *, check_pipeline: bool = True) -> Schedule:
@@ -241,6 +267,11 @@ class Scheduler:
             check_pipeline_reference(fields["pipeline"])
         current = self.store.entry(name)
         changes = changes_of(current, fields, now=self.clock(), labels=labels)
+        exclusions = changes.get(
+            "exclusions",
+            current.fields.get("exclusions") if isinstance(current, BrokenSchedule) else current.exclusions,
+        )
+        _check_rule_acts(fields, name, exclusions or NO_EXCLUSIONS, labels)
         if not changes:
             raise UsageError("nothing to change: give at least one option")
         return self._replace(current, changes)

@@ -21,6 +21,10 @@ def under_journald() -> bool:
     return stream == f"{stat.st_dev}:{stat.st_ino}"
 
 
+HANDLER_NAME = "flowyml-sched"
+"""The name of the handler :func:`configure` installs."""
+
+
 def configure(level: int) -> None:
     """Install one handler on the root logger: journald gets ``LEVEL logger: message`` (the
     journal adds its own timestamp; no colour), a terminal gets Rich, anything else plain
@@ -47,5 +51,6 @@ def configure(level: int) -> None:
         formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
+    handler.set_name(HANDLER_NAME)
     root.addHandler(handler)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its migration chatter is not the worker's news

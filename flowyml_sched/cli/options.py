@@ -247,7 +247,7 @@ LABELS = {
         "retry_backoff",
         "on_excluded",
     )
-}
+} | {"exclude": "--exclude-holidays, --exclude-market, --exclude-date or --exclude-range"}
 """The options that name schedule fields in error messages (see :mod:`flowyml_sched.fields`)."""
 
 

@@ -17,7 +17,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecProblem
-from flowyml_sched.exclusions import exclusions_of, on_excluded_of
+from flowyml_sched.exclusions import OnExcluded, exclusions_of, on_excluded_of
 from flowyml_sched.fields import schedule_of
 from flowyml_sched.model import (
     MAX_PARAMS_DEPTH,
@@ -430,8 +430,19 @@ class _Reader:
         try:
             schedule = _build(merged, self.path)
         except SchedulerError as exc:  # every field was checked alone; this is a combination
-            self.problem(item, str(exc), where)
+            field = getattr(exc, "field", None)
+            self.problem(items[field][1] if field in items else item, str(exc), where)
             return None
+        rule = values.get("on_excluded")
+        if rule is not None and rule is not OnExcluded.skip and not schedule.exclusions:
+            self.warnings.append(
+                SpecProblem(
+                    self.path,
+                    _line(items["on_excluded"][0]),
+                    f"on_excluded: {rule.value} has no effect: the schedule excludes no dates (give exclude:)",
+                    schedule.name,
+                )
+            )
         if schedule.enabled and schedule.pause_note is not None:
             line = _line(items["pause_note"][0]) if "pause_note" in items else _line(item)
             self.warnings.append(

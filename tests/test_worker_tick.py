@@ -1485,13 +1485,14 @@ def test_a_skipped_and_a_missed_fire_time_are_reported_as_such(
 
 
 def test_heartbeats_abandoned_runs_and_a_lost_lease_are_reported(
-    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path
+    store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path, record: Path, child_env: None
 ) -> None:
-    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate)})
+    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate), "record": str(record)})
     stalled_heard, reaper_heard = Heard(), Heard()
     stalled = make_worker(in_process=False, lease=30.0, listeners=(stalled_heard,))
     stalled.tick(DAY1)
-    wait_until(lambda: runs_of(store, "nightly")[DAY1].started_at, "its start to be recorded")
+    # the pipeline's first line: its child process exists (its start is recorded before the child is made)
+    wait_until(lambda: events(record, "start"), "the pipeline to start")
     old_id = stalled.identity.id
     reaper = make_worker(listeners=(reaper_heard,))
     reaper.tick(DAY1 + timedelta(minutes=5))
@@ -1989,3 +1990,32 @@ def test_a_thursday_report_moved_to_the_next_business_day_runs_on_friday_for_its
     assert [r["scheduled_for"] for r in events(record, "ok")] == [nine_am(27).isoformat()]
     assert statuses(store, "weekday-report") == {nine_am(27): RunStatus.succeeded}
     assert store.get("weekday-report").next_fire_at == nine_am(3, 12)
+
+
+def test_a_lease_lost_between_a_runs_fenced_start_and_its_child_stops_that_child_before_its_first_line(
+    store: ScheduleStore,
+    make_worker: Callable[..., Ticking],
+    gate: Path,
+    record: Path,
+    child_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The heartbeat that finds the lease lost stops the children it knows of; a child made
+    just after (its fenced start went through before the loss) is stopped as soon as it exists."""
+    import flowyml_sched.worker.execution as execution
+
+    add(store, pipeline="pipelines_for_tests:gated", params={"gate": str(gate), "record": str(record)})
+    worker = make_worker(in_process=False, lease=30.0)
+    made = execution.ChildRun
+
+    def lease_lost_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        worker.worker._lost_lease(worker.clock())  # as the heartbeat thread would, right now
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "ChildRun", lease_lost_meanwhile)
+    worker.tick(DAY1)
+    worker.idle(30.0)
+
+    assert events(record, "start") == []
+    run = runs_of(store, "nightly")[DAY1]
+    assert run.status is RunStatus.interrupted and "lease expired" in (run.error or "")

@@ -383,6 +383,8 @@ class RunExecution(LeaseKeeping):
             active = self._active.get(claim.run_id)
             if active is not None:
                 active.child = child
+            if claim.owner in self._lost_ids:  # the lease was lost after the fenced start: stopped at once
+                child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
         started = self.clock()
         child.start()
         self._emit(RunStarted(claim, started))

@@ -75,8 +75,9 @@ class LeaseKeeping(WorkerParts):
         """This worker missed its lease (stalled longer than ``lease``) and another worker
         declared its runs abandoned, perhaps retrying them: stop its own copies now. It goes on
         under a new id (from ``now``); what it claimed under the old one never starts."""
-        with self._mutex:
+        with self._mutex:  # a child not registered yet is stopped by its runner (see _lost_ids)
             children = [a.child for a in self._active.values() if a.child is not None]
+            self._lost_ids.add(self.identity.id)
         reborn = self._incarnation(now)
         self._emit(LeaseLost(self.identity.id, len(children), reborn.id))
         for child in children:

@@ -116,6 +116,7 @@ class Worker(RunExecution):
         self._mutex = threading.Lock()
         self._idle = threading.Condition(self._mutex)
         self._active = {}
+        self._lost_ids = set()
         self._jobs = queue.SimpleQueue()
         self._busy = 0
         self._runners = []

@@ -62,7 +62,7 @@ class WorkerParts:
     _lease_lock: threading.Lock
     """Held for a heartbeat and the change of ``identity`` it may make."""
     _mutex: threading.Lock
-    """Guards ``_active``, ``_held``, ``_kept``, ``_busy`` and ``_waiting_runners``."""
+    """Guards ``_active``, ``_held``, ``_kept``, ``_lost_ids``, ``_busy`` and ``_waiting_runners``."""
     _idle: threading.Condition
     _active: dict[int, Active]
     """Run id to the claims held, from their claim to their end."""
@@ -70,6 +70,9 @@ class WorkerParts:
     """Run id to fire time of the runs claimed ahead and waiting for their instant."""
     _kept: set[int]
     """Run ids whose pending retry this worker takes itself (its rounds leave them alone)."""
+    _lost_ids: set[str]
+    """The ids this worker lost its lease under: a child of a run claimed under one is stopped
+    as soon as it exists (its fenced start may have gone through just before the loss)."""
     _busy: int
     """Jobs (one schedule's claims of one round, or one retry) queued or running."""
     _jobs: queue.SimpleQueue[list[Claim] | None]

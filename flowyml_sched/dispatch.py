@@ -22,13 +22,18 @@ catch-up policy:
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
+from flowyml_sched.errors import NeverFires
 from flowyml_sched.model import CatchUp, Schedule
 from flowyml_sched.timing import iter_fire_times
 from flowyml_sched.zones import get_zone
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MISFIRE_GRACE = timedelta(seconds=60)
 """A fire time claimed more than this after its instant counts as late (missed) unless a
@@ -48,14 +53,15 @@ reported as missed without being counted (:attr:`Dispatch.missed_uncounted_befor
 class Dispatch:
     """The decision for one schedule: fire times to ``run`` (oldest first), fire times
     ``missed`` (oldest first), how many older missed ones were not listed, the
-    schedule's new ``next_fire_at`` (UTC, strictly after now and after every fire time decided), and, for a schedule too far
+    schedule's new ``next_fire_at`` (UTC, strictly after now and after every fire time decided;
+    None when it has none: its exclusions take every one for years), and, for a schedule too far
     behind to walk, the instant before which missed fire times were not even counted.
     All datetimes aware UTC."""
 
     run: list[datetime]
     missed: list[datetime]
     missed_unlisted: int
-    next_fire_at: datetime
+    next_fire_at: datetime | None
     missed_uncounted_before: datetime | None = None
 
 
@@ -115,21 +121,20 @@ def _scan(
     grace: timedelta,
     keep: int,
     inclusive: bool = True,
-) -> tuple[deque[datetime], int, list[datetime], datetime] | None:
+) -> tuple[deque[datetime], int, list[datetime], datetime | None] | None:
     """Walk the fire times from ``start`` (included when ``inclusive``) to ``now``, and the first
     one after ``now`` if it is not after ``until``: the newest ``keep`` late ones (at ``now``),
     how many were late, the on-time ones and the next fire time after them.
     None when there are more than :data:`SCAN_LIMIT` of them."""
-    utc = start.tzinfo
     # of the late fire times only the newest can matter: the most that run or are listed as
     # missed; on-time ones (the newest of all) all run, so none of them may be dropped
     late_due: deque[datetime] = deque(maxlen=keep)
     late_count = 0
     on_time: list[datetime] = []
-    following = iter_fire_times(schedule.trigger, zone, start, schedule.exclusions)
-    candidate = start if inclusive else next(following).at.astimezone(utc)
+    following = _following(schedule, zone, start)
+    candidate = start if inclusive else next(following)
     for _ in range(SCAN_LIMIT):
-        if candidate > until:
+        if candidate is None or candidate > until:
             return late_due, late_count, on_time, candidate
         if now - candidate > grace:
             late_count += 1
@@ -137,10 +142,23 @@ def _scan(
         else:
             on_time.append(candidate)
         ahead = candidate > now
-        candidate = next(following).at.astimezone(utc)
+        candidate = next(following)
         if ahead:  # claimed ahead: the one after it waits for a later round
             return late_due, late_count, on_time, candidate
     return None
+
+
+def _following(schedule: Schedule, zone: tzinfo, start: datetime) -> Iterator[datetime | None]:
+    """The schedule's fire times after ``start`` (aware UTC), then None for good once its
+    exclusions leave it none (:class:`~flowyml_sched.errors.NeverFires`): it has no next fire
+    time, and the other schedules of the round go on."""
+    try:
+        for fire in iter_fire_times(schedule.trigger, zone, start, schedule.exclusions):
+            yield fire.utc
+    except NeverFires:
+        logger.warning("schedule %s has no fire time ahead: its exclusions take every one for years", schedule.name)
+    while True:
+        yield None
 
 
 def _recent_start(schedule: Schedule, zone: tzinfo, first: datetime, now: datetime, keep: int) -> datetime:

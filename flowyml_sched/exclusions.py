@@ -23,10 +23,17 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from flowyml_sched.errors import InvalidExclusion
+from flowyml_sched.errors import MAX_YEAR, MIN_YEAR, InvalidExclusion
 
-MAX_RANGE_DAYS = 3660
-"""The longest exclusion range, in days (ten years): longer ones are a pause, not a calendar."""
+MAX_RANGE_DAYS = 1830
+"""The most days in a row that ranges and dates may exclude together (five years): longer is a
+pause, not a calendar. It keeps every schedule's next fire time within
+:data:`flowyml_sched.timing.NEVER_FIRES_YEARS` of any instant."""
+
+MAX_DATES = 10_000
+"""The most dates (and, apart, ranges) one schedule may list."""
+
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 _ONE_DAY = timedelta(days=1)
 _HOLIDAYS_EXTRA = "holiday calendars need the holidays package: pip install 'flowyml-sched[holidays]'"
@@ -118,6 +125,8 @@ class DateRange:
             raise InvalidExclusion(
                 "range", self.describe(), f"it is longer than {MAX_RANGE_DAYS} days; pause the schedule instead"
             )
+        for day in (self.start, self.end):
+            _check_year(day, "range", self.describe())
 
     @classmethod
     def parse(cls, text: str, field: str = "range") -> DateRange:
@@ -151,8 +160,21 @@ class Exclusions:
             raise InvalidExclusion("on_excluded", self.on_excluded, "expected " + _RULES)
         if not self:  # a rule for nothing excluded is no rule: one value for "excludes nothing"
             object.__setattr__(self, "on_excluded", OnExcluded.skip)
+        if len(self.dates) > MAX_DATES or len(self.ranges) > MAX_DATES:
+            raise InvalidExclusion(
+                "exclude", f"{len(self.dates)} dates, {len(self.ranges)} ranges", f"at most {MAX_DATES} of each"
+            )
         object.__setattr__(self, "dates", tuple(sorted(set(self.dates))))
         object.__setattr__(self, "ranges", tuple(sorted(set(self.ranges), key=lambda r: (r.start, r.end))))
+        longest = self._longest_run()
+        if longest is not None:
+            first, last = longest
+            raise InvalidExclusion(
+                "exclude",
+                f"{first.isoformat()}..{last.isoformat()}",
+                f"its dates and ranges exclude {(last - first).days + 1} days in a row, more than "
+                f"{MAX_RANGE_DAYS}; pause the schedule instead",
+            )
 
     def __bool__(self) -> bool:
         return self.holidays is not None or bool(self.dates) or bool(self.ranges)
@@ -221,6 +243,20 @@ class Exclusions:
         parts.extend(r.describe() for r in self.ranges)
         return ", ".join(parts) + f"; {self.on_excluded.value}"
 
+    def _longest_run(self) -> tuple[date, date] | None:
+        """The first run of days that dates and ranges exclude together (days next to each
+        other joined) longer than :data:`MAX_RANGE_DAYS`, or None."""
+        spans = sorted([(r.start, r.end) for r in self.ranges] + [(d, d) for d in self.dates])
+        run: tuple[date, date] | None = None
+        for start, end in spans:
+            if run is not None and start <= run[1] + _ONE_DAY:
+                run = (run[0], max(run[1], end))
+            else:
+                run = (start, end)
+            if (run[1] - run[0]).days >= MAX_RANGE_DAYS:
+                return run
+        return None
+
     def _walk(self, day: date, step: timedelta) -> date:
         # a run of days that are not business days is at most a range, its weekends and the
         # holidays around it (ranges are shorter than MAX_RANGE_DAYS)
@@ -237,11 +273,21 @@ _RULES = ", ".join(rule.value for rule in OnExcluded)
 
 
 def parse_date(text: str, field: str = "date") -> date:
-    """``YYYY-MM-DD``; raises InvalidExclusion naming ``field``."""
+    """``YYYY-MM-DD`` (years 1800-9000, as instants); raises InvalidExclusion naming ``field``."""
+    expected = "it is not a date; expected YYYY-MM-DD, such as 2026-12-24"
+    if not _DATE_TEXT.fullmatch(text.strip()):
+        raise InvalidExclusion(field, text, expected)
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidExclusion(field, text, "it is not a date; expected YYYY-MM-DD, such as 2026-12-24") from None
+        raise InvalidExclusion(field, text, expected) from None
+    _check_year(day, field, text)
+    return day
+
+
+def _check_year(day: date, field: str, shown: str) -> None:
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise InvalidExclusion(field, shown, f"its year is outside {MIN_YEAR}-{MAX_YEAR}")
 
 
 def on_excluded_of(value: Any, field: str = "on_excluded") -> OnExcluded:
@@ -278,11 +324,14 @@ def _listed(value: Any, key: str) -> list[Any]:
         return []
     if not isinstance(value, list | tuple):
         raise InvalidExclusion(f"exclude {key}", value, "expected a list")
+    if len(value) > MAX_DATES:
+        raise InvalidExclusion(f"exclude {key}", f"{len(value)} items", f"at most {MAX_DATES}")
     return list(value)
 
 
 def _date_of(value: Any, field: str) -> date:
     if isinstance(value, date):
+        _check_year(value, field, value.isoformat())
         return value
     return parse_date(str(value), field)
 
@@ -356,9 +405,12 @@ def _known(what: str, code: str, known: Mapping[str, Any] | list[str]) -> str:
         close = difflib.get_close_matches(code.lower(), list(named), n=3, cutoff=0.75)
         suggestions = [named[n] for n in close] or suggestions
     unique = list(dict.fromkeys(by_upper.get(s.upper(), s) for s in suggestions))[:3]
+    reason = "python-holidays has no such calendar"
+    if code.isdigit():
+        reason += ' (in YAML, quote a code with leading zeros: subdivision: "01")'
     if not unique and len(known) <= 40:
         return _refuse(what, code, f"expected one of {', '.join(map(str, known))}")
-    return _refuse(what, code, "python-holidays has no such calendar", unique)
+    return _refuse(what, code, reason, unique)
 
 
 def _refuse(what: str, code: str, reason: str, suggestions: list[str] | None = None) -> str:

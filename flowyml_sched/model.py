@@ -152,7 +152,7 @@ class Schedule:
     ``source`` is ``"cli"`` or the path of the YAML file it came from. ``next_fire_at`` is
     the next fire time in UTC (None while paused). ``version`` counts stored changes.
     Raises the package's validation errors for a bad name, pipeline, zone or params, and
-    InvalidExclusion for an interval shorter than a day whose excluded fire times move.
+    InvalidExclusion for a rule that moves the excluded fire times of a schedule firing more than once a day.
     """
 
     name: str
@@ -190,17 +190,28 @@ class Schedule:
 
 
 def check_exclusions_fit(trigger: Trigger, exclusions: Exclusions) -> None:
-    """Refuse (InvalidExclusion) a rule that moves the excluded fire times of an interval
-    shorter than a day: it fires on the business day anyway, so each moved fire time would
-    only merge into one of that day's."""
+    """Refuse (InvalidExclusion) a rule that moves the excluded fire times of a schedule that
+    can fire more than once a day (an interval shorter than a day, hourly, a cron expression
+    with more than one time of day): it fires on the business day anyway, so its moved fire
+    times would pile onto that day's (and each lookup would walk every one of them)."""
+    if not exclusions.moves:
+        return
     every = getattr(trigger, "every", None)
-    if exclusions.moves and every is not None and every < timedelta(days=1):
-        raise InvalidExclusion(
-            "on_excluded",
-            exclusions.on_excluded.value,
-            f"the interval ({trigger.describe()}) is shorter than a day: it fires on the business day anyway, "
-            "so every moved fire time would only merge into one of that day's; skip them instead",
-        )
+    if every is not None:
+        if every >= timedelta(days=1):
+            return
+        why = f"the interval ({trigger.describe()}) is shorter than a day"
+    else:
+        spec = trigger.spec
+        if len(spec.minutes) * len(spec.hours) == 1:
+            return
+        why = f"{trigger.kind} {trigger.describe()} fires more than once a day"
+    raise InvalidExclusion(
+        "on_excluded",
+        exclusions.on_excluded.value,
+        f"{why}: only the fire times of a schedule that fires at most once a day move to a business "
+        "day (the others would pile onto its own); skip them instead",
+    )
 
 
 BROKEN_FIELD_OF = {

@@ -305,8 +305,17 @@ class ExcludedFireTime:
         return f"{self.reason}: moved to {self.moved_to.at:%a %Y-%m-%d %H:%M}{merged}"
 
 
+EXCLUDED_LIMIT = 1000
+"""The most excluded fire times :func:`excluded_between` lists."""
+
+
 def excluded_between(
-    trigger: Trigger, zone: tzinfo, after: datetime, until: datetime, exclusions: Exclusions, limit: int = 1000
+    trigger: Trigger,
+    zone: tzinfo,
+    after: datetime,
+    until: datetime,
+    exclusions: Exclusions,
+    limit: int = EXCLUDED_LIMIT,
 ) -> list[ExcludedFireTime]:
     """The trigger's fire times ``t`` with ``after < t <= until`` that ``exclusions`` skip or
     move, oldest first, at most ``limit``: what ``next --show-excluded`` lists."""
@@ -360,9 +369,9 @@ def _next_not_excluded(trigger: Trigger, zone: tzinfo, after: datetime, exclusio
                     return best
             elif raw.utc > best.utc:
                 return best
-        elif raw.utc > horizon:
-            raise NeverFires(after.astimezone(UTC).replace(microsecond=0).isoformat(), NEVER_FIRES_YEARS)
         reason = exclusions.reason(day)
+        if reason is not None and best is None and raw.utc > horizon:
+            raise NeverFires(after.astimezone(UTC).replace(microsecond=0).isoformat(), NEVER_FIRES_YEARS)
         if reason is None:
             if raw.utc > after_utc:
                 if rule is not OnExcluded.previous_business_day:

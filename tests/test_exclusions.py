@@ -378,7 +378,10 @@ def test_a_moved_fire_time_lands_on_a_business_day_and_names_the_one_it_came_fro
             {"ranges": [{"from": "2026-08-14", "to": "2026-08-03"}]},
             "'2026-08-14..2026-08-03': it ends before it starts",
         ),
-        ({"ranges": ["2026-01-01..2040-01-01"]}, "longer than 3660 days"),
+        ({"ranges": ["2026-01-01..2040-01-01"]}, "longer than 1830 days"),
+        ({"ranges": ["2026-01-01..2029-01-01", "2029-01-02..2032-01-01"]}, "2192 days in a row, more than 1830"),
+        ({"dates": ["20261224"]}, "it is not a date"),
+        ({"dates": ["1700-01-01"]}, "its year is outside 1800-9000"),
         ({"holiday": "US"}, "invalid exclude key 'holiday'"),
     ],
 )
@@ -392,8 +395,31 @@ def test_moving_the_fire_times_of_an_interval_shorter_than_a_day_is_refused_sayi
     every_hour = IntervalTrigger(timedelta(hours=1), datetime(2026, 1, 1, tzinfo=UTC))
     holidays = Exclusions(holidays=CALENDARS["US_NY"], on_excluded=OnExcluded.next_business_day)
 
-    with pytest.raises(InvalidExclusion, match="shorter than a day: it fires on the business day anyway"):
+    with pytest.raises(
+        InvalidExclusion,
+        match="shorter than a day: only the fire times of a schedule that fires at most once a day move",
+    ):
         Schedule("s", "pipelines_for_tests:ok", every_hour, exclusions=holidays)
     Schedule(
         "s", "pipelines_for_tests:ok", every_hour, exclusions=Exclusions(holidays=CALENDARS["US_NY"])
     )  # skip is fine
+
+
+@pytest.mark.parametrize(
+    "trigger", [HourlyTrigger(5), CronTrigger("*/15 * * * *"), CronTrigger("0 9,17 * * 6")], ids=str
+)
+def test_moving_the_fire_times_of_any_schedule_that_fires_more_than_once_a_day_is_refused(trigger: Trigger) -> None:
+    moving = Exclusions(dates=(date(2026, 12, 24),), on_excluded=OnExcluded.previous_business_day)
+
+    with pytest.raises(InvalidExclusion, match="fires more than once a day"):
+        Schedule("s", "pipelines_for_tests:ok", trigger, exclusions=moving)
+    Schedule("s", "pipelines_for_tests:ok", CronTrigger("30 2 * * 6"), exclusions=moving)  # once a day moves
+
+
+def test_an_interval_of_years_with_an_exclusion_far_from_it_is_no_schedule_that_never_fires() -> None:
+    every_4000_days = IntervalTrigger(timedelta(days=4000), datetime(2026, 1, 1, tzinfo=UTC))
+    exclusions = Exclusions(dates=(date(2030, 1, 1),))
+
+    fire = next_fire_time(every_4000_days, UTC, datetime(2026, 6, 1, tzinfo=UTC), exclusions)
+
+    assert fire.at == datetime(2036, 12, 14, tzinfo=UTC)

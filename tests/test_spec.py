@@ -16,9 +16,18 @@ import yaml as pyyaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowyml_sched.errors import InvalidSpec, SchedulerError, SpecFileError, SpecProblem
+from flowyml_sched.errors import InvalidExclusion, InvalidSpec, SchedulerError, SpecFileError, SpecProblem
 from flowyml_sched.exclusions import DateRange, Exclusions, HolidayCalendar, OnExcluded
-from flowyml_sched.model import MAX_PIPELINE_LENGTH, NAME_PATTERN, PIPELINE_PATTERN, CatchUp, Overlap, Policy, Schedule
+from flowyml_sched.model import (
+    MAX_PIPELINE_LENGTH,
+    NAME_PATTERN,
+    PIPELINE_PATTERN,
+    CatchUp,
+    Overlap,
+    Policy,
+    Schedule,
+    check_exclusions_fit,
+)
 from flowyml_sched.spec import (
     IMPLICIT_ANCHOR,
     SpecFile,
@@ -525,8 +534,10 @@ EXCLUSIONS = st.builds(
 
 
 def _timing(trigger, exclusions: Exclusions) -> dict:
-    """A trigger with exclusions that fit it: an interval shorter than a day skips."""
-    if getattr(trigger, "every", timedelta(days=1)) < timedelta(days=1):
+    """A trigger with exclusions that fit it: one that fires more than once a day skips."""
+    try:
+        check_exclusions_fit(trigger, exclusions)
+    except InvalidExclusion:
         exclusions = replace(exclusions, on_excluded=OnExcluded.skip)
     return {"trigger": trigger, "exclusions": exclusions}
 

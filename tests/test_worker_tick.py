@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -2019,3 +2019,31 @@ def test_a_lease_lost_between_a_runs_fenced_start_and_its_child_stops_that_child
     assert events(record, "start") == []
     run = runs_of(store, "nightly")[DAY1]
     assert run.status is RunStatus.interrupted and "lease expired" in (run.error or "")
+
+
+def test_a_schedule_whose_exclusions_leave_no_fire_time_ahead_runs_its_last_and_holds_up_no_other(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path
+) -> None:
+    from flowyml_sched.exclusions import Exclusions
+
+    last_years = tuple(date(year, 6, 15) for year in range(2027, 2040))  # every later fire time excluded
+    yearly = Schedule(
+        "yearly",
+        "pipelines_for_tests:ok_with_scheduled_for",
+        CronTrigger("0 9 15 6 *"),
+        "UTC",
+        params={"record": str(record)},
+        exclusions=Exclusions(dates=last_years),
+    )
+    store.add(dataclasses.replace(yearly, next_fire_at=next_fire_at(yearly, CREATED)), CREATED)
+    add(store, params={"record": str(record)})
+    june = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
+    worker = make_worker()
+
+    claims = worker.tick(june)
+    worker.idle()
+
+    assert sorted(claims) == [("nightly", june), ("yearly", june)]
+    assert statuses(store, "yearly") == {june: RunStatus.succeeded}
+    assert store.get("yearly").next_fire_at is None
+    assert worker.tick(june + timedelta(days=1)) == [("nightly", june + timedelta(days=1))]

@@ -454,11 +454,17 @@ class Scheduler:
 
     def show(self, name: str, count: int) -> tuple[Schedule | BrokenSchedule, list[FireTime]]:
         """As :meth:`preview` after now, but a row that cannot be loaded comes back as a
-        :class:`BrokenSchedule` with no fire times, so that it can be looked at. Raises ScheduleNotFound."""
+        :class:`BrokenSchedule` with no fire times, so that it can be looked at, and so does a
+        schedule whose exclusions leave it no fire time. Raises ScheduleNotFound."""
+        from flowyml_sched.errors import NeverFires
+
         found = self.store.entry(name)
         if isinstance(found, BrokenSchedule):
             return found, []
-        return found, fire_times(found.trigger, get_zone(found.timezone), self.clock(), count, found.exclusions)
+        try:
+            return found, fire_times(found.trigger, get_zone(found.timezone), self.clock(), count, found.exclusions)
+        except NeverFires:  # it can still be looked at (and repaired)
+            return found, []
 
     def history(self, name: str, limit: int) -> list[Run]:
         """The schedule's last ``limit`` runs, newest first (a removed schedule's too). Raises

@@ -156,6 +156,10 @@ def next_command(
         )
     else:
         render_fire_times(fires, zone_name, excluded)
+    from flowyml_sched.timing import EXCLUDED_LIMIT
+
+    if len(excluded) >= EXCLUDED_LIMIT:
+        typer.echo(f"only the first {EXCLUDED_LIMIT} excluded fire times are listed", err=True)
 
 
 @app.command("add")

@@ -100,7 +100,7 @@ def trigger_label(schedule: Schedule) -> str:
 def describe_next(schedule: Schedule, now: datetime) -> str:
     """One line saying when a stored schedule fires next, in its zone and relative to now."""
     if schedule.next_fire_at is None:
-        return "paused"
+        return "no fire time ahead: its exclusions take every one" if schedule.enabled else "paused"
     from flowyml_sched.zones import get_zone
 
     local = schedule.next_fire_at.astimezone(get_zone(schedule.timezone))
@@ -388,7 +388,7 @@ def render_backfill(backfill: Backfill) -> None:
     zone_name = backfill.schedule.timezone
     kept = {run.scheduled_for: run for run in backfill.kept}
     queued = set(backfill.queued)
-    table = _Grid("#", f"fire time ({zone_name})", "UTC", "DST", "backfill", right=(0,))
+    table = _Grid("#", f"fire time ({zone_name})", "UTC", "note", "backfill", right=(0,))
     for index, fire in enumerate(backfill.fire_times, start=1):
         if fire.utc in queued:
             what = "would run" if backfill.dry_run else "queued"

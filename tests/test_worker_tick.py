@@ -2047,3 +2047,23 @@ def test_a_schedule_whose_exclusions_leave_no_fire_time_ahead_runs_its_last_and_
     assert statuses(store, "yearly") == {june: RunStatus.succeeded}
     assert store.get("yearly").next_fire_at is None
     assert worker.tick(june + timedelta(days=1)) == [("nightly", june + timedelta(days=1))]
+
+
+def test_a_due_schedule_with_no_fire_time_after_it_can_still_be_paused_and_removed(store: ScheduleStore) -> None:
+    from flowyml_sched.exclusions import Exclusions
+
+    june = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
+    yearly = Schedule(
+        "yearly",
+        "pipelines_for_tests:ok",
+        CronTrigger("0 9 15 6 *"),
+        "UTC",
+        exclusions=Exclusions(dates=tuple(date(year, 6, 15) for year in range(2027, 2040))),
+    )
+    store.add(dataclasses.replace(yearly, next_fire_at=june), CREATED)
+    scheduler = Scheduler(store, clock=lambda: june + timedelta(hours=1))
+
+    scheduler.pause("yearly", "no more")
+    assert statuses(store, "yearly") == {june: RunStatus.missed}
+    scheduler.remove("yearly")
+    assert store.entries() == []

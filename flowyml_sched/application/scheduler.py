@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from flowyml_sched.config import Settings
     from flowyml_sched.spec import Plan
     from flowyml_sched.store import ScheduleStore
+    from flowyml_sched.triggers import Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,17 @@ def preview(
     ``timezone``, with the exclusions its ``exclude`` and ``on_excluded`` give. Nothing is
     stored. Raises as :func:`~flowyml_sched.fields.trigger_of`, UnknownTimezone,
     InvalidExclusion, NeverFires and OutOfRange."""
+    trigger, exclusions = _timing_of(fields, after, labels)
+    return fire_times(trigger, get_zone(timezone), after, count, exclusions)
+
+
+def _timing_of(
+    fields: Mapping[str, Any], after: datetime, labels: Mapping[str, str] | None
+) -> tuple[Trigger, Exclusions]:
+    """The trigger and the exclusions that plain fields give, checked together."""
     trigger, exclusions = trigger_of(fields, after, labels), exclusions_with(NO_EXCLUSIONS, fields, labels)
     check_exclusions_fit(trigger, exclusions)
-    return fire_times(trigger, get_zone(timezone), after, count, exclusions)
+    return trigger, exclusions
 
 
 def excluded_fire_times(
@@ -91,9 +100,7 @@ def excluded_fire_times(
     if isinstance(source, Schedule):
         trigger, zone, exclusions = source.trigger, get_zone(source.timezone), source.exclusions
     else:
-        trigger = trigger_of(source, after, labels)
-        zone, exclusions = get_zone(timezone), exclusions_with(NO_EXCLUSIONS, source, labels)
-        check_exclusions_fit(trigger, exclusions)
+        (trigger, exclusions), zone = _timing_of(source, after, labels), get_zone(timezone)
     return excluded_between(trigger, zone, after, until, exclusions)
 
 

@@ -152,10 +152,13 @@ def schedule_of(
 ) -> Schedule:
     """A new schedule from ``fields`` (``name``, ``pipeline`` and one trigger key required).
     ``timezone`` is the zone when ``fields`` names none; an ``every`` without an ``anchor``
-    counts from ``now`` (to the second). Raises UsageError for trigger keys that do not fit
-    together, and the model's validation errors."""
+    counts from ``now`` (to the second). Raises UsageError for a missing name or pipeline and
+    for trigger keys that do not fit together, and the model's validation errors."""
     labels = labels or {}
     present = given(fields)
+    for key, example in (("name", "nightly-etl"), ("pipeline", "an entry-point name or package.module:attr")):
+        if key not in present:
+            raise UsageError(f"no {labels.get(key, key)}: give one ({example})")
     return Schedule(
         name=present["name"],
         pipeline=present["pipeline"],

@@ -144,3 +144,27 @@ def test_the_dockerfile_key_lines():
     assert any(line.startswith("USER ") and line != "USER root" for line in instructions)
     healthcheck = next(line for line in instructions if line.startswith("HEALTHCHECK"))
     assert "flowyml-sched run-worker --check" in " ".join(re.findall(r"[\w-]+", healthcheck.partition(" CMD ")[2]))
+
+
+API_UNIT = "flowyml-sched-api.service"
+API_EXEC_START = "ExecStart=/usr/bin/flowyml-sched serve "
+
+
+def test_systemd_analyze_verify_accepts_the_api_unit_and_catches_a_broken_one(tmp_path):
+    analyze = systemd_analyze()
+    binary = Path(sys.executable).parent / "flowyml-sched"
+    text = (SYSTEMD / API_UNIT).read_text()
+    assert text.count(API_EXEC_START) == 1
+    outputs = []
+    for name, content in (("good", text), ("broken", text.replace("Type=exec", "Type=exec\nTyp=exec"))):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / API_UNIT).write_text(content.replace(API_EXEC_START, f"ExecStart={binary} serve "))
+        proc = subprocess.run([analyze, "verify", str(folder / API_UNIT)], capture_output=True, text=True, timeout=120)
+        outputs.append(
+            (proc.returncode, [line for line in (proc.stdout + proc.stderr).splitlines() if API_UNIT in line])
+        )
+    assert outputs[0] == (0, []), outputs[0]
+    assert outputs[1][0] != 0 or outputs[1][1], outputs[1]
+    unit = directives(SYSTEMD / API_UNIT)
+    assert (unit[("Service", "User")], unit[("Service", "StateDirectory")]) == (["flowyml-sched"], ["flowyml-sched"])

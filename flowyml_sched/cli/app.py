@@ -827,6 +827,55 @@ def pipelines_command(as_json: o.Json = False) -> None:
         typer.echo(f"{name}  {value}")
 
 
+@app.command("serve")
+@translate_errors
+@o.store_options
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8080,
+    token_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--token-file",
+            help="File of bearer tokens, one 'admin TOKEN' or 'read TOKEN' a line, mode 0600. "
+            "[default: FLOWYML_SCHEDULER_API_TOKEN (admin) and FLOWYML_SCHEDULER_API_READ_TOKEN (read)]",
+        ),
+    ] = None,
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="Let the health endpoints answer without a token.")
+    ] = False,
+    *,
+    flags: o.StoreFlags,
+) -> None:
+    """Serve the REST API (JSON under /api, OpenAPI at /openapi.json, docs at /docs).
+
+    Without any token it listens on loopback only. Needs the api extra: pip install 'flowyml-sched[api]'.
+
+    Example: flowyml-sched serve --host 0.0.0.0 --port 8080 --token-file /etc/flowyml-sched/api-tokens
+    """
+    try:
+        import uvicorn
+
+        from flowyml_sched import web
+    except ImportError as missing:
+        raise UsageError(
+            f"serve needs the api extra ({missing.name} is missing): pip install 'flowyml-sched[api]'"
+        ) from None
+    tokens = web.tokens_for(token_file=token_file)
+    if not tokens and not web.loopback(host):
+        raise UsageError(
+            f"refusing to serve on {host} without a token: set FLOWYML_SCHEDULER_API_TOKEN or give --token-file, "
+            "or listen on 127.0.0.1"
+        )
+    settings = flags.settings()
+    from flowyml_sched.application.scheduler import connect
+
+    with flags.scheduler():  # the store exists and is current before the first request
+        pass
+    application = web.create_app(lambda: connect(settings, source="api"), tokens, public_health=public_metrics)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 def main() -> None:
     """Console-script entry point.
 

@@ -179,6 +179,8 @@ class Schedule:
         validate_params(self.params, self.name)
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "tags", tuple(sorted(set(self.tags))))
+        for label, value in (("description", self.description), ("pause_note", self.pause_note)):
+            check_text(value, label)
         for tag in self.tags:
             if not NAME_PATTERN.fullmatch(tag):
                 raise InvalidPolicy("tag", tag, "letters, digits, '_', '-' and '.'")
@@ -473,6 +475,21 @@ def validate_timezone(name: str) -> str:
     return name
 
 
+def check_text(value: str | None, field: str) -> None:
+    """Raise InvalidPolicy naming ``field`` for text no database stores as it is: a NUL
+    (PostgreSQL's text refuses it) or a lone surrogate (no UTF-8 encoding)."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise InvalidPolicy(field, value, "text without NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPolicy(
+            field, value.encode("utf-8", "backslashreplace").decode(), "text without lone surrogates"
+        ) from None
+
+
 def validate_params(params: object, schedule: str | None = None) -> None:
     """Raise InvalidParams unless ``params`` is a mapping with string keys that JSON can hold,
     nested at most :data:`MAX_PARAMS_DEPTH` levels deep and at most :data:`MAX_PARAMS_BYTES`
@@ -500,9 +517,16 @@ def validate_params(params: object, schedule: str | None = None) -> None:
             schedule,
         )
     try:
-        size = len(json.dumps(dict(params), allow_nan=False))
+        text = json.dumps(dict(params), allow_nan=False)
+        if "\\ud" in text:  # a surrogate, perhaps lone: not text any file or database holds
+            json.dumps(dict(params), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParams(
+            params, "a text in them holds a lone surrogate (such as \\ud800), which is no character", schedule
+        ) from None
     except (TypeError, ValueError) as exc:
         raise InvalidParams(params, f"the values must be JSON: {exc}", schedule) from None
+    size = len(text)
     if size > MAX_PARAMS_BYTES:
         raise InvalidParams(params, f"{size} bytes as JSON, at most {MAX_PARAMS_BYTES} are allowed", schedule)
 

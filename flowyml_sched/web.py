@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -46,10 +46,11 @@ ROLES: tuple[Role, ...] = ("admin", "read")
 
 
 class TokenFileError(SchedulerError, ValueError):
-    """A token file that cannot be used: unreadable, readable by others, or a bad line."""
+    """Tokens that cannot be used: a token file unreadable, readable by others, empty or with
+    a bad line; a token that no HTTP header holds. ``where`` names the file or the variable."""
 
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"token file {path}: {reason}")
+    def __init__(self, where: str, reason: str):
+        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ class Tokens:
                     return (text,)
             return ()
 
-        return cls(admin=value("API_TOKEN"), read=value("API_READ_TOKEN"))
+        tokens = cls(admin=value("API_TOKEN"), read=value("API_READ_TOKEN"))
+        for token in (*tokens.admin, *tokens.read):
+            _check_token(token, "FLOWYML_SCHEDULER_API_TOKEN / _API_READ_TOKEN")
+        return tokens
 
     @classmethod
     def from_file(cls, path: Path) -> "Tokens":
@@ -93,18 +97,25 @@ class Tokens:
             mode = path.stat().st_mode
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(str(path), f"cannot be read ({exc})") from None
+            raise TokenFileError(f"token file {path}", f"cannot be read ({exc})") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise TokenFileError(str(path), f"its mode is {stat.S_IMODE(mode):04o}; make it 0600 (chmod 600)")
+            raise TokenFileError(
+                f"token file {path}", f"its mode is {stat.S_IMODE(mode):04o}; make it 0600 (chmod 600)"
+            )
         found: dict[str, list[str]] = {role: [] for role in ROLES}
         for number, line in enumerate(text.splitlines(), start=1):
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
             if len(words) != 2 or words[0] not in ROLES:
-                raise TokenFileError(str(path), f"line {number}: expected 'admin TOKEN' or 'read TOKEN'")
+                raise TokenFileError(f"token file {path}", f"line {number}: expected 'admin TOKEN' or 'read TOKEN'")
             found[words[0]].append(words[1])
-        return cls(admin=tuple(found["admin"]), read=tuple(found["read"]))
+        tokens = cls(admin=tuple(found["admin"]), read=tuple(found["read"]))
+        if not tokens:
+            raise TokenFileError(f"token file {path}", "it holds no token: one 'admin TOKEN' or 'read TOKEN' a line")
+        for token in (*tokens.admin, *tokens.read):
+            _check_token(token, f"token file {path}")
+        return tokens
 
     def __repr__(self) -> str:  # never a token in a log or a traceback
         return f"Tokens(admin={len(self.admin)}, read={len(self.read)})"
@@ -114,7 +125,7 @@ class Retries(BaseModel):
     """``retries: {max: 2, backoff: 1m}``."""
 
     model_config = ConfigDict(extra="forbid")
-    max: int | None = None
+    max: StrictInt | None = None
     backoff: str | None = None
 
 
@@ -130,7 +141,7 @@ class ScheduleFields(BaseModel):
     pipeline: str | None = None
     cron: str | None = None
     daily: str | None = None
-    hourly: int | str | None = None
+    hourly: StrictInt | str | None = None
     every: str | None = None
     anchor: str | None = None
     timezone: str | None = None
@@ -142,11 +153,11 @@ class ScheduleFields(BaseModel):
     enabled: bool | None = None
     pause_note: str | None = None
     catchup: str | None = None
-    max_catchup: int | None = None
+    max_catchup: StrictInt | None = None
     misfire_grace: str | None = None
     overlap: str | None = None
     timeout: str | None = None
-    retries: int | Retries | None = None
+    retries: StrictInt | Retries | None = None
 
     def fields(self) -> dict[str, Any]:
         """The plain fields given (:mod:`flowyml_sched.fields`); the hourly minute as text."""
@@ -154,6 +165,14 @@ class ScheduleFields(BaseModel):
         if "hourly" in out:
             out["hourly"] = str(out["hourly"])
         return out
+
+
+def _check_token(token: str, where: str) -> None:
+    """A token travels in an HTTP header: printable ASCII, at least 8 characters."""
+    if not (token.isascii() and token.isprintable()) or len(token) < 8:
+        raise TokenFileError(
+            where, "a token must be at least 8 printable ASCII characters (an HTTP header holds no other)"
+        )
 
 
 class NewSchedule(ScheduleFields):
@@ -181,9 +200,9 @@ class NewSchedule(ScheduleFields):
     name: str
     pipeline_name: str | None = None
     schedule_type: Literal["cron", "daily", "hourly", "interval"] | None = None
-    hour: int | None = None
-    minute: int | None = None
-    interval_seconds: int | None = None
+    hour: StrictInt | None = None
+    minute: StrictInt | None = None
+    interval_seconds: StrictInt | None = None
     cron_expression: str | None = None
 
 
@@ -196,11 +215,15 @@ class Problem(BaseModel):
 class Pause(BaseModel):
     """Why a schedule is paused (optional)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     note: str | None = Field(default=None, max_length=10_000)
 
 
 class RunNow(BaseModel):
     """Parameters of this run only, over the schedule's (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] | None = None
 
@@ -248,18 +271,29 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
             return None
         return tokens.role_of(credentials.credentials)
 
-    def reader(found: Annotated[Role | None, Depends(role)]) -> None:
+    def reader(
+        found: Annotated[Role | None, Depends(role)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
         if found is None:
-            raise _Refused(401, "a bearer token is needed: Authorization: Bearer TOKEN")
+            if credentials is None:
+                raise _Refused(401, "a bearer token is needed: Authorization: Bearer TOKEN")
+            raise _Refused(401, "the bearer token given is not one of this server's")
 
-    def admin(found: Annotated[Role | None, Depends(role)]) -> None:
-        reader(found)
+    def admin(
+        found: Annotated[Role | None, Depends(role)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        reader(found, credentials)
         if found != "admin":
             raise _Refused(403, "this needs the admin token; the token given may only read")
 
-    def health_reader(found: Annotated[Role | None, Depends(role)]) -> None:
+    def health_reader(
+        found: Annotated[Role | None, Depends(role)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
         if not public_health:
-            reader(found)
+            reader(found, credentials)
 
     read = [Depends(reader)]
     write = [Depends(admin)]
@@ -284,7 +318,12 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
 
     @app.exception_handler(RequestValidationError)
     def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()]
+        problems = [
+            f"the body is not JSON ({e.get('ctx', {}).get('error', 'cannot be read')})"
+            if e.get("type") == "json_invalid"
+            else f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+            for e in exc.errors()
+        ]
         return JSONResponse({"detail": "; ".join(problems) or "bad request"}, status_code=422)
 
     @app.get("/api/schedules", dependencies=read, summary="Every schedule, with its last run")
@@ -374,6 +413,9 @@ def fields_of(body: Mapping[str, Any]) -> dict[str, Any]:
             raise UsageError("give pipeline_name or pipeline, not both")
         fields["pipeline"] = fields.pop("pipeline_name")
     kind = fields.pop("schedule_type", None)
+    if kind is not None and any(key in fields for key in _TYPE_KEYS.values()):
+        given = ", ".join(key for key in _TYPE_KEYS.values() if key in fields)
+        raise UsageError(f"give schedule_type or {given}, not both")
     hour, minute = fields.pop("hour", None), fields.pop("minute", None)
     seconds, expression = fields.pop("interval_seconds", None), fields.pop("cron_expression", None)
     if kind is None:

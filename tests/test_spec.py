@@ -549,10 +549,12 @@ SCHEDULES = st.builds(
     timing=st.builds(_timing, TRIGGERS, EXCLUSIONS),
     timezone=st.sampled_from(ZONES),
     params=st.dictionaries(st.text(max_size=10), JSON, max_size=4),
-    description=st.text(max_size=40),
+    description=st.text(
+        st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40
+    ),  # no database holds a NUL
     tags=st.lists(st.from_regex(NAME_PATTERN, fullmatch=True), max_size=3).map(tuple),
     enabled=st.booleans(),
-    pause_note=st.none() | st.text(max_size=20),
+    pause_note=st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
     policy=POLICIES,
 )
 

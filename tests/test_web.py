@@ -143,6 +143,23 @@ def test_our_endpoints_show_edit_pause_with_a_note_preview_run_and_list_history(
         ("get", "/api/schedules/nope/next", None, 404, "nope"),
         ("get", "/api/schedules/daily_etl_job/history?limit=0", None, 422, "limit"),
         ("get", "/api/schedules/daily_etl_job/history?status=lost", None, 422, "status"),
+        (
+            "post",
+            "/api/schedules",
+            {"name": "g", "pipeline": "p", "daily": "02:00", "description": "a\u0000b"},
+            422,
+            "without NUL",
+        ),
+        ("post", "/api/schedules", FLOWYML_DAILY | {"name": "g", "hour": True}, 422, "hour"),
+        (
+            "post",
+            "/api/schedules",
+            FLOWYML_DAILY | {"name": "g", "daily": "07:00"},
+            422,
+            "give schedule_type or daily, not both",
+        ),
+        ("post", "/api/schedules/daily_etl_job/run", {"parms": {}}, 422, "parms"),
+        ("post", "/api/schedules/daily_etl_job/pause", {"note": "a\u0000b"}, 422, "without NUL"),
     ],
 )
 def test_errors_get_the_clis_message_and_their_status_never_a_500(
@@ -154,9 +171,26 @@ def test_errors_get_the_clis_message_and_their_status_never_a_500(
     assert said in answer.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("/api/schedules", '{"name": "g", "pipeline": "p", "daily": "02:00", "params": {"k": "\\ud800"}}'),
+        ("/api/schedules", '{"name": "g", "pipeline": "p", "daily": "02:00", "description": "\\udc80"}'),
+        ("/api/schedules/daily_etl_job/run", '{"params": {"k": "\\ud800x"}}'),
+    ],
+)
+def test_a_lone_surrogate_in_a_body_is_refused_and_stored_nowhere(client: TestClient, path: str, text: str) -> None:
+    assert client.post("/api/schedules", json=FLOWYML_DAILY, headers=AS_ADMIN).status_code == 201
+    answer = client.post(path, content=text, headers=AS_ADMIN | {"Content-Type": "application/json"})
+    assert answer.status_code == 422 and "surrogate" in answer.json()["detail"]
+    assert [s["name"] for s in client.get("/api/schedules", headers=AS_READER).json()] == ["daily_etl_job"]
+    assert client.get("/api/schedules/daily_etl_job/history", headers=AS_READER).json() == []
+
+
 def test_tokens_admin_may_write_read_may_only_read_and_none_gets_401(client: TestClient) -> None:
     assert client.get("/api/schedules").status_code == 401
-    assert client.get("/api/schedules", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    wrong = client.get("/api/schedules", headers={"Authorization": "Bearer wrong-token"})
+    assert wrong.status_code == 401 and "not one of this server's" in wrong.json()["detail"]
     assert client.get("/api/scheduler/health").status_code == 401
     assert client.get("/api/schedules", headers=AS_READER).status_code == 200
     refused = client.post("/api/schedules", json=FLOWYML_DAILY, headers=AS_READER)
@@ -184,18 +218,24 @@ def test_a_store_that_cannot_be_used_answers_503() -> None:
 
 def test_a_token_file_gives_roles_and_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
-    path.write_text("# role token\nadmin a1\nread r1\nread r2  # the dashboard\n")
+    path.write_text("# role token\nadmin admin-one\nread reader-one\nread reader-two  # the dashboard\n")
     path.chmod(0o600)
     tokens = web.Tokens.from_file(path)
-    assert (tokens.role_of("a1"), tokens.role_of("r2"), tokens.role_of("x")) == ("admin", "read", None)
-    assert "a1" not in repr(tokens)
+    assert (tokens.role_of("admin-one"), tokens.role_of("reader-two"), tokens.role_of("x")) == ("admin", "read", None)
+    assert "admin-one" not in repr(tokens)
     path.chmod(0o644)
     with pytest.raises(web.TokenFileError, match="mode is 0644; make it 0600"):
         web.Tokens.from_file(path)
     path.chmod(0o600)
-    path.write_text("writer w1\n")
-    with pytest.raises(web.TokenFileError, match="line 1: expected 'admin TOKEN' or 'read TOKEN'"):
-        web.Tokens.from_file(path)
+    for text, said in (
+        ("writer writer-one\n", "line 1: expected 'admin TOKEN' or 'read TOKEN'"),
+        ("# nothing\n", "it holds no token"),
+        ("admin tök-tök-tök\n", "printable ASCII"),
+        ("admin short\n", "at least 8"),
+    ):
+        path.write_text(text)
+        with pytest.raises(web.TokenFileError, match=said):
+            web.Tokens.from_file(path)
 
 
 def test_serve_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from flowyml_sched.model import (
     Schedule,
     WorkerInfo,
     check_exclusions_fit,
+    check_text,
     validate_name,
 )
 from flowyml_sched.references import local_pipeline
@@ -307,7 +308,8 @@ class Scheduler:
         """Pause a schedule: no fire time is claimed until it is resumed. A row that cannot be
         loaded is paused too (and stays the :class:`BrokenSchedule` it is). A schedule paused
         already is left as it is (its note too), unless ``note`` gives it a new note. Raises
-        ScheduleNotFound."""
+        ScheduleNotFound, and InvalidPolicy for a note no database holds (NUL, a lone surrogate)."""
+        check_text(note, "pause note")
         return self._set_enabled(name, False, note)
 
     def resume(self, name: str) -> Toggled:

@@ -25,14 +25,8 @@ ADMIN, READ = "admin-token-1", "read-token-2"
 TOKENS = web.Tokens(admin=(ADMIN,), read=(READ,))
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 AS_READER = {"Authorization": f"Bearer {READ}"}
-FLOWYML_DAILY = {
-    "name": "daily_etl_job",
-    "pipeline_name": "etl.jobs:run",
-    "schedule_type": "daily",
-    "hour": 2,
-    "minute": 30,
-    "timezone": "Europe/Berlin",
-}
+FLOWYML_DAILY: dict[str, Any] = web.NewSchedule.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+"""flowyml's create body, the OpenAPI document's first example (so the example is tested too)."""
 
 
 @pytest.fixture

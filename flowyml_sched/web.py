@@ -314,7 +314,11 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
 
     @app.exception_handler(SchedulerError)
     def scheduler_error(request: Request, exc: SchedulerError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_of(exc))
+        status = _status_of(exc)
+        if status == 503 and tokens and _caller_role(request, tokens) is None:
+            # an anonymous caller (--public-metrics' health) learns nothing of where the store is
+            return JSONResponse({"detail": "the store cannot be used"}, status_code=503)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -455,6 +459,12 @@ def _worker_dict(worker: Any) -> dict[str, Any]:
         "lease_expires_at": worker.lease_expires_at.isoformat(),
         "status": worker.status,
     }
+
+
+def _caller_role(request: Request, tokens: Tokens) -> Role | None:
+    """The role of the request's bearer token, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return tokens.role_of(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _status_of(exc: SchedulerError) -> int:

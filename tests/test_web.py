@@ -210,6 +210,18 @@ def test_a_store_that_cannot_be_used_answers_503() -> None:
     assert answer.status_code == 503 and "127.0.0.1:1" in answer.json()["detail"]
 
 
+def test_a_store_that_cannot_be_used_tells_an_anonymous_health_caller_nothing_of_where_it_is() -> None:
+    from flowyml_sched.application.scheduler import connect
+    from flowyml_sched.config import resolve_settings
+
+    settings = resolve_settings({}, db_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with TestClient(web.create_app(lambda: connect(settings), TOKENS, public_health=True)) as client:
+        anonymous = client.get("/api/scheduler/health")
+        reader = client.get("/api/scheduler/health", headers=AS_READER)
+    assert (anonymous.status_code, anonymous.json()["detail"]) == (503, "the store cannot be used")
+    assert reader.status_code == 503 and "127.0.0.1:1" in reader.json()["detail"]
+
+
 def test_a_token_file_gives_roles_and_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text("# role token\nadmin admin-one\nread reader-one\nread reader-two  # the dashboard\n")

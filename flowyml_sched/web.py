@@ -264,12 +264,15 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
     )
     bearer = HTTPBearer(auto_error=False)
 
-    def role(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Role | None:
-        if not tokens:
-            return "admin"
-        if credentials is None:
-            return None
-        return tokens.role_of(credentials.credentials)
+    def role(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Role | None:
+        """The caller's role, kept on the request for the error handlers."""
+        found: Role | None = "admin"
+        if tokens:
+            found = None if credentials is None else tokens.role_of(credentials.credentials)
+        request.state.role = found
+        return found
 
     def reader(
         found: Annotated[Role | None, Depends(role)],
@@ -315,7 +318,7 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
     @app.exception_handler(SchedulerError)
     def scheduler_error(request: Request, exc: SchedulerError) -> JSONResponse:
         status = _status_of(exc)
-        if status == 503 and tokens and _caller_role(request, tokens) is None:
+        if status == 503 and getattr(request.state, "role", None) is None:
             # an anonymous caller (--public-metrics' health) learns nothing of where the store is
             return JSONResponse({"detail": "the store cannot be used"}, status_code=503)
         return JSONResponse({"detail": str(exc)}, status_code=status)
@@ -459,12 +462,6 @@ def _worker_dict(worker: Any) -> dict[str, Any]:
         "lease_expires_at": worker.lease_expires_at.isoformat(),
         "status": worker.status,
     }
-
-
-def _caller_role(request: Request, tokens: Tokens) -> Role | None:
-    """The role of the request's bearer token, or None."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return tokens.role_of(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _status_of(exc: SchedulerError) -> int:

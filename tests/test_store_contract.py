@@ -541,18 +541,24 @@ def test_upgrade_from_an_empty_database_after_a_downgrade(store: ScheduleStore, 
     assert store.list() == [as_stored(etl())]
 
 
-def test_runs_stored_before_revision_0004_come_back_as_the_schedules_own(store: ScheduleStore, store_url: str) -> None:
+def downgraded(store_url: str, revision: str, table: str) -> set[str]:
+    """Downgrade the store's schema to ``revision`` (an operator running an older version's
+    migrations); the columns ``table`` has then."""
     from alembic import command
 
-    store.add(etl(), NOW)
-    store.record_run(Run("etl", NOW, RunStatus.succeeded))
     engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), "0003")
-            assert "origin" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+            command.downgrade(alembic_config(conn), revision)
+            return {c["name"] for c in sa.inspect(conn).get_columns(table)}
     finally:
         engine.dispose()
+
+
+def test_runs_stored_before_revision_0004_come_back_as_the_schedules_own(store: ScheduleStore, store_url: str) -> None:
+    store.add(etl(), NOW)
+    store.record_run(Run("etl", NOW, RunStatus.succeeded))
+    assert "origin" not in downgraded(store_url, "0003", "runs")
     assert store.upgrade() == "0003"
     (run,) = store.history("etl")
     assert (run.origin, run.params, run.status) == (RunOrigin.schedule, None, RunStatus.succeeded)
@@ -575,16 +581,8 @@ def test_exclusions_are_stored_with_the_schedule_and_come_back_equal(store: Sche
 
 
 def test_schedules_stored_before_revision_0005_exclude_nothing(store: ScheduleStore, store_url: str) -> None:
-    from alembic import command
-
     store.add(etl(), NOW)
-    engine = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), "0004")
-            assert "exclusions" not in {c["name"] for c in sa.inspect(conn).get_columns("schedules")}
-    finally:
-        engine.dispose()
+    assert "exclusions" not in downgraded(store_url, "0004", "schedules")
     assert store.upgrade() == "0004"
     assert store.get("etl") == as_stored(etl())
     assert store.get("etl").exclusions == NO_EXCLUSIONS

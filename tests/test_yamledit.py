@@ -386,7 +386,7 @@ def test_the_files_mode_is_kept(path):
 NAMES = st.from_regex(NAME_PATTERN, fullmatch=True).filter(
     lambda n: n not in {"daily-summary", "hourly-sync", "poll-api"}
 )
-TEXT = st.text(max_size=12)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)  # no database holds a NUL
 SCHEDULES = st.builds(
     Schedule,
     name=NAMES,

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import api
 import bulk_apply
 import cli_startup
 import common
@@ -39,7 +40,7 @@ import memory
 import poll_cost
 import throughput
 
-BENCHMARKS = [lateness, poll_cost, idle_cost, throughput, cli_startup, fire_time_math, memory, bulk_apply]
+BENCHMARKS = [lateness, poll_cost, idle_cost, throughput, cli_startup, fire_time_math, memory, bulk_apply, api]
 BY_NAME = {module.NAME: module for module in BENCHMARKS}
 DEFAULT_RESULTS_MD = common.BENCH_DIR / "RESULTS.md"
 QUICK_DIR = common.RESULTS_DIR / "quick"

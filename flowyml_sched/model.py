@@ -327,6 +327,32 @@ class Run:
 
 
 @dataclass(frozen=True)
+class ScheduleHead:
+    """What a stored schedule row says without being loaded: its ``name``, whether it is
+    ``enabled``, its ``next_fire_at`` (aware UTC, or None), and its ``version`` and
+    ``updated_at`` (aware UTC), which change with every change to its definition."""
+
+    name: str
+    enabled: bool
+    next_fire_at: datetime | None
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EndedRunTotals:
+    """What a range of the stored history adds up to, for the metrics: run ends by
+    ``(schedule, status)`` (``RunStatus`` values), and two histograms as ``(counts, total)``:
+    ``counts[i]`` values at most ``bounds[i]`` and above the bound before, ``total`` their sum
+    in seconds. ``lateness``: start minus fire time of first attempts not asked for by a
+    backfill (negative counts as 0); ``duration``: ``duration_seconds`` where there is one."""
+
+    run_ends: dict[tuple[str, str], int]
+    lateness: tuple[list[int], float]
+    duration: tuple[list[int], float]
+
+
+@dataclass(frozen=True)
 class RunTotals:
     """What the stored history adds up to: how many runs of each status (``RunStatus`` values
     as text), how many of those started (the others were skipped, missed, or closed before

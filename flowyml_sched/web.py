@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -39,6 +40,7 @@ from flowyml_sched.errors import (
     StoreMissing,
     UsageError,
 )
+from flowyml_sched.exposition import Exposition
 from flowyml_sched.model import RunStatus, entry_to_dict, run_to_dict, schedule_to_dict
 
 Role = Literal["admin", "read"]
@@ -346,6 +348,20 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
         return scheduler().health()
 
     app.get("/api/schedules/health", dependencies=[Depends(health_reader)], summary="The same, flowyml's path")(health)
+
+    exposition = Exposition()
+
+    @app.get(
+        "/metrics",
+        dependencies=[Depends(health_reader)],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus' text format"}
+        },
+    )
+    def metrics() -> Response:
+        return Response(exposition.render(scheduler().metrics()), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/workers", dependencies=read, summary="Live workers")
     def workers() -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from flowyml_sched.timing import ExcludedFireTime, FireTime, excluded_between, f
 from flowyml_sched.zones import DEFAULT_TIMEZONE, get_zone
 
 if TYPE_CHECKING:
+    from flowyml_sched.application.metrics import MetricsSnapshot, RunMetrics
     from flowyml_sched.config import Settings
     from flowyml_sched.spec import Plan
     from flowyml_sched.store import ScheduleStore
@@ -209,6 +210,7 @@ class Scheduler:
         self.clock = clock
         self.source = source
         self.timezone = timezone
+        self._metrics: RunMetrics | None = None
 
     # -- changes -------------------------------------------------------------------------
 
@@ -512,6 +514,16 @@ class Scheduler:
             window or DEFAULT_HEALTH_WINDOW,
             tolerance or DEFAULT_LATE_TOLERANCE,
         )
+
+    def metrics(self) -> MetricsSnapshot:
+        """What ``/metrics`` reports now (see :mod:`flowyml_sched.application.metrics`): run
+        ends counted since this object's first call, which reads the whole history; each
+        later call reads what changed since the one before. Raises StoreError."""
+        if self._metrics is None:
+            from flowyml_sched.application.metrics import RunMetrics
+
+            self._metrics = RunMetrics(self.store)
+        return self._metrics.read(self.clock(), len(self.live_workers()))
 
     # -- files ---------------------------------------------------------------------------
 

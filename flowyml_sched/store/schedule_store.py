@@ -40,6 +40,7 @@ from flowyml_sched.model import (
     Claim,
     ClaimRound,
     ClaimScope,
+    EndedRunTotals,
     Heartbeat,
     Overlap,
     Policy,
@@ -49,6 +50,7 @@ from flowyml_sched.model import (
     RunStatus,
     RunTotals,
     Schedule,
+    ScheduleHead,
     WorkerInfo,
     exclusions_from_json,
     plain_text,
@@ -498,14 +500,24 @@ class ScheduleStore:
         """
         return [found for found in self.entries(tag, enabled) if isinstance(found, Schedule)]
 
-    def entries(self, tag: str | None = None, enabled: bool | None = None) -> list[Schedule | BrokenSchedule]:
+    def entries(
+        self, tag: str | None = None, enabled: bool | None = None, names: Collection[str] | None = None
+    ) -> list[Schedule | BrokenSchedule]:
         """As :meth:`list`, with a :class:`~flowyml_sched.model.BrokenSchedule` for each row
-        that cannot be loaded (a broken row's tags count when they are a list)."""
+        that cannot be loaded (a broken row's tags count when they are a list); ``names``:
+        only the rows of these names (those that exist)."""
         stmt = _select_rows(self.dialect)
         if enabled is not None:
             stmt = stmt.where(schedules.c.enabled == bool(enabled))
         with self._reading() as conn:
-            rows = conn.execute(stmt).mappings().all()
+            if names is None:
+                rows = conn.execute(stmt).mappings().all()
+            else:
+                rows = [
+                    row
+                    for chunk in _chunks(sorted(names))
+                    for row in conn.execute(stmt.where(schedules.c.name.in_(chunk))).mappings()
+                ]
         found = [_load_row(row, self._decoders) for row in rows]
         if tag is not None:
             found = [s for s in found if tag in _tags_of(s)]
@@ -714,6 +726,99 @@ class ScheduleStore:
         with self._reading() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
         return None if row is None else _run_from_row(row)
+
+    def runs_after(self, after_id: int, limit: int) -> list[Run]:
+        """Up to ``limit`` runs whose database id is above ``after_id``, by id: the whole
+        history a page at a time, or the rows written since a read that saw ids up to
+        ``after_id`` (on PostgreSQL a lower id may still commit after a higher one)."""
+        stmt = sa.select(runs).where(runs.c.id > after_id).order_by(runs.c.id).limit(limit)
+        with self._reading() as conn:
+            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def runs_by_id(self, ids: Collection[int]) -> list[Run]:
+        """The runs of these database ids that exist, in no order."""
+        with self._reading() as conn:
+            return [
+                _run_from_row(row)
+                for chunk in _chunks(sorted(ids))
+                for row in conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).mappings()
+            ]
+
+    def highest_run_id(self) -> int:
+        """The highest database id of the history (0 when it is empty)."""
+        with self._reading() as conn:
+            return conn.execute(sa.select(sa.func.max(runs.c.id))).scalar_one() or 0
+
+    def ended_run_totals(
+        self, up_to_id: int, ended_before: datetime, lateness_bounds: Sequence[float], duration_bounds: Sequence[float]
+    ) -> EndedRunTotals:
+        """The ends of the runs with ids up to ``up_to_id`` that ended before ``ended_before``
+        (aware; or have no ``finished_at``) and are not waiting for a retry, added up in the
+        database (three grouped queries, no row read; SQLite's time arithmetic is good to the
+        millisecond): see :class:`EndedRunTotals`. The
+        ``*_bounds`` are the histograms' upper bounds in seconds, ascending, the last one
+        infinite. :meth:`runs_not_ended_before` reads the other runs of that range."""
+        ended = sa.and_(
+            runs.c.id <= up_to_id,
+            runs.c.status.not_in([RunStatus.pending.value, RunStatus.running.value]),
+            runs.c.retry_at.is_(None),
+            sa.or_(runs.c.finished_at < _utc(ended_before, "ended_before"), runs.c.finished_at.is_(None)),
+        )
+        late = self._seconds_between(runs.c.started_at, runs.c.scheduled_for)
+        late = sa.case((late < 0, 0.0), else_=late)
+        lateness_of = sa.and_(
+            ended, runs.c.started_at.is_not(None), runs.c.attempt == 1, runs.c.origin != RunOrigin.backfill.value
+        )
+        duration_of = sa.and_(ended, runs.c.duration_seconds.is_not(None))
+        with self._reading() as conn:
+            counts = conn.execute(
+                sa.select(runs.c.schedule_name, runs.c.status, sa.func.count())
+                .where(ended)
+                .group_by(runs.c.schedule_name, runs.c.status)
+            ).all()
+            lateness = _histogram_of(conn, late, lateness_of, lateness_bounds)
+            duration = _histogram_of(conn, runs.c.duration_seconds, duration_of, duration_bounds)
+        return EndedRunTotals({(name, status): n for name, status, n in counts}, lateness, duration)
+
+    def runs_not_ended_before(self, up_to_id: int, ended_before: datetime) -> list[Run]:
+        """The runs with ids up to ``up_to_id`` that :meth:`ended_run_totals` leaves out:
+        pending, running, waiting for a retry, or ended at or after ``ended_before``."""
+        stmt = sa.select(runs).where(
+            runs.c.id <= up_to_id,
+            sa.or_(
+                runs.c.status.in_([RunStatus.pending.value, RunStatus.running.value]),
+                runs.c.retry_at.is_not(None),
+                runs.c.finished_at >= _utc(ended_before, "ended_before"),
+            ),
+        )
+        with self._reading() as conn:
+            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def _seconds_between(self, later: sa.ColumnElement[Any], earlier: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``later - earlier`` in seconds, computed by the database."""
+        if self.dialect == "postgresql":
+            return sa.extract("epoch", later - earlier)
+        return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+    def runs_finished_since(self, since: datetime) -> list[Run]:
+        """The runs whose ``finished_at`` is at or after ``since`` (aware), in no order; one
+        read of the index ``ix_runs_finished_at``."""
+        stmt = sa.select(runs).where(runs.c.finished_at >= _utc(since, "since"))
+        with self._reading() as conn:
+            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def schedule_heads(self) -> list[ScheduleHead]:
+        """Every stored schedule row as a :class:`ScheduleHead` (nothing loaded, so a row
+        that cannot be loaded is listed too), in no order; one query."""
+        stmt = sa.select(
+            schedules.c.name,
+            schedules.c.enabled,
+            schedules.c.next_fire_at,
+            schedules.c.version,
+            schedules.c.updated_at,
+        )
+        with self._reading() as conn:
+            return [ScheduleHead(*row) for row in conn.execute(stmt)]
 
     def runs_between(self, name: str, start: datetime, end: datetime) -> list[Run]:
         """The runs of ``name`` whose fire time is in [``start``, ``end``), oldest first."""
@@ -1518,6 +1623,23 @@ def _advance_backfill(conn: sa.Connection, name: str) -> None:
         .scalar_subquery()
     )
     conn.execute(sa.update(runs).where(runs.c.id == oldest).values(retry_at=runs.c.scheduled_for))
+
+
+def _histogram_of(
+    conn: sa.Connection, value: sa.ColumnElement[Any], where: sa.ColumnElement[bool], bounds: Sequence[float]
+) -> tuple[list[int], float]:
+    """``value`` over the rows ``where`` selects, in buckets of upper ``bounds`` (the last one
+    infinite): counts per bucket and the sum, in one grouped query. ``value`` is computed once
+    a row (a materialized CTE; the bucket's CASE would compute it once per bound)."""
+    values = sa.select(value.label("value")).where(where).cte("observed").prefix_with("MATERIALIZED")
+    bucket = sa.case(*((values.c.value <= bound, i) for i, bound in enumerate(bounds[:-1])), else_=len(bounds) - 1)
+    counts, total = [0] * len(bounds), 0.0
+    for index, count, part in conn.execute(
+        sa.select(bucket, sa.func.count(), sa.func.sum(values.c.value)).group_by(bucket)
+    ):
+        counts[index] = count
+        total += float(part or 0.0)
+    return counts, total
 
 
 def _chunks(values: list[Any], size: int = _IN_LIST_LIMIT) -> Iterator[list[Any]]:

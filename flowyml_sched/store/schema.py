@@ -105,7 +105,8 @@ runs = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempt", sa.Integer(), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),
-    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    # indexed (migration 0006): the metrics read the runs that ended since their last scrape
+    sa.Column("finished_at", UTCDateTime(), nullable=True, index=True),
     sa.Column("duration_seconds", sa.Double(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("run_id", sa.String(64), nullable=True),

@@ -1,0 +1,251 @@
+"""What ``/metrics`` reports, read from the store: run ends counted as they happen, lateness
+and duration histograms, and the schedules' and workers' state at the moment of the read.
+
+One :class:`RunMetrics` per API process reports for every worker of the store. Its first read
+has the database add up the history (every run that ended counts; the runs still going, or
+ended within the last :data:`SETTLE_SECONDS`, are read one by one); each later read costs what
+changed since the one before, never a scan of the history:
+
+- the rows written since (ids above the highest it has seen, and the ids it skipped: on
+  PostgreSQL a lower id may commit after a higher one, so a skipped id is looked for again
+  for :data:`GAP_SECONDS`);
+- the rows whose ``finished_at`` is at most :data:`SETTLE_SECONDS` older than the read
+  before (index ``ix_runs_finished_at``): runs that ended since, retries included;
+- the rows it last saw ``running``, by id: a finish recorded late (queued while the store was
+  down) carries the time the run ended, which may be older than that window.
+
+An end is counted once: by the row's id, attempt, status and ``finished_at``. A run that ends,
+is asked for again (a backfill of a fire time recorded ``missed``) and ends again counts twice,
+once for each end. History pruned away stays counted (counters only grow); a restarted API
+process counts what the history holds then. Schedules' states come from one query of their
+rows' heads; a row is loaded (to tell whether it is broken) only when its ``version`` or
+``updated_at`` changed, so a row edited by hand without either changing is judged again when
+the process restarts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from flowyml_sched.application.health import DEFAULT_LATE_TOLERANCE
+from flowyml_sched.model import BrokenSchedule, Run, RunOrigin, RunStatus, ScheduleHead
+
+if TYPE_CHECKING:
+    from flowyml_sched.store import ScheduleStore
+
+LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf)
+"""Upper bounds (seconds) of the lateness histogram's buckets: a run's start minus its fire time."""
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, math.inf)
+"""Upper bounds (seconds) of the duration histogram's buckets."""
+SETTLE_SECONDS = 60.0
+"""How much older than the read before a ``finished_at`` may be and still be read: the clock
+difference between the hosts of the workers and of the API, and a commit's delay."""
+GAP_SECONDS = 300.0
+"""How long an id skipped by a read (not committed yet, or rolled back) is looked for again."""
+GAP_LIMIT = 10_000
+"""More ids skipped than this in one read are not looked for (rows pruned, not in flight)."""
+PAGE = 10_000
+"""Rows per read of the rows written since the read before."""
+
+_OPEN = (RunStatus.pending, RunStatus.running)
+
+
+@dataclass
+class Histogram:
+    """Observations in buckets: ``counts[i]`` of them at most ``bounds[i]`` and above the bound
+    before (not cumulative), and their ``total``."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = self.counts or [0] * len(self.bounds)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def add(self, counts: list[int], total: float) -> None:
+        """Add observations already in this histogram's buckets (``counts`` per bucket)."""
+        self.counts = [mine + theirs for mine, theirs in zip(self.counts, counts, strict=True)]
+        self.total += total
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations at most that)`` per bucket, Prometheus' ``le`` buckets."""
+        running, result = 0, []
+        for bound, count in zip(self.bounds, self.counts, strict=True):
+            running += count
+            result.append((bound, running))
+        return result
+
+    def copy(self) -> Histogram:
+        return Histogram(self.bounds, list(self.counts), self.total)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The figures of one read, at ``at`` (aware UTC; not part of the value, so two reads that
+    found the same compare equal).
+
+    - ``run_ends``: schedule → status (``RunStatus`` values) → run ends counted so far;
+      ``missed`` and ``skipped`` are fire times that were not run.
+    - ``lateness``: seconds from the fire time to the start, of first attempts of scheduled
+      and manual runs (a backfill's fire times are late by design); ``duration``: seconds of
+      the attempts that ended with one.
+    - ``next_fire_at``: each enabled, loadable schedule's next fire time (aware UTC).
+    - ``schedules``: how many rows are ``enabled``, ``paused`` and ``broken`` (cannot be loaded).
+    - ``late``: enabled schedules whose next fire time is more than the tolerance in the past.
+    - ``live_workers``: workers whose heartbeat lease has not expired.
+    """
+
+    at: datetime = field(compare=False)
+    run_ends: Mapping[str, Mapping[str, int]]
+    lateness: Histogram
+    duration: Histogram
+    next_fire_at: Mapping[str, datetime]
+    schedules: Mapping[str, int]
+    late: int
+    live_workers: int
+
+
+class RunMetrics:
+    """Counts kept between reads of one store (see the module's docstring); not thread-safe:
+    one read at a time. ``tolerance``: how far in the past a next fire time makes a schedule
+    late (the health report's default)."""
+
+    def __init__(self, store: ScheduleStore, tolerance: timedelta = DEFAULT_LATE_TOLERANCE):
+        self.store = store
+        self._lock = threading.Lock()
+        self.tolerance = tolerance
+        self._run_ends: dict[str, dict[str, int]] = {}
+        self._lateness = Histogram(LATENESS_BUCKETS)
+        self._duration = Histogram(DURATION_BUCKETS)
+        self._highest_id = 0
+        self._gaps: dict[int, datetime] = {}
+        self._running: set[int] = set()
+        self._counted: set[tuple[int, int, str, datetime]] = set()
+        self._last_read: datetime | None = None
+        self._heads: dict[str, tuple[int, datetime, bool]] = {}
+
+    def read(self, now: datetime, live_workers: int) -> MetricsSnapshot:
+        """Count what ended since the last read and return the figures at ``now`` (aware UTC),
+        with ``live_workers`` as found by the caller. One read at a time (a lock). Raises
+        StoreError when the store cannot be read; what the failed read had found is counted
+        by the next, once."""
+        with self._lock:
+            return self._read(now, live_workers)
+
+    def _read(self, now: datetime, live_workers: int) -> MetricsSnapshot:
+        keep = now - timedelta(seconds=SETTLE_SECONDS)  # the next read's window starts there
+        highest, gaps = self._highest_id, dict(self._gaps)
+        totals = None
+        try:
+            found: dict[int, Run] = {}
+            if self._last_read is None:  # the history so far: added up by the database
+                self._highest_id = self.store.highest_run_id()
+                totals = self.store.ended_run_totals(self._highest_id, keep, LATENESS_BUCKETS, DURATION_BUCKETS)
+                found.update((run.id, run) for run in self.store.runs_not_ended_before(self._highest_id, keep))
+            found.update((run.id, run) for run in self._new_runs(now))
+            for run in self.store.runs_by_id({*self._gaps, *self._running} - found.keys()):
+                found[run.id] = run
+                self._gaps.pop(run.id, None)
+            since = keep if self._last_read is None else self._last_read - timedelta(seconds=SETTLE_SECONDS)
+            found.update((run.id, run) for run in self.store.runs_finished_since(since))  # the newest read
+            heads = self.store.schedule_heads()
+        except BaseException:
+            self._highest_id, self._gaps = highest, gaps
+            raise
+        if totals is not None:
+            for (schedule, status), count in totals.run_ends.items():
+                self._count(schedule, status, count)
+            self._lateness.add(*totals.lateness)
+            self._duration.add(*totals.duration)
+        self._gaps = {i: noted for i, noted in self._gaps.items() if (now - noted).total_seconds() < GAP_SECONDS}
+        for run in found.values():
+            self._observe(run, keep)
+        self._counted = {key for key in self._counted if key[3] >= keep}
+        self._last_read = now
+        return self._snapshot(heads, live_workers, now)
+
+    def _new_runs(self, now: datetime) -> Iterable[Run]:
+        """The rows above the highest id seen, a page at a time; ids skipped become gaps
+        (after the first read: ids it skipped were pruned, or in flight with a recent end)."""
+        while True:
+            page = self.store.runs_after(self._highest_id, PAGE)
+            if not page:
+                return
+            ids = [run.id for run in page]
+            skipped = ids[-1] - self._highest_id - len(ids)
+            if self._last_read is not None and 0 < skipped <= GAP_LIMIT:
+                present = set(ids)
+                self._gaps.update((i, now) for i in range(self._highest_id + 1, ids[-1]) if i not in present)
+            self._highest_id = ids[-1]
+            yield from page
+            if len(page) < PAGE:
+                return
+
+    def _count(self, schedule: str, status: str, count: int = 1) -> None:
+        by_status = self._run_ends.setdefault(schedule, {})
+        by_status[status] = by_status.get(status, 0) + count
+
+    def _observe(self, run: Run, keep: datetime) -> None:
+        """Count ``run``'s end unless counted already; remember the end while a later read
+        may see it again (``finished_at`` at or after ``keep``)."""
+        if run.status is RunStatus.running:
+            self._running.add(run.id)
+            return
+        self._running.discard(run.id)
+        if run.status in _OPEN:
+            return
+        key = (run.id, run.attempt, run.status.value, run.finished_at)
+        if key in self._counted:
+            return
+        if run.finished_at is not None and run.finished_at >= keep:
+            self._counted.add(key)
+        self._count(run.schedule_name, run.status.value)
+        if run.started_at is not None and run.attempt == 1 and run.origin is not RunOrigin.backfill:
+            self._lateness.observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
+        if run.duration_seconds is not None:
+            self._duration.observe(run.duration_seconds)
+
+    def _snapshot(self, heads: list[ScheduleHead], live: int, now: datetime) -> MetricsSnapshot:
+        broken = self._broken(heads)
+        states = {"enabled": 0, "paused": 0, "broken": len(broken)}
+        next_fire_at: dict[str, datetime] = {}
+        late = 0
+        for head in heads:
+            if head.name in broken:
+                continue
+            states["enabled" if head.enabled else "paused"] += 1
+            if head.enabled and head.next_fire_at is not None:
+                next_fire_at[head.name] = head.next_fire_at
+                late += now - head.next_fire_at > self.tolerance
+        return MetricsSnapshot(
+            at=now,
+            run_ends={schedule: dict(by_status) for schedule, by_status in self._run_ends.items()},
+            lateness=self._lateness.copy(),
+            duration=self._duration.copy(),
+            next_fire_at=next_fire_at,
+            schedules=states,
+            late=late,
+            live_workers=live,
+        )
+
+    def _broken(self, heads: list[ScheduleHead]) -> set[str]:
+        """The names of the rows that cannot be loaded; loads only the rows that changed."""
+        changed = [h.name for h in heads if self._heads.get(h.name, (None, None))[:2] != (h.version, h.updated_at)]
+        if changed:
+            loaded = {e.name: isinstance(e, BrokenSchedule) for e in self.store.entries(names=changed)}
+            stamps = {h.name: (h.version, h.updated_at) for h in heads}
+            for name, is_broken in loaded.items():
+                self._heads[name] = (*stamps[name], is_broken)
+        present = {h.name for h in heads}
+        self._heads = {name: state for name, state in self._heads.items() if name in present}
+        return {name for name, (_, _, is_broken) in self._heads.items() if is_broken}

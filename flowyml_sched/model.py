@@ -329,14 +329,13 @@ class Run:
 @dataclass(frozen=True)
 class ScheduleHead:
     """What a stored schedule row says without being loaded: its ``name``, whether it is
-    ``enabled``, its ``next_fire_at`` (aware UTC, or None), and its ``version`` and
-    ``updated_at`` (aware UTC), which change with every change to its definition."""
+    ``enabled``, its ``next_fire_at`` (aware UTC, or None), and its ``version``, which every
+    change the store makes to its definition raises."""
 
     name: str
     enabled: bool
     next_fire_at: datetime | None
     version: int
-    updated_at: datetime
 
 
 @dataclass(frozen=True)

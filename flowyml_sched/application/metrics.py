@@ -18,9 +18,9 @@ An end is counted once: by the row's id, attempt, status and ``finished_at``. A 
 is asked for again (a backfill of a fire time recorded ``missed``) and ends again counts twice,
 once for each end. History pruned away stays counted (counters only grow); a restarted API
 process counts what the history holds then. Schedules' states come from one query of their
-rows' heads; a row is loaded (to tell whether it is broken) only when its ``version`` or
-``updated_at`` changed, so a row edited by hand without either changing is judged again when
-the process restarts.
+rows' heads; a row is loaded (to tell whether it is broken) only when its ``version`` changed
+(every change the store makes raises it), so a row edited by hand without raising it is judged
+again when the process restarts.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class RunMetrics:
         self._running: set[int] = set()
         self._counted: set[tuple[int, int, str, datetime]] = set()
         self._last_read: datetime | None = None
-        self._heads: dict[str, tuple[int, datetime, bool]] = {}
+        self._heads: dict[str, tuple[int, bool]] = {}
 
     def read(self, now: datetime, live_workers: int) -> MetricsSnapshot:
         """Count what ended since the last read and return the figures at ``now`` (aware UTC),
@@ -153,11 +153,11 @@ class RunMetrics:
                 totals = self.store.ended_run_totals(self._highest_id, keep, LATENESS_BUCKETS, DURATION_BUCKETS)
                 found.update((run.id, run) for run in self.store.runs_not_ended_before(self._highest_id, keep))
             found.update((run.id, run) for run in self._new_runs(now))
-            for run in self.store.runs_by_id({*self._gaps, *self._running} - found.keys()):
+            since = keep if self._last_read is None else self._last_read - timedelta(seconds=SETTLE_SECONDS)
+            ended = {key[0] for key in self.store.run_ends_since(since) if key not in self._counted}
+            for run in self.store.runs_by_id({*self._gaps, *self._running, *ended} - found.keys()):
                 found[run.id] = run
                 self._gaps.pop(run.id, None)
-            since = keep if self._last_read is None else self._last_read - timedelta(seconds=SETTLE_SECONDS)
-            found.update((run.id, run) for run in self.store.runs_finished_since(since))  # the newest read
             heads = self.store.schedule_heads()
         except BaseException:
             self._highest_id, self._gaps = highest, gaps
@@ -192,8 +192,9 @@ class RunMetrics:
                 return
 
     def _count(self, schedule: str, status: str, count: int = 1) -> None:
-        by_status = self._run_ends.setdefault(schedule, {})
-        by_status[status] = by_status.get(status, 0) + count
+        """A new mapping for the schedule (snapshots share the others: they are never changed)."""
+        by_status = self._run_ends.get(schedule, {})
+        self._run_ends[schedule] = by_status | {status: by_status.get(status, 0) + count}
 
     def _observe(self, run: Run, keep: datetime) -> None:
         """Count ``run``'s end unless counted already; remember the end while a later read
@@ -229,7 +230,7 @@ class RunMetrics:
                 late += now - head.next_fire_at > self.tolerance
         return MetricsSnapshot(
             at=now,
-            run_ends={schedule: dict(by_status) for schedule, by_status in self._run_ends.items()},
+            run_ends=dict(self._run_ends),
             lateness=self._lateness.copy(),
             duration=self._duration.copy(),
             next_fire_at=next_fire_at,
@@ -239,13 +240,15 @@ class RunMetrics:
         )
 
     def _broken(self, heads: list[ScheduleHead]) -> set[str]:
-        """The names of the rows that cannot be loaded; loads only the rows that changed."""
-        changed = [h.name for h in heads if self._heads.get(h.name, (None, None))[:2] != (h.version, h.updated_at)]
+        """The names of the rows that cannot be loaded; loads only the rows whose version changed."""
+        changed = [h.name for h in heads if self._heads.get(h.name, (None,))[0] != h.version]
         if changed:
-            loaded = {e.name: isinstance(e, BrokenSchedule) for e in self.store.entries(names=changed)}
-            stamps = {h.name: (h.version, h.updated_at) for h in heads}
-            for name, is_broken in loaded.items():
-                self._heads[name] = (*stamps[name], is_broken)
-        present = {h.name for h in heads}
-        self._heads = {name: state for name, state in self._heads.items() if name in present}
-        return {name for name, (_, _, is_broken) in self._heads.items() if is_broken}
+            versions = {h.name: h.version for h in heads}
+            loaded = self.store.entries(names=changed if len(changed) < len(heads) else None)
+            for entry in loaded:
+                if entry.name in versions:  # not one added since the heads were read
+                    self._heads[entry.name] = (versions[entry.name], isinstance(entry, BrokenSchedule))
+        if len(self._heads) > len(heads):
+            present = {h.name for h in heads}
+            self._heads = {name: state for name, state in self._heads.items() if name in present}
+        return {name for name, (_, is_broken) in self._heads.items() if is_broken}

@@ -733,7 +733,7 @@ class ScheduleStore:
         ``after_id`` (on PostgreSQL a lower id may still commit after a higher one)."""
         stmt = sa.select(runs).where(runs.c.id > after_id).order_by(runs.c.id).limit(limit)
         with self._reading() as conn:
-            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+            return [_run_from_row(row) for row in conn.execute(stmt).mappings().all()]
 
     def runs_by_id(self, ids: Collection[int]) -> list[Run]:
         """The runs of these database ids that exist, in no order."""
@@ -800,12 +800,15 @@ class ScheduleStore:
             return sa.extract("epoch", later - earlier)
         return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
 
-    def runs_finished_since(self, since: datetime) -> list[Run]:
-        """The runs whose ``finished_at`` is at or after ``since`` (aware), in no order; one
-        read of the index ``ix_runs_finished_at``."""
-        stmt = sa.select(runs).where(runs.c.finished_at >= _utc(since, "since"))
+    def run_ends_since(self, since: datetime) -> list[tuple[int, int, str, datetime]]:
+        """``(id, attempt, status, finished_at)`` of the runs whose ``finished_at`` is at or
+        after ``since`` (aware; status a ``RunStatus`` value), in no order; one read of the
+        index ``ix_runs_finished_at`` (:meth:`runs_by_id` reads the rows)."""
+        stmt = sa.select(runs.c.id, runs.c.attempt, runs.c.status, runs.c.finished_at).where(
+            runs.c.finished_at >= _utc(since, "since")
+        )
         with self._reading() as conn:
-            return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
+            return [tuple(row) for row in conn.execute(stmt).all()]
 
     def schedule_heads(self) -> list[ScheduleHead]:
         """Every stored schedule row as a :class:`ScheduleHead` (nothing loaded, so a row
@@ -815,10 +818,9 @@ class ScheduleStore:
             schedules.c.enabled,
             schedules.c.next_fire_at,
             schedules.c.version,
-            schedules.c.updated_at,
         )
         with self._reading() as conn:
-            return [ScheduleHead(*row) for row in conn.execute(stmt)]
+            return [ScheduleHead(*row) for row in conn.execute(stmt).all()]
 
     def runs_between(self, name: str, start: datetime, end: datetime) -> list[Run]:
         """The runs of ``name`` whose fire time is in [``start``, ``end``), oldest first."""

@@ -239,7 +239,7 @@ def _print_changed(stored: Schedule, as_json: bool, done: str) -> None:
 
         _print_json(schedule_to_dict(stored))
     else:
-        from flowyml_sched.cli.render import describe_next
+        from flowyml_sched.describe import describe_next
 
         typer.echo(f"{done}: {describe_next(stored, _now())}")
 
@@ -353,7 +353,7 @@ def resume_command(
         changed = flags.schedule_file(file).resume(name)
         typer.echo(f"resumed {name} in {file}" if changed else f"{name} is not paused in {file}")
         return
-    from flowyml_sched.cli.render import describe_next
+    from flowyml_sched.describe import describe_next
 
     with flags.scheduler(create=False) as scheduler:
         resumed = scheduler.resume(name)
@@ -497,7 +497,7 @@ def trigger_command(
 
         _print_json(run_to_dict(run))
     elif wait:
-        from flowyml_sched.cli.render import last_error
+        from flowyml_sched.describe import last_error
 
         error = f" ({last_error(run)})" if run.error else ""
         typer.echo(f"{name} at {run.scheduled_for.isoformat()}: {run.status.value}{error}")

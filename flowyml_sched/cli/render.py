@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from flowyml_sched.describe import NO_WORKER_HINT, RUNS_IN_PYTHON, last_error, relative, show_value, trigger_label
 from flowyml_sched.references import is_local_pipeline
 
 if TYPE_CHECKING:
@@ -72,39 +73,6 @@ class _Grid:
             ]
             out.append("  ".join(cells).rstrip())
         sys.stdout.write("\n".join(out) + "\n")
-
-
-def relative(moment: datetime, now: datetime) -> str:
-    """``in 3h 12m`` or ``5m ago``: the gap between two instants, to the minute (seconds when under one)."""
-    seconds = int((moment - now).total_seconds())
-    span = abs(seconds)
-    if span < 60:
-        text = f"{span}s"
-    else:
-        days, rest = divmod(span // 60, 24 * 60)
-        hours, minutes = divmod(rest, 60)
-        parts = [f"{days}d"] if days else []
-        if hours:
-            parts.append(f"{hours}h")
-        if minutes and not days:
-            parts.append(f"{minutes}m")
-        text = " ".join(parts) or "0m"
-    return f"in {text}" if seconds >= 0 else f"{text} ago"
-
-
-def trigger_label(schedule: Schedule) -> str:
-    """``daily 02:30``, ``cron */15 * * * *``, ``hourly :15``, ``interval every 15m``."""
-    return f"{schedule.kind} {schedule.trigger.describe()}"
-
-
-def describe_next(schedule: Schedule, now: datetime) -> str:
-    """One line saying when a stored schedule fires next, in its zone and relative to now."""
-    if schedule.next_fire_at is None:
-        return "no fire time ahead: its exclusions take every one" if schedule.enabled else "paused"
-    from flowyml_sched.zones import get_zone
-
-    local = schedule.next_fire_at.astimezone(get_zone(schedule.timezone))
-    return f"next {local:%Y-%m-%d %H:%M %Z} ({relative(schedule.next_fire_at, now)})"
 
 
 def fire_time_json(fire: FireTime) -> dict[str, Any]:
@@ -193,11 +161,8 @@ def render_schedule_list(rows: list[tuple[Schedule | BrokenSchedule, Run | None]
         )
 
 
-RUNS_IN_PYTHON = "runs only in a Python process that registered it"
-"""Said of a schedule whose pipeline is a callable a ``PipelineScheduler`` registered."""
 OVERDUE = timedelta(seconds=60)
 """A schedule whose next fire time is this far in the past has no worker claiming it."""
-NO_WORKER_HINT = "check with 'flowyml-sched run-worker --check'; start one with 'flowyml-sched run-worker'"
 
 
 def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], now: datetime) -> None:
@@ -209,40 +174,15 @@ def render_schedule(schedule: Schedule | BrokenSchedule, fires: list[FireTime], 
     table = _Grid("field", "value", header=False)
     if isinstance(schedule, BrokenSchedule):
         for key, value in entry_to_dict(schedule).items():
-            table.add_row(key, _show_value(key, value))
+            table.add_row(key, show_value(key, value))
         table.print()
         return
     for key, value in schedule_to_dict(schedule).items():
-        table.add_row(key, schedule.exclusions.describe() or "-" if key == "exclusions" else _show_value(key, value))
+        table.add_row(key, schedule.exclusions.describe() or "-" if key == "exclusions" else show_value(key, value))
     table.print()
     if schedule.enabled:
         console.print()
         render_fire_times(fires, schedule.timezone)
-
-
-def _show_value(key: str, value: Any) -> str:
-    """A stored field as ``show`` prints it: JSON for structures, durations in seconds as in
-    ``--json`` with 1h30m beside them, the misfire grace in force when the default, '-' for none."""
-    import json
-
-    from flowyml_sched.triggers import format_duration
-
-    if key == "misfire_grace_seconds" and value is None:
-        from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
-
-        default = DEFAULT_MISFIRE_GRACE.total_seconds()
-        return f"{default:g} ({format_duration(DEFAULT_MISFIRE_GRACE)}, the default)"
-    if key == "timeout_seconds" and value is None:
-        return "- (no timeout)"
-    if key == "pipeline" and isinstance(value, str) and is_local_pipeline(value):
-        return f"{value} (a Python callable: {RUNS_IN_PYTHON}; run-worker leaves it)"
-    if value is None or value == "":
-        return "-"
-    if key.endswith("_seconds") and isinstance(value, int | float):
-        return f"{value:g} ({format_duration(timedelta(seconds=value))})"
-    if isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def render_history(name: str, runs: list[Run]) -> None:
@@ -404,15 +344,6 @@ def render_backfill(backfill: Backfill) -> None:
             what,
         )
     table.print()
-
-
-def last_error(run: Run) -> str:
-    """The first line of the last attempt's error (``error`` holds one line per earlier
-    attempt above it), at most 500 characters; "" when there is none."""
-    lines = (run.error or "").splitlines()
-    if not lines:
-        return ""
-    return lines[min(run.attempt - 1, len(lines) - 1)][:500]
 
 
 def describe_progress(run: Run) -> str:

@@ -2,7 +2,7 @@
 
 Every handler parses, calls one use case of :mod:`flowyml_sched.application` on the store the
 CLI and the workers use, and renders JSON; errors map to status codes in one place
-(:func:`_status_of`): 404 for an unknown schedule, 409 for a name taken, 422 with the CLI's own
+(:func:`status_of`): 404 for an unknown schedule, 409 for a name taken, 422 with the CLI's own
 message for bad input, 503 when the store cannot be used. Imported only by ``serve`` (the CLI
 and the worker never load FastAPI or pydantic).
 
@@ -43,6 +43,8 @@ from flowyml_sched.errors import (
 from flowyml_sched.exposition import Exposition
 from flowyml_sched.model import RunStatus, entry_to_dict, run_to_dict, schedule_to_dict
 
+NOTE_LIMIT = 10_000
+"""Characters of a pause note given through the API or the dashboard."""
 Role = Literal["admin", "read"]
 ROLES: tuple[Role, ...] = ("admin", "read")
 
@@ -219,7 +221,7 @@ class Pause(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=10_000)
+    note: str | None = Field(default=None, max_length=NOTE_LIMIT)
 
 
 class RunNow(BaseModel):
@@ -319,7 +321,7 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
 
     @app.exception_handler(SchedulerError)
     def scheduler_error(request: Request, exc: SchedulerError) -> JSONResponse:
-        status = _status_of(exc)
+        status = status_of(exc)
         if status == 503 and getattr(request.state, "role", None) is None:
             # an anonymous caller (--public-metrics' health) learns nothing of where the store is
             return JSONResponse({"detail": "the store cannot be used"}, status_code=503)
@@ -414,6 +416,9 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
         run = scheduler().trigger(name, body.params if body else None)
         return run_to_dict(run) | {"id": run.id}
 
+    from flowyml_sched.dashboard import dashboard_router
+
+    app.include_router(dashboard_router(scheduler, tokens))
     return app
 
 
@@ -480,7 +485,7 @@ def _worker_dict(worker: Any) -> dict[str, Any]:
     }
 
 
-def _status_of(exc: SchedulerError) -> int:
+def status_of(exc: SchedulerError) -> int:
     """The HTTP status of a use case's error: the one place they are mapped."""
     if isinstance(exc, ScheduleNotFound | RunGone):
         return 404

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "flowyml_sched"
 
 ADAPTERS = ("store", "locks", "executor", "worker", "pipelines", "runner", "sdnotify", "filewatch", "yamledit")
-FRONT_ENDS = ("cli", "api")
+FRONT_ENDS = ("cli", "api", "web", "exposition", "dashboard")
 PURE = (
     "errors",
     "references",
@@ -21,6 +21,7 @@ PURE = (
     "triggers",
     "cronspec",
     "timing",
+    "exclusions",
     "dispatch",
     "fields",
     "spec.document",
@@ -29,7 +30,7 @@ PURE = (
     "spec.planning",
 )
 BACKENDS = ("sqlalchemy", "alembic", "redis", "filelock", "psycopg")
-PRESENTATION = ("typer", "rich", "fastapi", "pydantic", "click", "uvicorn")
+PRESENTATION = ("typer", "rich", "fastapi", "pydantic", "click", "uvicorn", "starlette", "jinja2", "prometheus_client")
 
 
 def modules(prefix: str) -> list[Path]:
@@ -62,6 +63,11 @@ def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
 def test_a_front_end_imports_no_store_worker_lock_executor_or_sqlalchemy(front_end: str) -> None:
     forbidden = tuple(f"flowyml_sched.{name}" for name in ("store", "worker", "locks", "executor")) + BACKENDS
     assert offending(modules(front_end), forbidden) == []
+
+
+@pytest.mark.parametrize("front_end", [name for name in FRONT_ENDS if name != "cli"])
+def test_no_other_front_end_imports_the_cli_or_its_libraries(front_end: str) -> None:
+    assert offending(modules(front_end), ("flowyml_sched.cli", "typer", "rich", "click")) == []
 
 
 def test_the_application_layer_imports_no_front_end_and_no_presentation_library() -> None:

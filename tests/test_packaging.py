@@ -168,3 +168,24 @@ def test_systemd_analyze_verify_accepts_the_api_unit_and_catches_a_broken_one(tm
     assert outputs[1][0] != 0 or outputs[1][1], outputs[1]
     unit = directives(SYSTEMD / API_UNIT)
     assert (unit[("Service", "User")], unit[("Service", "StateDirectory")]) == (["flowyml-sched"], ["flowyml-sched"])
+
+
+def test_the_wheel_holds_the_dashboards_templates(tmp_path):
+    """A non-editable install (the Dockerfile's) has what dashboard.py reads at start."""
+    import zipfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "flowyml_sched", source / "flowyml_sched", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(source)],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("flowyml_sched-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {p.relative_to(ROOT).as_posix() for p in (ROOT / "flowyml_sched" / "templates").iterdir()}
+    assert templates and templates <= names

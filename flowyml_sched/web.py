@@ -234,7 +234,7 @@ class RunNow(BaseModel):
 
 def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, public_health: bool = False) -> FastAPI:
     """The API on the store that ``scheduler_factory`` opens (once, at the first request;
-    closed at shutdown). ``public_health`` lets the health endpoints answer without a token."""
+    closed at shutdown). ``public_health`` lets /metrics and the health endpoints answer without a token."""
     holder: dict[str, Scheduler] = {}
 
     def scheduler() -> Scheduler:

@@ -842,12 +842,12 @@ def serve_command(
         ),
     ] = None,
     public_metrics: Annotated[
-        bool, typer.Option("--public-metrics", help="Let the health endpoints answer without a token.")
+        bool, typer.Option("--public-metrics", help="Let /metrics and the health endpoints answer without a token.")
     ] = False,
     *,
     flags: o.StoreFlags,
 ) -> None:
-    """Serve the REST API (JSON under /api, OpenAPI at /openapi.json, docs at /docs).
+    """Serve the REST API (JSON under /api, OpenAPI at /openapi.json, docs at /docs), Prometheus metrics at /metrics and the dashboard at /.
 
     Without any token it listens on loopback only. Needs the api extra: pip install 'flowyml-sched[api]'.
 

@@ -15,6 +15,7 @@ scrape, p50, p99 and max per window. SQLite and PostgreSQL.
 from __future__ import annotations
 
 import http.client
+import multiprocessing
 import random
 import socket
 import threading
@@ -157,48 +158,56 @@ def _fill_history(url: str, names: list[str], per_schedule: int) -> None:
         engine.dispose()
 
 
-class _Writer(threading.Thread):
-    """Records ``ENDS_PER_SECOND`` run ends a second (of random schedules) until stopped."""
+def _write_ends(url: str, names: list[str], halt: Any, written: Any) -> None:
+    """Record ``ENDS_PER_SECOND`` run ends a second (10 every 0.2 s, of random schedules)
+    until ``halt`` is set; ``written`` counts them. Runs in a process of its own, as a worker."""
+    rng = random.Random(2)
+    engine = common.write_engine(url)
+    try:
+        while not halt.wait(10 / ENDS_PER_SECOND):
+            now = datetime.now(UTC)
+            rows = [
+                {
+                    "schedule_name": rng.choice(names),
+                    "scheduled_for": now + timedelta(microseconds=offset),
+                    "status": "succeeded",
+                    "attempt": 1,
+                    "started_at": now,
+                    "finished_at": now,
+                    "duration_seconds": 0.5,
+                    "origin": "schedule",
+                }
+                for offset in rng.sample(range(10**6), 10)
+            ]
+            with engine.begin() as conn:
+                conn.execute(sa.insert(runs), rows)
+            with written.get_lock():
+                written.value += len(rows)
+    finally:
+        engine.dispose()
+
+
+class _Writer:
+    """:func:`_write_ends` in a child process (not a thread of the scraper's process: a worker
+    writes its ends from a process of its own)."""
 
     def __init__(self, url: str, names: list[str]):
-        super().__init__(daemon=True)
-        self.engine = common.write_engine(url)
-        self.names = names
-        self.halt = threading.Event()
-        self.written = 0
+        context = multiprocessing.get_context("spawn")
+        self.halt, self.counter = context.Event(), context.Value("i", 0)
+        self.process = context.Process(target=_write_ends, args=(url, names, self.halt, self.counter), daemon=True)
 
-    def run(self) -> None:
-        rng = random.Random(2)
-        taken: set[tuple[str, int]] = set()
-        while not self.halt.wait(1.0 / ENDS_PER_SECOND * 10):
-            now = datetime.now(UTC)
-            rows = []
-            for _ in range(10):
-                name, offset = rng.choice(self.names), rng.randrange(10**9)
-                if (name, offset) in taken:
-                    continue
-                taken.add((name, offset))
-                at = now + timedelta(microseconds=offset)
-                rows.append(
-                    {
-                        "schedule_name": name,
-                        "scheduled_for": at,
-                        "status": "succeeded",
-                        "attempt": 1,
-                        "started_at": now,
-                        "finished_at": now,
-                        "duration_seconds": 0.5,
-                        "origin": "schedule",
-                    }
-                )
-            with self.engine.begin() as conn:
-                conn.execute(sa.insert(runs), rows)
-            self.written += len(rows)
+    def start(self) -> None:
+        self.process.start()
 
     def stop(self) -> None:
         self.halt.set()
-        self.join()
-        self.engine.dispose()
+        self.process.join(60)
+        if self.process.exitcode != 0:
+            raise RuntimeError(f"the writer of run ends exited with {self.process.exitcode}")
+
+    @property
+    def written(self) -> int:
+        return self.counter.value
 
 
 def _scrapes(server: _Server, window: float) -> dict[str, Any]:

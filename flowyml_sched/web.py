@@ -12,6 +12,7 @@ every request is let in: ``serve`` then listens on loopback only.
 """
 
 import contextlib
+import gc
 import hmac
 import os
 import stat
@@ -352,6 +353,7 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
     app.get("/api/schedules/health", dependencies=[Depends(health_reader)], summary="The same, flowyml's path")(health)
 
     exposition = Exposition()
+    frozen: list[bool] = []
 
     @app.get(
         "/metrics",
@@ -363,7 +365,15 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
         },
     )
     def metrics() -> Response:
-        return Response(exposition.render(scheduler().metrics()), media_type=CONTENT_TYPE_LATEST)
+        body = exposition.render(scheduler().metrics())
+        if not frozen:
+            # Once: what the process has built by its first scrape (the frameworks' objects, the
+            # counts and text kept per schedule) lives as long as it does, so it leaves the
+            # collector's full passes: each scanned it all, 35-50 ms in 4 scrapes of 10 with
+            # 10,000 schedules, 4-7 ms after (bench/api.py's setting, measured in-process).
+            gc.freeze()
+            frozen.append(True)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/workers", dependencies=read, summary="Live workers")
     def workers() -> list[dict[str, Any]]:

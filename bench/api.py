@@ -40,7 +40,7 @@ STATUSES = ["succeeded"] * 94 + ["failed"] * 3 + ["skipped"] * 2 + ["missed"]
 
 def _sizes(opt: common.Options) -> dict[str, Any]:
     if opt.quick:
-        return {"list_counts": [10, 100], "metrics_schedules": 100, "runs_per_schedule": 10, "window_s": 1.0}
+        return {"list_counts": [50], "metrics_schedules": 100, "runs_per_schedule": 10, "window_s": 0.5}
     return {"list_counts": [1_000, 10_000], "metrics_schedules": 10_000, "runs_per_schedule": 100, "window_s": 5.0}
 
 
@@ -158,11 +158,13 @@ def _fill_history(url: str, names: list[str], per_schedule: int) -> None:
         engine.dispose()
 
 
-def _write_ends(url: str, names: list[str], halt: Any, written: Any) -> None:
+def _write_ends(url: str, names: list[str], ready: Any, halt: Any, written: Any) -> None:
     """Record ``ENDS_PER_SECOND`` run ends a second (10 every 0.2 s, of random schedules)
-    until ``halt`` is set; ``written`` counts them. Runs in a process of its own, as a worker."""
+    until ``halt`` is set, once ``ready`` is; ``written`` counts them. Runs in a process of
+    its own, as a worker."""
     rng = random.Random(2)
     engine = common.write_engine(url)
+    ready.set()
     try:
         while not halt.wait(10 / ENDS_PER_SECOND):
             now = datetime.now(UTC)
@@ -193,11 +195,16 @@ class _Writer:
 
     def __init__(self, url: str, names: list[str]):
         context = multiprocessing.get_context("spawn")
-        self.halt, self.counter = context.Event(), context.Value("i", 0)
-        self.process = context.Process(target=_write_ends, args=(url, names, self.halt, self.counter), daemon=True)
+        self.ready, self.halt, self.counter = context.Event(), context.Event(), context.Value("i", 0)
+        self.process = context.Process(
+            target=_write_ends, args=(url, names, self.ready, self.halt, self.counter), daemon=True
+        )
 
     def start(self) -> None:
+        """Start writing; back once the child writes (its imports done)."""
         self.process.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("the writer of run ends did not start within 60 s")
 
     def stop(self) -> None:
         self.halt.set()

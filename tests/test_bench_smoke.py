@@ -77,6 +77,7 @@ SUITE = (
     "fire_times",
     "memory",
     "bulk_apply",
+    "api",
 )
 HAS_APSCHEDULER = importlib.util.find_spec("apscheduler") is not None
 NO_APSCHEDULER = "APScheduler is not installed (it is in the 'bench' extra: pip install -e '.[bench]')"
@@ -234,3 +235,23 @@ def test_the_suite_runs_without_apscheduler_and_says_so(tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "R.md").read_text() == (output / "RESULTS.md").read_text()
+
+
+def test_the_api_benchmark_loads_the_list_and_scrapes_metrics_on_every_store(suite):
+    report = suite["reports"]["api"]
+    stores = {r["store"] for r in report["results"]}
+    assert "SQLite" in stores
+    for result in report["results"]:
+        assert [entry["schedules"] for entry in result["list"]] == report["params"]["list_counts"]
+        for entry in result["list"]:
+            _stats(entry["requests_per_s"])
+            assert entry["requests_per_s"]["min"] > 0
+        metrics = result["metrics"]
+        assert metrics["history_rows"] == report["params"]["metrics_schedules"] * report["params"]["runs_per_schedule"]
+        assert metrics["ends_written"] > 0
+        for key in ("first_scrape_s", "p50_s", "p99_s"):
+            _stats(metrics[key])
+    assert all(
+        t["target"].endswith(f"({r['store']})") and t["pass"] in (True, False)
+        for t, r in zip(report["targets"], report["results"], strict=True)
+    )

@@ -9,8 +9,8 @@ next fire time moved since the one before (``bench/metrics.py`` measures both).
 
 Families (``_total``, ``_bucket``, ``_sum`` and ``_count`` are Prometheus' own suffixes):
 
-- ``flowyml_sched_runs_total{schedule, status}``: run ends (``missed`` and ``skipped``: fire
-  times not run);
+- ``flowyml_sched_runs_total{schedule, status}``: runs ended for good, by their last attempt's
+  status (``missed`` and ``skipped``: fire times not run);
 - ``flowyml_sched_run_lateness_seconds`` and ``flowyml_sched_run_duration_seconds``: histograms;
 - ``flowyml_sched_next_fire_time_seconds{schedule}``: Unix time of each enabled schedule's next fire time;
 - ``flowyml_sched_schedules{state}`` (``enabled``, ``paused``, ``broken``),
@@ -34,8 +34,8 @@ from flowyml_sched.application.metrics import Histogram, MetricsSnapshot
 def _runs(items: Iterable[tuple[str, Mapping[str, int]]]) -> Metric:
     family = CounterMetricFamily(
         "flowyml_sched_runs",
-        "Run ends recorded in the store, by schedule and status; a retried run counts each attempt's end, "
-        "status missed or skipped counts fire times not run.",
+        "Runs ended for good (no retry pending), by schedule and the last attempt's status; "
+        "missed and skipped are fire times not run.",
         labels=["schedule", "status"],
     )
     for schedule, by_status in items:
@@ -70,10 +70,12 @@ def _others(figures: MetricsSnapshot) -> list[Metric]:
     return [
         _histogram(
             "flowyml_sched_run_lateness_seconds",
-            "Start minus fire time of first attempts of scheduled and manual runs, in seconds.",
+            "Start minus fire time of scheduled and manual runs that ended in one attempt, in seconds.",
             figures.lateness,
         ),
-        _histogram("flowyml_sched_run_duration_seconds", "Duration of attempts, in seconds.", figures.duration),
+        _histogram(
+            "flowyml_sched_run_duration_seconds", "Duration of each run's last attempt, in seconds.", figures.duration
+        ),
         states,
         GaugeMetricFamily(
             "flowyml_sched_schedules_late",

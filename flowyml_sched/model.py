@@ -343,8 +343,9 @@ class EndedRunTotals:
     """What a range of the stored history adds up to, for the metrics: run ends by
     ``(schedule, status)`` (``RunStatus`` values), and two histograms as ``(counts, total)``:
     ``counts[i]`` values at most ``bounds[i]`` and above the bound before, ``total`` their sum
-    in seconds. ``lateness``: start minus fire time of first attempts not asked for by a
-    backfill (negative counts as 0); ``duration``: ``duration_seconds`` where there is one."""
+    in seconds. ``lateness``: start minus fire time of runs that ended in one attempt, not
+    asked for by a backfill (negative counts as 0); ``duration``: ``duration_seconds`` where
+    there is one."""
 
     run_ends: dict[tuple[str, str], int]
     lateness: tuple[list[int], float]

@@ -1,5 +1,9 @@
-"""What ``/metrics`` reports, read from the store: run ends counted as they happen, lateness
-and duration histograms, and the schedules' and workers' state at the moment of the read.
+"""What ``/metrics`` reports, read from the store: runs counted as they end, lateness and
+duration histograms, and the schedules' and workers' state at the moment of the read.
+
+A run counts once it has ended for good: its last attempt ended and no retry is pending; its
+status is that attempt's. The attempts before a retry are not counted: history keeps one row a
+run, which each attempt overwrites, so an attempt's end may be gone before any read sees it.
 
 One :class:`RunMetrics` per API process reports for every worker of the store. Its first read
 has the database add up the history (every run that ended counts; the runs still going, or
@@ -10,9 +14,9 @@ changed since the one before, never a scan of the history:
   PostgreSQL a lower id may commit after a higher one, so a skipped id is looked for again
   for :data:`GAP_SECONDS`);
 - the rows whose ``finished_at`` is at most :data:`SETTLE_SECONDS` older than the read
-  before (index ``ix_runs_finished_at``): runs that ended since, retries included;
-- the rows it last saw ``running``, by id: a finish recorded late (queued while the store was
-  down) carries the time the run ended, which may be older than that window.
+  before (index ``ix_runs_finished_at``): runs that ended since;
+- the rows it last saw running or waiting for a retry, by id: a finish recorded late (queued
+  while the store was down) carries the time the run ended, which may be older than that window.
 
 An end is counted once: by the row's id, attempt, status and ``finished_at``. A run that ends,
 is asked for again (a backfill of a fire time recorded ``missed``) and ends again counts twice,
@@ -53,8 +57,6 @@ GAP_LIMIT = 10_000
 PAGE = 10_000
 """Rows per read of the rows written since the read before."""
 
-_OPEN = (RunStatus.pending, RunStatus.running)
-
 
 @dataclass
 class Histogram:
@@ -94,11 +96,12 @@ class MetricsSnapshot:
     """The figures of one read, at ``at`` (aware UTC; not part of the value, so two reads that
     found the same compare equal).
 
-    - ``run_ends``: schedule → status (``RunStatus`` values) → run ends counted so far;
-      ``missed`` and ``skipped`` are fire times that were not run.
-    - ``lateness``: seconds from the fire time to the start, of first attempts of scheduled
-      and manual runs (a backfill's fire times are late by design); ``duration``: seconds of
-      the attempts that ended with one.
+    - ``run_ends``: schedule → status (``RunStatus`` values) → runs that ended so (for good:
+      no retry pending); ``missed`` and ``skipped`` are fire times that were not run.
+    - ``lateness``: seconds from the fire time to the start, of the scheduled and manual runs
+      that ended in one attempt (a retried run's row holds its last attempt's start; a
+      backfill's fire times are late by design); ``duration``: seconds of each run's last
+      attempt, where it has one.
     - ``next_fire_at``: each enabled, loadable schedule's next fire time (aware UTC).
     - ``schedules``: how many rows are ``enabled``, ``paused`` and ``broken`` (cannot be loaded).
     - ``late``: enabled schedules whose next fire time is more than the tolerance in the past.
@@ -129,7 +132,7 @@ class RunMetrics:
         self._duration = Histogram(DURATION_BUCKETS)
         self._highest_id = 0
         self._gaps: dict[int, datetime] = {}
-        self._running: set[int] = set()
+        self._unsettled: set[int] = set()
         self._counted: set[tuple[int, int, str, datetime]] = set()
         self._last_read: datetime | None = None
         self._heads: dict[str, tuple[int, bool]] = {}
@@ -155,7 +158,7 @@ class RunMetrics:
             found.update((run.id, run) for run in self._new_runs(now))
             since = keep if self._last_read is None else self._last_read - timedelta(seconds=SETTLE_SECONDS)
             ended = {key[0] for key in self.store.run_ends_since(since) if key not in self._counted}
-            for run in self.store.runs_by_id({*self._gaps, *self._running, *ended} - found.keys()):
+            for run in self.store.runs_by_id({*self._gaps, *self._unsettled, *ended} - found.keys()):
                 found[run.id] = run
                 self._gaps.pop(run.id, None)
             heads = self.store.schedule_heads()
@@ -197,13 +200,14 @@ class RunMetrics:
         self._run_ends[schedule] = by_status | {status: by_status.get(status, 0) + count}
 
     def _observe(self, run: Run, keep: datetime) -> None:
-        """Count ``run``'s end unless counted already; remember the end while a later read
-        may see it again (``finished_at`` at or after ``keep``)."""
-        if run.status is RunStatus.running:
-            self._running.add(run.id)
+        """Count ``run``'s end if it has ended for good (no retry pending) and was not counted
+        already; remember the end while a later read may see it again (``finished_at`` at or
+        after ``keep``). A run running or waiting for its retry is read again by id."""
+        if run.status is RunStatus.running or (run.status is not RunStatus.pending and run.retry_at is not None):
+            self._unsettled.add(run.id)
             return
-        self._running.discard(run.id)
-        if run.status in _OPEN:
+        self._unsettled.discard(run.id)
+        if run.status is RunStatus.pending:
             return
         key = (run.id, run.attempt, run.status.value, run.finished_at)
         if key in self._counted:

@@ -754,8 +754,7 @@ class ScheduleStore:
     ) -> EndedRunTotals:
         """The ends of the runs with ids up to ``up_to_id`` that ended before ``ended_before``
         (aware; or have no ``finished_at``) and are not waiting for a retry, added up in the
-        database (three grouped queries, no row read; SQLite's time arithmetic is good to the
-        millisecond): see :class:`EndedRunTotals`. The
+        database (three grouped queries, no row read): see :class:`EndedRunTotals`. The
         ``*_bounds`` are the histograms' upper bounds in seconds, ascending, the last one
         infinite. :meth:`runs_not_ended_before` reads the other runs of that range."""
         ended = sa.and_(
@@ -795,10 +794,22 @@ class ScheduleStore:
             return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
 
     def _seconds_between(self, later: sa.ColumnElement[Any], earlier: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """``later - earlier`` in seconds, computed by the database."""
+        """``later - earlier`` in seconds, computed by the database as Python's
+        ``timedelta.total_seconds()`` computes it (whole microseconds, then one division)."""
         if self.dialect == "postgresql":
             return sa.extract("epoch", later - earlier)
-        return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+        # SQLite holds 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): the whole seconds' difference
+        # (julianday is exact to the millisecond, so rounded whole seconds are exact), then the
+        # microseconds' (strftime('%s') rounds a fraction of a second up or down)
+        def whole(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return sa.func.julianday(sa.func.substr(text, 1, 19))
+
+        def micros(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return sa.cast(sa.func.substr(text, 21, 6), sa.BigInteger)
+
+        seconds = sa.cast(sa.func.round((whole(later) - whole(earlier)) * 86400), sa.BigInteger)
+        return (seconds * 1_000_000 + micros(later) - micros(earlier)) / 1_000_000.0
 
     def run_ends_since(self, since: datetime) -> list[tuple[int, int, str, datetime]]:
         """``(id, attempt, status, finished_at)`` of the runs whose ``finished_at`` is at or

@@ -257,7 +257,7 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
         responses={
             status: {"model": Problem, "description": description}
             for status, description in (
-                (400, "A body that is not JSON"),
+                (400, "A body that cannot even be parsed (nested too deep)"),
                 (401, "No valid token"),
                 (403, "A read token, where the admin token is needed"),
                 (404, "No schedule of that name"),

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -289,12 +290,19 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
             raise _Refused(401, "the bearer token given is not one of this server's")
 
     def admin(
+        request: Request,
         found: Annotated[Role | None, Depends(role)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         reader(found, credentials)
         if found != "admin":
             raise _Refused(403, "this needs the admin token; the token given may only read")
+        if not tokens and cross_site(request):  # a page elsewhere must not drive a server that asks no token
+            raise _Refused(
+                403,
+                "a change asked for by a page of another site: without tokens only this server's own pages "
+                "and clients that are not browsers may change schedules",
+            )
 
     def health_reader(
         found: Annotated[Role | None, Depends(role)],
@@ -430,6 +438,16 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
 
     app.include_router(dashboard_router(scheduler, tokens))
     return app
+
+
+def cross_site(request: Request) -> bool:
+    """True when a browser sent ``request`` from a page of another origin: its ``Origin`` names
+    another host or port than ``Host``, or its ``Sec-Fetch-Site`` says so. Clients that are
+    not browsers send neither."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+    return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
 
 
 class _Refused(Exception):

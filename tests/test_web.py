@@ -275,3 +275,23 @@ def test_no_operation_answers_a_5xx_or_breaks_its_schema(case: schemathesis.Case
     # every check but "schema-valid data is accepted": the schema says a zone is text, the
     # API refuses text that names no zone (422, as the CLI refuses it)
     case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+
+
+def test_without_tokens_a_page_of_another_site_cannot_change_a_schedule(store: ScheduleStore, store_url: str) -> None:
+    """A server with no token takes changes from clients that are not browsers and from its own
+    pages; a form or fetch from a page elsewhere (its Origin, or Sec-Fetch-Site) is refused."""
+    app = web.create_app(lambda: Scheduler(open_store(store_url), source="api"), web.Tokens())
+    with TestClient(app) as client:
+        assert client.post("/api/schedules", json=FLOWYML_DAILY).status_code == 201
+        name = FLOWYML_DAILY["name"]
+        for foreign in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "http://testserver:81"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            refused = client.post(f"/api/schedules/{name}/pause", headers=foreign)
+            assert refused.status_code == 403 and "another site" in refused.json()["detail"]
+            assert client.delete(f"/api/schedules/{name}", headers=foreign).status_code == 403
+        assert client.get(f"/api/schedules/{name}", headers={"Origin": "http://evil.example"}).status_code == 200
+        assert client.post(f"/api/schedules/{name}/pause", headers={"Origin": "http://testserver"}).json()["changed"]
+        assert client.post(f"/api/schedules/{name}/resume").json()["changed"]  # curl sends no Origin

@@ -295,6 +295,7 @@ def test_a_row_that_cannot_be_loaded_is_shown_broken_with_why_and_cannot_be_run(
     page = client.get("/schedules/report")
     assert page.status_code == 200 and "None: the stored row cannot be loaded" in page.text
     assert "<th>timezone</th><td>Mars/Olympus</td>" in page.text and "12.50s" in page.text
+    assert 'id="run-now"' not in page.text  # no button for what would be refused
     ran = post(client, "/schedules/report/run")
     assert ran.status_code == 422 and "repair it with &#39;flowyml-sched edit&#39;" in ran.text
 

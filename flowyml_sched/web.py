@@ -97,7 +97,8 @@ class Tokens:
 
     @classmethod
     def from_file(cls, path: Path) -> "Tokens":
-        """One ``ROLE TOKEN`` a line (``admin`` or ``read``; ``#`` starts a comment). The file
+        """One ``ROLE TOKEN`` a line (``admin`` or ``read``; a line whose first character
+        other than a blank is ``#`` is a comment: a token may hold ``#``). The file
         must be readable by its owner only (mode 0600 or 0400). Raises TokenFileError."""
         try:
             mode = path.stat().st_mode
@@ -110,8 +111,8 @@ class Tokens:
             )
         found: dict[str, list[str]] = {role: [] for role in ROLES}
         for number, line in enumerate(text.splitlines(), start=1):
-            words = line.split("#", 1)[0].split()
-            if not words:
+            words = line.split()
+            if not words or words[0].startswith("#"):
                 continue
             if len(words) != 2 or words[0] not in ROLES:
                 raise TokenFileError(f"token file {path}", f"line {number}: expected 'admin TOKEN' or 'read TOKEN'")

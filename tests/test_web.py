@@ -224,10 +224,11 @@ def test_a_store_that_cannot_be_used_tells_an_anonymous_health_caller_nothing_of
 
 def test_a_token_file_gives_roles_and_is_refused_when_others_may_read_it(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
-    path.write_text("# role token\nadmin admin-one\nread reader-one\nread reader-two  # the dashboard\n")
+    path.write_text("# role token\nadmin admin-one\nread reader-one\n  # the dashboard's\nread reader#two\n")
     path.chmod(0o600)
     tokens = web.Tokens.from_file(path)
-    assert (tokens.role_of("admin-one"), tokens.role_of("reader-two"), tokens.role_of("x")) == ("admin", "read", None)
+    assert (tokens.role_of("admin-one"), tokens.role_of("reader#two"), tokens.role_of("x")) == ("admin", "read", None)
+    assert tokens.role_of("reader") is None  # a '#' in a token is part of it
     assert "admin-one" not in repr(tokens)
     path.chmod(0o644)
     with pytest.raises(web.TokenFileError, match="mode is 0644; make it 0600"):
@@ -235,6 +236,7 @@ def test_a_token_file_gives_roles_and_is_refused_when_others_may_read_it(tmp_pat
     path.chmod(0o600)
     for text, said in (
         ("writer writer-one\n", "line 1: expected 'admin TOKEN' or 'read TOKEN'"),
+        ("admin admin-one  # a comment after a token\n", "line 1: expected 'admin TOKEN' or 'read TOKEN'"),
         ("# nothing\n", "it holds no token"),
         ("admin tök-tök-tök\n", "printable ASCII"),
         ("admin short\n", "at least 8"),

@@ -330,26 +330,15 @@ class Run:
 class ScheduleHead:
     """What a stored schedule row says without being loaded: its ``name``, whether it is
     ``enabled``, its ``next_fire_at`` (aware UTC, or None), and its ``version``, which every
-    change the store makes to its definition raises."""
+    change the store makes to its definition raises; ``damaged`` when one of these cannot be
+    read (then the others are what could be: None, False or 0)."""
 
     name: str
     enabled: bool
     next_fire_at: datetime | None
     version: int
-
-
-@dataclass(frozen=True)
-class EndedRunTotals:
-    """What a range of the stored history adds up to, for the metrics: run ends by
-    ``(schedule, status)`` (``RunStatus`` values), and two histograms as ``(counts, total)``:
-    ``counts[i]`` values at most ``bounds[i]`` and above the bound before, ``total`` their sum
-    in seconds. ``lateness``: start minus fire time of runs that ended in one attempt, not
-    asked for by a backfill (negative counts as 0); ``duration``: ``duration_seconds`` where
-    there is one."""
-
-    run_ends: dict[tuple[str, str], int]
-    lateness: tuple[list[int], float]
-    duration: tuple[list[int], float]
+    damaged: bool = False
+    """A value of these cannot be read (a row written by hand): the row is broken."""
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,32 @@
 """What ``/metrics`` reports, read from the store: runs counted as they end, lateness and
 duration histograms, and the schedules' and workers' state at the moment of the read.
 
+Prometheus' counters count what happened since the process started: the runs that end after
+the first read (of every worker: the store has them all), none before. A restarted API process
+starts again from zero, which Prometheus reads as a counter reset (``rate()`` and
+``increase()`` stay right); history pruned meanwhile changes nothing.
+
 A run counts once it has ended for good: its last attempt ended and no retry is pending; its
 status is that attempt's. The attempts before a retry are not counted: history keeps one row a
 run, which each attempt overwrites, so an attempt's end may be gone before any read sees it.
+For the same reason a fire time recorded ``missed`` and then asked for again by a backfill
+counts as ``missed`` only if a read saw it so; its backfilled run counts when it ends.
 
-One :class:`RunMetrics` per API process reports for every worker of the store. Its first read
-has the database add up the history (every run that ended counts; the runs still going, or
-ended within the last :data:`SETTLE_SECONDS`, are read one by one); each later read costs what
-changed since the one before, never a scan of the history:
+Each read costs what changed since the one before, never a scan of the history:
 
 - the rows written since (ids above the highest it has seen, and the ids it skipped: on
   PostgreSQL a lower id may commit after a higher one, so a skipped id is looked for again
   for :data:`GAP_SECONDS`);
-- the rows whose ``finished_at`` is at most :data:`SETTLE_SECONDS` older than the read
-  before (index ``ix_runs_finished_at``): runs that ended since;
+- the keys of the rows whose ``finished_at`` is at most :data:`SETTLE_SECONDS` older than the
+  read before (index ``ix_runs_finished_at``), and the rows among them not counted yet;
 - the rows it last saw running or waiting for a retry, by id: a finish recorded late (queued
   while the store was down) carries the time the run ended, which may be older than that window.
 
-An end is counted once: by the row's id, attempt, status and ``finished_at``. A run that ends,
-is asked for again (a backfill of a fire time recorded ``missed``) and ends again counts twice,
-once for each end. History pruned away stays counted (counters only grow); a restarted API
-process counts what the history holds then. Schedules' states come from one query of their
-rows' heads; a row is loaded (to tell whether it is broken) only when its ``version`` changed
-(every change the store makes raises it), so a row edited by hand without raising it is judged
-again when the process restarts.
+An end is counted once, by the row's id, attempt, status and ``finished_at``; reads wait for
+each other, and a read whose clock is behind the one before reads as at that one's time.
+Schedules' states come from one query of their rows' heads; a row is loaded (to tell whether
+it is broken) only when its ``version`` changed (every change the store makes raises it), so a
+row edited by hand without raising it is judged again when the process restarts.
 """
 
 from __future__ import annotations
@@ -73,11 +75,6 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
-
-    def add(self, counts: list[int], total: float) -> None:
-        """Add observations already in this histogram's buckets (``counts`` per bucket)."""
-        self.counts = [mine + theirs for mine, theirs in zip(self.counts, counts, strict=True)]
-        self.total += total
 
     def cumulative(self) -> list[tuple[float, int]]:
         """``(upper bound, observations at most that)`` per bucket, Prometheus' ``le`` buckets."""
@@ -146,30 +143,28 @@ class RunMetrics:
             return self._read(now, live_workers)
 
     def _read(self, now: datetime, live_workers: int) -> MetricsSnapshot:
+        if self._last_read is not None and now < self._last_read:
+            now = self._last_read  # a read that waited for the lock: time does not go back
         keep = now - timedelta(seconds=SETTLE_SECONDS)  # the next read's window starts there
         highest, gaps = self._highest_id, dict(self._gaps)
-        totals = None
+        before: list[Run] = []
         try:
-            found: dict[int, Run] = {}
-            if self._last_read is None:  # the history so far: added up by the database
+            if self._last_read is None:  # what ended before the first read is not counted
                 self._highest_id = self.store.highest_run_id()
-                totals = self.store.ended_run_totals(self._highest_id, keep, LATENESS_BUCKETS, DURATION_BUCKETS)
-                found.update((run.id, run) for run in self.store.runs_not_ended_before(self._highest_id, keep))
-            found.update((run.id, run) for run in self._new_runs(now))
-            since = keep if self._last_read is None else self._last_read - timedelta(seconds=SETTLE_SECONDS)
-            ended = {key[0] for key in self.store.run_ends_since(since) if key not in self._counted}
-            for run in self.store.runs_by_id({*self._gaps, *self._unsettled, *ended} - found.keys()):
-                found[run.id] = run
-                self._gaps.pop(run.id, None)
+                before = self.store.runs_not_ended_before(self._highest_id, keep)
+            found = {run.id: run for run in self._new_runs(now)}
+            if self._last_read is not None:
+                since = self._last_read - timedelta(seconds=SETTLE_SECONDS)
+                ended = {key[0] for key in self.store.run_ends_since(since) if key not in self._counted}
+                for run in self.store.runs_by_id({*self._gaps, *self._unsettled, *ended} - found.keys()):
+                    found[run.id] = run
+                    self._gaps.pop(run.id, None)
             heads = self.store.schedule_heads()
         except BaseException:
             self._highest_id, self._gaps = highest, gaps
             raise
-        if totals is not None:
-            for (schedule, status), count in totals.run_ends.items():
-                self._count(schedule, status, count)
-            self._lateness.add(*totals.lateness)
-            self._duration.add(*totals.duration)
+        for run in before:  # running or waiting for a retry: followed; ended lately: known, not counted
+            self._observe(run, keep, count=False)
         self._gaps = {i: noted for i, noted in self._gaps.items() if (now - noted).total_seconds() < GAP_SECONDS}
         for run in found.values():
             self._observe(run, keep)
@@ -194,15 +189,16 @@ class RunMetrics:
             if len(page) < PAGE:
                 return
 
-    def _count(self, schedule: str, status: str, count: int = 1) -> None:
+    def _count(self, schedule: str, status: str) -> None:
         """A new mapping for the schedule (snapshots share the others: they are never changed)."""
         by_status = self._run_ends.get(schedule, {})
-        self._run_ends[schedule] = by_status | {status: by_status.get(status, 0) + count}
+        self._run_ends[schedule] = by_status | {status: by_status.get(status, 0) + 1}
 
-    def _observe(self, run: Run, keep: datetime) -> None:
+    def _observe(self, run: Run, keep: datetime, count: bool = True) -> None:
         """Count ``run``'s end if it has ended for good (no retry pending) and was not counted
-        already; remember the end while a later read may see it again (``finished_at`` at or
-        after ``keep``). A run running or waiting for its retry is read again by id."""
+        already (with ``count`` False: only know it); remember the end while a later read may
+        see it again (``finished_at`` at or after ``keep``). A run running or waiting for its
+        retry is read again by id."""
         if run.status is RunStatus.running or (run.status is not RunStatus.pending and run.retry_at is not None):
             self._unsettled.add(run.id)
             return
@@ -214,6 +210,8 @@ class RunMetrics:
             return
         if run.finished_at is not None and run.finished_at >= keep:
             self._counted.add(key)
+        if not count:
+            return
         self._count(run.schedule_name, run.status.value)
         if run.started_at is not None and run.attempt == 1 and run.origin is not RunOrigin.backfill:
             self._lateness.observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
@@ -221,7 +219,7 @@ class RunMetrics:
             self._duration.observe(run.duration_seconds)
 
     def _snapshot(self, heads: list[ScheduleHead], live: int, now: datetime) -> MetricsSnapshot:
-        broken = self._broken(heads)
+        broken = self._broken([h for h in heads if not h.damaged]) | {h.name for h in heads if h.damaged}
         states = {"enabled": 0, "paused": 0, "broken": len(broken)}
         next_fire_at: dict[str, datetime] = {}
         late = 0

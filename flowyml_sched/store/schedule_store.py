@@ -40,7 +40,6 @@ from flowyml_sched.model import (
     Claim,
     ClaimRound,
     ClaimScope,
-    EndedRunTotals,
     Heartbeat,
     Overlap,
     Policy,
@@ -749,67 +748,19 @@ class ScheduleStore:
         with self._reading() as conn:
             return conn.execute(sa.select(sa.func.max(runs.c.id))).scalar_one() or 0
 
-    def ended_run_totals(
-        self, up_to_id: int, ended_before: datetime, lateness_bounds: Sequence[float], duration_bounds: Sequence[float]
-    ) -> EndedRunTotals:
-        """The ends of the runs with ids up to ``up_to_id`` that ended before ``ended_before``
-        (aware; or have no ``finished_at``) and are not waiting for a retry, added up in the
-        database (three grouped queries, no row read): see :class:`EndedRunTotals`. The
-        ``*_bounds`` are the histograms' upper bounds in seconds, ascending, the last one
-        infinite. :meth:`runs_not_ended_before` reads the other runs of that range."""
-        ended = sa.and_(
-            runs.c.id <= up_to_id,
-            runs.c.status.not_in([RunStatus.pending.value, RunStatus.running.value]),
-            runs.c.retry_at.is_(None),
-            sa.or_(runs.c.finished_at < _utc(ended_before, "ended_before"), runs.c.finished_at.is_(None)),
-        )
-        late = self._seconds_between(runs.c.started_at, runs.c.scheduled_for)
-        late = sa.case((late < 0, 0.0), else_=late)
-        lateness_of = sa.and_(
-            ended, runs.c.started_at.is_not(None), runs.c.attempt == 1, runs.c.origin != RunOrigin.backfill.value
-        )
-        duration_of = sa.and_(ended, runs.c.duration_seconds.is_not(None))
-        with self._reading() as conn:
-            counts = conn.execute(
-                sa.select(runs.c.schedule_name, runs.c.status, sa.func.count())
-                .where(ended)
-                .group_by(runs.c.schedule_name, runs.c.status)
-            ).all()
-            lateness = _histogram_of(conn, late, lateness_of, lateness_bounds)
-            duration = _histogram_of(conn, runs.c.duration_seconds, duration_of, duration_bounds)
-        return EndedRunTotals({(name, status): n for name, status, n in counts}, lateness, duration)
-
     def runs_not_ended_before(self, up_to_id: int, ended_before: datetime) -> list[Run]:
-        """The runs with ids up to ``up_to_id`` that :meth:`ended_run_totals` leaves out:
-        pending, running, waiting for a retry, or ended at or after ``ended_before``."""
+        """The runs with ids up to ``up_to_id`` that are running, waiting for a retry (or,
+        asked for, for their instant), or ended at or after ``ended_before`` (aware)."""
         stmt = sa.select(runs).where(
             runs.c.id <= up_to_id,
             sa.or_(
-                runs.c.status.in_([RunStatus.pending.value, RunStatus.running.value]),
+                runs.c.status == RunStatus.running.value,
                 runs.c.retry_at.is_not(None),
                 runs.c.finished_at >= _utc(ended_before, "ended_before"),
             ),
         )
         with self._reading() as conn:
             return [_run_from_row(row) for row in conn.execute(stmt).mappings()]
-
-    def _seconds_between(self, later: sa.ColumnElement[Any], earlier: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """``later - earlier`` in seconds, computed by the database as Python's
-        ``timedelta.total_seconds()`` computes it (whole microseconds, then one division)."""
-        if self.dialect == "postgresql":
-            return sa.extract("epoch", later - earlier)
-
-        # SQLite holds 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): the whole seconds' difference
-        # (julianday is exact to the millisecond, so rounded whole seconds are exact), then the
-        # microseconds' (strftime('%s') rounds a fraction of a second up or down)
-        def whole(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-            return sa.func.julianday(sa.func.substr(text, 1, 19))
-
-        def micros(text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-            return sa.cast(sa.func.substr(text, 21, 6), sa.BigInteger)
-
-        seconds = sa.cast(sa.func.round((whole(later) - whole(earlier)) * 86400), sa.BigInteger)
-        return (seconds * 1_000_000 + micros(later) - micros(earlier)) / 1_000_000.0
 
     def run_ends_since(self, since: datetime) -> list[tuple[int, int, str, datetime]]:
         """``(id, attempt, status, finished_at)`` of the runs whose ``finished_at`` is at or
@@ -823,15 +774,16 @@ class ScheduleStore:
 
     def schedule_heads(self) -> list[ScheduleHead]:
         """Every stored schedule row as a :class:`ScheduleHead` (nothing loaded, so a row
-        that cannot be loaded is listed too), in no order; one query."""
-        stmt = sa.select(
-            schedules.c.name,
-            schedules.c.enabled,
-            schedules.c.next_fire_at,
-            schedules.c.version,
-        )
+        that cannot be loaded is listed too; on SQLite a value that does not decode makes its
+        head ``damaged``), in no order; one query."""
+        columns = ("name", "enabled", "next_fire_at", "version")
+        if self.dialect != "sqlite":
+            with self._reading() as conn:
+                return [ScheduleHead(*row) for row in conn.execute(sa.select(*(schedules.c[c] for c in columns))).all()]
+        raw = {column.name: column for column in _RAW_COLUMNS}
         with self._reading() as conn:
-            return [ScheduleHead(*row) for row in conn.execute(stmt).all()]
+            rows = conn.execute(sa.select(*(raw[c] for c in columns))).all()
+        return [_head_of(row, self._decoders) for row in rows]
 
     def runs_between(self, name: str, start: datetime, end: datetime) -> list[Run]:
         """The runs of ``name`` whose fire time is in [``start``, ``end``), oldest first."""
@@ -1638,23 +1590,6 @@ def _advance_backfill(conn: sa.Connection, name: str) -> None:
     conn.execute(sa.update(runs).where(runs.c.id == oldest).values(retry_at=runs.c.scheduled_for))
 
 
-def _histogram_of(
-    conn: sa.Connection, value: sa.ColumnElement[Any], where: sa.ColumnElement[bool], bounds: Sequence[float]
-) -> tuple[list[int], float]:
-    """``value`` over the rows ``where`` selects, in buckets of upper ``bounds`` (the last one
-    infinite): counts per bucket and the sum, in one grouped query. ``value`` is computed once
-    a row (a materialized CTE; the bucket's CASE would compute it once per bound)."""
-    values = sa.select(value.label("value")).where(where).cte("observed").prefix_with("MATERIALIZED")
-    bucket = sa.case(*((values.c.value <= bound, i) for i, bound in enumerate(bounds[:-1])), else_=len(bounds) - 1)
-    counts, total = [0] * len(bounds), 0.0
-    for index, count, part in conn.execute(
-        sa.select(bucket, sa.func.count(), sa.func.sum(values.c.value)).group_by(bucket)
-    ):
-        counts[index] = count
-        total += float(part or 0.0)
-    return counts, total
-
-
 def _chunks(values: list[Any], size: int = _IN_LIST_LIMIT) -> Iterator[list[Any]]:
     """``values`` in lists of at most ``size`` (for ``IN`` lists the databases take)."""
     for start in range(0, len(values), size):
@@ -1752,6 +1687,19 @@ def _decoders(dialect: sa.Dialect) -> dict[str, Callable[[Any], Any]]:
     found = {column.name: column.type.dialect_impl(dialect).result_processor(dialect, None) for column in schedules.c}
     found["enabled"] = _strict_boolean  # SQLite takes any number; the claim's SQL reads only 1 as true
     return {name: decode for name, decode in found.items() if decode is not None}
+
+
+def _head_of(row: Sequence[Any], decoders: Mapping[str, Callable[[Any], Any]]) -> ScheduleHead:
+    """The head of a raw SQLite row (name, enabled, next_fire_at, version), damaged when a
+    value does not decode."""
+    name, enabled, next_fire_at, version = row
+    try:
+        decoded = (decoders["enabled"](enabled), decoders["next_fire_at"](next_fire_at), int(version))
+    except (ValueError, TypeError):
+        return ScheduleHead(str(name), False, None, 0, damaged=True)
+    if decoded[1] is not None and not isinstance(decoded[1], datetime):
+        return ScheduleHead(str(name), False, None, 0, damaged=True)
+    return ScheduleHead(str(name), *decoded)
 
 
 def _strict_boolean(value: Any) -> bool:

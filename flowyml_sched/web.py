@@ -323,8 +323,11 @@ def create_app(scheduler_factory: Callable[[], Scheduler], tokens: Tokens, *, pu
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # every method of the path, not only the first route's
-            routes = [r for r in app.routes if isinstance(r, APIRoute) and r.matches(request.scope)[0] != Match.NONE]
+        if exc.status_code == 405:  # every method of the path, not only the first route's (the dashboard's too)
+            every = [
+                r for route in app.routes for r in getattr(getattr(route, "original_router", None), "routes", [route])
+            ]
+            routes = [r for r in every if isinstance(r, APIRoute) and r.matches(request.scope)[0] != Match.NONE]
             fixed = [r for r in routes if "{" not in r.path_format]  # /api/schedules/health, not .../{name}
             headers["Allow"] = ", ".join(sorted({m for r in fixed or routes for m in r.methods}))
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)

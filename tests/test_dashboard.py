@@ -502,3 +502,9 @@ def test_in_a_real_browser_an_admin_logs_in_pauses_a_schedule_sees_it_paused_and
     browser.find_element(By.ID, "resume").click()
     wait.until(shown.text_to_be_present_in_element((By.ID, "state"), "enabled"))
     assert stored_status(env) == ("enabled", None)
+
+
+def test_a_wrong_method_on_a_page_is_a_405_naming_the_methods_it_takes(client: TestClient) -> None:
+    for method, path, allowed in (("PUT", "/", "GET"), ("PUT", "/login", "GET, POST"), ("GET", "/logout", "POST")):
+        answer = client.request(method, path)
+        assert (answer.status_code, answer.headers["allow"]) == (405, allowed), path

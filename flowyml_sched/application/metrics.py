@@ -151,7 +151,7 @@ class RunMetrics:
         try:
             if self._last_read is None:  # what ended before the first read is not counted
                 self._highest_id = self.store.highest_run_id()
-                before = self.store.runs_not_ended_before(self._highest_id, keep)
+                before = self.store.runs_going_or_ended_since(self._highest_id, keep)
             found = {run.id: run for run in self._new_runs(now)}
             if self._last_read is not None:
                 since = self._last_read - timedelta(seconds=SETTLE_SECONDS)

@@ -748,15 +748,15 @@ class ScheduleStore:
         with self._reading() as conn:
             return conn.execute(sa.select(sa.func.max(runs.c.id))).scalar_one() or 0
 
-    def runs_not_ended_before(self, up_to_id: int, ended_before: datetime) -> list[Run]:
+    def runs_going_or_ended_since(self, up_to_id: int, since: datetime) -> list[Run]:
         """The runs with ids up to ``up_to_id`` that are running, waiting for a retry (or,
-        asked for, for their instant), or ended at or after ``ended_before`` (aware)."""
+        asked for, for their instant), or ended at or after ``since`` (aware)."""
         stmt = sa.select(runs).where(
             runs.c.id <= up_to_id,
             sa.or_(
                 runs.c.status == RunStatus.running.value,
                 runs.c.retry_at.is_not(None),
-                runs.c.finished_at >= _utc(ended_before, "ended_before"),
+                runs.c.finished_at >= _utc(since, "since"),
             ),
         )
         with self._reading() as conn:

@@ -116,9 +116,9 @@ class MetricsSnapshot:
 
 
 class RunMetrics:
-    """Counts kept between reads of one store (see the module's docstring); not thread-safe:
-    one read at a time. ``tolerance``: how far in the past a next fire time makes a schedule
-    late (the health report's default)."""
+    """Counts kept between reads of one store (see the module's docstring); reads from several
+    threads wait for each other. ``tolerance``: how far in the past a next fire time makes a
+    schedule late (the health report's default)."""
 
     def __init__(self, store: ScheduleStore, tolerance: timedelta = DEFAULT_LATE_TOLERANCE):
         self.store = store

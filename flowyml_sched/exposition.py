@@ -5,7 +5,7 @@ prometheus_client takes about 5 µs a sample; with 10,000 schedules the two fami
 by schedule hold some 45,000 samples, over 200 ms a scrape. So :class:`Exposition` has
 prometheus_client write those families a schedule at a time and keeps each schedule's lines
 until its figures change: a scrape writes again only the schedules whose runs ended or whose
-next fire time moved since the one before (``bench/metrics.py`` measures both).
+next fire time moved since the one before (``bench/api.py`` measures scrapes).
 
 Families (``_total``, ``_bucket``, ``_sum`` and ``_count`` are Prometheus' own suffixes):
 

@@ -516,9 +516,9 @@ class Scheduler:
         )
 
     def metrics(self) -> MetricsSnapshot:
-        """What ``/metrics`` reports now (see :mod:`flowyml_sched.application.metrics`): run
-        ends counted since this object's first call, which reads the whole history; each
-        later call reads what changed since the one before. Raises StoreError."""
+        """What ``/metrics`` reports now (see :mod:`flowyml_sched.application.metrics`): runs
+        counted as they ended since this object's first call; each call reads what changed
+        since the one before. Raises StoreError."""
         if self._metrics is None:
             from flowyml_sched.application.metrics import RunMetrics
 

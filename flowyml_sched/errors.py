@@ -340,3 +340,16 @@ class NeverFires(SchedulerError, ValueError):
             f"no fire time in the {years} years after {after} falls outside the schedule's exclusions: "
             "it would never run; exclude fewer dates or pause it instead"
         )
+
+
+class LockBackendUnavailable(SchedulerError, OSError):
+    """The lock backend (a Redis server) did not answer; ``url`` names it without a password."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"the lock backend at {url} is unreachable: {reason}")
+
+
+class LockLost(SchedulerError, RuntimeError):
+    """A leased run lock expired while its run went on (another holder may have taken it)."""

@@ -157,6 +157,11 @@ class ChildRun:
                 self._pump.join()
         return self._outcome()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or a timeout ended it)."""
+        return self._stopped_as is not None
+
     def stop(self, status: RunStatus, reason: str) -> None:
         """End the run: SIGTERM to the process group, SIGKILL after the grace. Safe to call
         twice, and before :meth:`start` (the child is then stopped as soon as it exists)."""

@@ -357,6 +357,8 @@ class WorkerInfo:
     """A worker process as the workers table knows it; times aware UTC.
 
     ``status`` is ``alive``, ``stopped`` (a clean exit) or ``dead`` (its lease expired).
+    ``lock_backend`` is ``file`` or ``redis`` (None: a row written before version 0007 of the
+    schema); ``lock_problem`` why that backend was unusable at the last heartbeat, or None.
     """
 
     id: str
@@ -366,6 +368,8 @@ class WorkerInfo:
     heartbeat_at: datetime
     lease_expires_at: datetime
     status: str
+    lock_backend: str | None = None
+    lock_problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,15 @@
 A backend hands out one :class:`RunLock` per schedule name. The file backend (one host)
 uses filelock's descriptor locks (``flock``): the OS releases them when the holder dies, even
 by ``kill -9``.
-A Redis backend (several hosts) fits the same interface with a token-owned lease that the
-holder extends while the run goes on.
+:mod:`flowyml_sched.locks.redis` (several hosts) fits the same interface with redis-py's
+token-owned lease, which the worker's heartbeat extends while the run goes on.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -29,13 +30,34 @@ class RunLock(Protocol):
         ...
 
     def extend(self) -> None:
-        """Keep a leased lock alive while the run goes on (a no-op where the OS holds it)."""
+        """Keep a leased lock alive while the run goes on (a no-op where the OS holds it).
+        Raises LockLost when the lease had expired, LockBackendUnavailable when the backend
+        did not answer (the lease runs on until its TTL)."""
         ...
 
 
 class LockBackend(Protocol):
+    kind: str
+    """``file`` or ``redis``: what a worker reports in its row for ``health``."""
+
     def lock(self, name: str) -> RunLock:
-        """A lock object for schedule ``name``, or ``name+suffix`` for a helper lock (not yet taken)."""
+        """A lock object for schedule ``name``, or ``name+suffix`` for a helper lock (not yet
+        taken). Its ``acquire`` raises LockBackendUnavailable when the backend cannot answer."""
+        ...
+
+    def take_fire_time(self, name: str, scheduled_for: datetime, holder: str) -> bool:
+        """Claim the fire time ``scheduled_for`` (aware UTC) of schedule ``name`` for ``holder``
+        (a store's identity) among stores that do not share their rows; True when ``holder``
+        has it (now or from before). Stores that share their rows have the run row's unique
+        claim and always get True. Raises LockBackendUnavailable."""
+        ...
+
+    def check(self) -> None:
+        """Ask the backend for an answer (the worker's heartbeat does). Raises LockBackendUnavailable."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the backend is unusable right now (the last failure, until an answer), or None."""
         ...
 
 
@@ -81,9 +103,11 @@ class _FileRunLock:
 class FileLocks:
     """File locks in ``directory`` (created mode 0700), one file per schedule: ``<name>.lock``.
 
-    Enforces overlap across the workers of one host. Schedule names hold only letters,
-    digits, ``_``, ``-`` and ``.``, so they are safe file names.
+    Enforces overlap across the workers of one host (those sharing ``directory``). Schedule
+    names hold only letters, digits, ``_``, ``-`` and ``.``, so they are safe file names.
     """
+
+    kind = "file"
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -91,3 +115,12 @@ class FileLocks:
 
     def lock(self, name: str) -> RunLock:
         return _FileRunLock(self.directory / f"{name}.lock")
+
+    def take_fire_time(self, name: str, scheduled_for: datetime, holder: str) -> bool:
+        return True  # one host's processes share one store: its unique run row is the claim
+
+    def check(self) -> None:
+        return None
+
+    def problem(self) -> None:
+        return None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """Newest migration shipped in ``migrations/versions``; a test checks that they agree."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -62,7 +62,7 @@ from flowyml_sched.model import (
 from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.store import migrate
 from flowyml_sched.store.engine import StoreEngine, create_store_engine
-from flowyml_sched.store.schema import UTCDateTime, runs, schedules, workers
+from flowyml_sched.store.schema import UTCDateTime, runs, schedules, store_identity, workers
 from flowyml_sched.store.watch import CHANNEL, ChangeWatch, watch_for
 from flowyml_sched.triggers import KINDS, trigger_from_text
 
@@ -219,6 +219,8 @@ _WORKER_VALUES = {
     "heartbeat_at": sa.bindparam("b_heartbeat_at", type_=UTCDateTime()),
     "lease_expires_at": sa.bindparam("b_lease_expires_at", type_=UTCDateTime()),
     "status": sa.bindparam("b_status"),
+    "lock_backend": sa.bindparam("b_lock_backend"),
+    "lock_problem": sa.bindparam("b_lock_problem"),
 }
 _HEARTBEAT = (
     sa.update(workers).where(workers.c.id == sa.bindparam("b_id"), workers.c.status != "dead").values(_WORKER_VALUES)
@@ -1213,8 +1215,32 @@ class ScheduleStore:
         with self._reading() as conn:
             return [_run_from_row(r) for r in conn.execute(stmt).mappings().all()]
 
+    def identity(self) -> str:
+        """The store's random id (migration 0007), the same from every host whatever its URL
+        says: it namespaces the store's keys elsewhere (Redis). Raises StoreError."""
+        with self._reading() as conn:
+            found = conn.execute(sa.select(store_identity.c.id).limit(1)).scalar()
+        if found is None:
+            raise StoreError(self.location, "its store_identity table is empty (edited by hand?)")
+        return found
+
+    def stopped_elsewhere(self, run_ids: Collection[int]) -> list[Run]:
+        """Of ``run_ids`` (runs a worker is running), those whose row is no longer ``running``:
+        another worker interrupted them (overlap ``replace``) or declared them abandoned.
+        One indexed read."""
+        if not run_ids:
+            return []
+        found: list[Run] = []
+        with self._reading() as conn:
+            for chunk in _chunks(sorted(run_ids)):
+                stmt = sa.select(runs).where(runs.c.id.in_(chunk), runs.c.status != RunStatus.running.value)
+                found += [_run_from_row(r) for r in conn.execute(stmt).mappings().all()]
+        return found
+
     def interrupt_run(self, run_id: int, now: datetime, reason: str) -> bool:
-        """Mark a ``running`` row ``interrupted`` with ``reason`` (any owner). True if it was running."""
+        """Mark a ``running`` row ``interrupted`` with ``reason`` (any owner); its worker, on
+        any host, stops it once it sees the row (woken by the change watch: on PostgreSQL a
+        notification on the schedules' channel). True if it was running."""
         now = _utc(now, "now")
         with self._writing() as conn:
             row = conn.execute(
@@ -1236,6 +1262,8 @@ class ScheduleStore:
                     error=reason,
                 )
             )
+            if self.dialect == "postgresql":  # wakes the worker running it, wherever it is
+                conn.execute(sa.select(sa.func.pg_notify(CHANNEL, sa.func.current_schema())))
         return True
 
     def heartbeat(self, worker: WorkerInfo) -> Heartbeat:
@@ -1255,6 +1283,8 @@ class ScheduleStore:
             "heartbeat_at": _utc(worker.heartbeat_at, "heartbeat_at"),
             "lease_expires_at": _utc(worker.lease_expires_at, "lease_expires_at"),
             "status": worker.status,
+            "lock_backend": worker.lock_backend,
+            "lock_problem": _storable(worker.lock_problem),
         }
         params = {f"b_{key}": value for key, value in values.items()} | {"b_id": worker.id}
         with self._writing() as conn:

@@ -142,7 +142,16 @@ workers = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lock_backend", sa.String(16), nullable=True),
+    sa.Column("lock_problem", sa.Text(), nullable=True),
 )
+
+store_identity = sa.Table(
+    "store_identity",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+)
+"""One row: the store's random id (migration 0007), which namespaces its Redis keys."""
 
 version_table = sa.Table(
     "alembic_version",

@@ -10,12 +10,13 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from flowyml_sched.dispatch import DEFAULT_MISFIRE_GRACE
-from flowyml_sched.errors import StoreError
+from flowyml_sched.errors import LockBackendUnavailable, StoreError
 from flowyml_sched.executor import STALLED, ChildRun, Outcome, RunRequest, call_with_timeout, prepare_in_process
 from flowyml_sched.locks import RunLock
 from flowyml_sched.model import Claim, Overlap, Run, RunOrigin, RunStatus
@@ -37,6 +38,15 @@ FENCED = "its start was refused: the run is no longer this worker's to start (it
 """The error of an attempt whose fenced start changed nothing (:meth:`ScheduleStore.start_attempt`)."""
 START_NOT_RECORDED = "its start could not be recorded before its misfire grace ended"
 """The error of a fire time that did not run because the store refused its fenced start."""
+LOCK_BACKEND_UNREACHABLE = "lock backend unreachable"
+"""The start of the error of a fire time not run because its lock could not be asked for
+within its misfire grace."""
+ANOTHER_STORE_RAN_IT = "another process sharing the Redis server claimed this fire time (its own store runs it)"
+"""The error of a fire time that a process with a store of its own did not run (Redis mode)."""
+REPLACE_WAIT = 30.0
+"""Seconds a run waits for the run it replaces (overlap ``replace``) to stop, on any host:
+its worker sees the stop at its next round (woken by the store's change watch) and gives the
+child :data:`~flowyml_sched.executor.ChildRun.kill_grace` to end."""
 FENCE_RETRY_FIRST = 0.05
 """Seconds before the first retry of a fenced start the store refused; doubled each time, up
 to the poll interval."""
@@ -192,10 +202,18 @@ class RunExecution(LeaseKeeping):
         lock: RunLock | None = None
         queue_lock: RunLock | None = None
         try:
+            ours = self._ask_locks(claim, lambda: self._take_fire_time(claim))
+            if not ours:
+                if ours is not None:
+                    self._close(claim, RunStatus.skipped, ANOTHER_STORE_RAN_IT)
+                return
             if schedule.policy.overlap is not Overlap.allow:
                 lock = self.locks.lock(schedule.name)
-                if not lock.acquire(0):  # a held run takes it early when free, else at its instant
-                    self._at_instant(claim)  # (the previous run may end by then)
+                taken = self._ask_locks(claim, lambda: lock.acquire(0))  # a held run takes it early when free
+                if taken is None:
+                    return
+                if not taken:  # else at its instant (the previous run may end by then)
+                    self._at_instant(claim)
                     if self._too_late_to_start():
                         self._close(claim, RunStatus.interrupted, UNSTARTED)
                         return
@@ -203,14 +221,20 @@ class RunExecution(LeaseKeeping):
                     # already; the misfire grace at most, then it meets the overlap policy. A
                     # backfill waits as long as it takes (until the worker stops)
                     backfill = claim.origin is RunOrigin.backfill
-                    if not lock.acquire(0) and not (claim.owed and self._wait_for(lock, None if backfill else claim)):
+                    taken = self._ask_locks(claim, lambda: lock.acquire(0))
+                    if taken is None:
+                        return
+                    if not taken and not (claim.owed and self._wait_for(lock, None if backfill else claim)):
                         if backfill:
                             self._close(claim, RunStatus.interrupted, UNSTARTED)
                             return
                         lock, queue_lock = self._overlap(claim, lock)
                         if lock is None:
                             return
+                self._holding(claim, lock)
             self._attempts(claim)
+        except LockBackendUnavailable as exc:
+            self._close(claim, RunStatus.skipped, f"{LOCK_BACKEND_UNREACHABLE} ({exc.url}: {exc.reason})")
         except Exception:
             logger.exception("%s for %s: the worker failed running it", schedule.name, claim.scheduled_for.isoformat())
             self._close(claim, RunStatus.failed, "worker error")
@@ -221,19 +245,65 @@ class RunExecution(LeaseKeeping):
             with self._mutex:
                 self._active.pop(claim.run_id, None)
 
+    def _take_fire_time(self, claim: Claim) -> bool:
+        """The lock backend's claim of this fire time, among processes with a store each, held
+        by this store's identity (read once). Raises StoreError, LockBackendUnavailable."""
+        if self._store_id is None:
+            self._store_id = self.store.identity()
+        return self.locks.take_fire_time(claim.schedule.name, claim.scheduled_for, self._store_id)
+
+    def _ask_locks(self, claim: Claim, ask: Callable[[], bool]) -> bool | None:
+        """``ask()`` of the lock backend, asked again while it is
+        unreachable until ``claim``'s misfire grace (from its fire time, or from now if that is
+        later) has passed; then the fire time is closed ``skipped`` ("lock backend
+        unreachable"), never run unguarded, and None returned (also when the worker stops:
+        closed ``interrupted``). Otherwise what ``ask`` answered."""
+        grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
+        give_up = max(claim.scheduled_for, self.clock()) + grace
+        delay = FENCE_RETRY_FIRST
+        while True:
+            try:
+                return ask()
+            except LockBackendUnavailable as exc:
+                if self._no_starts.is_set() or self._stopping.is_set():
+                    self._close(claim, RunStatus.interrupted, UNSTARTED)
+                    return None
+                if self.clock() + timedelta(seconds=delay) >= give_up:
+                    self._close(claim, RunStatus.skipped, f"{LOCK_BACKEND_UNREACHABLE} ({exc.url}: {exc.reason})")
+                    return None
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.settings.poll_interval)
+
+    def _holding(self, claim: Claim, lock: RunLock) -> None:
+        """Note that ``claim``'s run holds ``lock``: the heartbeat extends it."""
+        with self._mutex:
+            active = self._active.get(claim.run_id)
+            if active is not None:
+                active.locks.append(lock)
+
+    def _released(self, claim: Claim, lock: RunLock) -> None:
+        with self._mutex:
+            active = self._active.get(claim.run_id)
+            if active is not None and lock in active.locks:
+                active.locks.remove(lock)
+
     def _wait_for(self, lock: RunLock, claim: Claim | None = None) -> bool:
         """Wait for ``lock`` until the worker stops or, with ``claim``, its misfire grace has
-        passed; True once held."""
+        passed; True once held. An unreachable lock backend is waited out (logged once by it)."""
         grace = (claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE) if claim else None
         deadline = None if grace is None else time.monotonic() + grace.total_seconds()
         while not self._stopping.is_set() and (deadline is None or time.monotonic() < deadline):
-            if lock.acquire(0.5):
-                return True
+            try:
+                if lock.acquire(0.5):
+                    return True
+            except LockBackendUnavailable:
+                self._stopping.wait(0.5)
         return False
 
     def _overlap(self, claim: Claim, lock: RunLock) -> tuple[RunLock | None, RunLock | None]:
         """The previous run holds the lock: apply the overlap policy. Returns the held locks,
-        or (None, None) when this fire time does not run (its row is closed here)."""
+        or (None, None) when this fire time does not run (its row is closed here). Raises
+        LockBackendUnavailable."""
         schedule = claim.schedule
         overlap = schedule.policy.overlap
         if overlap is Overlap.skip:
@@ -248,16 +318,20 @@ class RunExecution(LeaseKeeping):
                     claim, RunStatus.skipped, "a run was already waiting behind the running one (overlap: queue)"
                 )
                 return None, None
-            if self._wait_for(lock):
+            self._holding(claim, queue_lock)  # extended while it waits
+            try:
+                if self._wait_for(lock):
+                    return lock, None
+            finally:
+                self._released(claim, queue_lock)
                 queue_lock.release()  # the next fire time may wait now
-                return lock, None
-            queue_lock.release()
             self._close(claim, RunStatus.interrupted, "the worker stopped while the run waited (overlap: queue)")
             return None, None
         if self._stopping.is_set():  # draining: the running one keeps its grace period
             self._close(claim, RunStatus.interrupted, UNSTARTED)
             return None, None
-        # replace: stop the running one, then take its place
+        # replace: stop the running one, then take its place; a worker on another host stops its
+        # own once it sees its row interrupted (the store's change watch wakes it)
         now = self.clock()
         for running in self.store.running_runs(schedule.name):
             if running.id == claim.run_id or running.scheduled_for >= claim.scheduled_for:
@@ -265,7 +339,7 @@ class RunExecution(LeaseKeeping):
             reason = f"replaced by the run for {claim.scheduled_for.isoformat()} (overlap: replace)"
             if self.store.interrupt_run(running.id, now, reason):
                 self._stop_running(running, reason)
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + REPLACE_WAIT
         while time.monotonic() < deadline and not self._no_starts.is_set():
             if lock.acquire(0.5):
                 return lock, None
@@ -425,6 +499,10 @@ class RunExecution(LeaseKeeping):
             retry_at = finished_at  # asked for, and the worker stops before it starts: another worker takes it
         if claim.retry_of is not None and started_at is None:
             status, error = claim.retry_of, f"attempt {claim.attempt}: not started: {error}"
+        if started_at is not None:  # a lock lost while it ran: what overlap could not promise, on the run
+            lock_lost = self._locks_lost(claim)
+            if lock_lost is not None:
+                error = f"{error}\n{lock_lost}" if error else lock_lost
         queue = self._serving and not wait
         finishing = functools.partial(
             self.store.finish_run,

@@ -10,10 +10,10 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from flowyml_sched.errors import StoreError
+from flowyml_sched.errors import LockBackendUnavailable, LockLost, StoreError
 from flowyml_sched.model import Claim, Heartbeat, RunStatus, WorkerInfo
 from flowyml_sched.worker.events import LeaseLost, WorkerHeartbeat
-from flowyml_sched.worker.parts import Maintenance, WorkerParts, logger
+from flowyml_sched.worker.parts import Active, Maintenance, WorkerParts, logger
 
 
 class LeaseKeeping(WorkerParts):
@@ -45,6 +45,7 @@ class LeaseKeeping(WorkerParts):
             heartbeat_at=now,
             lease_expires_at=now + timedelta(seconds=self.settings.lease),
             status="alive",
+            lock_backend=self.locks.kind,
         )
 
     def _owner(self, claim: Claim) -> WorkerInfo:
@@ -56,9 +57,13 @@ class LeaseKeeping(WorkerParts):
         store has it: after a failed heartbeat (an outage) its fenced starts renew it first.
         One heartbeat at a time (the loop's and the runners' fenced starts): a worker declared
         dead goes on under one new id, not one per thread that noticed. Raises StoreError."""
+        self._extend_locks(now)
         with self._lease_lock:
             renewed = replace(
-                self.identity, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.settings.lease)
+                self.identity,
+                heartbeat_at=now,
+                lease_expires_at=now + timedelta(seconds=self.settings.lease),
+                lock_problem=self.locks.problem(),
             )
             beat = self.store.heartbeat(renewed)
             self.identity = renewed
@@ -70,6 +75,64 @@ class LeaseKeeping(WorkerParts):
         self.notifier.status(f"serving; {running} running")
         self._emit(WorkerHeartbeat(self.identity, beat.lease_kept, running))
         return beat
+
+    def _extend_locks(self, now: datetime) -> None:
+        """Ask the lock backend whether it answers (its problem goes in the heartbeat), and
+        extend the run locks held (Redis: back to their full TTL). A lock found lost is logged
+        and noted on its run: another run of the schedule may have started meanwhile. An
+        unreachable backend is logged once by the backend; the locks' TTL runs on."""
+        try:
+            self.locks.check()
+        except LockBackendUnavailable:
+            return
+        with self._mutex:
+            held = list(self._active.values())
+        for active in held:
+            if self._extend(active, now) is False:
+                return
+
+    def _extend(self, active: Active, now: datetime) -> bool | None:
+        """Extend ``active``'s locks; a lost one is logged and kept in ``active.lock_lost``.
+        False when the backend did not answer, None when it holds none."""
+        for lock in list(active.locks):
+            try:
+                lock.extend()
+            except LockLost as exc:
+                claim = active.claim
+                note = f"{exc} (found at {now.isoformat()}): another run of the schedule may have started meanwhile"
+                logger.error("%s for %s: %s", claim.schedule.name, claim.scheduled_for.isoformat(), note)
+                with self._mutex:
+                    active.lock_lost = note
+            except LockBackendUnavailable:
+                return False
+        return True if active.locks else None
+
+    def _locks_lost(self, claim: Claim) -> str | None:
+        """At the end of ``claim``'s attempt: whether a lock it held was lost while it ran
+        (looked at once more now, so that a loss since the last heartbeat is not missed)."""
+        with self._mutex:
+            active = self._active.get(claim.run_id)
+        if active is None:
+            return None
+        self._extend(active, self.clock())
+        return active.lock_lost
+
+    def _stop_stopped_elsewhere(self) -> None:
+        """Stop the child of each run of this worker whose row another worker changed: it
+        interrupted it (overlap ``replace``, from any host) or declared it abandoned. One read
+        of the store, when children run. Raises StoreError."""
+        with self._mutex:
+            children = {run_id: a.child for run_id, a in self._active.items() if a.child and not a.child.stopping}
+        if not children:
+            return
+        for run in self.store.stopped_elsewhere(list(children)):
+            child = children.get(run.id) if run.id is not None else None
+            if child is not None:
+                reason = (run.error or "").splitlines()[-1:] or [f"its row was marked {run.status.value} elsewhere"]
+                logger.warning(
+                    "%s for %s: stopping it: %s", run.schedule_name, run.scheduled_for.isoformat(), reason[0]
+                )
+                child.stop(RunStatus.interrupted, reason[0])
 
     def _lost_lease(self, now: datetime) -> None:
         """This worker missed its lease (stalled longer than ``lease``) and another worker

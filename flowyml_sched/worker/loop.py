@@ -141,6 +141,9 @@ class Worker(RunExecution):
         self._claimed_ahead: list[datetime] = []
         """Earlier due times that later reads moved past: claimed, their runs start then."""
         self._kept = set()
+        self._look_at_running = False
+        """The store changed since the last look at whether the runs going were stopped elsewhere."""
+        self._store_id = None
 
     def tick(self, now: datetime) -> list[Claim]:
         """One round at ``now``: heartbeat and reap if due, apply the sync file if it changed,
@@ -148,6 +151,9 @@ class Worker(RunExecution):
         them (each at its fire time), and record the runs that finished meanwhile (in the
         claim's transaction when there is one). Returns the claims."""
         self._maintain(now)
+        if self._look_at_running:  # the store changed: perhaps a run of this worker was stopped elsewhere
+            self._look_at_running = False
+            self._stop_stopped_elsewhere()
         claims = self._claim(now)
         self.store.record_queued_finishes()
         return claims
@@ -221,6 +227,7 @@ class Worker(RunExecution):
         """The earliest due fire time: read from the store only when the watch saw a change
         (the watch is asked first, so a change committed during the read is seen next time)."""
         if self._watch.changed() or self._due is None:
+            self._look_at_running = True
             self._read_due(self.store.next_due_at(self.scope))
         return self._due[0] if self._due is not None else None
 
@@ -320,7 +327,7 @@ class Worker(RunExecution):
             asked = store_fd is None or store_fd in ready or self._watch.recheck() is not None
             changed = asked and self._watch.changed()
             if changed:
-                self._due = None
+                self._due, self._look_at_running = None, True
             synced = bool(sync_fd) and sync_fd[0] in ready and self._sync_file.on_readable()
             # a watch lost meanwhile (fileno None): back to the loop, which then polls
             if woken or changed or synced or None in self._watch_fds() or time.monotonic() >= deadline:
@@ -447,6 +454,7 @@ class Worker(RunExecution):
                 if abandoned:
                     self._emit(RunsAbandoned(tuple(abandoned)))
             self._due = None  # read again: another worker may have stored a retry meanwhile
+            self._look_at_running = True  # and look at the runs going (a store that cannot wake it)
         if clock >= state.retention_due:
             state.retention_due = clock + RETENTION_INTERVAL
             older = now - timedelta(days=self.settings.keep_days) if self.settings.keep_days else None

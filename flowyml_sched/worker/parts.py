@@ -8,12 +8,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flowyml_sched.config import WorkerSettings
 from flowyml_sched.executor import ChildRun
-from flowyml_sched.locks import LockBackend
+from flowyml_sched.locks import LockBackend, RunLock
 from flowyml_sched.model import Claim, WorkerInfo
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
@@ -37,6 +37,10 @@ class Active:
     claim: Claim
     child: ChildRun | None = None
     in_process: bool = False
+    locks: list[RunLock] = field(default_factory=list)
+    """The run locks it holds (its schedule's, and ``+queued`` while it waits): the heartbeat extends them."""
+    lock_lost: str | None = None
+    """Why a run lock was lost while it ran (a Redis lock's TTL ran out): noted on its run."""
 
 
 @dataclass
@@ -89,6 +93,8 @@ class WorkerParts:
     _serving: bool
     """Inside :meth:`Worker.run`'s loop, whose rounds record finished runs: runners queue them."""
     _wake: Wakeup
+    _store_id: str | None
+    """The store's identity once read: what this worker's fire-time claims in Redis hold."""
 
     def _emit(self, event: Event) -> None:
         """Report ``event`` to each listener; one that raises is logged and the others still hear it."""

@@ -59,6 +59,10 @@ logger = logging.getLogger("flowyml_sched.api")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
+SHARED_ANCHOR = "1970-01-01T00:00:00Z"
+"""The anchor of an interval registered in Redis mode with a store in each process: the
+processes' fire times agree whenever each registered it."""
+
 SOURCE = "python"
 """The ``source`` recorded on the schedules this API stores."""
 
@@ -81,7 +85,10 @@ class SchedulerConfig:
       ``_DB_PATH``, the config file, then ``~/.local/state/flowyml-sched/scheduler.db``).
     - ``distributed`` with ``lock_backend``: ``file`` locks serve the processes of one host
       sharing a store (the default, whether ``distributed`` or not); ``redis`` (with
-      ``redis_url``), for several hosts, is refused by this version.
+      ``redis_url``, and ``distributed=True``) serves several hosts. On a shared PostgreSQL
+      store Redis enforces overlap across hosts; with a SQLite store in each process (the
+      page's deployment: the same code on several servers) each fire time is also claimed
+      in Redis, so that one process runs it (README, "Several servers").
     - ``timezone``: the zone of a schedule registered without one (an IANA name).
     - ``check_interval_seconds``: the worker's poll interval (it also wakes on changes).
     - ``max_concurrent_runs``: runs going at once in this process.
@@ -118,9 +125,13 @@ class SchedulerConfig:
             raise c.SettingError(
                 "db_url", self.db_url, f"None when db_path is given ({str(self.db_path)!r}): one store"
             )
+        c.check_lock_backend(self.lock_backend)
         if self.lock_backend == "redis" and not self.redis_url:
             raise c.SettingError("redis_url", self.redis_url, "a redis:// URL when lock_backend is 'redis'")
-        c.check_lock_backend(self.lock_backend)
+        if self.lock_backend == "redis" and not self.distributed:
+            raise c.SettingError("distributed", self.distributed, "True when lock_backend is 'redis'")
+        if self.redis_url is not None:
+            c.check_redis_url(self.redis_url)
         object.__setattr__(self, "timezone", _check_zone(_zone_name(self.timezone, "")))
         low, high = c.POLL_INTERVAL_RANGE
         interval = self.check_interval_seconds
@@ -231,13 +242,22 @@ class PipelineScheduler:
                 db_path=Path(self.config.db_path) if self.config.db_path is not None else None,
                 db_url=self.config.db_url,
                 timezone=self.config.timezone,
+                lock_backend=self.config.lock_backend,
+                redis_url=self.config.redis_url,
             )
         else:
             self._temporary = tempfile.TemporaryDirectory(prefix="flowyml-sched-")
             settings = c.Settings(
-                "sqlite://", self.config.timezone, Path(self._temporary.name), "persist_schedules=False"
+                "sqlite://",
+                self.config.timezone,
+                Path(self._temporary.name),
+                "persist_schedules=False",
+                lock_backend=self.config.lock_backend,
+                redis_url=self.config.redis_url,
             )
         self._settings = settings
+        self._own_store_shares_fire_times = settings.lock_backend == "redis" and settings.db_url.startswith("sqlite")
+        """Redis mode with a store in each process: each fire time is claimed in Redis too."""
         self._scheduler: Scheduler = connect(settings, source=SOURCE, clock=clock)
         self._callables: dict[str, LocalPipeline] = {}
         self._registered: dict[str, str] = {}
@@ -335,12 +355,16 @@ class PipelineScheduler:
     ) -> Schedule:
         """Run ``pipeline_func`` every ``hours`` + ``minutes`` + ``seconds`` of elapsed time
         (whole seconds in all, more than zero), counted from when it is first registered
-        (registering it again keeps that anchor). Raises InvalidDuration and the errors of
-        :meth:`_register`."""
+        (registering it again keeps that anchor); in Redis mode with a store in each process
+        counted from the Unix epoch (:data:`SHARED_ANCHOR`), so that every process has the
+        same fire times. Raises InvalidDuration and the errors of :meth:`_register`."""
+        every = {"every": _interval(hours, minutes, seconds)}
+        if self._own_store_shares_fire_times:
+            every["anchor"] = SHARED_ANCHOR
         return self._register(
             name,
             pipeline_func,
-            {"every": _interval(hours, minutes, seconds)},
+            every,
             timezone,
             context,
             _exclusions(exclude, on_excluded),

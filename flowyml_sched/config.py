@@ -100,12 +100,16 @@ class ConfigError(SchedulerError, ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings: ``db_url`` is a SQLAlchemy URL; ``state_dir`` holds locks and logs."""
+    """Resolved settings: ``db_url`` is a SQLAlchemy URL; ``state_dir`` holds file locks and logs."""
 
     db_url: str
     timezone: str
     state_dir: Path
     db_source: str
+    lock_backend: str = "file"
+    """``file`` (the processes of one host, sharing ``state_dir``) or ``redis`` (several hosts)."""
+    redis_url: str | None = None
+    """The Redis server of the ``redis`` lock backend (``redis://``, ``rediss://`` or ``unix://``)."""
 
 
 def env(environ: Mapping[str, str], name: str) -> str | None:
@@ -188,6 +192,8 @@ def resolve_settings(
     db_url: str | None = None,
     timezone: str | None = None,
     config_path: Path | None = None,
+    lock_backend: str | None = None,
+    redis_url: str | None = None,
 ) -> Settings:
     """Resolve the settings from flags (the keyword arguments), ``environ``, a config file
     (``config_path``, ``$FLOWYML_SCHEDULER_CONFIG`` or the default path, if it exists) and
@@ -198,8 +204,11 @@ def resolve_settings(
     The database: ``--db-url`` > ``--db`` > ``FLOWYML_SCHEDULER_DB_URL`` >
     ``FLOWYML_SCHEDULER_DB_PATH`` > config ``db_url`` > config ``db_path`` >
     ``<state dir>/scheduler.db``. Never the current directory by accident: a relative
-    path is taken relative to the current directory only when given explicitly.
-    Raises :class:`ConfigError` and :class:`~flowyml_sched.errors.UnknownTimezone`.
+    path is taken relative to the current directory only when given explicitly. The lock
+    backend and the Redis URL: ``--lock-backend`` / ``--redis-url`` >
+    ``FLOWYML_SCHEDULER_LOCK_BACKEND`` / ``_REDIS_URL`` > config ``lock_backend`` /
+    ``redis_url`` > ``file``. Raises :class:`ConfigError`, :class:`SettingError` and
+    :class:`~flowyml_sched.errors.UnknownTimezone`.
     """
     config_file, config = _config(environ, config_path)
     configured_state = env(environ, "STATE_DIR") or config.get("state_dir")
@@ -217,25 +226,61 @@ def resolve_settings(
     url = value if is_url else sqlite_url(Path(value))
     zone = timezone or env(environ, "TIMEZONE") or config.get("timezone") or DEFAULT_TIMEZONE
     get_zone(zone)
-    backend = env(environ, "LOCK_BACKEND")
-    where = "FLOWYML_SCHEDULER_LOCK_BACKEND" if backend else f"config file {config_file}"
-    check_lock_backend(backend or config.get("lock_backend") or "file", where)
-    return Settings(db_url=str(url), timezone=zone, state_dir=state, db_source=source)
+    backend, backend_source = _first(
+        ("--lock-backend", lock_backend),
+        ("FLOWYML_SCHEDULER_LOCK_BACKEND", env(environ, "LOCK_BACKEND")),
+        (f"config file {config_file}", config.get("lock_backend")),
+    )
+    backend = backend or "file"
+    check_lock_backend(backend, backend_source)
+    redis, redis_source = _first(
+        ("--redis-url", redis_url),
+        ("FLOWYML_SCHEDULER_REDIS_URL", env(environ, "REDIS_URL")),
+        (f"config file {config_file}", config.get("redis_url")),
+    )
+    if redis is not None:
+        check_redis_url(redis, redis_source)
+    if backend == "redis" and redis is None:
+        raise SettingError(
+            "redis_url",
+            None,
+            "a redis:// URL (--redis-url, FLOWYML_SCHEDULER_REDIS_URL or config redis_url)",
+            f"needed by lock_backend 'redis' from {backend_source}",
+        )
+    return Settings(
+        db_url=str(url), timezone=zone, state_dir=state, db_source=source, lock_backend=backend, redis_url=redis
+    )
+
+
+def _first(*candidates: tuple[str, str | None]) -> tuple[str | None, str]:
+    """The first ``(source, value)`` of ``candidates`` with a value, as ``(value, source)``;
+    ``(None, "default")`` when none has one."""
+    return next(((value, source) for source, value in candidates if value), (None, "default"))
 
 
 def check_lock_backend(backend: str, source: str | None = None) -> None:
-    """Raise SettingError unless ``backend`` is a lock backend this version has: ``file``
-    (the processes of one host). ``redis`` (several hosts) is refused, never ignored."""
+    """Raise SettingError unless ``backend`` is a lock backend: ``file`` (the processes of one
+    host) or ``redis`` (several hosts; needs a Redis URL)."""
     if backend not in LOCK_BACKENDS:
         raise SettingError("lock_backend", backend, " or ".join(map(repr, LOCK_BACKENDS)), source)
-    if backend == "redis":
-        raise SettingError(
-            "lock_backend",
-            backend,
-            "'file' in this version: Redis locks for several hosts are not available yet "
-            "(several processes on one host share a store with file locks)",
-            source,
-        )
+
+
+def check_redis_url(url: str, source: str | None = None) -> None:
+    """Raise SettingError unless ``url`` is a Redis URL redis-py takes (``redis://``,
+    ``rediss://`` or ``unix://``, with a host or a socket path)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    whole = (parts.scheme in ("redis", "rediss") and bool(parts.hostname)) or (
+        parts.scheme == "unix" and bool(parts.path)
+    )
+    if not (whole and port_ok):
+        shown = url.replace(parts.password, "***") if parts.password else url
+        raise SettingError("redis_url", shown, "a URL such as redis://host:6379/0 (or rediss://, unix://)", source)
 
 
 class SettingError(SchedulerError, ValueError):
@@ -246,7 +291,8 @@ class SettingError(SchedulerError, ValueError):
         self.setting = setting
         self.value = value
         where = f" (from {source})" if source else ""
-        super().__init__(f"{setting}{where}: {value!r} is not valid; expected {expected}")
+        given = "none was given" if value is None else f"{value!r} is not valid"
+        super().__init__(f"{setting}{where}: {given}; expected {expected}")
 
 
 def python_api_settings(environ: Mapping[str, str], config_path: Path | None = None) -> dict[str, tuple[str, str]]:

@@ -514,6 +514,8 @@ def _worker_dict(worker: Any) -> dict[str, Any]:
         "heartbeat_at": worker.heartbeat_at.isoformat(),
         "lease_expires_at": worker.lease_expires_at.isoformat(),
         "status": worker.status,
+        "lock_backend": worker.lock_backend,
+        "lock_problem": worker.lock_problem,
     }
 
 

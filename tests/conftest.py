@@ -70,6 +70,27 @@ def postgres_server_url() -> str:
     raise AssertionError("unreachable")
 
 
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The URL of the machine's Redis server (``FLOWYML_TEST_REDIS_URL``, default
+    ``redis://127.0.0.1:6379/0``); tests keep to keys of their own (a fresh namespace each).
+    Skipped when it does not answer, a failure under CI."""
+    import redis
+
+    url = os.environ.get("FLOWYML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis is not reachable at {url} ({exc}); start it (see .ci/run) or set FLOWYML_TEST_REDIS_URL"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI is set, so this is a failure", pytrace=False)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
+
+
 @pytest.fixture
 def postgresql_url(postgres_server_url: str) -> Iterator[str]:
     """URL of an empty PostgreSQL schema of this test's own (first on the search_path), dropped after."""

@@ -55,12 +55,14 @@ def test_a_config_file_with_wrong_types_or_bytes_is_named_in_the_message(tmp_pat
 @pytest.mark.parametrize(
     ("content", "environ", "message"),
     [
-        ("lock_backend: redis\n", {}, "config.yaml): 'redis' is not valid; expected 'file' in this version"),
-        ("", {"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "FLOWYML_SCHEDULER_LOCK_BACKEND): 'redis'"),
+        ("lock_backend: redis\n", {}, "config.yaml): none was given; expected a redis:// URL"),
+        ("", {"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "from FLOWYML_SCHEDULER_LOCK_BACKEND): none was given"),
         ("lock_backend: zookeeper\n", {}, "'zookeeper' is not valid; expected 'file' or 'redis'"),
+        ("lock_backend: redis\nredis_url: localhost:6379\n", {}, "config.yaml): 'localhost:6379' is not valid"),
+        ("", {"FLOWYML_SCHEDULER_REDIS_URL": "redis://:pw@:6379"}, "'redis://:***@:6379' is not valid"),
     ],
 )
-def test_a_lock_backend_this_version_lacks_is_refused_never_ignored(
+def test_a_lock_setting_that_cannot_hold_is_refused_never_ignored(
     tmp_path: Path, content: str, environ: dict[str, str], message: str
 ) -> None:
     config = tmp_path / "config.yaml"

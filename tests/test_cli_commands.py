@@ -50,7 +50,7 @@ RUN_KEYS = [
     "run_id", "worker", "host", "pid", "log_path", "retry_at", "origin", "params",
 ]  # fmt: skip
 HEALTH_KEYS = [
-    "status", "checked_at", "window_seconds", "workers", "late", "broken", "success_rate", "schedules", "last_failure",
+    "status", "checked_at", "window_seconds", "workers", "lock_warnings", "late", "broken", "success_rate", "schedules", "last_failure",
 ]  # fmt: skip
 ALL_OPTIONS = [
     "--param", "n=10", "--param", "s=hello", "--tag", "t1", "--tag", "t2", "--description", "hello there",
@@ -1440,6 +1440,7 @@ def test_health_json_is_down_with_exit_1_when_schedules_have_no_live_worker(db: 
         "status": "down",
         "window_seconds": 86400.0,
         "workers": [],
+        "lock_warnings": [],
         "late": [],
         "broken": [],
         "success_rate": None,

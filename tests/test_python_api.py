@@ -371,10 +371,26 @@ def test_the_scheduler_checks_its_arguments(db: str) -> None:
         PipelineScheduler(SchedulerConfig(db_path=db), on_success=5)  # type: ignore[arg-type]
 
 
-def test_redis_locks_are_refused_clearly_until_they_exist() -> None:
-    with pytest.raises(SettingError, match="not available yet"):
-        SchedulerConfig(distributed=True, lock_backend="redis", redis_url="redis://localhost:6379/0")
+def test_redis_locks_are_taken_with_a_url_on_a_distributed_scheduler() -> None:
+    config = SchedulerConfig(distributed=True, lock_backend="redis", redis_url="redis://localhost:6379/0")
+    assert (config.lock_backend, config.redis_url) == ("redis", "redis://localhost:6379/0")
     assert SchedulerConfig(distributed=True).lock_backend == "file"  # one host: file locks
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"distributed": True, "lock_backend": "redis"}, "redis_url"),
+        ({"lock_backend": "redis", "redis_url": "redis://localhost:6379/0"}, "distributed"),
+        ({"distributed": True, "lock_backend": "redis", "redis_url": "localhost:6379"}, "redis://host:6379/0"),
+        ({"distributed": True, "lock_backend": "redis", "redis_url": "redis://:6379"}, "redis_url"),
+        ({"distributed": True, "lock_backend": "memcached"}, "'file' or 'redis'"),
+    ],
+)
+def test_a_lock_setting_that_cannot_hold_is_refused_naming_what_would(given: dict[str, Any], said: str) -> None:
+    with pytest.raises(SettingError) as raised:
+        SchedulerConfig(**given)
+    assert said in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,26 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
+def lock_warnings(live: list[WorkerInfo], dialect: str) -> list[str]:
+    """What makes overlap unsafe among the ``live`` workers of a store on ``dialect``: a
+    worker whose lock backend is unreachable, live workers with different lock backends
+    (their locks never meet), and file locks on several hosts of a shared (PostgreSQL) store."""
+    warnings = [f"worker {w.id}: {w.lock_problem}" for w in live if w.lock_problem]
+    by_backend: dict[str, list[str]] = {}
+    for worker in live:
+        by_backend.setdefault(worker.lock_backend or "file", []).append(worker.id)
+    if len(by_backend) > 1:
+        uses = "; ".join(f"{backend}: {', '.join(ids)}" for backend, ids in sorted(by_backend.items()))
+        warnings.append(f"live workers use different lock backends ({uses}): overlap is not enforced between them")
+    file_hosts = sorted({w.host for w in live if (w.lock_backend or "file") == "file"})
+    if dialect == "postgresql" and len(file_hosts) > 1:
+        warnings.append(
+            f"workers on {len(file_hosts)} hosts ({', '.join(file_hosts)}) use file locks: overlap holds only "
+            "within each host; use --lock-backend redis"
+        )
+    return warnings
+
+
 def health_report(
     store: ScheduleStore,
     live: list[WorkerInfo],
@@ -34,7 +54,8 @@ def health_report(
     tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
 ) -> dict[str, Any]:
     """A JSON-able health report at ``now``: ``status`` (``ok``, ``degraded`` or ``down``),
-    the ``live`` workers, ``late`` schedules, ``broken`` ones (rows that cannot be loaded, each
+    the ``live`` workers (each with its ``lock_backend`` and ``lock_problem``), the
+    ``lock_warnings`` (:func:`lock_warnings`; any makes the status ``degraded``), ``late`` schedules, ``broken`` ones (rows that cannot be loaded, each
     ``{"name", "error"}``; any makes the status ``degraded``), per-schedule success rate and duration p50/p95
     (seconds) over ``window``, and the ``last_failure``. Never raises on odd data: rows
     with missing times are left out of the figures.
@@ -83,12 +104,13 @@ def health_report(
         }
         for name, e in sorted(per_schedule.items())
     }
+    locks = lock_warnings(live, store.dialect)
     total = sum(e["runs"] for e in per_schedule.values())
     succeeded = sum(e["succeeded"] for e in per_schedule.values())
     status = "ok"
     if schedules and not live:
         status = "down"
-    elif late or broken:
+    elif late or broken or locks:
         status = "degraded"
     return {
         "status": status,
@@ -101,9 +123,12 @@ def health_report(
                 "pid": w.pid,
                 "started_at": w.started_at.isoformat(),
                 "heartbeat_at": w.heartbeat_at.isoformat(),
+                "lock_backend": w.lock_backend,
+                "lock_problem": w.lock_problem,
             }
             for w in live
         ],
+        "lock_warnings": locks,
         "late": late,
         "broken": broken,
         "success_rate": succeeded / total if total else None,

@@ -4,6 +4,7 @@ Python API and the REST API's ``serve``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,10 +14,15 @@ from typing import TYPE_CHECKING
 
 from flowyml_sched.application.files import validate_file
 from flowyml_sched.application.scheduler import Scheduler
+from flowyml_sched.config import SettingError
+from flowyml_sched.locks import FileLocks
 from flowyml_sched.worker.events import Event, Listener, RunFinished, RunSkipped, log_event
+
+logger = logging.getLogger("flowyml_sched.worker")
 
 if TYPE_CHECKING:
     from flowyml_sched.config import Settings, WorkerSettings
+    from flowyml_sched.locks import LockBackend
     from flowyml_sched.model import ClaimScope
     from flowyml_sched.store import ScheduleStore
     from flowyml_sched.worker import Worker
@@ -67,6 +73,41 @@ def run_ends(callback: Callable[[RunFinished], None]) -> Listener:
     return listener
 
 
+def run_locks(store: ScheduleStore, settings: Settings, tuning: WorkerSettings, state: Path) -> LockBackend:
+    """The run locks ``settings`` choose (the one factory of lock backends).
+
+    ``file``: files in ``state/locks``, shared by the workers of one host that share ``state``
+    (on a PostgreSQL store that is logged as a warning: overlap then holds only among them).
+    ``redis``: redis-py locks at ``settings.redis_url`` with a TTL of two leases; on a
+    PostgreSQL store their keys are namespaced by the store's identity; on SQLite (each process
+    keeps a store of its own: the Python API's deployment on several servers) by the Redis
+    database alone, and each fire time is also claimed in Redis. Raises SettingError when the
+    ``multi`` extra (redis-py) is missing, StoreError.
+    """
+    if settings.lock_backend == "redis":
+        try:
+            from flowyml_sched.locks.redis import RedisLocks, lock_ttl
+        except ImportError:
+            raise SettingError(
+                "lock_backend", "redis", "'file', or install the multi extra: pip install 'flowyml-sched[multi]'"
+            ) from None
+        assert settings.redis_url is not None  # resolve_settings checks it
+        shared = store.dialect == "postgresql"
+        return RedisLocks(
+            settings.redis_url,
+            store.identity() if shared else "own-stores",
+            lock_ttl(tuning.lease),
+            claim_fire_times=not shared,
+        )
+    if store.dialect == "postgresql":
+        logger.warning(
+            "file locks on a PostgreSQL store: overlap holds only among the workers sharing this host's state "
+            "directory (%s); workers on other hosts need --lock-backend redis",
+            state,
+        )
+    return FileLocks(state / "locks")
+
+
 def worker_on(
     store: ScheduleStore,
     settings: Settings,
@@ -81,7 +122,6 @@ def worker_on(
     """A worker on ``store`` (left open), as :func:`open_worker` builds it; ``listeners``,
     ``scope`` and ``callables`` as :class:`~flowyml_sched.worker.Worker` takes them (by
     default: the log, every schedule whose pipeline any process can load, none)."""
-    from flowyml_sched.locks import FileLocks
     from flowyml_sched.model import EVERY_REFERENCE
     from flowyml_sched.sdnotify import Notifier
     from flowyml_sched.worker import Worker
@@ -95,7 +135,7 @@ def worker_on(
 
     return Worker(
         store,
-        FileLocks(state / "locks"),
+        run_locks(store, settings, tuning, state),
         tuning,
         notifier=Notifier(environ),
         sync=sync,

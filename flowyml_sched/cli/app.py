@@ -732,6 +732,22 @@ def run_worker_command(
             help="Locks and run logs; workers that share a store on one host must share it. [env: FLOWYML_SCHEDULER_STATE_DIR; default: $STATE_DIRECTORY, else $XDG_STATE_HOME/flowyml-sched, else ~/.local/state/flowyml-sched]",
         ),
     ] = None,
+    lock_backend: Annotated[
+        Optional[str],
+        typer.Option(
+            "--lock-backend",
+            help="Run locks that enforce overlap: 'file' (the workers of one host sharing --state-dir) or 'redis' "
+            "(several hosts; needs --redis-url). [env: FLOWYML_SCHEDULER_LOCK_BACKEND; default: file]",
+        ),
+    ] = None,
+    redis_url: Annotated[
+        Optional[str],
+        typer.Option(
+            "--redis-url",
+            help="Redis server of the redis lock backend, such as redis://host:6379/0. "
+            "[env: FLOWYML_SCHEDULER_REDIS_URL]",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, wait for it, and exit.")] = False,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 0 when a live worker heartbeat exists, 1 otherwise (probes).")
@@ -753,7 +769,7 @@ def run_worker_command(
     from flowyml_sched.application import open_worker
     from flowyml_sched.cli import logs
 
-    settings = flags.settings()
+    settings = flags.settings(lock_backend=lock_backend, redis_url=redis_url)
     if check:
         with flags.scheduler(create=False) as scheduler:
             alive = scheduler.live_workers()

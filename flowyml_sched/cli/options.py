@@ -45,8 +45,8 @@ ConfigPath = Annotated[
     Optional[Path],
     typer.Option(
         "--config",
-        help="YAML config file (keys db_url, db_path, timezone, state_dir, lock_backend; and the Python API's "
-        "persist, distributed, redis_url, check_interval, max_concurrent). [env: FLOWYML_SCHEDULER_CONFIG]",
+        help="YAML config file (keys db_url, db_path, timezone, state_dir, lock_backend, redis_url; and the Python "
+        "API's persist, distributed, check_interval, max_concurrent). [env: FLOWYML_SCHEDULER_CONFIG]",
         rich_help_panel=STORE,
     ),
 ]
@@ -185,14 +185,22 @@ class StoreFlags:
     db_url: str | None = None
     config: Path | None = None
 
-    def settings(self) -> Settings:
-        """The settings resolved from these flags and the process environment. Raises
-        UsageError when both ``--db`` and ``--db-url`` are given."""
+    def settings(self, *, lock_backend: str | None = None, redis_url: str | None = None) -> Settings:
+        """The settings resolved from these flags (and the worker's ``lock_backend`` and
+        ``redis_url``) and the process environment. Raises UsageError when both ``--db`` and
+        ``--db-url`` are given, SettingError and ConfigError."""
         from flowyml_sched.config import resolve_settings
 
         if self.db is not None and self.db_url is not None:
             raise UsageError("give --db or --db-url, not both")
-        return resolve_settings(os.environ, db_path=self.db, db_url=self.db_url, config_path=self.config)
+        return resolve_settings(
+            os.environ,
+            db_path=self.db,
+            db_url=self.db_url,
+            config_path=self.config,
+            lock_backend=lock_backend,
+            redis_url=redis_url,
+        )
 
     @contextmanager
     def scheduler(self, create: bool = True) -> Iterator[Scheduler]:

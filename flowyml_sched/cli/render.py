@@ -294,7 +294,10 @@ def render_health(report: dict[str, Any]) -> None:
     if not report["workers"]:
         console.print(f"  no worker is running: {NO_WORKER_HINT.split('; ')[1]} (or its systemd unit)")
     for worker in report["workers"]:
-        console.print(f"  worker {worker['id']} (heartbeat {worker['heartbeat_at']})")
+        locks = worker["lock_backend"] or "file"
+        console.print(f"  worker {worker['id']} (heartbeat {worker['heartbeat_at']}; {locks} locks)")
+    for warning in report["lock_warnings"]:
+        console.print(f"  locks: {warning}", soft_wrap=True)
     for late in report["late"]:
         console.print(f"  late: {late['name']} was due {late['next_fire_at']} ({late['late_seconds']:.0f} s ago)")
     for broken in report["broken"]:

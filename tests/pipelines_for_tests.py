@@ -139,6 +139,21 @@ def slow(
     _record(record, "end", scheduled_for, tag=tag)
 
 
+def slow_until_stopped(
+    seconds: float = 1.0, scheduled_for: datetime | None = None, record: str | None = None, tag: str | None = None
+) -> None:
+    """As :func:`slow`, and a SIGTERM records ``stopped`` before the process exits (status 143):
+    when a run that was stopped ended."""
+    import signal
+
+    def stopped(_signum: int, _frame: object) -> None:
+        _record(record, "stopped", scheduled_for, tag=tag)
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stopped)
+    slow(seconds, scheduled_for, record, tag)
+
+
 def gated(
     gate: str,
     scheduled_for: datetime | None = None,

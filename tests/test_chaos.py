@@ -33,13 +33,7 @@ down). No check counts anything that depends on the machine's speed beyond "at l
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -49,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import servers
 import sqlalchemy as sa
+from servers import OwnPostgres
 from test_worker_processes import Cluster, WorkerProcess, process_gone, utc_now, wait_until
 
 from flowyml_sched.errors import StoreError
@@ -96,96 +92,14 @@ Attempt = tuple[str, datetime, int]
 """(schedule, fire time, attempt)."""
 
 
-# -- a PostgreSQL instance of the test's own -------------------------------------------------
-
-
-def _postgres_bindir() -> Path:
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-        key=lambda path: [int(part) for part in path.parent.parent.name.split(".") if part.isdigit()],
-    )
-    if found:
-        return found[-1].parent
-    on_path = shutil.which("pg_ctl")
-    if on_path and shutil.which("initdb"):
-        return Path(on_path).parent
-    message = "no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin or on PATH"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI is set, so this is a failure", pytrace=False)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
-
-
-def _unprivileged() -> tuple[list[str], int, int] | None:
-    """As root (initdb and postgres refuse to run as root): the command prefix that runs a
-    program as the ``postgres`` user (else ``nobody``), and that user's uid and gid."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            user = pwd.getpwnam(name)
-            setpriv = shutil.which("setpriv")
-            assert setpriv, "setpriv (util-linux) is needed to run PostgreSQL as an unprivileged user"
-            prefix = [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
-            return prefix, user.pw_uid, user.pw_gid
-    raise AssertionError("running as root and there is neither a postgres nor a nobody user to run PostgreSQL as")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class OwnPostgres:
-    """A PostgreSQL server in a temporary directory, on a free port, that the test may stop."""
-
-    def __init__(self, bindir: Path, root: Path, runas: list[str]):
-        self.bindir = bindir
-        self.root = root
-        self.data = root / "data"
-        self.runas = runas
-        self.port = _free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, program: str, *args: str, timeout: float = 60.0) -> None:
-        done = subprocess.run(
-            [*self.runas, str(self.bindir / program), *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert done.returncode == 0, f"{program} {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root}"
-        self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-o", options)
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w")
+# -- a PostgreSQL instance of the test's own (tests/servers.py) ------------------------------
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[OwnPostgres]:
     """A PostgreSQL instance of this test's own, stopped and removed afterwards."""
-    bindir = _postgres_bindir()
-    runas = _unprivileged()
-    root = Path(tempfile.mkdtemp(prefix="flowyml-chaos-pg-"))
-    if runas is not None:
-        os.chown(root, runas[1], runas[2])
-    server = OwnPostgres(bindir, root, runas[0] if runas else [])
-    try:
-        server.init()
-        server.start()
+    with servers.own_postgres() as server:
         yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=("sqlite", "postgresql"))

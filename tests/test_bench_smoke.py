@@ -78,6 +78,7 @@ SUITE = (
     "memory",
     "bulk_apply",
     "api",
+    "locks",
 )
 HAS_APSCHEDULER = importlib.util.find_spec("apscheduler") is not None
 NO_APSCHEDULER = "APScheduler is not installed (it is in the 'bench' extra: pip install -e '.[bench]')"

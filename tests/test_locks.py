@@ -150,14 +150,13 @@ def test_redis_keys_are_namespaced_so_two_stores_on_one_server_never_meet(redis_
 
 def test_a_fire_time_is_claimed_once_among_processes_with_a_store_each(redis_server_url: str) -> None:
     namespace = f"test-{uuid.uuid4().hex}"
-    servers = [RedisLocks(redis_server_url, namespace, 30.0, claim_fire_times=True) for _ in range(3)]
+    servers = [RedisLocks(redis_server_url, namespace, 30.0, fire_time_holder=f"store-{i}") for i in range(3)]
     at = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-    won = [server.take_fire_time("etl", at, f"store-{i}") for i, server in enumerate(servers)]
-    assert won == [True, False, False]
-    assert servers[0].take_fire_time("etl", at, "store-0")  # its own claim again (a retry): still its
-    assert servers[1].take_fire_time("etl", at.replace(minute=1), "store-1")  # the next fire time is free
+    assert [server.take_fire_time("etl", at) for server in servers] == [True, False, False]
+    assert servers[0].take_fire_time("etl", at)  # its own claim again (a retry): still its
+    assert servers[1].take_fire_time("etl", at.replace(minute=1))  # the next fire time is free
     shared = RedisLocks(redis_server_url, namespace, 30.0)  # a shared store claims by its unique row
-    assert shared.take_fire_time("etl", at, "store-9")
+    assert shared.take_fire_time("etl", at)
 
 
 def test_an_unreachable_redis_raises_says_so_once_and_recovers(

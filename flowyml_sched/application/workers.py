@@ -92,12 +92,13 @@ def run_locks(store: ScheduleStore, settings: Settings, tuning: WorkerSettings, 
                 "lock_backend", "redis", "'file', or install the multi extra: pip install 'flowyml-sched[multi]'"
             ) from None
         assert settings.redis_url is not None  # resolve_settings checks it
+        identity = store.identity()
         shared = store.dialect == "postgresql"
         return RedisLocks(
             settings.redis_url,
-            store.identity() if shared else "own-stores",
+            identity if shared else "own-stores",
             lock_ttl(tuning.lease),
-            claim_fire_times=not shared,
+            fire_time_holder=None if shared else identity,
         )
     if store.dialect == "postgresql":
         logger.warning(

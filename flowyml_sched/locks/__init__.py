@@ -45,10 +45,10 @@ class LockBackend(Protocol):
         taken). Its ``acquire`` raises LockBackendUnavailable when the backend cannot answer."""
         ...
 
-    def take_fire_time(self, name: str, scheduled_for: datetime, holder: str) -> bool:
-        """Claim the fire time ``scheduled_for`` (aware UTC) of schedule ``name`` for ``holder``
-        (a store's identity) among stores that do not share their rows; True when ``holder``
-        has it (now or from before). Stores that share their rows have the run row's unique
+    def take_fire_time(self, name: str, scheduled_for: datetime) -> bool:
+        """Claim the fire time ``scheduled_for`` (aware UTC) of schedule ``name`` for this
+        process's store among stores that do not share their rows; True when this store has it
+        (now or from before: a retry). Stores that share their rows have the run row's unique
         claim and always get True. Raises LockBackendUnavailable."""
         ...
 
@@ -116,7 +116,7 @@ class FileLocks:
     def lock(self, name: str) -> RunLock:
         return _FileRunLock(self.directory / f"{name}.lock")
 
-    def take_fire_time(self, name: str, scheduled_for: datetime, holder: str) -> bool:
+    def take_fire_time(self, name: str, scheduled_for: datetime) -> bool:
         return True  # one host's processes share one store: its unique run row is the claim
 
     def check(self) -> None:

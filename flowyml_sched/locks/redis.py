@@ -105,18 +105,19 @@ class _RedisRunLock:
 class RedisLocks:
     """Run locks on the Redis server at ``url``, under ``namespace`` (the store's identity).
 
-    ``ttl``: seconds a lock lives unless extended (:func:`lock_ttl`). ``claim_fire_times``:
+    ``ttl``: seconds a lock lives unless extended (:func:`lock_ttl`). ``fire_time_holder``:
     the processes keep a store each (SQLite), so :meth:`take_fire_time` claims each fire time
-    in Redis too; with a shared store it is left to the store's unique run row.
+    in Redis too, for this holder (this process's store's identity); None: a shared store,
+    whose unique run row is the claim.
     """
 
     kind = "redis"
 
-    def __init__(self, url: str, namespace: str, ttl: float, *, claim_fire_times: bool = False):
+    def __init__(self, url: str, namespace: str, ttl: float, *, fire_time_holder: str | None = None):
         self.url = redacted(url)
         self.ttl = ttl
         self.prefix = f"flowyml-sched:{namespace}:"
-        self.claim_fire_times = claim_fire_times
+        self.holder = fire_time_holder
         self.client = redis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT, retry_on_timeout=False
         )
@@ -126,8 +127,9 @@ class RedisLocks:
     def lock(self, name: str) -> _RedisRunLock:
         return _RedisRunLock(self, f"{self.prefix}lock:{name}")
 
-    def take_fire_time(self, name: str, scheduled_for: datetime, holder: str) -> bool:
-        if not self.claim_fire_times:
+    def take_fire_time(self, name: str, scheduled_for: datetime) -> bool:
+        holder = self.holder
+        if holder is None:
             return True
         key = f"{self.prefix}fired:{name}:{scheduled_for.isoformat()}"
         try:

@@ -202,7 +202,7 @@ class RunExecution(LeaseKeeping):
         lock: RunLock | None = None
         queue_lock: RunLock | None = None
         try:
-            ours = self._ask_locks(claim, lambda: self._take_fire_time(claim))
+            ours = self._ask_locks(claim, lambda: self.locks.take_fire_time(schedule.name, claim.scheduled_for))
             if not ours:
                 if ours is not None:
                     self._close(claim, RunStatus.skipped, ANOTHER_STORE_RAN_IT)
@@ -244,13 +244,6 @@ class RunExecution(LeaseKeeping):
                     held.release()
             with self._mutex:
                 self._active.pop(claim.run_id, None)
-
-    def _take_fire_time(self, claim: Claim) -> bool:
-        """The lock backend's claim of this fire time, among processes with a store each, held
-        by this store's identity (read once). Raises StoreError, LockBackendUnavailable."""
-        if self._store_id is None:
-            self._store_id = self.store.identity()
-        return self.locks.take_fire_time(claim.schedule.name, claim.scheduled_for, self._store_id)
 
     def _ask_locks(self, claim: Claim, ask: Callable[[], bool]) -> bool | None:
         """``ask()`` of the lock backend, asked again while it is

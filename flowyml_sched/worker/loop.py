@@ -143,7 +143,6 @@ class Worker(RunExecution):
         self._kept = set()
         self._look_at_running = False
         """The store changed since the last look at whether the runs going were stopped elsewhere."""
-        self._store_id = None
 
     def tick(self, now: datetime) -> list[Claim]:
         """One round at ``now``: heartbeat and reap if due, apply the sync file if it changed,

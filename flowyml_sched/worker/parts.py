@@ -93,8 +93,6 @@ class WorkerParts:
     _serving: bool
     """Inside :meth:`Worker.run`'s loop, whose rounds record finished runs: runners queue them."""
     _wake: Wakeup
-    _store_id: str | None
-    """The store's identity once read: what this worker's fire-time claims in Redis hold."""
 
     def _emit(self, event: Event) -> None:
         """Report ``event`` to each listener; one that raises is logged and the others still hear it."""

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flowyml_sched.application import Scheduler
-from flowyml_sched.model import Schedule
+from flowyml_sched.application.health import lock_warnings
+from flowyml_sched.model import Schedule, WorkerInfo
 from flowyml_sched.store import ScheduleStore
 from flowyml_sched.triggers import DailyTrigger
 
@@ -188,3 +189,42 @@ def test_waiting_for_a_run_reports_each_change_and_ends_after_its_last_retry(
         (RunStatus.failed, 1, True, True),
         (RunStatus.running, 2, False, False),
     ]
+
+
+# -- health: what makes overlap unsafe among the live workers ------------------------------
+
+
+def _worker(name: str, host: str, backend: str | None, problem: str | None = None) -> WorkerInfo:
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    return WorkerInfo(name, host, 1, at, at, at + timedelta(seconds=30), "alive", backend, problem)
+
+
+@pytest.mark.parametrize(
+    ("live", "dialect", "said"),
+    [
+        ([_worker("a", "h1", "redis"), _worker("b", "h2", "redis")], "postgresql", []),
+        ([_worker("a", "h1", "file"), _worker("b", "h1", None)], "postgresql", []),  # one host, a row from before 0007
+        ([_worker("a", "h1", "file"), _worker("b", "h1", "file")], "sqlite", []),
+        (
+            [_worker("a", "h1", "file"), _worker("b", "h2", "file")],
+            "postgresql",
+            [
+                "workers on 2 hosts (h1, h2) use file locks: overlap holds only within each host; use --lock-backend redis"
+            ],
+        ),
+        (
+            [_worker("a", "h1", "file"), _worker("b", "h2", "redis")],
+            "postgresql",
+            ["live workers use different lock backends (file: a; redis: b): overlap is not enforced between them"],
+        ),
+        (
+            [_worker("a", "h1", "redis", "the lock backend at redis://r:6379/0 is unreachable: timeout")],
+            "postgresql",
+            ["worker a: the lock backend at redis://r:6379/0 is unreachable: timeout"],
+        ),
+    ],
+)
+def test_health_says_what_makes_overlap_unsafe_among_the_live_workers(
+    live: list[WorkerInfo], dialect: str, said: list[str]
+) -> None:
+    assert lock_warnings(live, dialect) == said

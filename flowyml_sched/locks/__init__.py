@@ -39,6 +39,8 @@ class RunLock(Protocol):
 class LockBackend(Protocol):
     kind: str
     """``file`` or ``redis``: what a worker reports in its row for ``health``."""
+    leased: bool
+    """Whether its locks lapse unless extended (:meth:`RunLock.extend`): the worker then keeps them."""
 
     def lock(self, name: str) -> RunLock:
         """A lock object for schedule ``name``, or ``name+suffix`` for a helper lock (not yet
@@ -108,6 +110,7 @@ class FileLocks:
     """
 
     kind = "file"
+    leased = False
 
     def __init__(self, directory: Path):
         self.directory = directory

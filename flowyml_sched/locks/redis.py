@@ -3,8 +3,9 @@
 Each lock is a key with a TTL (:data:`lock_ttl`: twice the worker's lease) holding a random
 token; only the holder of the token extends or releases it (redis-py does both in Lua
 scripts that compare the token). The worker's heartbeat extends the locks of its runs back
-to the full TTL, so a lock outlives its holder's death by one TTL at most, and a holder
-stalled past it finds the lock lost at its next heartbeat (logged and noted on the run).
+to the full TTL (a thread of the worker's own, the lock keeper, does it every heartbeat
+interval), so a lock outlives its holder's death by one TTL at most, and a holder stalled past
+it finds the lock lost at its next extension (logged and noted on the run).
 
 Keys are namespaced by the store (:meth:`ScheduleStore.identity`): two deployments on one
 Redis never meet. ``flowyml-sched:<namespace>:lock:<schedule>`` is a run lock;
@@ -112,6 +113,7 @@ class RedisLocks:
     """
 
     kind = "redis"
+    leased = True
 
     def __init__(self, url: str, namespace: str, ttl: float, *, fire_time_holder: str | None = None):
         self.url = redacted(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -57,7 +58,6 @@ class LeaseKeeping(WorkerParts):
         store has it: after a failed heartbeat (an outage) its fenced starts renew it first.
         One heartbeat at a time (the loop's and the runners' fenced starts): a worker declared
         dead goes on under one new id, not one per thread that noticed. Raises StoreError."""
-        self._extend_locks(now)
         with self._lease_lock:
             renewed = replace(
                 self.identity,
@@ -75,6 +75,17 @@ class LeaseKeeping(WorkerParts):
         self.notifier.status(f"serving; {running} running")
         self._emit(WorkerHeartbeat(self.identity, beat.lease_kept, running))
         return beat
+
+    def _keep_locks(self, done: threading.Event) -> None:
+        """The lock keeper, a thread of its own while the worker serves with a leased lock
+        backend (Redis): every heartbeat interval, until ``done``, it asks the backend and
+        extends the locks held (:meth:`_extend_locks`). Apart from the loop, so that a backend
+        that does not answer (a timeout) never holds up the claims of other schedules."""
+        while not done.wait(self.settings.heartbeat_interval):
+            try:
+                self._extend_locks(self.clock())
+            except Exception:  # a bug must not end the keeping of the locks
+                logger.exception("extending the run locks failed")
 
     def _extend_locks(self, now: datetime) -> None:
         """Ask the lock backend whether it answers (its problem goes in the heartbeat), and

@@ -237,6 +237,9 @@ class Worker(RunExecution):
         """
         previous = self._install_signals() if threading.current_thread() is threading.main_thread() else {}
         self._heartbeat(self.clock())
+        locks_kept = threading.Event()
+        if self.locks.leased:
+            threading.Thread(target=self._keep_locks, args=(locks_kept,), name="lock-keeper", daemon=True).start()
         logger.info("worker %s serving %s", self.identity.id, self.store.location)
         self.notifier.ready(f"serving {self.store.location}")
         self.serving.set()
@@ -266,6 +269,7 @@ class Worker(RunExecution):
                 self._sleep(self._sleep_seconds(failed))
         finally:
             self._shutdown()
+            locks_kept.set()
             for signum, handler in previous.items():  # the caller's, back (the Python API's start(blocking=True))
                 if handler is not None:  # None: not set from Python, nothing to put back
                     signal.signal(signum, handler)

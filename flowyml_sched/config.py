@@ -244,8 +244,8 @@ def resolve_settings(
         raise SettingError(
             "redis_url",
             None,
-            "a redis:// URL (--redis-url, FLOWYML_SCHEDULER_REDIS_URL or config redis_url)",
-            f"needed by lock_backend 'redis' from {backend_source}",
+            f"a redis:// URL for lock_backend 'redis' (from {backend_source}): "
+            "--redis-url, FLOWYML_SCHEDULER_REDIS_URL or config redis_url",
         )
     return Settings(
         db_url=str(url), timezone=zone, state_dir=state, db_source=source, lock_backend=backend, redis_url=redis

@@ -55,8 +55,8 @@ def test_a_config_file_with_wrong_types_or_bytes_is_named_in_the_message(tmp_pat
 @pytest.mark.parametrize(
     ("content", "environ", "message"),
     [
-        ("lock_backend: redis\n", {}, "config.yaml): none was given; expected a redis:// URL"),
-        ("", {"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "from FLOWYML_SCHEDULER_LOCK_BACKEND): none was given"),
+        ("lock_backend: redis\n", {}, "none was given; expected a redis:// URL for lock_backend 'redis' (from config"),
+        ("", {"FLOWYML_SCHEDULER_LOCK_BACKEND": "redis"}, "(from FLOWYML_SCHEDULER_LOCK_BACKEND): --redis-url"),
         ("lock_backend: zookeeper\n", {}, "'zookeeper' is not valid; expected 'file' or 'redis'"),
         ("lock_backend: redis\nredis_url: localhost:6379\n", {}, "config.yaml): 'localhost:6379' is not valid"),
         ("", {"FLOWYML_SCHEDULER_REDIS_URL": "redis://:pw@:6379"}, "'redis://:***@:6379' is not valid"),

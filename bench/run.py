@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run flowyml-sched's benchmark suite and write its results.
 
-    .venv/bin/python bench/run.py            # everything, about 25 minutes
+    .venv/bin/python bench/run.py            # everything, about 30 minutes
     .venv/bin/python bench/run.py --quick    # tiny sizes, a smoke test (results under bench/results/quick/)
     .venv/bin/python bench/run.py --only lateness,throughput
 
@@ -36,11 +36,23 @@ import common
 import fire_time_math
 import idle_cost
 import lateness
+import locks
 import memory
 import poll_cost
 import throughput
 
-BENCHMARKS = [lateness, poll_cost, idle_cost, throughput, cli_startup, fire_time_math, memory, bulk_apply, api]
+BENCHMARKS = [
+    lateness,
+    poll_cost,
+    idle_cost,
+    throughput,
+    cli_startup,
+    fire_time_math,
+    memory,
+    bulk_apply,
+    api,
+    locks,
+]
 BY_NAME = {module.NAME: module for module in BENCHMARKS}
 DEFAULT_RESULTS_MD = common.BENCH_DIR / "RESULTS.md"
 QUICK_DIR = common.RESULTS_DIR / "quick"

@@ -266,21 +266,35 @@ def check_lock_backend(backend: str, source: str | None = None) -> None:
 
 
 def check_redis_url(url: str, source: str | None = None) -> None:
-    """Raise SettingError unless ``url`` is a Redis URL redis-py takes (``redis://``,
-    ``rediss://`` or ``unix://``, with a host or a socket path)."""
+    """Raise SettingError unless ``url`` is a Redis URL redis-py takes: ``redis://``,
+    ``rediss://`` (with a host, a port from 1 to 65535 and a database number) or ``unix://``
+    (a socket path), options as redis-py's ``from_url`` reads them. The message never shows
+    the password."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
+    from flowyml_sched.locks.urls import redacted
+
+    expected = "a URL such as redis://host:6379/0 (or rediss://, unix:///path/to/socket)"
+    shown = redacted(url)
     try:
+        parts = urlsplit(url)
         port_ok = parts.port is None or 0 < parts.port < 65536
     except ValueError:
-        port_ok = False
-    whole = (parts.scheme in ("redis", "rediss") and bool(parts.hostname)) or (
-        parts.scheme == "unix" and bool(parts.path)
-    )
-    if not (whole and port_ok):
-        shown = url.replace(parts.password, "***") if parts.password else url
-        raise SettingError("redis_url", shown, "a URL such as redis://host:6379/0 (or rediss://, unix://)", source)
+        raise SettingError("redis_url", shown, expected, source) from None
+    database = parts.path.lstrip("/")
+    whole = (
+        parts.scheme in ("redis", "rediss") and bool(parts.hostname) and (database == "" or database.isdigit())
+    ) or (parts.scheme == "unix" and bool(parts.path))
+    if not (whole and port_ok) or parts.fragment:  # a '#' in a password must be written %23
+        raise SettingError("redis_url", shown, expected, source)
+    try:
+        from redis.connection import parse_url
+    except ImportError:  # the multi extra is missing: said where the worker builds its locks
+        return
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise SettingError("redis_url", shown, f"{expected} ({exc})", source) from None
 
 
 class SettingError(SchedulerError, ValueError):

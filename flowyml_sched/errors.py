@@ -343,12 +343,17 @@ class NeverFires(SchedulerError, ValueError):
 
 
 class LockBackendUnavailable(SchedulerError, OSError):
-    """The lock backend (a Redis server) did not answer; ``url`` names it without a password."""
+    """The lock backend (a Redis server) did not answer, or ``refused`` the command (a wrong
+    password, a read-only replica, a full server); ``url`` names it without a password."""
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, *, refused: bool = False, lasting: bool = False):
         self.url = url
         self.reason = reason
-        super().__init__(f"the lock backend at {url} is unreachable: {reason}")
+        self.refused = refused
+        self.lasting = lasting
+        """What no waiting heals (a wrong password, not a Redis server, no such database)."""
+        what = "refused the command" if refused else "is unreachable"
+        super().__init__(f"the lock backend at {url} {what}: {reason}")
 
 
 class LockLost(SchedulerError, RuntimeError):

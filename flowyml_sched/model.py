@@ -358,7 +358,9 @@ class WorkerInfo:
 
     ``status`` is ``alive``, ``stopped`` (a clean exit) or ``dead`` (its lease expired).
     ``lock_backend`` is ``file`` or ``redis`` (None: a row written before version 0007 of the
-    schema); ``lock_problem`` why that backend was unusable at the last heartbeat, or None.
+    schema); ``lock_problem`` why that backend was unusable at the last heartbeat, or None;
+    ``lock_target`` where its locks are, as far as it knows (Redis: the server's run id and
+    the database number), or None.
     """
 
     id: str
@@ -370,6 +372,7 @@ class WorkerInfo:
     status: str
     lock_backend: str | None = None
     lock_problem: str | None = None
+    lock_target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -516,6 +516,7 @@ def _worker_dict(worker: Any) -> dict[str, Any]:
         "status": worker.status,
         "lock_backend": worker.lock_backend,
         "lock_problem": worker.lock_problem,
+        "lock_target": worker.lock_target,
     }
 
 

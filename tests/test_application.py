@@ -194,9 +194,11 @@ def test_waiting_for_a_run_reports_each_change_and_ends_after_its_last_retry(
 # -- health: what makes overlap unsafe among the live workers ------------------------------
 
 
-def _worker(name: str, host: str, backend: str | None, problem: str | None = None) -> WorkerInfo:
+def _worker(
+    name: str, host: str, backend: str | None, problem: str | None = None, target: str | None = None
+) -> WorkerInfo:
     at = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
-    return WorkerInfo(name, host, 1, at, at, at + timedelta(seconds=30), "alive", backend, problem)
+    return WorkerInfo(name, host, 1, at, at, at + timedelta(seconds=30), "alive", backend, problem, target)
 
 
 @pytest.mark.parametrize(
@@ -216,6 +218,20 @@ def _worker(name: str, host: str, backend: str | None, problem: str | None = Non
             [_worker("a", "h1", "file"), _worker("b", "h2", "redis")],
             "postgresql",
             ["live workers use different lock backends (file: a; redis: b): overlap is not enforced between them"],
+        ),
+        (
+            [_worker("a", "h1", "redis", None, "redis r1 db 0"), _worker("b", "h2", "redis", None, "redis r1 db 0")],
+            "postgresql",
+            [],
+        ),
+        (
+            [_worker("a", "h1", "redis", None, "redis r1 db 0"), _worker("b", "h2", "redis", None, "redis r2 db 0")],
+            "postgresql",
+            [
+                "live workers keep their locks in different Redis servers or databases (redis r1 db 0: a; "
+                "redis r2 db 0: b): overlap is not enforced between them (after a Redis restart, until each "
+                "worker has seen the new server: 20 s)"
+            ],
         ),
         (
             [_worker("a", "h1", "redis", "the lock backend at redis://r:6379/0 is unreachable: timeout")],

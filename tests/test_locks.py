@@ -19,7 +19,8 @@ import pytest
 
 from flowyml_sched.errors import LockBackendUnavailable, LockLost
 from flowyml_sched.locks import FileLocks, LockBackend
-from flowyml_sched.locks.redis import RedisLocks, redacted
+from flowyml_sched.locks.redis import RedisLocks
+from flowyml_sched.locks.urls import redacted
 
 BACKENDS = ("file", "redis")
 
@@ -183,3 +184,42 @@ def test_an_unreachable_redis_raises_says_so_once_and_recovers(
 def test_a_redis_url_is_shown_without_its_password() -> None:
     assert redacted("redis://user:pw@host:6380/1") == "redis://user:***@host:6380/1"
     assert redacted("redis://host:6379/0") == "redis://host:6379/0"
+    assert redacted("redis://host:6379/0?password=pw&ssl_cert_reqs=none") == (
+        "redis://host:6379/0?password=%2A%2A%2A&ssl_cert_reqs=none"
+    )
+    assert redacted("redis://[::1:6379/0") == "redis://..."
+
+
+def test_a_redis_that_refuses_writes_is_unusable_until_it_takes_them_again(tmp_path: Path) -> None:
+    """A read-only replica (a failover's old primary) refuses the lock's SET: as an outage,
+    never as a lock taken, and ``check`` sees it though the server answers PING."""
+    from servers import own_redis
+
+    with own_redis() as server:
+        locks = RedisLocks(server.url, f"test-{uuid.uuid4().hex}", 30.0)
+        locks.check()
+        assert locks.target() is not None and locks.target().endswith(" db 0")
+        locks.client.replicaof("127.0.0.1", "1")  # nothing listens there: it stays a read-only replica
+        with pytest.raises(LockBackendUnavailable) as raised:
+            locks.lock("etl").acquire(0)
+        assert raised.value.refused and not raised.value.lasting
+        assert "refused the command" in str(raised.value) and "read only" in str(raised.value)
+        with pytest.raises(LockBackendUnavailable):
+            locks.check()
+        assert locks.problem() is not None
+        locks.client.replicaof("NO", "ONE")
+        assert locks.lock("etl").acquire(0)
+        assert locks.problem() is None
+
+
+def test_a_wrong_database_number_is_refused_for_good(tmp_path: Path) -> None:
+    from servers import own_redis
+
+    with own_redis() as server:
+        locks = RedisLocks(server.url.rsplit("/", 1)[0] + "/99", f"test-{uuid.uuid4().hex}", 30.0)
+        with pytest.raises(LockBackendUnavailable) as raised:
+            locks.check_settings()
+        assert raised.value.lasting and "DB index is out of range" in str(raised.value)
+    down = RedisLocks(server.url, "x", 30.0)  # stopped now: an outage, which a start lives through
+    down.check_settings()
+    assert down.problem() is not None and "is unreachable" in down.problem()

@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from servers import OwnRedis, own_redis
 from test_worker_processes import Cluster, utc_now, wait_until
 
@@ -227,3 +228,72 @@ def test_the_python_api_redis_mode_runs_each_fire_time_once_across_processes_wit
                 if run.status is RunStatus.skipped:
                     assert run.error == ANOTHER_STORE_RAN_IT
     assert sum(1 for at, found in rows.items() if len(found) == 3 and len(ran[at]) == 1) >= 2
+
+
+def test_a_redis_turned_read_only_mid_run_keeps_the_run_s_outcome_and_skips_what_needs_a_lock(
+    cluster: Cluster, redis_server: OwnRedis
+) -> None:
+    """A failover's old primary (a read-only replica) refuses writes: the run going on ends as
+    its pipeline did, the fire times due meanwhile are skipped, and the worker heals with it."""
+    worker = cluster.start_worker(*_redis_worker(cluster, redis_server, "host-a"))
+    anchor = utc_now() + timedelta(seconds=0.5)
+    cluster.add(
+        "etl",
+        "slow",
+        params={"seconds": 2.0, "record": str(cluster.record), "tag": "etl"},
+        policy=Policy(misfire_grace=timedelta(seconds=1)),
+        trigger=IntervalTrigger(timedelta(seconds=1), anchor),
+        next_fire_at=anchor,
+    )
+    wait_until(lambda: cluster.records("start"), 30, "a run going")
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.replicaof("127.0.0.1", "1")  # nothing listens there: it stays a read-only replica
+    refused = lambda: [r for r in cluster.runs("etl") if (r.error or "").startswith(LOCK_BACKEND_UNREACHABLE)]  # noqa: E731
+    wait_until(lambda: len(refused()) >= 2, 60, "fire times skipped while Redis refuses writes")
+    first = cluster.records("start")[0]["scheduled_for"]
+    going = next(r for r in cluster.runs("etl") if r.scheduled_for.isoformat() == first)
+    ended = wait_until(
+        lambda: (row := cluster.store.run(going.id)) is not None and row.status is not RunStatus.running and row,
+        30,
+        "its end",
+    )
+    assert ended.status is RunStatus.succeeded, ended
+    assert "read only replica" in refused()[0].error
+    admin.replicaof("NO", "ONE")
+    healed = time.time()
+    wait_until(lambda: any(r["at"] > healed for r in cluster.records("end")), 60, "a run once Redis takes writes")
+    assert "Traceback" not in worker.log(), worker.log_tail()
+    assert worker.stop() == 0
+
+
+def test_schedules_that_need_no_lock_run_on_time_while_redis_is_down(cluster: Cluster, redis_server: OwnRedis) -> None:
+    """Runs waiting for an unreachable Redis give their run slot back (``--max-concurrent 1``)."""
+    redis_server.stop()
+    cluster.start_worker(*_redis_worker(cluster, redis_server, "host-a"), "--max-concurrent", "1")
+    anchor = utc_now() + timedelta(seconds=0.5)
+    for name, overlap in (("locked", Overlap.skip), ("free", Overlap.allow)):
+        cluster.add(
+            name,
+            "slow",
+            params={"seconds": 0.05, "record": str(cluster.record), "tag": name},
+            policy=Policy(overlap=overlap, misfire_grace=timedelta(seconds=10)),
+            trigger=IntervalTrigger(timedelta(seconds=1), anchor),
+            next_fire_at=anchor,
+        )
+    wait_until(lambda: len(cluster.records("end", tag="free")) >= 4, 60, "four runs of the schedule needing no lock")
+    free = [r for r in cluster.runs("free") if r.started_at is not None and r.status is not RunStatus.running]
+    assert len(free) >= 3 and all(r.status is RunStatus.succeeded for r in free), free
+    late = sorted((r.started_at - r.scheduled_for).total_seconds() for r in free)
+    assert late[len(late) // 2] < 1.0, late  # with the slot held, each would wait out locked's 10 s grace
+    assert cluster.records("start", tag="locked") == []
+
+
+def test_a_worker_refused_for_good_by_redis_does_not_start(cluster: Cluster, redis_server: OwnRedis) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.config_set("requirepass", "s3cret-pass")
+    url = redis_server.url.replace("redis://", "redis://:wrong-pass@")
+    options = ["--lock-backend", "redis", "--redis-url", url, "--state-dir", str(cluster.root / "host-a")]
+    result = cluster.cli("run-worker", *options, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "redis_url" in result.stderr and "refused the command" in result.stderr, result.stderr
+    assert "wrong-pass" not in result.stderr and "Traceback" not in result.stderr

@@ -51,6 +51,11 @@ def test_flags_beat_the_environment_which_beats_the_config_file(tmp_path: Path) 
         ({}, {"redis_url": "http://r:6379"}, "redis_url (from --redis-url): 'http://r:6379' is not valid"),
         ({}, {"redis_url": "redis://r:99999/0"}, "'redis://r:99999/0' is not valid"),
         ({"FLOWYML_SCHEDULER_REDIS_URL": "redis://u:hunter2@/0"}, {}, "'redis://u:***@/0' is not valid"),
+        ({}, {"redis_url": "redis://[::1:6379/0"}, "redis_url (from --redis-url): 'redis://...' is not valid"),
+        ({}, {"redis_url": "redis://r:6379/zero"}, "'redis://r:6379/zero' is not valid"),
+        ({}, {"redis_url": "redis://:hun#ter2@r:6379/0"}, "is not valid"),  # '#' unencoded: %23
+        ({}, {"redis_url": "redis://r/0?socket_timeout=soon"}, "Invalid value for 'socket_timeout'"),
+        ({}, {"redis_url": "redis://r/0?socket_timeout=soon&password=hunter2"}, "password=%2A%2A%2A"),
     ],
 )
 def test_a_lock_setting_that_cannot_work_names_itself_and_its_source(

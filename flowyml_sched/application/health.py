@@ -28,8 +28,9 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 def lock_warnings(live: list[WorkerInfo], dialect: str) -> list[str]:
     """What makes overlap unsafe among the ``live`` workers of a store on ``dialect``: a
-    worker whose lock backend is unreachable, live workers with different lock backends
-    (their locks never meet), and file locks on several hosts of a shared (PostgreSQL) store."""
+    worker whose lock backend is unreachable, live workers with different lock backends or
+    different Redis servers or databases (their locks never meet; ``lock_target``), and file
+    locks on several hosts of a shared (PostgreSQL) store."""
     warnings = [f"worker {w.id}: {w.lock_problem}" for w in live if w.lock_problem]
     by_backend: dict[str, list[str]] = {}
     for worker in live:
@@ -37,6 +38,16 @@ def lock_warnings(live: list[WorkerInfo], dialect: str) -> list[str]:
     if len(by_backend) > 1:
         uses = "; ".join(f"{backend}: {', '.join(ids)}" for backend, ids in sorted(by_backend.items()))
         warnings.append(f"live workers use different lock backends ({uses}): overlap is not enforced between them")
+    by_target: dict[str, list[str]] = {}
+    for worker in live:
+        if worker.lock_backend == "redis" and worker.lock_target:
+            by_target.setdefault(worker.lock_target, []).append(worker.id)
+    if len(by_target) > 1:
+        uses = "; ".join(f"{target}: {', '.join(ids)}" for target, ids in sorted(by_target.items()))
+        warnings.append(
+            f"live workers keep their locks in different Redis servers or databases ({uses}): overlap is not "
+            "enforced between them (after a Redis restart, until each worker has seen the new server: 20 s)"
+        )
     file_hosts = sorted({w.host for w in live if (w.lock_backend or "file") == "file"})
     if dialect == "postgresql" and len(file_hosts) > 1:
         warnings.append(
@@ -125,6 +136,7 @@ def health_report(
                 "heartbeat_at": w.heartbeat_at.isoformat(),
                 "lock_backend": w.lock_backend,
                 "lock_problem": w.lock_problem,
+                "lock_target": w.lock_target,
             }
             for w in live
         ],

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from flowyml_sched.application.files import validate_file
 from flowyml_sched.application.scheduler import Scheduler
 from flowyml_sched.config import SettingError
+from flowyml_sched.errors import LockBackendUnavailable
 from flowyml_sched.locks import FileLocks
 from flowyml_sched.worker.events import Event, Listener, RunFinished, RunSkipped, log_event
 
@@ -82,7 +83,9 @@ def run_locks(store: ScheduleStore, settings: Settings, tuning: WorkerSettings, 
     PostgreSQL store their keys are namespaced by the store's identity; on SQLite (each process
     keeps a store of its own: the Python API's deployment on several servers) by the Redis
     database alone, and each fire time is also claimed in Redis. Raises SettingError when the
-    ``multi`` extra (redis-py) is missing, StoreError.
+    ``multi`` extra (redis-py) is missing or the Redis server refuses this worker for good (a
+    wrong password, no such database, not Redis); an unreachable one is only logged (the
+    worker recovers with it). Raises StoreError.
     """
     if settings.lock_backend == "redis":
         try:
@@ -94,12 +97,19 @@ def run_locks(store: ScheduleStore, settings: Settings, tuning: WorkerSettings, 
         assert settings.redis_url is not None  # resolve_settings checks it
         identity = store.identity()
         shared = store.dialect == "postgresql"
-        return RedisLocks(
+        locks = RedisLocks(
             settings.redis_url,
             identity if shared else "own-stores",
             lock_ttl(tuning.lease),
             fire_time_holder=None if shared else identity,
         )
+        try:
+            locks.check_settings()
+        except LockBackendUnavailable as error:
+            raise SettingError(
+                "redis_url", locks.url, f"a Redis server that takes this worker's commands ({error})"
+            ) from None
+        return locks
     if store.dialect == "postgresql":
         logger.warning(
             "file locks on a PostgreSQL store: overlap holds only among the workers sharing this host's state "

@@ -41,6 +41,8 @@ class LockBackend(Protocol):
     """``file`` or ``redis``: what a worker reports in its row for ``health``."""
     leased: bool
     """Whether its locks lapse unless extended (:meth:`RunLock.extend`): the worker then keeps them."""
+    lapse: float
+    """Seconds a lock may outlive a holder that died (0: the OS frees it at once)."""
 
     def lock(self, name: str) -> RunLock:
         """A lock object for schedule ``name``, or ``name+suffix`` for a helper lock (not yet
@@ -60,6 +62,10 @@ class LockBackend(Protocol):
 
     def problem(self) -> str | None:
         """Why the backend is unusable right now (the last failure, until an answer), or None."""
+        ...
+
+    def target(self) -> str | None:
+        """Where the locks are, as last seen (two workers whose targets differ never meet), or None."""
         ...
 
 
@@ -111,6 +117,7 @@ class FileLocks:
 
     kind = "file"
     leased = False
+    lapse = 0.0
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -126,4 +133,7 @@ class FileLocks:
         return None
 
     def problem(self) -> None:
+        return None
+
+    def target(self) -> None:
         return None

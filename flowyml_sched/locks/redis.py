@@ -12,9 +12,10 @@ Redis never meet. ``flowyml-sched:<namespace>:lock:<schedule>`` is a run lock;
 ``flowyml-sched:<namespace>:fired:<schedule>:<fire time>`` is the claim of one fire time
 among processes that each keep their own store (:meth:`RedisLocks.take_fire_time`).
 
-Redis unreachable: :meth:`~_RedisRunLock.acquire` raises LockBackendUnavailable (the worker
-retries within the misfire grace, never runs unguarded); the outage is logged once, at its
-start, and its end once; :meth:`RedisLocks.problem` says it for ``health``.
+Redis unreachable, or refusing commands (a read-only replica, ``maxmemory`` reached, a
+wrong password): every call raises LockBackendUnavailable (the worker retries within the
+misfire grace, never runs unguarded); the outage is logged once, at its start, and its end
+once; :meth:`RedisLocks.problem` says it for ``health``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.exceptions
 import redis.lock
 
 from flowyml_sched.errors import LockBackendUnavailable, LockLost
+from flowyml_sched.locks.urls import redacted
 
 logger = logging.getLogger("flowyml_sched.locks")
 
@@ -41,16 +42,14 @@ FIRE_TIME_CLAIM_TTL = timedelta(days=1)
 after a longer downtime with ``catchup: all`` could run a fire time the others ran."""
 
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+_MISCONFIGURED = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+    redis.exceptions.NoPermissionError,
+    redis.exceptions.InvalidResponse,
+)
+"""Answers that no waiting heals: a wrong password or user, a command the user may not run,
+something other than Redis at that address (a worker refuses to start on them)."""
 
 
 def lock_ttl(lease: float) -> float:
@@ -73,8 +72,8 @@ class _RedisRunLock:
             return False
         try:
             taken = self._lock.acquire(blocking=timeout > 0, blocking_timeout=timeout)
-        except _UNREACHABLE as exc:
-            raise self._backend.unreachable(exc) from None
+        except redis.exceptions.RedisError as exc:
+            raise self._backend.unusable(exc) from None
         self._backend.reachable()
         self._held = bool(taken)
         return self._held
@@ -87,8 +86,8 @@ class _RedisRunLock:
             self._lock.release()
         except redis.exceptions.LockNotOwnedError:
             logger.warning("the Redis lock %s had expired before its run released it", self._lock.name)
-        except _UNREACHABLE as exc:  # it lapses after its TTL
-            self._backend.unreachable(exc)
+        except redis.exceptions.RedisError as exc:  # it lapses after its TTL
+            self._backend.unusable(exc)
 
     def extend(self) -> None:
         if not self._held:
@@ -98,8 +97,8 @@ class _RedisRunLock:
         except redis.exceptions.LockNotOwnedError:
             self._held = False
             raise LockLost(f"the Redis lock {self._lock.name} expired while its run went on") from None
-        except _UNREACHABLE as exc:
-            raise self._backend.unreachable(exc) from None
+        except redis.exceptions.RedisError as exc:
+            raise self._backend.unusable(exc) from None
         self._backend.reachable()
 
 
@@ -117,7 +116,7 @@ class RedisLocks:
 
     def __init__(self, url: str, namespace: str, ttl: float, *, fire_time_holder: str | None = None):
         self.url = redacted(url)
-        self.ttl = ttl
+        self.ttl = self.lapse = ttl
         self.prefix = f"flowyml-sched:{namespace}:"
         self.holder = fire_time_holder
         self.client = redis.Redis.from_url(
@@ -125,6 +124,7 @@ class RedisLocks:
         )
         self._mutex = threading.Lock()
         self._problem: str | None = None
+        self._target: str | None = None
 
     def lock(self, name: str) -> _RedisRunLock:
         return _RedisRunLock(self, f"{self.prefix}lock:{name}")
@@ -137,8 +137,8 @@ class RedisLocks:
         try:
             taken = self.client.set(key, holder, nx=True, px=int(FIRE_TIME_CLAIM_TTL.total_seconds() * 1000))
             owner = None if taken else self.client.get(key)
-        except _UNREACHABLE as exc:
-            raise self.unreachable(exc) from None
+        except redis.exceptions.RedisError as exc:
+            raise self.unusable(exc) from None
         self.reachable()
         return bool(taken) or owner == holder.encode()
 
@@ -146,19 +146,43 @@ class RedisLocks:
         with self._mutex:
             return self._problem
 
+    def target(self) -> str | None:
+        """``redis <run id> db <n>``: the server's id (new at each start of the server) and the
+        database, as the last :meth:`check` saw them; None before one answered."""
+        with self._mutex:
+            return self._target
+
     def check(self) -> None:
-        """Ask the server for an answer (PING). Raises LockBackendUnavailable."""
+        """Ask the server for an answer that needs a write (a key of the namespace's own, set
+        with a one-minute expiry): a read-only replica or a full server (``maxmemory``) counts
+        as unusable, as they would refuse a lock; and note its run id (:meth:`target`).
+        Raises LockBackendUnavailable."""
         try:
-            self.client.ping()
-        except _UNREACHABLE as exc:
-            raise self.unreachable(exc) from None
-        except redis.exceptions.RedisError as exc:  # refused: a password asked for, a wrong database
-            raise LockBackendUnavailable(self.url, str(exc)) from None
+            self.client.set(f"{self.prefix}check", "1", px=60_000)
+            server = self.client.info("server")
+        except redis.exceptions.RedisError as exc:
+            raise self.unusable(exc) from None
+        database = self.client.connection_pool.connection_kwargs.get("db", 0)
+        with self._mutex:
+            self._target = f"redis {server.get('run_id', '?')} db {database}"
         self.reachable()
 
-    def unreachable(self, exc: Exception) -> LockBackendUnavailable:
-        """Note an outage (logged once, at its start); the error to raise."""
-        error = LockBackendUnavailable(self.url, str(exc) or type(exc).__name__)
+    def check_settings(self) -> None:
+        """At a worker's start: raise LockBackendUnavailable (``lasting``) for what no waiting
+        heals (:data:`_MISCONFIGURED`, a database number the server lacks); an outage is only
+        noted (logged once): the worker starts and recovers when Redis does."""
+        try:
+            self.check()
+        except LockBackendUnavailable as error:
+            if error.lasting:
+                raise
+
+    def unusable(self, exc: Exception) -> LockBackendUnavailable:
+        """Note that the server did not answer, or refused (logged once, at the start of the
+        outage); the error to raise."""
+        refused = not isinstance(exc, _UNREACHABLE) or isinstance(exc, redis.exceptions.AuthenticationError)
+        lasting = isinstance(exc, _MISCONFIGURED) or "DB index" in str(exc)
+        error = LockBackendUnavailable(self.url, str(exc) or type(exc).__name__, refused=refused, lasting=lasting)
         with self._mutex:
             first = self._problem is None
             self._problem = str(error)

@@ -221,6 +221,7 @@ _WORKER_VALUES = {
     "status": sa.bindparam("b_status"),
     "lock_backend": sa.bindparam("b_lock_backend"),
     "lock_problem": sa.bindparam("b_lock_problem"),
+    "lock_target": sa.bindparam("b_lock_target"),
 }
 _HEARTBEAT = (
     sa.update(workers).where(workers.c.id == sa.bindparam("b_id"), workers.c.status != "dead").values(_WORKER_VALUES)
@@ -1285,6 +1286,7 @@ class ScheduleStore:
             "status": worker.status,
             "lock_backend": worker.lock_backend,
             "lock_problem": _storable(worker.lock_problem),
+            "lock_target": worker.lock_target,
         }
         params = {f"b_{key}": value for key, value in values.items()} | {"b_id": worker.id}
         with self._writing() as conn:

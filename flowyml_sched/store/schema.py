@@ -144,6 +144,7 @@ workers = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("lock_backend", sa.String(16), nullable=True),
     sa.Column("lock_problem", sa.Text(), nullable=True),
+    sa.Column("lock_target", sa.Text(), nullable=True),
 )
 
 store_identity = sa.Table(

@@ -46,7 +46,8 @@ ANOTHER_STORE_RAN_IT = "another process sharing the Redis server claimed this fi
 REPLACE_WAIT = 30.0
 """Seconds a run waits for the run it replaces (overlap ``replace``) to stop, on any host:
 its worker sees the stop at its next round (woken by the store's change watch) and gives the
-child :data:`~flowyml_sched.executor.ChildRun.kill_grace` to end."""
+child :data:`~flowyml_sched.executor.ChildRun.kill_grace` to end; plus the lock backend's
+``lapse`` (a Redis lock of a worker that died lives until its TTL)."""
 FENCE_RETRY_FIRST = 0.05
 """Seconds before the first retry of a fenced start the store refused; doubled each time, up
 to the poll interval."""
@@ -246,26 +247,46 @@ class RunExecution(LeaseKeeping):
                 self._active.pop(claim.run_id, None)
 
     def _ask_locks(self, claim: Claim, ask: Callable[[], bool]) -> bool | None:
-        """``ask()`` of the lock backend, asked again while it is
-        unreachable until ``claim``'s misfire grace (from its fire time, or from now if that is
-        later) has passed; then the fire time is closed ``skipped`` ("lock backend
-        unreachable"), never run unguarded, and None returned (also when the worker stops:
-        closed ``interrupted``). Otherwise what ``ask`` answered."""
+        """``ask()`` of the lock backend, asked again while it is unreachable (or refuses)
+        until ``claim``'s misfire grace (from its fire time, or from now if that is later) has
+        passed; then the fire time is closed ``skipped`` ("lock backend unreachable"), never
+        run unguarded, and None returned (also when the worker stops: closed
+        ``interrupted``). Otherwise what ``ask`` answered. While it waits, its run slot
+        (``--max-concurrent``) is given back, so that schedules needing no lock still run;
+        it takes a slot again, waiting for one, before it goes on."""
         grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
         give_up = max(claim.scheduled_for, self.clock()) + grace
         delay = FENCE_RETRY_FIRST
-        while True:
-            try:
-                return ask()
-            except LockBackendUnavailable as exc:
-                if self._no_starts.is_set() or self._stopping.is_set():
-                    self._close(claim, RunStatus.interrupted, UNSTARTED)
-                    return None
-                if self.clock() + timedelta(seconds=delay) >= give_up:
-                    self._close(claim, RunStatus.skipped, f"{LOCK_BACKEND_UNREACHABLE} ({exc.url}: {exc.reason})")
-                    return None
-                self._stopping.wait(delay)
-                delay = min(delay * 2, self.settings.poll_interval)
+        slot_given_back = False
+        answer: bool | None = None
+        try:
+            while True:
+                try:
+                    answer = ask()
+                    return answer
+                except LockBackendUnavailable as exc:
+                    if self._no_starts.is_set() or self._stopping.is_set():
+                        self._close(claim, RunStatus.interrupted, UNSTARTED)
+                        return None
+                    if self.clock() + timedelta(seconds=delay) >= give_up:
+                        self._close(claim, RunStatus.skipped, f"{LOCK_BACKEND_UNREACHABLE} ({exc.url}: {exc.reason})")
+                        return None
+                    if not slot_given_back:
+                        slot_given_back = True
+                        with self._idle:
+                            self._busy -= 1
+                            self._idle.notify_all()
+                        self._wake.set()  # the loop may claim again
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self.settings.poll_interval)
+        finally:
+            if slot_given_back:
+                with self._idle:
+                    if answer is not None:  # it goes on: within the concurrency, as any run
+                        self._idle.wait_for(
+                            lambda: self._busy < self.settings.max_concurrent or self._stopping.is_set()
+                        )
+                    self._busy += 1
 
     def _holding(self, claim: Claim, lock: RunLock) -> None:
         """Note that ``claim``'s run holds ``lock``: the heartbeat extends it."""
@@ -332,7 +353,7 @@ class RunExecution(LeaseKeeping):
             reason = f"replaced by the run for {claim.scheduled_for.isoformat()} (overlap: replace)"
             if self.store.interrupt_run(running.id, now, reason):
                 self._stop_running(running, reason)
-        deadline = time.monotonic() + REPLACE_WAIT
+        deadline = time.monotonic() + REPLACE_WAIT + self.locks.lapse  # a dead holder's Redis lock lapses first
         while time.monotonic() < deadline and not self._no_starts.is_set():
             if lock.acquire(0.5):
                 return lock, None

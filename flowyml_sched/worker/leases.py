@@ -64,6 +64,7 @@ class LeaseKeeping(WorkerParts):
                 heartbeat_at=now,
                 lease_expires_at=now + timedelta(seconds=self.settings.lease),
                 lock_problem=self.locks.problem(),
+                lock_target=self.locks.target(),
             )
             beat = self.store.heartbeat(renewed)
             self.identity = renewed
@@ -125,7 +126,10 @@ class LeaseKeeping(WorkerParts):
             active = self._active.get(claim.run_id)
         if active is None:
             return None
-        self._extend(active, self.clock())
+        try:
+            self._extend(active, self.clock())
+        except Exception:  # the run's own outcome must still be recorded
+            logger.exception("%s for %s: looking at its run locks failed", claim.schedule.name, claim.scheduled_for)
         return active.lock_lost
 
     def _stop_stopped_elsewhere(self) -> None:

@@ -7,8 +7,10 @@ Create Date: 2026-12-07
 ``store_identity`` holds one row: a random id made when the store was, which names the store
 wherever its URL is written differently (another host, another address): Redis keys are
 namespaced by it (:mod:`flowyml_sched.locks.redis`). ``workers.lock_backend`` (``file`` or
-``redis``; NULL for rows written before) and ``workers.lock_problem`` (why the backend was
-unusable at the last heartbeat) let ``health`` say which locks each live worker uses.
+``redis``; NULL for rows written before), ``workers.lock_problem`` (why the backend was
+unusable at the last heartbeat) and ``workers.lock_target`` (which Redis server and database
+the locks are in) let ``health`` say which locks each live worker uses, and when live workers'
+locks cannot meet.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ def upgrade() -> None:
     with op.batch_alter_table("workers") as batch:
         batch.add_column(sa.Column("lock_backend", sa.String(16), nullable=True))
         batch.add_column(sa.Column("lock_problem", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("lock_target", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("workers") as batch:
+        batch.drop_column("lock_target")
         batch.drop_column("lock_problem")
         batch.drop_column("lock_backend")
     op.drop_table("store_identity")

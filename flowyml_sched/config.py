@@ -226,6 +226,10 @@ def resolve_settings(
     url = value if is_url else sqlite_url(Path(value))
     zone = timezone or env(environ, "TIMEZONE") or config.get("timezone") or DEFAULT_TIMEZONE
     get_zone(zone)
+    if lock_backend == "":  # an empty flag is a mistake, not "use the default"
+        check_lock_backend(lock_backend, "--lock-backend")
+    if redis_url == "":
+        check_redis_url(redis_url, "--redis-url")
     backend, backend_source = _first(
         ("--lock-backend", lock_backend),
         ("FLOWYML_SCHEDULER_LOCK_BACKEND", env(environ, "LOCK_BACKEND")),

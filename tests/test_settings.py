@@ -48,6 +48,8 @@ def test_flags_beat_the_environment_which_beats_the_config_file(tmp_path: Path) 
         ),
         ({}, {"lock_backend": "redis"}, "for lock_backend 'redis' (from --lock-backend)"),
         ({}, {"lock_backend": "etcd"}, "lock_backend (from --lock-backend): 'etcd' is not valid"),
+        ({}, {"lock_backend": ""}, "lock_backend (from --lock-backend): '' is not valid"),
+        ({}, {"redis_url": ""}, "redis_url (from --redis-url): '' is not valid"),
         ({}, {"redis_url": "http://r:6379"}, "redis_url (from --redis-url): 'http://r:6379' is not valid"),
         ({}, {"redis_url": "redis://r:99999/0"}, "'redis://r:99999/0' is not valid"),
         ({"FLOWYML_SCHEDULER_REDIS_URL": "redis://u:hunter2@/0"}, {}, "'redis://u:***@/0' is not valid"),

@@ -73,6 +73,12 @@ def test_a_lock_setting_that_cannot_hold_is_refused_never_ignored(
     assert message in result.output
 
 
+def test_a_lock_backend_flag_the_worker_lacks_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["run-worker", "--lock-backend", "Redis"])
+    assert result.exit_code == 2
+    assert "'Redis' is not a lock backend; use 'file' or 'redis'" in result.output
+
+
 def test_history_limit_past_the_bound_is_a_usage_error() -> None:
     result = runner.invoke(app, ["history", "x", "--limit", "99999999999999999999"])
     assert result.exit_code == 2

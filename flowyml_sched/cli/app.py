@@ -736,6 +736,7 @@ def run_worker_command(
         Optional[str],
         typer.Option(
             "--lock-backend",
+            callback=o.lock_backend,
             help="Run locks that enforce overlap: 'file' (the workers of one host sharing --state-dir) or 'redis' "
             "(several hosts; needs --redis-url). [env: FLOWYML_SCHEDULER_LOCK_BACKEND; default: file]",
         ),

@@ -170,6 +170,15 @@ def bounded_float(flag: str, low: float, high: float, help: str) -> Any:
     return typer.Option(flag, min=low, max=high, callback=finite, help=help)
 
 
+def lock_backend(value: str | None) -> str | None:
+    """Typer callback for ``--lock-backend``: one of the lock backends (a usage error otherwise)."""
+    from flowyml_sched.config import LOCK_BACKENDS
+
+    if value is not None and value not in LOCK_BACKENDS:
+        raise typer.BadParameter(f"{value!r} is not a lock backend; use {' or '.join(map(repr, LOCK_BACKENDS))}")
+    return value
+
+
 def finite(value: float | None) -> float | None:
     """Typer callback for float options: refuses ``nan``, which passes every range check."""
     if value is not None and math.isnan(value):

@@ -60,6 +60,8 @@ START_SETTLE = timedelta(milliseconds=1)
 STOP_FLUSH = 10.0
 """Seconds after the grace period for which a stopping worker tries to write what it could not
 record while the store was unreachable (grace 30 s + 10 s stays below systemd's 45 s)."""
+LOCKS_DOWN_DELAY = timedelta(seconds=2)
+"""How late after their instant a worker whose lock backend is unusable claims fire times."""
 RETENTION_INTERVAL = 3600.0
 """Seconds between history pruning rounds."""
 
@@ -176,6 +178,10 @@ class Worker(RunExecution):
         due = now if self._backlog or unconfirmed or (known is not None and known <= until) else self._earliest_due()
         if due is None or due > until:
             return []
+        if not unconfirmed and self.locks.problem() is not None:  # no lock to be had: workers that can lock
+            first = known if known is not None else self._earliest_due()  # claim first (_ahead)
+            if first is None or first > now + self._ahead() - self._claim_ahead:
+                return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         with self._mutex:
             kept = list(self._kept)
@@ -240,7 +246,7 @@ class Worker(RunExecution):
         locks_kept = threading.Event()
         if self.locks.leased:
             threading.Thread(target=self._keep_locks, args=(locks_kept,), name="lock-keeper", daemon=True).start()
-        logger.info("worker %s serving %s", self.identity.id, self.store.location)
+        logger.info("worker %s serving %s with %s locks", self.identity.id, self.store.location, self.locks.kind)
         self.notifier.ready(f"serving {self.store.location}")
         self.serving.set()
         failed = False
@@ -366,7 +372,17 @@ class Worker(RunExecution):
         due = self._due[0] if self._due is not None else None
         if due is None:
             return poll
-        return min(poll, max(0.0, (due - self._claim_ahead - self.clock()).total_seconds()))
+        return min(poll, max(0.0, (due - self._ahead() - self.clock()).total_seconds()))
+
+    def _ahead(self) -> timedelta:
+        """How far ahead of their instant fire times are claimed: ``claim_ahead``; while the
+        lock backend is unusable, the earliest due one must be :data:`LOCKS_DOWN_DELAY` late
+        before a round claims (then all that are due), so that workers that can lock claim
+        first and this one takes only what they leave (then skipped once its misfire grace has
+        passed, if the backend is still down)."""
+        if self.locks.problem() is not None:
+            return -LOCKS_DOWN_DELAY
+        return self._claim_ahead
 
     def _shutdown(self) -> None:
         self._serving = False  # runners record their own runs from now on

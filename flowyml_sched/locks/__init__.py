@@ -68,6 +68,10 @@ class LockBackend(Protocol):
         """Where the locks are, as last seen (two workers whose targets differ never meet), or None."""
         ...
 
+    def close(self) -> None:
+        """Let go of the backend's connections (the worker's run ends with it)."""
+        ...
+
 
 class _FileRunLock:
     """A lock on one file, taken with filelock's ``lock_descriptor`` (``flock`` on Unix, the
@@ -136,4 +140,7 @@ class FileLocks:
         return None
 
     def target(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None

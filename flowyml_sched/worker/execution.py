@@ -289,7 +289,7 @@ class RunExecution(LeaseKeeping):
                     self._busy += 1
 
     def _holding(self, claim: Claim, lock: RunLock) -> None:
-        """Note that ``claim``'s run holds ``lock``: the heartbeat extends it."""
+        """Note that ``claim``'s run holds ``lock``: the lock keeper extends it."""
         with self._mutex:
             active = self._active.get(claim.run_id)
             if active is not None:

@@ -276,6 +276,7 @@ class Worker(RunExecution):
         finally:
             self._shutdown()
             locks_kept.set()
+            self.locks.close()
             for signum, handler in previous.items():  # the caller's, back (the Python API's start(blocking=True))
                 if handler is not None:  # None: not set from Python, nothing to put back
                     signal.signal(signum, handler)

@@ -38,7 +38,7 @@ class Active:
     child: ChildRun | None = None
     in_process: bool = False
     locks: list[RunLock] = field(default_factory=list)
-    """The run locks it holds (its schedule's, and ``+queued`` while it waits): the heartbeat extends them."""
+    """The run locks it holds (its schedule's, and ``+queued`` while it waits): the lock keeper extends them."""
     lock_lost: str | None = None
     """Why a run lock was lost while it ran (a Redis lock's TTL ran out): noted on its run."""
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import PG_CANDIDATE_URLS
 
-pytestmark = pytest.mark.xdist_group("bench")  # under pytest-xdist: the suite's module fixture runs once
+pytestmark = pytest.mark.xdist_group("bench")  # under pytest-xdist: one process, mostly (the suite runs once anyway)
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "fire_times.py"
 
@@ -110,14 +110,27 @@ def _run_suite(output: Path, *options: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory) -> dict[str, Any]:
-    """Every benchmark once, on tiny sizes (--quick, 2 repetitions): about 1.5 min."""
-    output = tmp_path_factory.mktemp("bench") / "results"
-    pg_url = _reachable_postgres()
-    done = _run_suite(output, *(("--pg-url", pg_url) if pg_url else ("--no-pg",)))
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory, worker_id: str) -> dict[str, Any]:
+    """Every benchmark once per test run, on tiny sizes (--quick, 2 repetitions): about 1 min.
+    pytest-xdist may hand this module's tests to both of its processes; the first to get here
+    runs the suite under a file lock in the directory they share, the other reads its results."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()  # under xdist, each process's own in this run's directory
+    shared = (base if worker_id == "master" else base.parent) / "bench-suite"
+    shared.mkdir(exist_ok=True)
+    output, ran = shared / "results", shared / "run.json"
+    with FileLock(str(shared / "lock")):
+        if not ran.exists():
+            pg_url = _reachable_postgres()
+            done = _run_suite(output, *(("--pg-url", pg_url) if pg_url else ("--no-pg",)))
+            record = {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+            ran.write_text(json.dumps(record | {"pg_url": pg_url}))
+    record = json.loads(ran.read_text())
+    done = subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"], record["stderr"])
     reports = {p.stem: json.loads(p.read_text()) for p in output.glob("*.json")}
-    return {"done": done, "output": output, "reports": reports, "pg_url": pg_url}
+    return {"done": done, "output": output, "reports": reports, "pg_url": record["pg_url"]}
 
 
 def test_the_suite_runs_every_benchmark_and_writes_results_md(suite):

@@ -28,7 +28,7 @@ from flowyml_sched.model import Overlap, Policy, Run, RunStatus
 from flowyml_sched.triggers import IntervalTrigger
 
 EVERY = timedelta(seconds=1)
-RUN_SECONDS = 2.5
+RUN_SECONDS = 1.6
 
 
 @dataclass

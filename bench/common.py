@@ -607,3 +607,38 @@ def run_aps(args: Sequence[str], workdir: Path, timeout: float) -> dict[str, Any
             f"apscheduler_side.py {' '.join(args[:1])} failed ({done.returncode}):\n{done.stderr[-3000:]}"
         )
     return json.loads(result.read_text())
+
+
+def rep_stats(lateness: list[float], expected: int) -> dict[str, Any]:
+    """One repetition's lateness figures (seconds): count, p50, p99, max."""
+    if not lateness:
+        return {"count": 0, "expected": expected}
+    return {
+        "count": len(lateness),
+        "expected": expected,
+        "p50_s": percentile(lateness, 0.50),
+        "p99_s": percentile(lateness, 0.99),
+        "max_s": max(lateness),
+    }
+
+
+def summarise(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repetitions' figures, each as the median with min and max (:func:`summary`)."""
+    complete = [r for r in reps if r.get("count")]
+    out: dict[str, Any] = {"reps": reps, "incomplete_reps": sum(1 for r in reps if r.get("count", 0) < r["expected"])}
+    for key in ("p50_s", "p99_s", "max_s"):
+        if complete:
+            out[key] = summary([r[key] for r in complete])
+    return out
+
+
+def read_record(path: Path, since: float) -> list[float]:
+    """Lateness (seconds) of the starts ``bench_jobs.record_start`` wrote for fire times from ``since``."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        due, started = (float(x) for x in line.split())
+        if due >= since - 1e-6:
+            found.append(started - due)
+    return found

@@ -15,7 +15,6 @@ repetitions; each repetition arms the due schedules anew.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import common
@@ -29,38 +28,6 @@ def _sizes(opt: common.Options) -> dict[str, Any]:
     if opt.quick:
         return {"stored": 100, "due": 10, "window_s": 0.3, "margin_s": 0.6, "processes": [1, 2]}
     return {"stored": 10_000, "due": 200, "window_s": 10.0, "margin_s": 2.5, "processes": [1, 4]}
-
-
-def _rep_stats(lateness: list[float], expected: int) -> dict[str, Any]:
-    if not lateness:
-        return {"count": 0, "expected": expected}
-    return {
-        "count": len(lateness),
-        "expected": expected,
-        "p50_s": common.percentile(lateness, 0.50),
-        "p99_s": common.percentile(lateness, 0.99),
-        "max_s": max(lateness),
-    }
-
-
-def _summarise(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    complete = [r for r in reps if r.get("count")]
-    out: dict[str, Any] = {"reps": reps, "incomplete_reps": sum(1 for r in reps if r.get("count", 0) < r["expected"])}
-    for key in ("p50_s", "p99_s", "max_s"):
-        if complete:
-            out[key] = common.summary([r[key] for r in complete])
-    return out
-
-
-def _read_record(path: Path, since: float) -> list[float]:
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        due, started = (float(x) for x in line.split())
-        if due >= since - 1e-6:
-            found.append(started - due)
-    return found
 
 
 def _ours(opt: common.Options, url: str, backend: str, processes: int, names: list[str], size: dict) -> dict:
@@ -78,15 +45,15 @@ def _ours(opt: common.Options, url: str, backend: str, processes: int, names: li
             common.wait_finished(engine, "due-", base, len(names), size["margin_s"] + size["window_s"] + 60)
             rows = common.run_rows(engine, "due-", base)
             claim = [(r.started_at - r.scheduled_for).total_seconds() for r in rows if r.started_at is not None]
-            claim_reps.append(_rep_stats(claim, len(names)) | {"missed": sum(r.status == "missed" for r in rows)})
-            start_reps.append(_rep_stats(_read_record(record, base.timestamp()), len(names)))
+            claim_reps.append(common.rep_stats(claim, len(names)) | {"missed": sum(r.status == "missed" for r in rows)})
+            start_reps.append(common.rep_stats(common.read_record(record, base.timestamp()), len(names)))
     engine.dispose()
     return {
         "scheduler": "flowyml-sched",
         "backend": backend,
         "processes": processes,
-        "claim": _summarise(claim_reps),
-        "pipeline_start": _summarise(start_reps),
+        "claim": common.summarise(claim_reps),
+        "pipeline_start": common.summarise(start_reps),
     }
 
 
@@ -97,8 +64,8 @@ def _apscheduler(opt: common.Options, url: str, backend: str, size: dict) -> dic
     ]  # fmt: skip
     timeout = 300 + opt.reps() * (size["margin_s"] + size["window_s"] + 60)
     result = common.run_aps(args, opt.workdir, timeout)
-    reps = [_rep_stats(r["lateness_s"], r["expected"]) for r in result["rounds"]]
-    return {"scheduler": "APScheduler", "backend": backend, "processes": 1, "job_start": _summarise(reps)}
+    reps = [common.rep_stats(r["lateness_s"], r["expected"]) for r in result["rounds"]]
+    return {"scheduler": "APScheduler", "backend": backend, "processes": 1, "job_start": common.summarise(reps)}
 
 
 def run(opt: common.Options) -> dict[str, Any]:

@@ -167,44 +167,9 @@ def _redis(opt: common.Options) -> Iterator[tuple[str | None, str]]:
 
 
 def _redacted(url: str) -> str:
-    from flowyml_sched.locks.redis import redacted
+    from flowyml_sched.locks.urls import redacted
 
     return redacted(url)
-
-
-# -- statistics --------------------------------------------------------------------------------
-
-
-def _rep_stats(lateness: list[float], expected: int) -> dict[str, Any]:
-    if not lateness:
-        return {"count": 0, "expected": expected}
-    return {
-        "count": len(lateness),
-        "expected": expected,
-        "p50_s": common.percentile(lateness, 0.50),
-        "p99_s": common.percentile(lateness, 0.99),
-        "max_s": max(lateness),
-    }
-
-
-def _summarise(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    complete = [r for r in reps if r.get("count")]
-    out: dict[str, Any] = {"reps": reps, "incomplete_reps": sum(1 for r in reps if r.get("count", 0) < r["expected"])}
-    for key in ("p50_s", "p99_s", "max_s"):
-        if complete:
-            out[key] = common.summary([r[key] for r in complete])
-    return out
-
-
-def _read_record(path: Path, since: float) -> list[float]:
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        due, started = (float(x) for x in line.split())
-        if due >= since - 1e-6:
-            found.append(started - due)
-    return found
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -261,12 +226,16 @@ class _Side:
         rows = common.run_rows(self.engine, "due-", base)
         claim = [(r.started_at - r.scheduled_for).total_seconds() for r in rows if r.started_at is not None]
         self.claim.append(
-            _rep_stats(claim, len(self.names)) | {"not_run": [r.status for r in rows if not r.started_at]}
+            common.rep_stats(claim, len(self.names)) | {"not_run": [r.status for r in rows if not r.started_at]}
         )
-        self.start.append(_rep_stats(_read_record(self.record, base.timestamp()), len(self.names)))
+        self.start.append(common.rep_stats(common.read_record(self.record, base.timestamp()), len(self.names)))
 
     def result(self) -> dict[str, Any]:
-        return {"lock": self.lock, "claim": _summarise(self.claim), "pipeline_start": _summarise(self.start)}
+        return {
+            "lock": self.lock,
+            "claim": common.summarise(self.claim),
+            "pipeline_start": common.summarise(self.start),
+        }
 
 
 def _compare(

@@ -45,13 +45,13 @@ import socket
 import string
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from test_worker_processes import wait_until
 
 LOOPBACK = "127.0.0.1"
 """Where every server of the test's own listens, besides the addresses it is given."""
@@ -67,18 +67,6 @@ def _unavailable(message: str) -> NoReturn:
         pytest.fail(f"{message}; CI is set, so this is a failure", pytrace=False)
     pytest.skip(message)
     raise AssertionError("unreachable")
-
-
-def _wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def _free_port() -> int:
@@ -211,7 +199,7 @@ class OwnPostgres:
             raise AssertionError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}\nserver.log:\n{log}")
         self._started = True
         for address in self.addresses:
-            _wait_until(
+            wait_until(
                 lambda address=address: _accepts(address, self.port),
                 START_TIMEOUT,
                 f"PostgreSQL on {address}:{self.port}",
@@ -329,7 +317,7 @@ class OwnRedis:
                     return "exited"
                 return _redis_ping(LOOPBACK, self.port)
 
-            outcome = _wait_until(ready, START_TIMEOUT, f"redis-server on port {self.port}")
+            outcome = wait_until(ready, START_TIMEOUT, f"redis-server on port {self.port}")
             if outcome is True:
                 break
             log = self.log.read_text(errors="replace")[logged:]
@@ -339,7 +327,7 @@ class OwnRedis:
             raise AssertionError(f"redis-server exited with {process.returncode} at its start:\n{log}")
         self._started = True
         for address in self.addresses[1:]:
-            _wait_until(lambda address=address: _redis_ping(address, self.port), START_TIMEOUT, f"Redis on {address}")
+            wait_until(lambda address=address: _redis_ping(address, self.port), START_TIMEOUT, f"Redis on {address}")
 
     def stop(self) -> None:
         """Stop it (SIGTERM: a shutdown without saving, as nothing is to be saved), waiting for its
@@ -478,7 +466,7 @@ def _kill_all_in(namespace: str) -> None:
                 os.kill(pid, signal.SIGKILL)
         return not pids
 
-    _wait_until(empty, STOP_TIMEOUT, f"the processes in network namespace {namespace} to die")
+    wait_until(empty, STOP_TIMEOUT, f"the processes in network namespace {namespace} to die")
 
 
 def _remove(namespace: str, veth: str) -> None:
@@ -534,7 +522,7 @@ def netns_lock() -> Iterator[None]:
     """Hold :data:`LOCK_FILE` (exclusive, between processes): :func:`hosts` holds it while it
     removes leftovers and makes namespaces; hold it to make or inspect ``fys-*`` ones unraced."""
     with LOCK_FILE.open("a") as lock:
-        _wait_until(lambda: _try_lock(lock.fileno()), 60.0, f"the lock {LOCK_FILE}", interval=0.05)
+        wait_until(lambda: _try_lock(lock.fileno()), 60.0, f"the lock {LOCK_FILE}", interval=0.05)
         try:
             yield
         finally:
@@ -666,7 +654,7 @@ def hosts(count: int = 2) -> Iterator[list[Host]]:
                 _make_host(index, subnet, made)
         for host in made:  # the root side's carrier follows the host side's "up"
             path = Path("/sys/class/net") / host.veth / "operstate"
-            _wait_until(lambda path=path: path.read_text().strip() == "up", 10.0, f"{host.veth} up")
+            wait_until(lambda path=path: path.read_text().strip() == "up", 10.0, f"{host.veth} up")
         yield made
     except BaseException as error:
         problems = _teardown(made)

@@ -123,13 +123,35 @@ def _unprivileged() -> tuple[list[str], int, int] | None:
     raise AssertionError("running as root and there is neither a postgres nor a nobody user to run PostgreSQL as")
 
 
-class OwnPostgres:
+class _Listening:
+    """A server of the test's own on :attr:`port` at :attr:`addresses`, reached by URLs of
+    :attr:`URL`'s form."""
+
+    URL = ""
+    """The URL's form, with ``{address}`` and ``{port}``."""
+    addresses: tuple[str, ...]
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Its URL on 127.0.0.1 (for the test process, in the root namespace)."""
+        return self.url_for(LOOPBACK)
+
+    def url_for(self, address: str) -> str:
+        """Its URL at ``address`` (one of :attr:`addresses`: a host uses its gateway)."""
+        assert address in self.addresses, f"{address} is not one of the addresses it listens on: {self.addresses}"
+        return self.URL.format(address=address, port=self.port)
+
+
+class OwnPostgres(_Listening):
     """A PostgreSQL server in a temporary directory, on a free port, that the test may stop.
 
     It listens on 127.0.0.1 and on ``addresses`` (a host's :attr:`~Host.gateway`, say), and
     trusts every client (``pg_hba.conf``: ``host all all 0.0.0.0/0 trust``): user ``postgres``,
     database ``postgres``. :func:`own_postgres` makes, starts and removes one.
     """
+
+    URL = "postgresql+psycopg://postgres@{address}:{port}/postgres"
 
     def __init__(
         self,
@@ -149,16 +171,6 @@ class OwnPostgres:
         self.max_connections = max_connections
         self.port = _free_port()
         self._started = False
-
-    @property
-    def url(self) -> str:
-        """Its SQLAlchemy URL on 127.0.0.1 (for the test process, in the root namespace)."""
-        return self.url_for(LOOPBACK)
-
-    def url_for(self, address: str) -> str:
-        """Its SQLAlchemy URL at ``address`` (one of :attr:`addresses`: a host uses its gateway)."""
-        assert address in self.addresses, f"{address} is not one of the addresses it listens on: {self.addresses}"
-        return f"postgresql+psycopg://postgres@{address}:{self.port}/postgres"
 
     def _run(self, program: str, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -259,10 +271,12 @@ def _redis_ping(address: str, port: int) -> bool:
         return False
 
 
-class OwnRedis:
+class OwnRedis(_Listening):
     """A ``redis-server`` of the test's own on a free port, bound to 127.0.0.1 and ``addresses``,
     without persistence (``--save "" --appendonly no``) or protected mode: a restart starts empty,
     on the same port. :func:`own_redis` makes, starts and stops one."""
+
+    URL = "redis://{address}:{port}/0"
 
     def __init__(self, root: Path, addresses: Sequence[str] = (), program: str | None = None):
         self.program = program or _redis_server()
@@ -273,16 +287,6 @@ class OwnRedis:
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._started = False
-
-    @property
-    def url(self) -> str:
-        """Its URL on 127.0.0.1 (for the test process, in the root namespace)."""
-        return self.url_for(LOOPBACK)
-
-    def url_for(self, address: str) -> str:
-        """Its URL at ``address`` (one of :attr:`addresses`: a host uses its gateway), database 0."""
-        assert address in self.addresses, f"{address} is not one of the addresses it listens on: {self.addresses}"
-        return f"redis://{address}:{self.port}/0"
 
     @property
     def running(self) -> bool:

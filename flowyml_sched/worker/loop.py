@@ -180,7 +180,7 @@ class Worker(RunExecution):
             return []
         if not unconfirmed and self.locks.problem() is not None:  # no lock to be had: workers that can lock
             first = known if known is not None else self._earliest_due()  # claim first (_ahead)
-            if first is None or first > now + self._ahead() - self._claim_ahead:
+            if first is None or first > now - LOCKS_DOWN_DELAY:
                 return []
         self._due, self._backlog = None, False  # if the claim fails, the loop waits a poll, then reads
         with self._mutex:

@@ -515,16 +515,25 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 class Workers:
-    """``count`` processes of ``flowyml-sched run-worker --in-process`` on one store."""
+    """``count`` processes of ``flowyml-sched run-worker --in-process`` on one store (with
+    ``in_process`` False, in the default mode: each run a child process)."""
 
     def __init__(
-        self, url: str, count: int, workdir: Path, *, args: Iterable[str] = (), env: dict[str, str] | None = None
+        self,
+        url: str,
+        count: int,
+        workdir: Path,
+        *,
+        args: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        in_process: bool = True,
     ):
         self.url = url
         self.workdir = workdir
         state = workdir / "worker-state"
         self.logs = [workdir / f"worker-{i}.log" for i in range(count)]
-        command = [cli(), "run-worker", "--db-url", url, "--state-dir", str(state), "--in-process", *args]
+        mode = ["--in-process"] if in_process else []
+        command = [cli(), "run-worker", "--db-url", url, "--state-dir", str(state), *mode, *args]
         environment = child_env(workdir, **(env or {}))
         self.procs = [spawn(command, log, environment) for log in self.logs]
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import api
 import bulk_apply
+import burst
 import cli_startup
 import common
 import fire_time_math
@@ -52,6 +53,7 @@ BENCHMARKS = [
     bulk_apply,
     api,
     locks,
+    burst,
 ]
 BY_NAME = {module.NAME: module for module in BENCHMARKS}
 DEFAULT_RESULTS_MD = common.BENCH_DIR / "RESULTS.md"

@@ -84,6 +84,9 @@ class WorkerSettings:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     lease: float = DEFAULT_LEASE
     in_process: bool = False
+    warm_templates: bool = True
+    """Fork each child run, prepared, from a warm template of its pipeline's module
+    (:mod:`flowyml_sched.warm`); False: a fresh interpreter for each."""
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     keep_runs: int | None = DEFAULT_KEEP_RUNS
     keep_days: float | None = None

@@ -4,7 +4,9 @@ Knows nothing of schedules, stores or locks: a :class:`RunRequest` goes in, an
 :class:`Outcome` comes out. In a child process, a crashing, hanging or leaking pipeline
 cannot take the worker down: a timeout sends SIGTERM to the child's whole process group,
 then SIGKILL after :data:`KILL_GRACE_SECONDS`. Output (stdout and stderr together) goes
-to a log file, cut at ``max_log_bytes``.
+to a log file, cut at ``max_log_bytes``. A child is either forked ahead of its start from
+its pipeline's warm template (:meth:`ChildRun.prepare`, :mod:`flowyml_sched.warm`) and
+released at its instant, or, without one, a fresh interpreter started then.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from typing import Any
 
 from flowyml_sched.config import DEFAULT_MAX_LOG_BYTES
 from flowyml_sched.model import RunStatus
+from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
 from flowyml_sched.runner import STALLED, private_opener
+from flowyml_sched.warm import ForkedProcess, Templates
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +92,50 @@ class ChildRun:
     log_path: Path
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     kill_grace: float = KILL_GRACE_SECONDS
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | ForkedProcess | None = field(default=None, init=False, repr=False)
+    _templates: Templates | None = field(default=None, init=False, repr=False)
+    _requested: float = field(default=0.0, init=False, repr=False)
     _stopped_as: tuple[RunStatus, str] | None = field(default=None, init=False, repr=False)
     _pump: threading.Thread | None = field(default=None, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def start(self) -> ChildRun:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def __post_init__(self) -> None:
         self._result_path = self.log_path.with_suffix(".result.json")
+
+    def prepare(self, templates: Templates | None) -> ChildRun:
+        """Fork the run ahead of its start from its pipeline's warm template
+        (:mod:`flowyml_sched.warm`): the child resolves the pipeline, binds its arguments and
+        waits for :meth:`start`. Without a template to be had (or ``templates`` None),
+        :meth:`start` starts a fresh interpreter, as without this call."""
+        if templates is None or self.request.pipeline.startswith(LOCAL_PIPELINE_PREFIX):
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        forked = templates.fork(self.request.pipeline)  # the first of a template waits for its start
+        if forked is None:
+            return self
+        requested = time.monotonic()  # the preparation counted from here: the fork itself takes ~1 ms
+        request = {
+            **self._request_document(),
+            "env": self.request.environment(),
+            "result_path": str(self._result_path),
+        }
+        with contextlib.suppress(OSError):  # a child that died already is found by wait()
+            forked.channel.sendall(json.dumps(request).encode() + b"\n")
+        with self._guard:
+            self._process = forked
+            self._templates, self._requested = templates, requested
+        self._start_pump()
+        return self
+
+    def start(self, start_by: float | None = None) -> ChildRun:
+        """Start the run: release the child :meth:`prepare` forked (its pipeline's first line
+        runs now), else start a fresh interpreter for it. ``start_by`` (a ``time.monotonic()``
+        instant) replaces the request's."""
+        start_by = self.request.start_by if start_by is None else start_by
+        if isinstance(self._process, ForkedProcess):
+            self._release(self._process, start_by)
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._guard:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "flowyml_sched.runner", str(self._result_path)],
@@ -108,24 +148,72 @@ class ChildRun:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             stopped_early = self._stopped_as is not None
-        request = {
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps({**self._request_document(), "start_by": start_by}).encode())
+            self._process.stdin.close()
+        except BrokenPipeError:
+            logger.warning("run %s: the child process exited before reading its request", self.request.run_id)
+        self._start_pump()
+        if stopped_early:  # stop() came while the child was being started
+            self._terminate()
+        return self
+
+    def cancel(self) -> None:
+        """End a prepared run that is not to start: its channel closes, so it leaves without
+        running anything (a run that was not prepared has nothing to end). Its log file,
+        empty unless its preparation printed, goes too when empty."""
+        process = self._process
+        if not isinstance(process, ForkedProcess):
+            return
+        process.channel.close()
+        try:
+            process.wait(self.kill_grace)
+        except subprocess.TimeoutExpired:  # stuck in its preparation
+            self._signal(signal.SIGKILL)
+            process.wait()
+        if self._pump is not None:
+            self._pump.join()
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size == 0:
+                self.log_path.unlink()
+        with contextlib.suppress(OSError):
+            self._result_path.unlink()
+
+    def _release(self, process: ForkedProcess, start_by: float | None) -> None:
+        if self._stopped_as is not None:  # stopped before its start: it never runs
+            process.channel.close()
+            return
+        try:
+            process.channel.sendall(json.dumps({"start_by": start_by}).encode() + b"\n")
+        except OSError:
+            logger.warning("run %s: the prepared child exited before its start", self.request.run_id)
+        self._learn_preparation(process)
+
+    def _learn_preparation(self, process: ForkedProcess) -> None:
+        """Tell the templates how long this run took from its fork request to ``ready``: as
+        answered when it was, else (it is late) at least until now."""
+        assert self._templates is not None
+        prepared = time.monotonic() - self._requested
+        process.channel.setblocking(False)
+        with contextlib.suppress(OSError, ValueError):
+            answer = process.channel.recv(64)
+            if answer.startswith(b"ready "):
+                prepared = float(answer.split()[1]) - self._requested
+        self._templates.learn(self.request.pipeline, prepared)
+        process.channel.close()  # it reads nothing more
+
+    def _request_document(self) -> dict[str, Any]:
+        return {
             "pipeline": self.request.pipeline,
             "params": self.request.params,
             "scheduled_for": self.request.scheduled_for.isoformat(),
             "run_id": self.request.run_id,
-            "start_by": self.request.start_by,
         }
-        assert self._process.stdin is not None
-        try:
-            self._process.stdin.write(json.dumps(request).encode())
-            self._process.stdin.close()
-        except BrokenPipeError:
-            logger.warning("run %s: the child process exited before reading its request", self.request.run_id)
+
+    def _start_pump(self) -> None:
         self._pump = threading.Thread(target=self._copy_output, name=f"log-{self.request.run_id}", daemon=True)
         self._pump.start()
-        if stopped_early:  # stop() came while the child was being started
-            self._terminate()
-        return self
 
     @property
     def pid(self) -> int | None:

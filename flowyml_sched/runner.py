@@ -1,10 +1,28 @@
-"""Child-process entry point: ``python -m flowyml_sched.runner RESULT_PATH``.
+"""Child-process entry points: a cold run, and a warm template that forks prepared runs.
 
-Reads one JSON request on stdin (``pipeline``, ``params``, ``scheduled_for`` as ISO 8601,
-``run_id``, ``start_by``), runs the pipeline, and writes ``{"success", "error",
-"pipeline_run_id", "started"}`` to RESULT_PATH (written to a temporary file with mode 0600,
-then renamed). Exit status 0 on success, 1 on failure. Whatever the pipeline prints goes to
-the stdout/stderr the worker captures.
+``python -m flowyml_sched.runner RESULT_PATH`` (a cold run) reads one JSON request on stdin
+(``pipeline``, ``params``, ``scheduled_for`` as ISO 8601, ``run_id``, ``start_by``), runs the
+pipeline, and writes ``{"success", "error", "pipeline_run_id", "started"}`` to RESULT_PATH
+(written to a temporary file with mode 0600, then renamed). Exit status 0 on success, 1 on
+failure. Whatever the pipeline prints goes to the stdout/stderr the worker captures.
+
+``python -m flowyml_sched.runner --template CONTROL_FD REFERENCE`` (a warm template, see
+:mod:`flowyml_sched.warm`) imports the module of the pipeline REFERENCE once, reports
+``{"op": "ready", "error", "files"}`` on the control socket (a ``SOCK_SEQPACKET`` Unix socket,
+one JSON message a packet), then forks a prepared run for each ``{"op": "fork"}`` message,
+which carries two descriptors: the run's output (its stdout and stderr) and its channel. It
+answers ``{"op": "forked", "pid"}`` at once and ``{"op": "exited", "pid", "status"}`` (a
+``waitpid`` status) when the run's process ends. ``{"op": "retire"}`` makes it leave once its
+last run has ended; the control socket's end (the worker is gone) makes it SIGKILL its runs'
+process groups and leave. It ignores SIGTERM and SIGINT: it lives as long as its worker.
+
+A forked run is a process group of its own (``setsid``), killed with SIGKILL if its template
+dies (``PR_SET_PDEATHSIG``). On its channel (a stream socket, one JSON document a line) it
+reads its request (the cold run's, plus ``env`` and ``result_path``), resolves the pipeline
+and binds its arguments (a flowyml ``Pipeline``'s factory is called when the run starts, as
+in a cold run), answers ``ready <time.monotonic()>`` and waits. The line ``{"start_by"}``
+releases it: the pipeline's first line runs then. The channel's end before that line
+cancels it: it leaves without running anything, and writes no result.
 
 ``start_by`` is a ``time.monotonic()`` instant (one clock for every process of the host): past
 it, once the pipeline is loaded, the pipeline is not called (``started`` false). The worker's
@@ -14,14 +32,26 @@ may have taken the run over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import sys
+import sysconfig
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, NoReturn
 
 STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
 """The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
+
+CONTROL_BUFFER = 64 * 1024
+"""Bytes read for one control message (a few hundred are sent)."""
+MAX_WATCHED_FILES = 500
+"""How many of the files a template imported it reports for the worker to watch for changes."""
 
 
 def private_opener(path: str, flags: int) -> int:
@@ -32,24 +62,28 @@ def private_opener(path: str, flags: int) -> int:
     return descriptor
 
 
-def main(argv: list[str]) -> int:
+def _prepared_call(request: dict[str, Any]) -> Callable[[], Any]:
+    """Resolve the request's pipeline and bind its arguments: a call returning its
+    :class:`~flowyml_sched.pipelines.PipelineResult` (one that fails when it was not found)."""
     from flowyml_sched.errors import PipelineNotFound
     from flowyml_sched.pipelines import PipelineResult, prepare_target, resolve
 
-    result_path = argv[1]
-    request = json.loads(sys.stdin.read())
-    started = True
     try:
         target = resolve(request["pipeline"])
     except PipelineNotFound as exc:
-        result = PipelineResult(False, str(exc))
-    else:
-        call = prepare_target(
-            target, request["params"], datetime.fromisoformat(request["scheduled_for"]), request["run_id"]
-        )
-        start_by = request.get("start_by")
-        started = start_by is None or time.monotonic() <= start_by
-        result = call() if started else PipelineResult(False, STALLED)
+        error = str(exc)
+        return lambda: PipelineResult(False, error)
+    return prepare_target(
+        target, request["params"], datetime.fromisoformat(request["scheduled_for"]), request["run_id"]
+    )
+
+
+def _run_and_report(call: Callable[[], Any], start_by: float | None, result_path: str) -> int:
+    """Run ``call`` unless ``start_by`` has passed, write the result file, return the exit status."""
+    from flowyml_sched.pipelines import PipelineResult
+
+    started = start_by is None or time.monotonic() <= start_by
+    result = call() if started else PipelineResult(False, STALLED)
     sys.stdout.flush()
     sys.stderr.flush()
     temporary = f"{result_path}.tmp"
@@ -65,6 +99,158 @@ def main(argv: list[str]) -> int:
         )
     os.replace(temporary, result_path)
     return 0 if result.success else 1
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[1] == "--template":
+        return serve_template(int(argv[2]), argv[3])
+    request = json.loads(sys.stdin.read())
+    return _run_and_report(_prepared_call(request), request.get("start_by"), argv[1])
+
+
+def _user_files(before: set[str]) -> list[tuple[str, int]]:
+    """``(path, st_mtime_ns)`` of the source files of the modules imported since ``before``
+    that are not the interpreter's or an installed package's: the code whose change on disk
+    calls for a new template."""
+    installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    files = []
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if not path or not path.endswith(".py") or any(path.startswith(prefix) for prefix in installed):
+            continue
+        try:
+            files.append((path, os.stat(path).st_mtime_ns))
+        except OSError:
+            continue
+    return sorted(files)[:MAX_WATCHED_FILES]
+
+
+def serve_template(control_fd: int, reference: str) -> int:
+    """A warm template (see the module's docstring): serve fork requests on ``control_fd``.
+    Returns the template's exit status, or in a forked run that run's."""
+    import selectors
+
+    from flowyml_sched.errors import PipelineNotFound
+    from flowyml_sched.pipelines import format_error, resolve
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=control_fd)
+    before = set(sys.modules)
+    error = None
+    try:
+        resolve(reference)
+    except PipelineNotFound as exc:
+        error = str(exc)
+    except BaseException as exc:  # reported: the worker runs this pipeline cold, as before
+        error = format_error(exc)
+    control.send(json.dumps({"op": "ready", "error": error, "files": _user_files(before)}).encode())
+    if error is not None:
+        return 1
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    children: set[int] = set()
+    retiring = False
+    while not (retiring and not children):
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                message, fds, _flags, _address = socket.recv_fds(control, CONTROL_BUFFER, 2)
+                if not message:  # the worker is gone: so are its runs
+                    for pid in children:
+                        _kill_group(pid)
+                    return 0
+                op = json.loads(message)["op"]
+                if op == "retire":
+                    retiring = True
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    for fd in (wake_r, wake_w):
+                        os.close(fd)
+                    control.close()
+                    return _forked_run(*fds)
+                children.add(pid)
+                for fd in fds:
+                    os.close(fd)
+                control.send(json.dumps({"op": "forked", "pid": pid}).encode())
+            else:
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                children.discard(pid)
+                control.send(json.dumps({"op": "exited", "pid": pid, "status": status}).encode())
+    return 0
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _forked_run(output_fd: int, channel_fd: int) -> int:
+    """In a run forked by a template: become a process group of its own, read the request,
+    prepare, say so, and run once released (see the module's docstring)."""
+    import ctypes
+
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG: dies with its template
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    channel = socket.socket(fileno=channel_fd)
+    lines = channel.makefile("rb")
+    first = lines.readline()
+    if not first:
+        return 0  # cancelled before it was asked for anything
+    request = json.loads(first)
+    os.environ.update(request["env"])
+    call = _prepared_call(request)
+    with contextlib.suppress(OSError):  # the worker may have released it and closed its end already
+        channel.sendall(f"ready {time.monotonic()!r}\n".encode())
+    release = lines.readline()
+    if not release:
+        return 0  # cancelled: nothing ran
+    code = _run_and_report(call, json.loads(release)["start_by"], request["result_path"])
+    _leave(code)
+
+
+def _leave(code: int) -> NoReturn:
+    """End a forked run as ``multiprocessing`` ends a forked process: wait for the threads it
+    left that are not daemons, flush the standard streams, and ``os._exit``, skipping the
+    interpreter's teardown of the modules it shares with its template (tens of milliseconds
+    of a run slot for nothing). The template's ``atexit`` handlers are not its to run; the
+    pipeline's own are not run either."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

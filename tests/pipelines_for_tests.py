@@ -41,7 +41,7 @@ def _record(record: str | None, event: str, scheduled_for: datetime | None = Non
     path = record or os.environ.get(RECORD_ENV)
     if not path:
         return
-    line = {"event": event, "pid": os.getpid(), "at": time.time(), **extra}
+    line = {"event": event, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **extra}
     if scheduled_for is not None:
         line["scheduled_for"] = scheduled_for.isoformat()
     data = (json.dumps(line) + "\n").encode()
@@ -172,14 +172,23 @@ def gated(
     _record(record, "end", scheduled_for, tag=tag)
 
 
+def worker_pid() -> int:
+    """The pid of the worker that started this run's process: its parent, or for a run forked
+    from a warm template (``python -m flowyml_sched.runner --template``), the template's parent."""
+    parent = os.getppid()
+    if b"--template" in Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0"):
+        return int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return parent
+
+
 def attempt_recorder(record: str, tag: str, seconds: float = 0.3, scheduled_for: datetime | None = None) -> None:
     """For the chaos test, in a child process of the worker: records ``start`` with the fire
-    time, the attempt and the id of the worker that started it (from the run's environment) and its pid (``ppid``),
-    sleeps ``seconds``, records ``end`` with the same."""
+    time, the attempt and the id of the worker that started it (from the run's environment) and its pid
+    (``worker_pid``), sleeps ``seconds``, records ``end`` with the same."""
     mine = {
         "attempt": int(os.environ["FLOWYML_SCHED_ATTEMPT"]),
         "worker": os.environ["FLOWYML_SCHED_WORKER"],
-        "ppid": os.getppid(),
+        "worker_pid": worker_pid(),
     }
     _record(record, "start", scheduled_for, tag=tag, **mine)
     time.sleep(seconds)

@@ -79,6 +79,7 @@ SUITE = (
     "bulk_apply",
     "api",
     "locks",
+    "burst",
 )
 HAS_APSCHEDULER = importlib.util.find_spec("apscheduler") is not None
 NO_APSCHEDULER = "APScheduler is not installed (it is in the 'bench' extra: pip install -e '.[bench]')"
@@ -166,6 +167,7 @@ def test_lateness_measures_every_due_fire_time(suite):
     report = suite["reports"]["lateness"]
     ours = [c for c in report["configs"] if c["scheduler"] == "flowyml-sched"]
     assert {(c["backend"], c["processes"]) for c in ours} >= {("sqlite", 1), ("sqlite", 2)}
+    assert {c["mode"] for c in ours} == {"default", "default, 1 s import", "in-process"}
     for config in ours:
         assert config["claim"]["incomplete_reps"] == 0
         assert all(r["count"] == r["expected"] == report["params"]["due"] for r in config["claim"]["reps"])
@@ -173,6 +175,19 @@ def test_lateness_measures_every_due_fire_time(suite):
             _stats(config["claim"][key])
             assert config["claim"][key]["min"] >= 0
         _stats(config["pipeline_start"]["p99_s"])
+
+
+def test_burst_measures_every_run_of_the_burst_in_both_modes_and_the_templates_memory(suite):
+    report = suite["reports"]["burst"]
+    ours = [c for c in report["configs"] if c["scheduler"] == "flowyml-sched" and c["backend"] == "sqlite"]
+    assert {c["mode"] for c in ours} == {"default", "in-process"}
+    for config in ours:
+        assert config["burst"]["incomplete_reps"] == 0
+        for key in ("row_last_s", "start_median_s", "start_last_s"):
+            _stats(config["burst"][key])
+        assert config["burst"]["start_median_s"]["median"] <= config["burst"]["start_last_s"]["median"]
+    for reading in report["memory"]:
+        assert reading["template"]["rss_kib"] > 0 and 0 < reading["shared_fraction"] < 1
 
 
 def test_poll_cost_idle_cost_and_memory_report_figures(suite):

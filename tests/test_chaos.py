@@ -213,7 +213,7 @@ class Chaos:
     def running_pipelines(self) -> Counter[int]:
         """Workers (pid) with a pipeline started and not ended whose process is alive."""
         ended = {r["pid"] for r in self.cluster.records("end")}
-        return Counter(r["ppid"] for r in self.starts() if r["pid"] not in ended and not process_gone(r["pid"]))
+        return Counter(r["worker_pid"] for r in self.starts() if r["pid"] not in ended and not process_gone(r["pid"]))
 
     def progress_after(self, since: float, what: str) -> None:
         """Wait until some pipeline starts after ``since`` (``time.time()``)."""

@@ -519,7 +519,7 @@ def test_a_reference_string_runs_in_a_child_process(scheduler: PipelineScheduler
     wait_until(lambda: [r for r in read_records(record) if r["event"] == "end"], 30, "a child run's end")
     scheduler.stop()
     started = [r for r in read_records(record) if r["event"] == "start"]
-    assert started and all(r["ppid"] == os.getpid() for r in started)  # a child of this process
+    assert started and all(r["worker_pid"] == os.getpid() for r in started)  # a child of this process's worker
 
 
 def test_a_reference_string_that_cannot_be_found_is_refused(scheduler: PipelineScheduler) -> None:

@@ -189,8 +189,11 @@ def test_overlap_queue_holds_across_hosts(deployment: Deployment) -> None:
     _claimed_once(runs, anchor, cluster)
     assert _overlaps(cluster) == [], "two runs of a queue schedule went at once"
     for run in runs:
-        if run.status is RunStatus.skipped:
-            assert run.error == "a run was already waiting behind the running one (overlap: queue)"
+        if run.status is RunStatus.skipped:  # or waiting when _settle paused the schedule
+            assert run.error in (
+                "a run was already waiting behind the running one (overlap: queue)",
+                "not started: the schedule was paused before its fire time",
+            )
         else:
             assert run.status is RunStatus.succeeded, run
 

@@ -451,6 +451,86 @@ def test_one_rounds_catch_up_runs_go_one_by_one_and_only_a_second_stop_signal_dr
         assert runs[day[1]].error == "the worker stopped before this run started"
 
 
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (from /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def prepared_children() -> list[int]:
+    """The processes forked by this process's warm templates (``python -m flowyml_sched.runner
+    --template``): the runs prepared or running, read from /proc."""
+    found = []
+    for child in _children(os.getpid()):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--template" in command:
+            found += _children(child)
+    return found
+
+
+def test_a_prepared_run_cancelled_by_a_pause_starts_nothing_and_its_child_leaves(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, child_env: None
+) -> None:
+    add(store, pipeline="pipelines_for_tests:ok", params={"record": str(record)})
+    worker = make_worker(in_process=False)
+    assert worker.worker.templates is not None
+    # as if its preparations had taken up to 2 s: it is forked 3.01 s ahead, and the claim-ahead
+    # window (0.1 s) grows to cover that
+    worker.worker.templates.learn("pipelines_for_tests:ok", 2.0)
+    assert worker.tick(DAY1 - timedelta(seconds=3)) == [("nightly", DAY1)]
+    prepared = wait_until(prepared_children, "the run's child to be forked, prepared")
+    Scheduler(store, clock=lambda: DAY1 - timedelta(seconds=1)).pause("nightly", "maintenance")
+    wait_until(lambda: statuses(store, "nightly").get(DAY1) is RunStatus.skipped, "the fire time to close")
+    worker.idle()
+    (run,) = store.history("nightly")
+    assert (run.started_at, run.error) == (None, "not started: the schedule was paused before its fire time")
+    assert events(record, "ok") == []  # the pipeline's first line never ran
+    wait_until(lambda: not set(prepared) & set(prepared_children()), "the prepared child to leave")
+    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in prepared)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_prepared_runs_are_forked_from_a_template_and_start_at_their_instant_never_before(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, child_env: None
+) -> None:
+    now = datetime.now(UTC)  # the worker's clock is the real one here: the pipelines record time.time()
+    instants = [now + timedelta(seconds=s) for s in (1.0, 1.5, 2.0)]
+    for n, instant in enumerate(instants):
+        add(
+            store,
+            name=f"s{n}",
+            pipeline="pipelines_for_tests:ok_with_scheduled_for",
+            trigger=IntervalTrigger(timedelta(hours=1), instant),
+            params={"record": str(record)},
+            created=now,
+        )
+    worker = make_worker(in_process=False, claim_ahead=3.0)
+    assert sorted(worker.tick(now)) == [(f"s{n}", at) for n, at in enumerate(instants)]
+    worker.idle()
+    ran = events(record, "ok")
+    assert sorted(r["scheduled_for"] for r in ran) == [at.isoformat() for at in instants]
+    for line in ran:
+        assert line["at"] >= datetime.fromisoformat(line["scheduled_for"]).timestamp()  # never before
+        assert line["ppid"] != os.getpid()  # forked by a template, not a fresh interpreter of the worker's
+    assert len({line["pid"] for line in ran}) == 3  # a process of its own each
+    for n in range(3):
+        assert statuses(store, f"s{n}") == {instants[n]: RunStatus.succeeded}
+
+
 def test_pausing_stops_claims_at_the_next_tick_and_resuming_skips_the_paused_fire_times(
     store: ScheduleStore, make_worker: Callable[..., Ticking]
 ) -> None:

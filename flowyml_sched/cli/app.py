@@ -718,6 +718,15 @@ def run_worker_command(
     in_process: Annotated[
         bool, typer.Option("--in-process", help="Run pipelines in the worker process (no timeout, no isolation).")
     ] = False,
+    cold_starts: Annotated[
+        bool,
+        typer.Option(
+            "--cold-starts",
+            help="Start each run's child process as a fresh interpreter, not forked, prepared, from a warm "
+            "template of its pipeline's module (for modules not safe to fork, such as ones that start threads "
+            "when imported).",
+        ),
+    ] = False,
     keep_runs: Annotated[
         int, typer.Option("--keep-runs", min=1, max=10_000_000, help="History kept per schedule, in runs.")
     ] = c.DEFAULT_KEEP_RUNS,
@@ -785,6 +794,7 @@ def run_worker_command(
         lease=lease,
         heartbeat_interval=lease / c.HEARTBEATS_PER_LEASE,
         in_process=in_process,
+        warm_templates=not cold_starts,
         keep_runs=keep_runs,
         keep_days=keep_days,
         sync_file=sync,

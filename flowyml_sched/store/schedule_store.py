@@ -285,6 +285,11 @@ _START_ATTEMPT = (
         runs.c.attempt == sa.bindparam("b_attempt"),
         runs.c.started_at.is_(None),
         _LEASE_HELD,
+        sa.or_(
+            runs.c.origin != RunOrigin.schedule.value,
+            runs.c.attempt > 1,
+            sa.exists().where(schedules.c.name == runs.c.schedule_name, schedules.c.enabled.is_(True)),
+        ),
     )
     .values(
         started_at=sa.bindparam("b_started_at", type_=UTCDateTime()),
@@ -293,7 +298,8 @@ _START_ATTEMPT = (
     )
 )
 """The fenced start: changes the row only while it is this worker's unstarted claim of that
-attempt and the worker's row is ``alive`` with a lease that has not expired at the start."""
+attempt, the worker's row is ``alive`` with a lease that has not expired at the start, and,
+for a schedule's own first attempt, the schedule is still there and not paused."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -867,6 +873,33 @@ class ScheduleStore:
 
     # -- the worker's side ------------------------------------------------------------------
 
+    def stopped_by_user(self, name: str) -> str | None:
+        """Why a fire time of schedule ``name`` claimed earlier may not start now:
+        ``"paused"``, ``"removed"``, or None when it is there and enabled. Raises StoreError."""
+        with self._reading() as conn:
+            enabled = conn.execute(sa.select(schedules.c.enabled).where(schedules.c.name == name)).scalar()
+        if enabled is None:
+            return "removed"
+        return None if enabled else "paused"
+
+    def pipelines_due_first(self, limit: int) -> list[str]:
+        """Up to ``limit`` distinct pipeline references (not callables registered in Python
+        processes) of the enabled schedules, the one due first first. Raises StoreError."""
+        first = sa.func.min(schedules.c.next_fire_at)
+        stmt = (
+            sa.select(schedules.c.pipeline)
+            .where(
+                schedules.c.enabled.is_(True),
+                schedules.c.next_fire_at.is_not(None),
+                schedules.c.pipeline.not_like(LOCAL_PIPELINE_PREFIX + "%"),
+            )
+            .group_by(schedules.c.pipeline)
+            .order_by(first)
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return list(conn.execute(stmt).scalars())
+
     def next_due_at(self, scope: ClaimScope = EVERY_REFERENCE) -> datetime | None:
         """The earliest ``next_fire_at`` of an enabled schedule or ``retry_at`` of a pending
         retry in ``scope`` (aware UTC), or None, leaving out the rows :meth:`claim_due` found
@@ -1052,9 +1085,12 @@ class ScheduleStore:
 
         One UPDATE, which changes the row only while it is still ``worker``'s ``running``
         claim of that attempt, not started yet, and ``worker``'s row in the workers table is
-        ``alive`` with ``lease_expires_at`` after ``started_at``; all of it is checked by the
-        database in that statement, so a worker that stalled past its lease (its runs
-        declared ``abandoned`` by another) starts nothing, and no attempt starts twice.
+        ``alive`` with ``lease_expires_at`` after ``started_at``, and (the first attempt of a
+        fire time the schedule gave, not a retry, a trigger or a backfill) while the
+        schedule is still there and not paused; all of it is checked by the database in that
+        statement, so a worker that stalled past its lease (its runs declared ``abandoned``
+        by another) starts nothing, no attempt starts twice, and a pause or removal made
+        after the claim but before the start is honoured (:meth:`stopped_by_user` says so).
         Returns whether the row changed. Raises StoreError when the write fails (then the
         attempt must not start either).
         """

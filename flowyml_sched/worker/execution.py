@@ -25,11 +25,15 @@ from flowyml_sched.worker.leases import LeaseKeeping
 from flowyml_sched.worker.parts import Active, logger
 
 PREPARE_AHEAD = 0.005
-"""Seconds before its instant at which a held run wakes to prepare (after a sleep, that Python
-work runs several times slower than warm)."""
+"""Seconds before its instant at which a held run wakes to prepare and write its fenced start
+(after a sleep, that Python work runs several times slower than warm); a child forked from a
+warm template is forked earlier (:meth:`RunExecution._prepare_ahead`)."""
 SPIN = 0.001
 """Seconds before its instant at which a prepared run stops sleeping and yields the CPU until
 then: on a virtual machine the timer wakes a thread up to a millisecond late."""
+STOPPED_BY_USER = "not started: the schedule was"
+"""The start of the error of a fire time claimed ahead whose schedule was paused or removed
+before its instant (:meth:`~flowyml_sched.store.ScheduleStore.start_attempt` refuses it)."""
 UNSTARTED = "the worker stopped before this run started"
 """The error of a claimed run closed ``interrupted`` before it started."""
 LEASE_LOST = "the worker's lease expired before this run started; another worker took its runs over"
@@ -104,16 +108,32 @@ class RunExecution(LeaseKeeping):
 
     def _hold(self, claim: Claim) -> bool:
         """A run claimed ahead of its fire time (by this worker, or by one whose abandoned run
-        this one retries) waits for it: True when it waited. It sleeps until
-        :data:`PREPARE_AHEAD` seconds before the instant, prepares, and :meth:`_at_instant`
-        waits out the rest; a second stop signal or the grace period's end stops the wait."""
+        this one retries) waits for it: True when it waited. It sleeps until it must be
+        prepared (:meth:`_prepare_ahead` seconds before the instant), prepares, and
+        :meth:`_at_instant` waits out the rest; a second stop signal or the grace period's end
+        stops the wait."""
         delay = (claim.scheduled_for - self.clock()).total_seconds()
         if delay <= 0:
             return False
         with self._mutex:
             self._held[claim.run_id] = claim.scheduled_for
-        self._no_starts.wait(max(0.0, delay - PREPARE_AHEAD))
+        self._no_starts.wait(max(0.0, delay - self._prepare_ahead(claim)))
         return True
+
+    def _until_fence(self, claim: Claim) -> None:
+        """Wait until :data:`PREPARE_AHEAD` seconds before ``claim``'s instant, when its
+        fenced start is written (a prepared child was forked earlier), or a stop signal."""
+        left = (claim.scheduled_for - self.clock()).total_seconds() - PREPARE_AHEAD
+        if left > 0:
+            self._no_starts.wait(left)
+
+    def _prepare_ahead(self, claim: Claim) -> float:
+        """Seconds before its instant a held run wakes to prepare: :data:`PREPARE_AHEAD` in
+        this process; for a child forked from a template, what the templates learned its
+        pipeline needs (:meth:`flowyml_sched.warm.Templates.ahead`)."""
+        if self.templates is None or claim.schedule.name in self.callables:
+            return PREPARE_AHEAD
+        return self.templates.ahead(claim.schedule.pipeline)
 
     def _at_instant(self, claim: Claim) -> None:
         """Right before a held run starts: wait for its fire time, the last :data:`SPIN` seconds
@@ -175,7 +195,13 @@ class RunExecution(LeaseKeeping):
                     run_uuid=run_uuid,
                     log_path=None if log_path is None else str(log_path),
                 )
-                if started or renew:
+                if started:
+                    break
+                if (stopped := self.store.stopped_by_user(claim.schedule.name)) is not None and (
+                    claim.origin is RunOrigin.schedule and claim.attempt == 1
+                ):
+                    return Outcome(RunStatus.skipped, f"{STOPPED_BY_USER} {stopped} before its fire time"), 0.0
+                if renew:
                     break
                 renew = True  # refused: once more after renewing the lease, in case only it had run out
                 continue
@@ -463,18 +489,22 @@ class RunExecution(LeaseKeeping):
         stamp = claim.scheduled_for.strftime("%Y%m%dT%H%M%SZ")
         assert self.settings.log_dir is not None  # checked in __init__
         log_path = self.settings.log_dir / schedule.name / f"{stamp}-{claim.attempt}-{run_uuid[:8]}.log"
-        refused, start_by = self._fence(claim, run_uuid, log_path)
-        if refused is not None:
-            return None, refused
-        child = ChildRun(replace(request, start_by=start_by), log_path, self.settings.max_log_bytes)
+        child = ChildRun(request, log_path, self.settings.max_log_bytes)
         with self._mutex:
             active = self._active.get(claim.run_id)
             if active is not None:
-                active.child = child
+                active.child = child  # a stop (replace, shutdown) reaches it from now on
+        child.prepare(self.templates)  # forked now, resolved, waiting for its instant
+        self._until_fence(claim)  # a pause or removal until then is honoured
+        refused, start_by = self._fence(claim, run_uuid, log_path)
+        if refused is not None:
+            child.cancel()  # nothing of it ran
+            return None, refused
+        with self._mutex:
             if claim.owner in self._lost_ids:  # the lease was lost after the fenced start: stopped at once
                 child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
         started = self.clock()
-        child.start()
+        child.start(start_by)
         self._emit(RunStarted(claim, started))
         if child.pid is not None:
             self.store.note_pid(claim.run_id, self._owner(claim), child.pid)

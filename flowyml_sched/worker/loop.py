@@ -45,6 +45,7 @@ from flowyml_sched.locks import LockBackend
 from flowyml_sched.model import EVERY_REFERENCE, Claim, ClaimScope, Overlap, RunOrigin, RunStatus
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
+from flowyml_sched.warm import PREPARE_FLOOR, Templates
 from flowyml_sched.worker.events import Listener, RunClaimed, RunMissed, RunsAbandoned, log_event
 from flowyml_sched.worker.execution import FENCE_RETRY_FIRST, RunExecution
 from flowyml_sched.worker.parts import LocalPipeline, Maintenance, logger
@@ -105,6 +106,7 @@ class Worker(RunExecution):
         self.listeners = listeners
         self.scope = scope
         self.callables = callables if callables is not None else {}
+        self.templates = Templates() if settings.warm_templates and not settings.in_process else None
         self._lease_lock = threading.Lock()
         self.identity = self._incarnation(clock())
         self._stopping = threading.Event()
@@ -172,7 +174,7 @@ class Worker(RunExecution):
         # or left behind by the last round (its limit was the free capacity), or when the
         # last claim round failed (it may have stored claims all the same: this one hands
         # them over)
-        until = now + self._claim_ahead
+        until = now + self._horizon()
         unconfirmed = self._unconfirmed
         known = self._due[0] if self._due is not None else None
         due = now if self._backlog or unconfirmed or (known is not None and known <= until) else self._earliest_due()
@@ -249,6 +251,8 @@ class Worker(RunExecution):
         logger.info("worker %s serving %s with %s locks", self.identity.id, self.store.location, self.locks.kind)
         self.notifier.ready(f"serving {self.store.location}")
         self.serving.set()
+        if self.templates is not None and self.scope.references:  # their first runs start on time too
+            self.templates.warm(self.store.pipelines_due_first(self.templates.max_templates))
         failed = False
         self._serving = not once
         if once:
@@ -277,6 +281,8 @@ class Worker(RunExecution):
             self._shutdown()
             locks_kept.set()
             self.locks.close()
+            if self.templates is not None:
+                self.templates.close()
             for signum, handler in previous.items():  # the caller's, back (the Python API's start(blocking=True))
                 if handler is not None:  # None: not set from Python, nothing to put back
                     signal.signal(signum, handler)
@@ -383,7 +389,15 @@ class Worker(RunExecution):
         passed, if the backend is still down)."""
         if self.locks.problem() is not None:
             return -LOCKS_DOWN_DELAY
-        return self._claim_ahead
+        return self._horizon()
+
+    def _horizon(self) -> timedelta:
+        """``claim_ahead``, grown for child runs to the longest time a pipeline's run is
+        forked before its instant (:meth:`flowyml_sched.warm.Templates.ahead`, learned) plus
+        the floor, left for the claim and the fenced start; none with ``run(once=True)``."""
+        if self.templates is None or not self._claim_ahead:
+            return self._claim_ahead
+        return max(self._claim_ahead, timedelta(seconds=self.templates.longest_ahead() + PREPARE_FLOOR))
 
     def _shutdown(self) -> None:
         self._serving = False  # runners record their own runs from now on

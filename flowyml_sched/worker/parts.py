@@ -17,6 +17,7 @@ from flowyml_sched.locks import LockBackend, RunLock
 from flowyml_sched.model import Claim, WorkerInfo
 from flowyml_sched.sdnotify import Notifier
 from flowyml_sched.store import ScheduleStore
+from flowyml_sched.warm import Templates
 from flowyml_sched.worker.events import Event, Listener
 from flowyml_sched.worker.wakeup import Wakeup
 
@@ -61,6 +62,8 @@ class WorkerParts:
     notifier: Notifier
     listeners: Sequence[Listener]
     callables: Mapping[str, LocalPipeline]
+    templates: Templates | None
+    """The warm templates child runs are forked from (None: in-process runs, or cold starts)."""
     identity: WorkerInfo
     """This worker's row: its id and the lease it counts on (moved only once the store has it)."""
     _lease_lock: threading.Lock

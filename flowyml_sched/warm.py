@@ -1,0 +1,382 @@
+"""Warm templates: a run's child process forked, prepared, from a process that imported its
+pipeline's module once, and released at its instant.
+
+A :class:`Template` is a process (``python -m flowyml_sched.runner --template``, see
+:mod:`flowyml_sched.runner`) started once per pipeline module (the part of a ``module:attr``
+reference before the colon; an entry-point name is its own key). Forking a run from it costs
+milliseconds, copy-on-write, where a fresh interpreter costs ~60 ms of CPU and an import of
+numpy or pandas seconds. Each run still gets a process of its own: a process group, a timeout,
+a bounded log, a crash that reaches neither the worker nor the template.
+
+:class:`Templates` keeps them: at most :data:`MAX_TEMPLATES` (the least recently used one is
+retired), each replaced after :data:`TEMPLATE_RUNS` runs or when a source file it imported
+changed on disk (checked, by ``stat``, before each fork). A template whose pipeline cannot be
+imported is not kept: its runs start cold (and fail saying why), and it is tried again after
+:data:`BROKEN_RETRY` seconds. A retired template leaves once its last run has ended. A template lives as long as its
+control socket: when the worker dies, even by SIGKILL, the socket's end makes it SIGKILL its
+runs and leave.
+
+It also learns how long before its instant each pipeline's run must be forked
+(:meth:`Templates.ahead`): from the measured preparation times (fork request to the run's
+``ready``), the 95th percentile of the last :data:`SAMPLES` times 1.5 plus 10 ms, within
+:data:`PREPARE_FLOOR` and :data:`PREPARE_CAP` seconds.
+
+Caveats of forking (as with ``multiprocessing``'s fork and forkserver): a module that starts
+threads at import leaves the forked run only the forking thread; state made at import
+(a numpy random generator seeded then, an open connection) is a copy shared by all runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowyml_sched.references import LOCAL_PIPELINE_PREFIX
+from flowyml_sched.runner import CONTROL_BUFFER
+
+logger = logging.getLogger(__name__)
+
+MAX_TEMPLATES = 8
+"""How many templates a worker keeps at most (each holds its pipeline's imports in memory)."""
+TEMPLATE_RUNS = 1000
+"""Runs forked from a template before it is replaced (bounds what its runs' forks share)."""
+BROKEN_RETRY = 30.0
+"""Seconds before a pipeline whose template failed to import it gets a template again."""
+TEMPLATE_START_TIMEOUT = 300.0
+"""Seconds a template gets to import its pipeline's module before its runs start cold."""
+FORK_TIMEOUT = 30.0
+"""Seconds a template gets to answer a fork request (it answers in milliseconds)."""
+SAMPLES = 64
+"""Preparation times kept per pipeline for :meth:`Templates.ahead`."""
+PREPARE_FLOOR = 0.05
+"""Seconds: the least time before its instant a run is forked."""
+PREPARE_CAP = 60.0
+"""Seconds: the most time before its instant a run is forked."""
+
+
+class TemplateGone(Exception):
+    """The template process ended or did not answer: the run starts cold instead."""
+
+
+def template_key(reference: str) -> str:
+    """The template a pipeline reference is forked from: its module (``pkg.mod`` of
+    ``pkg.mod:attr``), or the entry-point name."""
+    return reference.partition(":")[0] if ":" in reference else reference
+
+
+class ForkedProcess:
+    """A ``subprocess.Popen``-like handle of a run forked by a template: ``pid``,
+    ``returncode`` (negative: killed by that signal), ``poll()``, ``wait(timeout)`` (raises
+    :class:`subprocess.TimeoutExpired`), ``stdout`` (the read end of its output), and its
+    ``channel`` (the socket that releases or cancels it)."""
+
+    def __init__(self, pid: int, stdout: Any, channel: socket.socket, template: Template):
+        self.pid = pid
+        self.stdout = stdout
+        self.channel = channel
+        self.template = template
+        self.returncode: int | None = None
+        self._exited = threading.Event()
+
+    def exited(self, returncode: int) -> None:
+        self.returncode = returncode
+        self._exited.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(f"forked run {self.pid}", timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+
+@dataclass(eq=False)
+class Template:
+    """One template process and its control socket (see :mod:`flowyml_sched.runner`)."""
+
+    key: str
+    reference: str
+    process: subprocess.Popen[bytes] | None = None
+    control: socket.socket | None = None
+    files: list[tuple[str, int]] = field(default_factory=list)
+    forks: int = 0
+    retired: bool = False
+    _children: dict[int, ForkedProcess] = field(default_factory=dict)
+    _replies: Any = None
+    _send: threading.Lock = field(default_factory=threading.Lock)
+    _reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until it imported the pipeline's module. Raises
+        :class:`TemplateGone` (with the import's error) when it could not."""
+        import queue
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flowyml_sched.runner", "--template", str(theirs.fileno()), self.reference],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        self.control = ours
+        ours.settimeout(TEMPLATE_START_TIMEOUT)
+        try:
+            ready = json.loads(ours.recv(CONTROL_BUFFER) or b'{"error": "it exited while importing"}')
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise TemplateGone(f"the template did not start: {exc}") from None
+        ours.settimeout(None)
+        if ready.get("error"):
+            self.close()
+            raise TemplateGone(ready["error"])
+        self.files = [(path, mtime) for path, mtime in ready["files"]]
+        self._replies = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, name=f"template-{self.key}", daemon=True)
+        self._reader.start()
+
+    def changed(self) -> bool:
+        """Whether a source file it imported changed (or went) since it started."""
+        for path, mtime in self.files:
+            try:
+                if os.stat(path).st_mtime_ns != mtime:
+                    return True
+            except OSError:
+                return True
+        return False
+
+    def fork(self) -> ForkedProcess:
+        """Fork a run: returns its handle once the template answered (its pid). Raises
+        :class:`TemplateGone`."""
+        import queue
+
+        out_r, out_w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._send:
+                if self.control is None or self._reader is None or not self._reader.is_alive():
+                    raise TemplateGone("the template has ended")
+                socket.send_fds(self.control, [b'{"op": "fork"}'], [out_w, theirs.fileno()])
+                self.forks += 1
+                try:
+                    pid = self._replies.get(timeout=FORK_TIMEOUT)
+                except queue.Empty:
+                    raise TemplateGone(f"the template did not answer within {FORK_TIMEOUT:g} s") from None
+                if pid is None:
+                    raise TemplateGone("the template has ended")
+                forked = ForkedProcess(pid, os.fdopen(out_r, "rb"), ours, self)
+                self._children[pid] = forked
+                out_r = -1
+                return forked
+        except OSError as exc:
+            raise TemplateGone(f"the template could not be reached: {exc}") from None
+        finally:
+            os.close(out_w)
+            theirs.close()
+            if out_r != -1:
+                os.close(out_r)
+                ours.close()
+
+    def _read(self) -> None:
+        """The reader thread: hand each ``forked`` pid to :meth:`fork`, record each exit; at
+        the socket's end, every run still known is taken as killed (its template's death
+        SIGKILLs it)."""
+        assert self.control is not None
+        pending = dict[int, int]()  # an exit reported before fork() registered its pid
+        try:
+            while message := self.control.recv(CONTROL_BUFFER):
+                body = json.loads(message)
+                if body["op"] == "forked":
+                    self._replies.put(body["pid"])
+                elif body["op"] == "exited":
+                    code = os.waitstatus_to_exitcode(body["status"])
+                    child = self._children.pop(body["pid"], None)
+                    if child is None:
+                        pending[body["pid"]] = code
+                    else:
+                        child.exited(code)
+                for pid in [pid for pid in pending if pid in self._children]:
+                    self._children.pop(pid).exited(pending.pop(pid))
+        except (OSError, ValueError) as exc:
+            logger.warning("template for %s: its control socket failed: %s", self.key, exc)
+        finally:
+            self._replies.put(None)
+            for pid in list(self._children):
+                self._children.pop(pid).exited(pending.pop(pid, -9))
+
+    def retire(self) -> None:
+        """Fork nothing more; the process leaves once its last run has ended."""
+        self.retired = True
+        with self._send, contextlib.suppress(OSError):
+            if self.control is not None:
+                self.control.send(b'{"op": "retire"}')
+
+    def close(self) -> None:
+        """End it now: its socket closes, so it SIGKILLs its runs and leaves; reaped here."""
+        if self.control is not None:
+            with contextlib.suppress(OSError):
+                self.control.shutdown(socket.SHUT_RDWR)
+            self.control.close()
+        if self.process is not None:
+            try:
+                self.process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(5.0)
+
+    def reap_if_gone(self) -> bool:
+        """True once a retired template's process has left (it is then reaped)."""
+        return self.process is not None and self.process.poll() is not None
+
+
+class Templates:
+    """A worker's templates, by :func:`template_key`, and what it learned of each pipeline's
+    preparation time. Safe to use from any thread."""
+
+    def __init__(self, max_templates: int = MAX_TEMPLATES, template_runs: int = TEMPLATE_RUNS):
+        self.max_templates = max_templates
+        self.template_runs = template_runs
+        self._live: OrderedDict[str, Template] = OrderedDict()
+        self._retired: list[Template] = []
+        self._broken: dict[str, float] = {}
+        self._starting: dict[str, threading.Event] = {}
+        self._prepare_times: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fork(self, reference: str) -> ForkedProcess | None:
+        """Fork a run of ``reference`` from its template (started first when there is none,
+        which takes its import's time once); None when it has none to be had (a callable
+        registered in a process, an import that fails, a template that died): the run
+        then starts cold."""
+        if reference.startswith(LOCAL_PIPELINE_PREFIX):
+            return None
+        for _ in range(2):  # a template that died since is started again once
+            template = self._template(reference)
+            if template is None:
+                return None
+            try:
+                return template.fork()
+            except TemplateGone as exc:
+                logger.warning("template for %s: %s; starting it again", template.key, exc)
+                self._drop(template)
+        return None
+
+    def warm(self, references: Iterable[str]) -> threading.Thread:
+        """Start the templates of ``references`` (at most :attr:`max_templates`) in a
+        background thread, so that their first runs start on time too; returns the thread."""
+        wanted = list(dict.fromkeys(r for r in references if not r.startswith(LOCAL_PIPELINE_PREFIX)))
+        keys = list(dict.fromkeys(template_key(r) for r in wanted))[: self.max_templates]
+        chosen = [next(r for r in wanted if template_key(r) == key) for key in keys]
+
+        def start_all() -> None:
+            for reference in chosen:
+                self._template(reference)
+
+        thread = threading.Thread(target=start_all, name="templates-warm", daemon=True)
+        thread.start()
+        return thread
+
+    def _template(self, reference: str) -> Template | None:
+        key = template_key(reference)
+        while True:
+            with self._lock:
+                if self._closed:
+                    return None
+                template = self._live.get(key)
+                if template is not None:
+                    if template.forks < self.template_runs and not template.changed():
+                        self._live.move_to_end(key)
+                        return template
+                    logger.info(
+                        "template for %s: replaced (%s)",
+                        key,
+                        "its code changed" if template.forks < self.template_runs else f"{template.forks} runs",
+                    )
+                    self._retire(self._live.pop(key))
+                if time.monotonic() < self._broken.get(key, 0.0):
+                    return None
+                starting = self._starting.get(key)
+                if starting is None:
+                    starting = self._starting[key] = threading.Event()
+                    break
+            starting.wait()  # another thread starts it: take what it made
+        template = Template(key, reference)
+        began = time.monotonic()
+        try:
+            template.start()
+        except TemplateGone as exc:
+            logger.warning("template for %s: %s; its runs start cold", key, exc)
+            with self._lock:
+                self._broken[key] = time.monotonic() + BROKEN_RETRY
+                self._starting.pop(key).set()
+            return None
+        logger.info("template for %s started in %.3f s", key, time.monotonic() - began)
+        with self._lock:
+            self._starting.pop(key).set()
+            if self._closed:
+                template.close()
+                return None
+            self._live[key] = template
+            while len(self._live) > self.max_templates:
+                self._retire(self._live.popitem(last=False)[1])
+            self._retired = [old for old in self._retired if not old.reap_if_gone()]
+        return template
+
+    def _retire(self, template: Template) -> None:
+        template.retire()
+        self._retired.append(template)
+
+    def _drop(self, template: Template) -> None:
+        with self._lock:
+            if self._live.get(template.key) is template:
+                del self._live[template.key]
+        template.close()
+
+    def learn(self, reference: str, seconds: float) -> None:
+        """Record that a run of ``reference`` took ``seconds`` from its fork request to ready
+        (a lower bound when it was not ready at its instant)."""
+        with self._lock:
+            self._prepare_times.setdefault(reference, deque(maxlen=SAMPLES)).append(seconds)
+
+    def ahead(self, reference: str) -> float:
+        """Seconds before its instant a run of ``reference`` is forked (see the module)."""
+        with self._lock:
+            times = sorted(self._prepare_times.get(reference, ()))
+        if not times:
+            return PREPARE_FLOOR
+        high = times[min(len(times) - 1, int(len(times) * 0.95))]
+        return min(PREPARE_CAP, max(PREPARE_FLOOR, high * 1.5 + 0.01))
+
+    def longest_ahead(self) -> float:
+        """The largest :meth:`ahead` of the pipelines measured so far (seconds)."""
+        with self._lock:
+            references = list(self._prepare_times)
+        return max((self.ahead(r) for r in references), default=PREPARE_FLOOR)
+
+    def close(self) -> None:
+        """End every template (their runs, if any are left, are SIGKILLed)."""
+        with self._lock:
+            self._closed = True
+            templates = [*self._live.values(), *self._retired]
+            self._live.clear()
+            self._retired = []
+        for template in templates:
+            template.close()

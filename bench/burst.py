@@ -28,6 +28,8 @@ from flowyml_sched.executor import ChildRun, RunRequest
 NAME = "burst"
 TITLE = "11. A burst: fire times due at one instant"
 UTC = timezone.utc
+WAIT_SECONDS = 2.0
+"""How long the CPU time of a prepared run is watched while it waits for its release."""
 MEMORY_PIPELINES = {"recording pipeline": common.RECORDING_PIPELINE, "flowyml example": "flowyml_demo"}
 
 
@@ -140,6 +142,9 @@ def _template_memory(opt: common.Options) -> list[dict[str, Any]]:
                 found.append({"pipeline": label, "error": "no template could be started for it"})
                 continue
             time.sleep(0.5)  # prepared: resolved and waiting for its release
+            waiting_from = common.cpu_ns(run.pid)
+            time.sleep(WAIT_SECONDS)
+            waiting_cpu = common.cpu_ns(run.pid) - waiting_from
             template, child = _rollup(_parent(run.pid)), _rollup(run.pid)
             run.cancel()
             found.append(
@@ -148,6 +153,7 @@ def _template_memory(opt: common.Options) -> list[dict[str, Any]]:
                     "template": template,
                     "run": child,
                     "shared_fraction": round(1 - child["private_kib"] / child["rss_kib"], 3),
+                    "waiting_cpu_ns": waiting_cpu,
                 }
             )
     finally:
@@ -211,19 +217,22 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Memory of a warm template and of a run forked from it, prepared (resolved, waiting for its "
-        "instant): RSS, and the share of the run's RSS still shared with the template (copy-on-write).",
+        "instant): RSS, the share of the run's RSS still shared with the template (copy-on-write), and "
+        f"the CPU time the prepared run took while it waited {WAIT_SECONDS:g} s.",
         "",
-        "| pipeline | template RSS | template PSS | run RSS | run's own (private) | shared with the template |",
-        "|---|---|---|---|---|---|",
+        "| pipeline | template RSS | template PSS | run RSS | run's own (private) | shared with the template | "
+        "CPU while waiting |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in report.get("memory", []):
         if "error" in m:
-            lines.append(f"| {m['pipeline']} | {m['error']} | | | | |")
+            lines.append(f"| {m['pipeline']} | {m['error']} | | | | | |")
             continue
         t, r = m["template"], m["run"]
         lines.append(
             f"| {m['pipeline']} | {t['rss_kib'] / 1024:.1f} MiB | {t['pss_kib'] / 1024:.1f} MiB | "
-            f"{r['rss_kib'] / 1024:.1f} MiB | {r['private_kib'] / 1024:.1f} MiB | {m['shared_fraction']:.0%} |"
+            f"{r['rss_kib'] / 1024:.1f} MiB | {r['private_kib'] / 1024:.1f} MiB | {m['shared_fraction']:.0%} | "
+            f"{m.get('waiting_cpu_ns', 0) / 1e6:.2f} ms |"
         )
     lines += [f"\n{note}" for note in report.get("notes", [])]
     return "\n".join(lines)

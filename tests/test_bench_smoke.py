@@ -188,6 +188,7 @@ def test_burst_measures_every_run_of_the_burst_in_both_modes_and_the_templates_m
         assert config["burst"]["start_median_s"]["median"] <= config["burst"]["start_last_s"]["median"]
     for reading in report["memory"]:
         assert reading["template"]["rss_kib"] > 0 and 0 < reading["shared_fraction"] < 1
+        assert reading["waiting_cpu_ns"] < 1_000_000  # blocked on its socket: no CPU while it waits
 
 
 def test_poll_cost_idle_cost_and_memory_report_figures(suite):

@@ -182,6 +182,8 @@ def test_a_worker_runs_the_flowyml_entry_point_and_its_run_id_lands_in_history(f
         )
         assert [c.scheduled_for for c in worker.tick(MARCH_4)] == [MARCH_4]
         assert worker.wait_idle(120)
+        assert worker.templates is not None
+        worker.templates.close()  # ticked, never run(): its warm template is closed here
         (run,) = store.history("flowyml-nightly")
     assert run.status is RunStatus.succeeded, run.error
     assert run.run_id and (flowyml_sandbox / ".flowyml" / "runs" / f"{run.run_id}.json").is_file()

@@ -9,9 +9,10 @@ in-memory SQLite), and after a failed round, it also wakes every poll interval t
 
 On time: a round claims the fire times due within ``claim_ahead`` seconds (0.1 by default,
 like Quartz's fire-ahead window), so the claim's commit (a disk flush) is done when they are
-due; each run then waits for its fire time and starts then, never before. A pause or removal
-made in the last ``claim_ahead`` seconds before a fire time that is already claimed does not
-stop that run.
+due; each run then waits for its fire time and starts then, never before. A child run is
+forked ahead, prepared, from its pipeline's warm template (:mod:`flowyml_sched.warm`), and
+the window grows to cover how long that takes. A pause or removal made before a claimed fire
+time's instant stops it at its fenced start (recorded ``skipped``).
 
 Exactly once: a fire time is claimed by inserting its run row, unique on (schedule,
 scheduled_for), in the same transaction that moves the schedule's next fire time past the

@@ -133,8 +133,16 @@ class ChildRun:
         instant) replaces the request's."""
         start_by = self.request.start_by if start_by is None else start_by
         if isinstance(self._process, ForkedProcess):
-            self._release(self._process, start_by)
-            return self
+            if self._process.poll() is None or self._stopped_as is not None:
+                self._release(self._process, start_by)
+                return self
+            # the prepared child died before its start (its template was killed): nothing of it
+            # ran, so the run starts cold instead
+            logger.warning("run %s: its prepared child died before its start; starting it cold", self.request.run_id)
+            self._process.channel.close()
+            if self._pump is not None:
+                self._pump.join()
+            self._process = None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._guard:
             self._process = subprocess.Popen(

@@ -9,7 +9,8 @@ failure. Whatever the pipeline prints goes to the stdout/stderr the worker captu
 ``python -m flowyml_sched.runner --template CONTROL_FD REFERENCE`` (a warm template, see
 :mod:`flowyml_sched.warm`) imports the module of the pipeline REFERENCE once, reports
 ``{"op": "ready", "error", "files"}`` on the control socket (a ``SOCK_SEQPACKET`` Unix socket,
-one JSON message a packet), then forks a prepared run for each ``{"op": "fork"}`` message,
+one JSON message a packet; ``unsafe`` when the import started threads: a fork would lose
+them), then forks a prepared run for each ``{"op": "fork"}`` message,
 which carries two descriptors: the run's output (its stdout and stderr) and its channel. It
 answers ``{"op": "forked", "pid"}`` at once and ``{"op": "exited", "pid", "status"}`` (a
 ``waitpid`` status) when the run's process ends. ``{"op": "retire"}`` makes it leave once its
@@ -41,7 +42,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -108,21 +109,51 @@ def main(argv: list[str]) -> int:
     return _run_and_report(_prepared_call(request), request.get("start_by"), argv[1])
 
 
-def _user_files(before: set[str]) -> list[tuple[str, int]]:
-    """``(path, st_mtime_ns)`` of the source files of the modules imported since ``before``
-    that are not the interpreter's or an installed package's: the code whose change on disk
-    calls for a new template."""
+@contextlib.contextmanager
+def _gone_with_worker(control: socket.socket) -> Iterator[None]:
+    """While the block runs (the pipeline's import), leave at once if the worker goes: before
+    ``ready`` the worker sends nothing, so the control socket turns readable only at its end
+    (the worker died or closed it). The watching thread is gone when the block ends."""
+    import select
+
+    stop_r, stop_w = os.pipe()
+
+    def watch() -> None:
+        ready, _, _ = select.select([control, stop_r], [], [])
+        if control in ready:
+            os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="worker-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        os.write(stop_w, b"x")
+        watcher.join()
+        os.close(stop_r)
+        os.close(stop_w)
+
+
+def _watched_files(before: set[str], reference: str, target: Any) -> list[tuple[str, int, int]]:
+    """``(path, st_mtime_ns, st_ino)`` of the source files whose change on disk calls for a
+    new template: the pipeline's own module (wherever it is installed: an upgrade replaces
+    it), and the modules imported since ``before`` that are not the interpreter's or an
+    installed package's."""
     installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    files = []
+    own = {reference.partition(":")[0] if ":" in reference else "", getattr(target, "__module__", None) or ""}
+    paths = {getattr(sys.modules.get(name), "__file__", None) for name in own if name}
     for name in set(sys.modules) - before:
         path = getattr(sys.modules.get(name), "__file__", None)
-        if not path or not path.endswith(".py") or any(path.startswith(prefix) for prefix in installed):
-            continue
+        if path and path.endswith(".py") and not any(path.startswith(prefix) for prefix in installed):
+            paths.add(path)
+    files = []
+    for path in sorted(p for p in paths if p):
         try:
-            files.append((path, os.stat(path).st_mtime_ns))
+            status = os.stat(path)
         except OSError:
             continue
-    return sorted(files)[:MAX_WATCHED_FILES]
+        files.append((path, status.st_mtime_ns, status.st_ino))
+    return files[:MAX_WATCHED_FILES]
 
 
 def serve_template(control_fd: int, reference: str) -> int:
@@ -135,20 +166,30 @@ def serve_template(control_fd: int, reference: str) -> int:
     from flowyml_sched.errors import PipelineNotFound
     from flowyml_sched.pipelines import format_error, resolve
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=control_fd)
     before = set(sys.modules)
     error = None
-    try:
-        resolve(reference)
-    except PipelineNotFound as exc:
-        error = str(exc)
-    except BaseException as exc:  # reported: the worker runs this pipeline cold, as before
-        error = format_error(exc)
-    control.send(json.dumps({"op": "ready", "error": error, "files": _user_files(before)}).encode())
+    target = None
+    with _gone_with_worker(control):  # an import that hangs must not outlive the worker
+        try:
+            target = resolve(reference)
+        except PipelineNotFound as exc:
+            error = str(exc)
+        except BaseException as exc:  # reported: the worker runs this pipeline cold, as before
+            error = format_error(exc)
+    if error is None and threading.active_count() > 1:
+        names = ", ".join(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+        error = (
+            f"importing it started threads ({names}), which a forked run would not have: its runs start "
+            "in fresh interpreters"
+        )
+    unsafe = error is not None and target is not None  # it imports, but cannot be forked
+    files = _watched_files(before, reference, target)
+    control.send(json.dumps({"op": "ready", "error": error, "unsafe": unsafe, "files": files}).encode())
     if error is not None:
         return 1
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here it lives as long as its control socket
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded once here, not in every run
     gc.freeze()  # what the template holds is out of its runs' collections: fewer pages copied
     wake_r, wake_w = os.pipe()
@@ -233,7 +274,10 @@ def _forked_run(prctl: Callable[..., int], output_fd: int, channel_fd: int) -> i
     call = _prepared_call(request)
     with contextlib.suppress(OSError):  # the worker may have released it and closed its end already
         channel.sendall(f"ready {time.monotonic()!r}\n".encode())
-    release = lines.readline()
+    try:
+        release = lines.readline()
+    except OSError:  # reset: the worker closed its end with our "ready" unread
+        release = b""
     if not release:
         return 0  # cancelled: nothing ran
     code = _run_and_report(call, json.loads(release)["start_by"], request["result_path"])
@@ -241,14 +285,17 @@ def _forked_run(prctl: Callable[..., int], output_fd: int, channel_fd: int) -> i
 
 
 def _leave(code: int) -> NoReturn:
-    """End a forked run as ``multiprocessing`` ends a forked process: wait for the threads it
-    left that are not daemons, flush the standard streams, and ``os._exit``, skipping the
-    interpreter's teardown of the modules it shares with its template (tens of milliseconds
-    of a run slot for nothing). The template's ``atexit`` handlers are not its to run; the
-    pipeline's own are not run either."""
+    """End a forked run as an interpreter ends, less the teardown of the modules it shares with
+    its template (milliseconds of a run slot for nothing): wait for the threads it left that
+    are not daemons, run the ``atexit`` handlers (those its modules registered when the
+    template imported them, and the run's own, as a fresh interpreter would), flush the
+    standard streams, and ``os._exit``."""
+    import atexit
+
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -12,7 +12,9 @@ a bounded log, a crash that reaches neither the worker nor the template.
 retired), each replaced after :data:`TEMPLATE_RUNS` runs or when a source file it imported
 changed on disk (checked, by ``stat``, before each fork). A template whose pipeline cannot be
 imported is not kept: its runs start cold (and fail saying why), and it is tried again after
-:data:`BROKEN_RETRY` seconds. A retired template leaves once its last run has ended. A template lives as long as its
+:data:`BROKEN_RETRY` seconds; one whose import starts threads (a forked run would not have
+them) is not tried again. A run never waits for a template's import: without a ready
+template it starts cold, and one is started in the background. A retired template leaves once its last run has ended. A template lives as long as its
 control socket: when the worker dies, even by SIGKILL, the socket's end makes it SIGKILL its
 runs and leave.
 
@@ -21,9 +23,9 @@ It also learns how long before its instant each pipeline's run must be forked
 ``ready``), the 95th percentile of the last :data:`SAMPLES` times 1.5 plus 10 ms, within
 :data:`PREPARE_FLOOR` and :data:`PREPARE_CAP` seconds.
 
-Caveats of forking (as with ``multiprocessing``'s fork and forkserver): a module that starts
-threads at import leaves the forked run only the forking thread; state made at import
-(a numpy random generator seeded then, an open connection) is a copy shared by all runs.
+Caveats of forking (as with ``multiprocessing``'s fork and forkserver): state made at import
+(a numpy random generator seeded then, an open connection) is a copy in every run. A module
+whose import starts threads is never forked (the run would have only the forking thread).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,7 +69,12 @@ PREPARE_CAP = 60.0
 
 
 class TemplateGone(Exception):
-    """The template process ended or did not answer: the run starts cold instead."""
+    """The template process ended or did not answer: the run starts cold instead. ``unsafe``:
+    it imported the pipeline's module, which started threads (a forked run would lack them)."""
+
+    def __init__(self, reason: str, unsafe: bool = False):
+        super().__init__(reason)
+        self.unsafe = unsafe
 
 
 def template_key(reference: str) -> str:
@@ -111,7 +119,8 @@ class Template:
     reference: str
     process: subprocess.Popen[bytes] | None = None
     control: socket.socket | None = None
-    files: list[tuple[str, int]] = field(default_factory=list)
+    files: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(path, st_mtime_ns, st_ino)`` of the source files whose change calls for a new template."""
     forks: int = 0
     retired: bool = False
     _children: dict[int, ForkedProcess] = field(default_factory=dict)
@@ -144,17 +153,18 @@ class Template:
         ours.settimeout(None)
         if ready.get("error"):
             self.close()
-            raise TemplateGone(ready["error"])
-        self.files = [(path, mtime) for path, mtime in ready["files"]]
+            raise TemplateGone(ready["error"], bool(ready.get("unsafe")))
+        self.files = [(path, mtime, inode) for path, mtime, inode in ready["files"]]
         self._replies = queue.SimpleQueue()
         self._reader = threading.Thread(target=self._read, name=f"template-{self.key}", daemon=True)
         self._reader.start()
 
     def changed(self) -> bool:
-        """Whether a source file it imported changed (or went) since it started."""
-        for path, mtime in self.files:
+        """Whether a source file it imported changed (or was replaced, or went) since it started."""
+        for path, mtime, inode in self.files:
             try:
-                if os.stat(path).st_mtime_ns != mtime:
+                status = os.stat(path)
+                if (status.st_mtime_ns, status.st_ino) != (mtime, inode):
                     return True
             except OSError:
                 return True
@@ -216,8 +226,10 @@ class Template:
             logger.warning("template for %s: its control socket failed: %s", self.key, exc)
         finally:
             self._replies.put(None)
-            for pid in list(self._children):
-                self._children.pop(pid).exited(pending.pop(pid, -9))
+            for pid in list(self._children):  # the template died: its runs died with it (PR_SET_PDEATHSIG)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)  # and what they left in their groups
+                self._children.pop(pid).exited(pending.pop(pid, -signal.SIGKILL))
 
     def retire(self) -> None:
         """Fork nothing more; the process leaves once its last run has ended."""
@@ -257,27 +269,35 @@ class Templates:
         self._retired: list[Template] = []
         self._broken: dict[str, float] = {}
         self._starting: dict[str, threading.Event] = {}
+        self._importing: set[Template] = set()
         self._prepare_times: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def fork(self, reference: str) -> ForkedProcess | None:
-        """Fork a run of ``reference`` from its template (started first when there is none,
-        which takes its import's time once); None when it has none to be had (a callable
-        registered in a process, an import that fails, a template that died): the run
-        then starts cold."""
+        """Fork a run of ``reference`` from its template; None when it has none ready (a
+        callable registered in a process, a template still importing, one whose import
+        failed, one that died): the run then starts cold, and a template is started in the
+        background for the runs after it. Never waits for an import."""
         if reference.startswith(LOCAL_PIPELINE_PREFIX):
             return None
-        for _ in range(2):  # a template that died since is started again once
-            template = self._template(reference)
-            if template is None:
-                return None
-            try:
-                return template.fork()
-            except TemplateGone as exc:
-                logger.warning("template for %s: %s; starting it again", template.key, exc)
-                self._drop(template)
-        return None
+        with self._lock:
+            template = self._current(template_key(reference))
+        if template is None:
+            self._start_in_background(reference)
+            return None
+        try:
+            return template.fork()
+        except TemplateGone as exc:
+            logger.warning("template for %s: %s; its runs start cold until a new one is ready", template.key, exc)
+            self._drop(template)
+            self._start_in_background(reference)
+            return None
+
+    def start(self, reference: str) -> bool:
+        """Start the template of ``reference`` now, unless it has a current one, and wait
+        until it is ready (or could not start): True when it has one."""
+        return self._start(reference) is not None
 
     def warm(self, references: Iterable[str]) -> threading.Thread:
         """Start the templates of ``references`` (at most :attr:`max_templates`) in a
@@ -288,31 +308,45 @@ class Templates:
 
         def start_all() -> None:
             for reference in chosen:
-                self._template(reference)
+                self._start(reference)
 
         thread = threading.Thread(target=start_all, name="templates-warm", daemon=True)
         thread.start()
         return thread
 
-    def _template(self, reference: str) -> Template | None:
+    def _current(self, key: str) -> Template | None:
+        """(Under the lock.) The live template of ``key`` if it is current; one that ran its
+        runs or whose code changed is retired here."""
+        template = self._live.get(key)
+        if template is None or self._closed:
+            return None
+        if template.forks < self.template_runs and not template.changed():
+            self._live.move_to_end(key)
+            return template
+        why = "its code changed" if template.forks < self.template_runs else f"{template.forks} runs"
+        logger.info("template for %s: replaced (%s)", key, why)
+        self._retire(self._live.pop(key))
+        return None
+
+    def _blocked(self, key: str) -> bool:
+        """(Under the lock.) Whether ``key`` gets no template now: closed, started already,
+        its import failed lately, or its import starts threads (never, then)."""
+        return self._closed or key in self._starting or time.monotonic() < self._broken.get(key, 0.0)
+
+    def _start_in_background(self, reference: str) -> None:
+        key = template_key(reference)
+        with self._lock:
+            if self._blocked(key):
+                return
+        threading.Thread(target=self._start, args=(reference,), name=f"template-start-{key}", daemon=True).start()
+
+    def _start(self, reference: str) -> Template | None:
         key = template_key(reference)
         while True:
             with self._lock:
-                if self._closed:
-                    return None
-                template = self._live.get(key)
-                if template is not None:
-                    if template.forks < self.template_runs and not template.changed():
-                        self._live.move_to_end(key)
-                        return template
-                    logger.info(
-                        "template for %s: replaced (%s)",
-                        key,
-                        "its code changed" if template.forks < self.template_runs else f"{template.forks} runs",
-                    )
-                    self._retire(self._live.pop(key))
-                if time.monotonic() < self._broken.get(key, 0.0):
-                    return None
+                template = self._current(key)
+                if template is not None or self._closed or time.monotonic() < self._broken.get(key, 0.0):
+                    return template
                 starting = self._starting.get(key)
                 if starting is None:
                     starting = self._starting[key] = threading.Event()
@@ -320,16 +354,21 @@ class Templates:
             starting.wait()  # another thread starts it: take what it made
         template = Template(key, reference)
         began = time.monotonic()
+        with self._lock:
+            self._importing.add(template)  # close() ends it even while it imports
         try:
             template.start()
         except TemplateGone as exc:
-            logger.warning("template for %s: %s; its runs start cold", key, exc)
+            again = "never (for this worker)" if exc.unsafe else f"in {BROKEN_RETRY:g} s"
+            logger.warning("template for %s: %s; its runs start cold (a template is tried again %s)", key, exc, again)
             with self._lock:
-                self._broken[key] = time.monotonic() + BROKEN_RETRY
+                self._importing.discard(template)
+                self._broken[key] = float("inf") if exc.unsafe else time.monotonic() + BROKEN_RETRY
                 self._starting.pop(key).set()
             return None
         logger.info("template for %s started in %.3f s", key, time.monotonic() - began)
         with self._lock:
+            self._importing.discard(template)
             self._starting.pop(key).set()
             if self._closed:
                 template.close()
@@ -375,7 +414,7 @@ class Templates:
         """End every template (their runs, if any are left, are SIGKILLed)."""
         with self._lock:
             self._closed = True
-            templates = [*self._live.values(), *self._retired]
+            templates = [*self._live.values(), *self._retired, *self._importing]
             self._live.clear()
             self._retired = []
         for template in templates:

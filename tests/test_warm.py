@@ -33,6 +33,8 @@ def templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
 
 
 def run(templates: Templates, tmp_path: Path, pipeline: str, params: dict, name: str = "run") -> ChildRun:
+    """A run of ``pipeline`` prepared (its template started first, if it can be)."""
+    templates.start(pipeline)
     return ChildRun(RunRequest(pipeline, params, FIRE, name), tmp_path / f"{name}.log", kill_grace=1.0).prepare(
         templates
     )
@@ -75,7 +77,7 @@ def test_a_cancelled_prepared_run_runs_nothing_and_leaves_no_process_or_log(
     child.cancel()
     wait_gone(child.pid)
     assert read_records(record) == []
-    assert not (tmp_path / "run.log").exists()
+    assert not (tmp_path / "run.log").exists(), (tmp_path / "run.log").read_text()
 
 
 def test_a_prepared_run_stopped_before_its_start_never_runs(templates: Templates, tmp_path: Path) -> None:
@@ -104,6 +106,146 @@ def test_its_output_goes_to_its_log_and_its_failure_to_its_outcome(templates: Te
     assert run(templates, tmp_path, "pipelines_for_tests:exits", {"code": 4}, "exits").start().wait(60).status is (
         RunStatus.failed
     )
+
+
+def test_without_a_ready_template_a_run_starts_cold_at_once_and_one_is_started_for_the_next(
+    templates: Templates, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    first = ChildRun(RunRequest("pipelines_for_tests:ok", {"record": str(record)}, FIRE, "a"), tmp_path / "a.log")
+    assert first.prepare(templates).start().wait(60).status is RunStatus.succeeded
+    assert read_records(record)[0]["ppid"] == os.getpid()  # a fresh interpreter of this process
+    deadline = time.monotonic() + 60
+    while templates.fork("pipelines_for_tests:ok") is None:  # started in the background meanwhile
+        assert time.monotonic() < deadline, "no template started for the runs after the first"
+        time.sleep(0.05)
+
+
+def test_a_module_that_starts_threads_when_imported_runs_cold_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "threaded_pipeline.py").write_text(
+        textwrap.dedent(
+            """
+            import os, threading, time
+            helper = threading.Thread(target=time.sleep, args=(3600,), daemon=True)
+            helper.start()
+            def run(record):
+                assert helper.is_alive(), "the thread started at import is gone"
+                with open(record, "a") as handle:
+                    handle.write(f"{os.getppid()}\\n")
+            """
+        )
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
+    record = tmp_path / "record.txt"
+    templates = Templates()
+    try:
+        assert templates.start("threaded_pipeline:run") is False  # refused: a fork would lose the thread
+        for name in ("a", "b"):
+            child = run(templates, tmp_path, "threaded_pipeline:run", {"record": str(record)}, name)
+            assert child.start().wait(60).status is RunStatus.succeeded
+    finally:
+        templates.close()
+    assert record.read_text().split() == [str(os.getpid())] * 2  # fresh interpreters, both
+
+
+def test_a_prepared_run_whose_template_died_before_its_start_starts_cold_and_runs_once(
+    templates: Templates, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    child = run(templates, tmp_path, "pipelines_for_tests:ok", {"record": str(record)})
+    assert child.pid is not None
+    template = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(template, signal.SIGKILL)
+    wait_gone(child.pid)  # its template's death took it
+    time.sleep(0.2)  # the worker's side has read the template's end
+    assert child.start().wait(60).status is RunStatus.succeeded
+    (line,) = read_records(record)
+    assert line["ppid"] == os.getpid()
+
+
+def test_a_running_run_whose_template_died_is_ended_with_its_process_group(
+    templates: Templates, tmp_path: Path
+) -> None:
+    record = tmp_path / "record.jsonl"
+    child = run(templates, tmp_path, "pipelines_for_tests:grandchild_ignoring_term", {"seconds": 60})
+    child.start()
+    assert child.pid is not None
+    time.sleep(0.5)  # the pipeline forked its grandchild
+    template = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(template, signal.SIGKILL)
+    outcome = child.wait(60)
+    assert outcome.status is RunStatus.failed and "SIGKILL" in (outcome.error or "")
+    deadline = time.monotonic() + 10
+    while group_members(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_members(child.pid) == []  # the grandchild went with it
+    assert not read_records(record)
+
+
+def test_a_template_stuck_in_its_import_holds_up_no_run_and_goes_when_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "hanging_import.py").write_text(
+        "import os, time\nif os.environ.get('HANG'):\n    time.sleep(3600)\ndef run():\n    pass\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
+    monkeypatch.setenv("HANG", "1")
+    templates = Templates()
+    began = time.monotonic()
+    assert templates.fork("hanging_import:run") is None  # at once: the run starts cold (and its timeout holds)
+    assert time.monotonic() - began < 5
+    deadline = time.monotonic() + 30
+    importing = []
+    while not importing and time.monotonic() < deadline:
+        importing = [
+            pid for pid in _children(os.getpid()) if b"hanging_import:run" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        time.sleep(0.05)
+    assert importing, "no template was started"
+    templates.close()
+    for pid in importing:
+        wait_gone(pid, 10)
+
+
+def test_the_atexit_handlers_of_its_modules_run_in_every_forked_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "exits_politely.py").write_text(
+        "import atexit, os\n"
+        "atexit.register(lambda: open(os.environ['EXIT_RECORD'], 'a').write(f'{os.getpid()}\\n'))\n"
+        "def run():\n    pass\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
+    record = tmp_path / "exits.txt"
+    monkeypatch.setenv("EXIT_RECORD", str(record))
+    templates = Templates()
+    try:
+        pids = []
+        for name in ("a", "b"):
+            child = run(templates, tmp_path, "exits_politely:run", {}, name)
+            assert child.start().wait(60).status is RunStatus.succeeded
+            pids.append(str(child.pid))
+        assert record.read_text().split() == pids
+    finally:
+        templates.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def test_a_pipeline_whose_module_cannot_be_imported_starts_cold_and_fails_saying_why(
@@ -171,6 +313,7 @@ from pathlib import Path
 from flowyml_sched.executor import ChildRun, RunRequest
 from flowyml_sched.warm import Templates
 templates = Templates()
+assert templates.start("pipelines_for_tests:hang")
 request = RunRequest("pipelines_for_tests:hang", {"seconds": 600}, datetime.now(timezone.utc), "r")
 running = ChildRun(request, Path(sys.argv[1]) / "running.log").prepare(templates).start()
 prepared = ChildRun(request, Path(sys.argv[1]) / "prepared.log").prepare(templates)

@@ -485,6 +485,7 @@ def test_a_prepared_run_cancelled_by_a_pause_starts_nothing_and_its_child_leaves
     # as if its preparations had taken up to 2 s: it is forked 3.01 s ahead, and the claim-ahead
     # window (0.1 s) grows to cover that
     worker.worker.templates.learn("pipelines_for_tests:ok", 2.0)
+    assert worker.worker.templates.start("pipelines_for_tests:ok")  # as run() starts it: ready for the first run
     assert worker.tick(DAY1 - timedelta(seconds=3)) == [("nightly", DAY1)]
     prepared = wait_until(prepared_children, "the run's child to be forked, prepared")
     Scheduler(store, clock=lambda: DAY1 - timedelta(seconds=1)).pause("nightly", "maintenance")
@@ -507,6 +508,9 @@ def _zombie(pid: int) -> bool:
 def test_prepared_runs_are_forked_from_a_template_and_start_at_their_instant_never_before(
     store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, child_env: None
 ) -> None:
+    worker = make_worker(in_process=False, claim_ahead=3.0)
+    assert worker.worker.templates is not None
+    assert worker.worker.templates.start("pipelines_for_tests:ok_with_scheduled_for")
     now = datetime.now(UTC)  # the worker's clock is the real one here: the pipelines record time.time()
     instants = [now + timedelta(seconds=s) for s in (1.0, 1.5, 2.0)]
     for n, instant in enumerate(instants):
@@ -518,7 +522,6 @@ def test_prepared_runs_are_forked_from_a_template_and_start_at_their_instant_nev
             params={"record": str(record)},
             created=now,
         )
-    worker = make_worker(in_process=False, claim_ahead=3.0)
     assert sorted(worker.tick(now)) == [(f"s{n}", at) for n, at in enumerate(instants)]
     worker.idle()
     ran = events(record, "ok")

@@ -723,8 +723,8 @@ def run_worker_command(
         typer.Option(
             "--cold-starts",
             help="Start each run's child process as a fresh interpreter, not forked, prepared, from a warm "
-            "template of its pipeline's module (for modules not safe to fork, such as ones that start threads "
-            "when imported).",
+            "template of its pipeline's module (for modules whose import-time state must not be shared by "
+            "runs, such as an open connection).",
         ),
     ] = False,
     keep_runs: Annotated[

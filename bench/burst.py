@@ -137,6 +137,7 @@ def _template_memory(opt: common.Options) -> list[dict[str, Any]]:
     try:
         for label, pipeline in MEMORY_PIPELINES.items():
             request = RunRequest(pipeline, {}, datetime.now(UTC) + timedelta(hours=1), f"memory-{label}")
+            templates.start(pipeline)
             run = ChildRun(request, opt.workdir / "memory" / f"{pipeline.replace(':', '-')}.log").prepare(templates)
             if run.pid is None:
                 found.append({"pipeline": label, "error": "no template could be started for it"})

@@ -29,6 +29,7 @@ stops everything at once.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import threading
@@ -253,7 +254,8 @@ class Worker(RunExecution):
         self.notifier.ready(f"serving {self.store.location}")
         self.serving.set()
         if self.templates is not None and self.scope.references:  # their first runs start on time too
-            self.templates.warm(self.store.pipelines_due_first(self.templates.max_templates))
+            with contextlib.suppress(StoreError):  # else each starts with its pipeline's first run
+                self.templates.warm(self.store.pipelines_due_first(self.templates.max_templates))
         failed = False
         self._serving = not once
         if once:

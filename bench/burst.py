@@ -8,8 +8,9 @@ processes in the default mode (each run a child process forked from the warm tem
 ``--in-process``; ``--max-concurrent`` is the default, 4 runs at a time per worker. Beside
 it, APScheduler 3.x (thread pool, SQLAlchemy job store on the same database) with the same
 jobs due at one instant. Then the memory of a warm template and of a run forked from it
-(``/proc/<pid>/smaps_rollup``), for the recording pipeline and the flowyml example pipeline
-(whose import pulls in numpy and pandas).
+(``/proc/<pid>/smaps_rollup``), for the recording pipeline and the flowyml example pipeline.
+The CPU time of each part per run (``/proc``: the workers', the templates' own, and the forked
+runs' as their templates reaped them) says where a burst's time goes on two cores.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def _summarise(reps: list[dict[str, Any]], expected: int) -> dict[str, Any]:
     for key in ("row_last_s", "start_median_s", "start_last_s"):
         if complete and all(key in r for r in complete):
             out[key] = common.summary([r[key] for r in complete])
+    for part in ("worker", "template", "runs"):
+        values = [r["cpu_ms_per_run"][part] for r in complete if part in r.get("cpu_ms_per_run", {})]
+        if values:
+            out[f"cpu_ms_per_run_{part}"] = common.summary(values)
     return out
 
 
@@ -68,8 +73,10 @@ def _ours(opt: common.Options, url: str, backend: str, processes: int, names: li
         workers.wait_alive(engine)
         for _ in range(opt.reps()):
             instant = datetime.now(UTC) + timedelta(seconds=size["margin_s"])
+            cpu_before = _cpu_split(workers.pids)
             common.arm(engine, names, [instant] * len(names))
             common.wait_finished(engine, "due-", instant, len(names), size["margin_s"] + 600)
+            cpu_after = _cpu_split(workers.pids)
             rows = common.run_rows(engine, "due-", instant)
             starts = common.read_record(record, instant.timestamp())
             row_starts = [(r.started_at - instant).total_seconds() for r in rows if r.started_at is not None]
@@ -78,6 +85,9 @@ def _ours(opt: common.Options, url: str, backend: str, processes: int, names: li
                 rep["row_last_s"] = max(row_starts)
             if starts:
                 rep |= {"start_median_s": statistics.median(starts), "start_last_s": max(starts)}
+            rep["cpu_ms_per_run"] = {
+                part: round((cpu_after[part] - cpu_before.get(part, 0.0)) * 1e3 / len(names), 3) for part in cpu_after
+            }
             reps.append(rep)
     engine.dispose()
     return {
@@ -109,6 +119,26 @@ def _apscheduler(opt: common.Options, url: str, backend: str, size: dict) -> dic
         "processes": 1,
         "burst": _summarise(reps, size["due"]),
     }
+
+
+def _cpu_split(worker_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the workers, of their templates (their own), and of the runs the
+    templates forked and reaped (the templates' ``cutime + cstime``), from ``/proc/<pid>/stat``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    split = {"worker": 0.0, "template": 0.0, "runs": 0.0}
+    for pid in worker_pids:
+        split["worker"] += common.cpu_seconds(pid)
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                try:
+                    if b"--template" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                        continue
+                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                split["template"] += (int(fields[11]) + int(fields[12])) / ticks
+                split["runs"] += (int(fields[13]) + int(fields[14])) / ticks
+    return split
 
 
 def _rollup(pid: int) -> dict[str, int]:
@@ -205,15 +235,21 @@ def markdown(report: dict[str, Any]) -> str:
         "through that many slots per worker, so the burst's length is about the due runs / "
         "(workers x max-concurrent) x one run's cost (claim, start, record).",
         "",
-        "| scheduler | mode | database | workers | last row start | median first line | last first line |",
-        "|---|---|---|---:|---|---|---|",
+        "| scheduler | mode | database | workers | last row start | median first line | last first line | "
+        "CPU a run: workers / templates / runs' processes |",
+        "|---|---|---|---:|---|---|---|---|",
     ]
     for c in report["configs"]:
         fig = c["burst"]
         incomplete = f" ({fig['incomplete_reps']} reps incomplete)" if fig.get("incomplete_reps") else ""
+        cpu = " / ".join(
+            f"{fig[f'cpu_ms_per_run_{part}']['median']:.2f}" for part in ("worker", "template", "runs")
+            if f"cpu_ms_per_run_{part}" in fig
+        )  # fmt: skip
         lines.append(
             f"| {c['scheduler']}{incomplete} | {c['mode']} | {c['backend']} | {c['processes']} | "
-            f"{_seconds(fig, 'row_last_s')} | {_seconds(fig, 'start_median_s')} | {_seconds(fig, 'start_last_s')} |"
+            f"{_seconds(fig, 'row_last_s')} | {_seconds(fig, 'start_median_s')} | {_seconds(fig, 'start_last_s')} | "
+            f"{cpu + ' ms' if cpu else '-'} |"
         )
     lines += [
         "",

@@ -127,14 +127,20 @@ class ChildRun:
         self._start_pump()
         return self
 
-    def start(self, start_by: float | None = None) -> ChildRun:
+    @property
+    def prepared(self) -> bool:
+        """Whether :meth:`prepare` forked a child that waits for its release."""
+        return isinstance(self._process, ForkedProcess) and self._process.poll() is None
+
+    def start(self, start_by: float | None = None, at: float | None = None) -> ChildRun:
         """Start the run: release the child :meth:`prepare` forked (its pipeline's first line
-        runs now), else start a fresh interpreter for it. ``start_by`` (a ``time.monotonic()``
-        instant) replaces the request's."""
+        runs at ``at``, a ``time.monotonic()`` instant, or now), else start a fresh
+        interpreter for it now. ``start_by`` (a ``time.monotonic()`` instant) replaces the
+        request's."""
         start_by = self.request.start_by if start_by is None else start_by
         if isinstance(self._process, ForkedProcess):
             if self._process.poll() is None or self._stopped_as is not None:
-                self._release(self._process, start_by)
+                self._release(self._process, start_by, at)
                 return self
             # the prepared child died before its start (its template was killed): nothing of it
             # ran, so the run starts cold instead
@@ -188,12 +194,12 @@ class ChildRun:
         with contextlib.suppress(OSError):
             self._result_path.unlink()
 
-    def _release(self, process: ForkedProcess, start_by: float | None) -> None:
+    def _release(self, process: ForkedProcess, start_by: float | None, at: float | None) -> None:
         if self._stopped_as is not None:  # stopped before its start: it never runs
             process.channel.close()
             return
         try:
-            process.channel.sendall(json.dumps({"start_by": start_by}).encode() + b"\n")
+            process.channel.sendall(json.dumps({"start_by": start_by, "at": at}).encode() + b"\n")
         except OSError:
             logger.warning("run %s: the prepared child exited before its start", self.request.run_id)
         self._learn_preparation(process)

@@ -21,8 +21,10 @@ A forked run is a process group of its own (``setsid``), killed with SIGKILL if 
 dies (``PR_SET_PDEATHSIG``). On its channel (a stream socket, one JSON document a line) it
 reads its request (the cold run's, plus ``env`` and ``result_path``), resolves the pipeline
 and binds its arguments (a flowyml ``Pipeline``'s factory is called when the run starts, as
-in a cold run), answers ``ready <time.monotonic()>`` and waits. The line ``{"start_by"}``
-releases it: the pipeline's first line runs then. The channel's end before that line
+in a cold run), answers ``ready <time.monotonic()>`` and waits. The line ``{"start_by", "at"}``
+releases it: the pipeline's first line runs at ``at`` (a ``time.monotonic()`` instant; at
+once when null), so the worker can release it a few milliseconds ahead, right after the
+fenced start, and the wake-up of a process is not on the instant's path. The channel's end before that line
 cancels it: it leaves without running anything, and writes no result.
 
 ``start_by`` is a ``time.monotonic()`` instant (one clock for every process of the host): past
@@ -49,6 +51,8 @@ from typing import Any, NoReturn
 STALLED = "the worker stalled past its lease while recording this run's start or before starting it"
 """The error of an attempt whose start was recorded but not made in time: its lease may have run out."""
 
+SPIN = 0.001
+"""Seconds before its instant at which a released run stops sleeping and yields the CPU until then."""
 CONTROL_BUFFER = 64 * 1024
 """Bytes read for one control message (a few hundred are sent)."""
 MAX_WATCHED_FILES = 500
@@ -280,8 +284,22 @@ def _forked_run(prctl: Callable[..., int], output_fd: int, channel_fd: int) -> i
         release = b""
     if not release:
         return 0  # cancelled: nothing ran
-    code = _run_and_report(call, json.loads(release)["start_by"], request["result_path"])
+    go = json.loads(release)
+    if go.get("at") is not None:
+        _wait_until(go["at"])
+    code = _run_and_report(call, go["start_by"], request["result_path"])
     _leave(code)
+
+
+def _wait_until(instant: float) -> None:
+    """Sleep until :data:`SPIN` seconds before ``instant`` (a ``time.monotonic()`` value, one
+    clock for the host's processes), then yield the CPU in a loop until it: a timer wakes a
+    process up to a millisecond late."""
+    left = instant - time.monotonic()
+    if left > SPIN:
+        time.sleep(left - SPIN)
+    while time.monotonic() < instant:
+        os.sched_yield()
 
 
 def _leave(code: int) -> NoReturn:

@@ -150,7 +150,9 @@ class RunExecution(LeaseKeeping):
         with self._mutex:
             self._held.pop(claim.run_id, None)
 
-    def _fence(self, claim: Claim, run_uuid: str, log_path: Path | None) -> tuple[Outcome | None, float]:
+    def _fence(
+        self, claim: Claim, run_uuid: str, log_path: Path | None, wait: bool = True
+    ) -> tuple[Outcome | None, float]:
         """The fenced start (:meth:`ScheduleStore.start_attempt`), written before the pipeline
         starts, then the wait for the fire time. Returns, first, None when the attempt starts
         now, else the outcome to record for it: ``interrupted`` when the store refused the start (the row
@@ -168,7 +170,10 @@ class RunExecution(LeaseKeeping):
         Second, the monotonic instant (``time.monotonic()``, the same clock in every process of
         the host) by which the pipeline must have started: the end of the lease as known before
         the write. A child process checks it again just before the pipeline's first line, so
-        that a worker stalled between here and the child's start starts nothing late."""
+        that a worker stalled between here and the child's start starts nothing late.
+
+        Without ``wait``, it returns right after the write, before the instant: the caller
+        releases a prepared child that waits for the instant and checks ``start_by`` itself."""
         if self._too_late_to_start() or (claim.origin is not RunOrigin.schedule and self._stopping.is_set()):
             return Outcome(RunStatus.interrupted, UNSTARTED), 0.0  # a run asked for is handed over (_close)
         grace = claim.schedule.policy.misfire_grace or DEFAULT_MISFIRE_GRACE
@@ -212,6 +217,8 @@ class RunExecution(LeaseKeeping):
                 delay = min(delay * 2, self.settings.poll_interval)
         if not started:
             return Outcome(RunStatus.interrupted, FENCED), must_start_by
+        if not wait:
+            return None, must_start_by
         self._at_instant(claim)
         if self._too_late_to_start():
             return Outcome(RunStatus.interrupted, UNSTARTED), must_start_by
@@ -496,15 +503,24 @@ class RunExecution(LeaseKeeping):
                 active.child = child  # a stop (replace, shutdown) reaches it from now on
         child.prepare(self.templates)  # forked now, resolved, waiting for its instant
         self._until_fence(claim)  # a pause or removal until then is honoured
-        refused, start_by = self._fence(claim, run_uuid, log_path)
+        early = child.prepared  # released right after the fenced start, it waits for the instant itself
+        refused, start_by = self._fence(claim, run_uuid, log_path, wait=not early)
         if refused is not None:
             child.cancel()  # nothing of it ran
             return None, refused
         with self._mutex:
             if claim.owner in self._lost_ids:  # the lease was lost after the fenced start: stopped at once
                 child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
-        started = self.clock()
-        child.start(start_by)
+        if early:
+            left = max(0.0, (claim.scheduled_for - self.clock()).total_seconds())
+            child.start(start_by, at=time.monotonic() + left)
+            self._at_instant(claim)  # the worker's record of the start comes at the instant too
+            if self._too_late_to_start():  # a second signal meanwhile: it is stopped as it starts
+                child.stop(RunStatus.interrupted, "the worker stopped at once as this run started")
+            started = self.clock()
+        else:
+            started = self.clock()
+            child.start(start_by)
         self._emit(RunStarted(claim, started))
         if child.pid is not None:
             self.store.note_pid(claim.run_id, self._owner(claim), child.pid)

@@ -9,8 +9,8 @@ processes in the default mode (each run a child process forked from the warm tem
 it, APScheduler 3.x (thread pool, SQLAlchemy job store on the same database) with the same
 jobs due at one instant. Then the memory of a warm template and of a run forked from it
 (``/proc/<pid>/smaps_rollup``), for the recording pipeline and the flowyml example pipeline.
-The CPU time of each part per run (``/proc``: the workers', the templates' own, and the forked
-runs' as their templates reaped them) says where a burst's time goes on two cores.
+The CPU time per run of the workers and of the templates with their runs (``/proc``) says
+where a burst's time goes on two cores.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _summarise(reps: list[dict[str, Any]], expected: int) -> dict[str, Any]:
     for key in ("row_last_s", "start_median_s", "start_last_s"):
         if complete and all(key in r for r in complete):
             out[key] = common.summary([r[key] for r in complete])
-    for part in ("worker", "template", "runs"):
+    for part in ("worker", "templates_and_runs"):
         values = [r["cpu_ms_per_run"][part] for r in complete if part in r.get("cpu_ms_per_run", {})]
         if values:
             out[f"cpu_ms_per_run_{part}"] = common.summary(values)
@@ -122,12 +122,16 @@ def _apscheduler(opt: common.Options, url: str, backend: str, size: dict) -> dic
 
 
 def _cpu_split(worker_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far of the workers, of their templates (their own), and of the runs the
-    templates forked and reaped (the templates' ``cutime + cstime``), from ``/proc/<pid>/stat``."""
+    """CPU seconds so far of the workers (their own), and of their templates with the runs
+    they forked and reaped: the live templates' own and reaped children's, plus the workers'
+    reaped children (templates that were replaced, with their runs; cold runs), from
+    ``/proc/<pid>/stat``."""
     ticks = os.sysconf("SC_CLK_TCK")
-    split = {"worker": 0.0, "template": 0.0, "runs": 0.0}
+    split = {"worker": 0.0, "templates_and_runs": 0.0}
     for pid in worker_pids:
-        split["worker"] += common.cpu_seconds(pid)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        split["worker"] += (int(fields[11]) + int(fields[12])) / ticks
+        split["templates_and_runs"] += (int(fields[13]) + int(fields[14])) / ticks
         for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
                 try:
@@ -136,8 +140,7 @@ def _cpu_split(worker_pids: list[int]) -> dict[str, float]:
                     fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                split["template"] += (int(fields[11]) + int(fields[12])) / ticks
-                split["runs"] += (int(fields[13]) + int(fields[14])) / ticks
+                split["templates_and_runs"] += sum(int(f) for f in fields[11:15]) / ticks
     return split
 
 
@@ -236,14 +239,14 @@ def markdown(report: dict[str, Any]) -> str:
         "(workers x max-concurrent) x one run's cost (claim, start, record).",
         "",
         "| scheduler | mode | database | workers | last row start | median first line | last first line | "
-        "CPU a run: workers / templates / runs' processes |",
+        "CPU a run: workers / templates and runs |",
         "|---|---|---|---:|---|---|---|---|",
     ]
     for c in report["configs"]:
         fig = c["burst"]
         incomplete = f" ({fig['incomplete_reps']} reps incomplete)" if fig.get("incomplete_reps") else ""
         cpu = " / ".join(
-            f"{fig[f'cpu_ms_per_run_{part}']['median']:.2f}" for part in ("worker", "template", "runs")
+            f"{fig[f'cpu_ms_per_run_{part}']['median']:.2f}" for part in ("worker", "templates_and_runs")
             if f"cpu_ms_per_run_{part}" in fig
         )  # fmt: skip
         lines.append(

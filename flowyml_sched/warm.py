@@ -9,8 +9,8 @@ numpy or pandas seconds. Each run still gets a process of its own: a process gro
 a bounded log, a crash that reaches neither the worker nor the template.
 
 :class:`Templates` keeps them: at most :data:`MAX_TEMPLATES` (the least recently used one is
-retired), each replaced after :data:`TEMPLATE_RUNS` runs or when a source file it imported
-changed on disk (checked, by ``stat``, before each fork). A template whose pipeline cannot be
+retired), each replaced after :data:`TEMPLATE_RUNS` runs (it forks on until its successor,
+started in the background, is ready) or when a source file it imported changed on disk (checked, by ``stat``, before each fork). A template whose pipeline cannot be
 imported is not kept: its runs start cold (and fail saying why), and it is tried again after
 :data:`BROKEN_RETRY` seconds; one whose import starts threads (a forked run would not have
 them) is not tried again. A run never waits for a template's import: without a ready
@@ -282,9 +282,10 @@ class Templates:
         if reference.startswith(LOCAL_PIPELINE_PREFIX):
             return None
         with self._lock:
-            template = self._current(template_key(reference))
-        if template is None:
+            template, worn = self._current(template_key(reference))
+        if template is None or worn:  # a worn one forks on until its successor is ready
             self._start_in_background(reference)
+        if template is None:
             return None
         try:
             return template.fork()
@@ -314,19 +315,19 @@ class Templates:
         thread.start()
         return thread
 
-    def _current(self, key: str) -> Template | None:
-        """(Under the lock.) The live template of ``key`` if it is current; one that ran its
-        runs or whose code changed is retired here."""
+    def _current(self, key: str) -> tuple[Template | None, bool]:
+        """(Under the lock.) The live template of ``key`` unless its code changed (then it is
+        retired here), and whether it is worn (it ran :attr:`template_runs` runs): it is
+        used until its successor is ready, which then retires it."""
         template = self._live.get(key)
         if template is None or self._closed:
-            return None
-        if template.forks < self.template_runs and not template.changed():
-            self._live.move_to_end(key)
-            return template
-        why = "its code changed" if template.forks < self.template_runs else f"{template.forks} runs"
-        logger.info("template for %s: replaced (%s)", key, why)
-        self._retire(self._live.pop(key))
-        return None
+            return None, False
+        if template.changed():
+            logger.info("template for %s: replaced (its code changed)", key)
+            self._retire(self._live.pop(key))
+            return None, False
+        self._live.move_to_end(key)
+        return template, template.forks >= self.template_runs
 
     def _blocked(self, key: str) -> bool:
         """(Under the lock.) Whether ``key`` gets no template now: closed, started already,
@@ -344,8 +345,8 @@ class Templates:
         key = template_key(reference)
         while True:
             with self._lock:
-                template = self._current(key)
-                if template is not None or self._closed or time.monotonic() < self._broken.get(key, 0.0):
+                template, worn = self._current(key)
+                if (template is not None and not worn) or self._closed or time.monotonic() < self._broken.get(key, 0.0):
                     return template
                 starting = self._starting.get(key)
                 if starting is None:
@@ -373,6 +374,10 @@ class Templates:
             if self._closed:
                 template.close()
                 return None
+            worn_out = self._live.pop(key, None)
+            if worn_out is not None:
+                logger.info("template for %s: replaced (%d runs)", key, worn_out.forks)
+                self._retire(worn_out)
             self._live[key] = template
             while len(self._live) > self.max_templates:
                 self._retire(self._live.popitem(last=False)[1])

@@ -512,12 +512,12 @@ class RunExecution(LeaseKeeping):
             if claim.owner in self._lost_ids:  # the lease was lost after the fenced start: stopped at once
                 child.stop(RunStatus.interrupted, "the worker's lease expired while it ran")
         if early:
-            left = max(0.0, (claim.scheduled_for - self.clock()).total_seconds())
-            child.start(start_by, at=time.monotonic() + left)
-            self._at_instant(claim)  # the worker's record of the start comes at the instant too
+            now = self.clock()
+            child.start(start_by, at=time.monotonic() + max(0.0, (claim.scheduled_for - now).total_seconds()))
+            started = max(now, claim.scheduled_for)  # when its first line runs
+            self._at_instant(claim)
             if self._too_late_to_start():  # a second signal meanwhile: it is stopped as it starts
                 child.stop(RunStatus.interrupted, "the worker stopped at once as this run started")
-            started = self.clock()
         else:
             started = self.clock()
             child.start(start_by)

@@ -10,7 +10,18 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flowyml_sched"
 
-ADAPTERS = ("store", "locks", "executor", "worker", "pipelines", "runner", "sdnotify", "filewatch", "yamledit")
+ADAPTERS = (
+    "store",
+    "locks",
+    "executor",
+    "warm",
+    "worker",
+    "pipelines",
+    "runner",
+    "sdnotify",
+    "filewatch",
+    "yamledit",
+)
 FRONT_ENDS = ("cli", "api", "web", "exposition", "dashboard")
 PURE = (
     "errors",

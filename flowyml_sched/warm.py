@@ -10,13 +10,15 @@ a bounded log, a crash that reaches neither the worker nor the template.
 
 :class:`Templates` keeps them: at most :data:`MAX_TEMPLATES` (the least recently used one is
 retired), each replaced after :data:`TEMPLATE_RUNS` runs (it forks on until its successor,
-started in the background, is ready) or when a source file it imported changed on disk (checked, by ``stat``, before each fork). A template whose pipeline cannot be
-imported is not kept: its runs start cold (and fail saying why), and it is tried again after
-:data:`BROKEN_RETRY` seconds; one whose import starts threads (a forked run would not have
-them) is not tried again. A run never waits for a template's import: without a ready
-template it starts cold, and one is started in the background. A retired template leaves once its last run has ended. A template lives as long as its
-control socket: when the worker dies, even by SIGKILL, the socket's end makes it SIGKILL its
-runs and leave.
+started in the background, is ready) or when a watched source file changed on disk (checked,
+by ``stat``, before each fork). A run never waits for a template's import: without a ready
+template it starts cold, and one is started in the background. A template whose pipeline
+cannot be imported is not kept: its runs start cold (and fail saying why), and it is tried
+again after :data:`BROKEN_RETRY` seconds; one whose import starts threads (a forked run would
+not have them) is not tried again. A retired template leaves once its last run has ended. A
+template lives as long as its control socket: when the worker dies, even by SIGKILL, the
+socket's end makes it SIGKILL its runs and leave (while it still imports, a watching thread
+ends it).
 
 It also learns how long before its instant each pipeline's run must be forked
 (:meth:`Templates.ahead`): from the measured preparation times (fork request to the run's
@@ -34,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -89,11 +92,10 @@ class ForkedProcess:
     :class:`subprocess.TimeoutExpired`), ``stdout`` (the read end of its output), and its
     ``channel`` (the socket that releases or cancels it)."""
 
-    def __init__(self, pid: int, stdout: Any, channel: socket.socket, template: Template):
+    def __init__(self, pid: int, stdout: Any, channel: socket.socket):
         self.pid = pid
         self.stdout = stdout
         self.channel = channel
-        self.template = template
         self.returncode: int | None = None
         self._exited = threading.Event()
 
@@ -122,17 +124,14 @@ class Template:
     files: list[tuple[str, int, int]] = field(default_factory=list)
     """``(path, st_mtime_ns, st_ino)`` of the source files whose change calls for a new template."""
     forks: int = 0
-    retired: bool = False
     _children: dict[int, ForkedProcess] = field(default_factory=dict)
-    _replies: Any = None
+    _replies: queue.SimpleQueue[int | None] = field(default_factory=queue.SimpleQueue)
     _send: threading.Lock = field(default_factory=threading.Lock)
     _reader: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the process and wait until it imported the pipeline's module. Raises
         :class:`TemplateGone` (with the import's error) when it could not."""
-        import queue
-
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             self.process = subprocess.Popen(
@@ -155,7 +154,6 @@ class Template:
             self.close()
             raise TemplateGone(ready["error"], bool(ready.get("unsafe")))
         self.files = [(path, mtime, inode) for path, mtime, inode in ready["files"]]
-        self._replies = queue.SimpleQueue()
         self._reader = threading.Thread(target=self._read, name=f"template-{self.key}", daemon=True)
         self._reader.start()
 
@@ -173,8 +171,6 @@ class Template:
     def fork(self) -> ForkedProcess:
         """Fork a run: returns its handle once the template answered (its pid). Raises
         :class:`TemplateGone`."""
-        import queue
-
         out_r, out_w = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -189,7 +185,7 @@ class Template:
                     raise TemplateGone(f"the template did not answer within {FORK_TIMEOUT:g} s") from None
                 if pid is None:
                     raise TemplateGone("the template has ended")
-                forked = ForkedProcess(pid, os.fdopen(out_r, "rb"), ours, self)
+                forked = ForkedProcess(pid, os.fdopen(out_r, "rb"), ours)
                 self._children[pid] = forked
                 out_r = -1
                 return forked
@@ -233,7 +229,6 @@ class Template:
 
     def retire(self) -> None:
         """Fork nothing more; the process leaves once its last run has ended."""
-        self.retired = True
         with self._send, contextlib.suppress(OSError):
             if self.control is not None:
                 self.control.send(b'{"op": "retire"}')

@@ -926,6 +926,37 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
         assert events(record, "ok") == []
 
 
+def test_a_worker_back_from_a_stall_past_its_lease_declares_no_other_worker_dead_for_a_lease(
+    store: ScheduleStore, make_worker: Callable[..., Ticking]
+) -> None:
+    """Its stall may have been what kept the others from heartbeating (stopped inside a SQLite
+    write transaction, it held the store's write lock): they get one lease to renew theirs."""
+    add(store)
+    other = WorkerInfo(
+        id="elsewhere:4242:feedface",
+        host="elsewhere",
+        pid=4242,
+        started_at=DAY1 - timedelta(hours=1),
+        heartbeat_at=DAY1,
+        lease_expires_at=DAY1 + timedelta(seconds=30),
+        status="alive",
+    )
+    store.heartbeat(other)
+    (claim,) = store.claim_due(DAY1, other, 10).claims
+    assert store.start_attempt(claim, other, started_at=DAY1, run_uuid="elsewhere")
+    stalled = make_worker(lease=30.0)
+    assert stalled.tick(DAY1) == []  # its lease stored
+    back = DAY1 + timedelta(minutes=5)  # back from a stall past its own lease (and the other's)
+    assert stalled.tick(back) == []
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running
+    assert {w.id: w.status for w in store.list_workers()}[other.id] == "alive"
+    stalled.tick(back + timedelta(seconds=20))  # heartbeating again, within its lease
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.running
+    stalled.tick(back + timedelta(seconds=31))  # a lease later the other has not heartbeated: dead
+    assert runs_of(store, "nightly")[DAY1].status is RunStatus.abandoned
+    assert {w.id: w.status for w in store.list_workers()}[other.id] == "dead"
+
+
 @pytest.mark.usefixtures("child_env")
 def test_a_worker_that_finds_its_lease_expired_stops_its_own_copy_of_the_run(
     store: ScheduleStore, make_worker: Callable[..., Ticking], gate: Path

@@ -486,7 +486,15 @@ class Worker(RunExecution):
         state = self._maintenance
         if clock >= state.heartbeat_due:
             state.heartbeat_due = clock + self.settings.heartbeat_interval
-            if self._heartbeat(now).others_expired:
+            if state.lease_stored and now >= self.identity.lease_expires_at:
+                # this worker stalled past its lease: the others' heartbeats may have waited on
+                # it (a stop inside a SQLite write transaction holds the store's write lock), so
+                # their leases are read as expired only once they have had a lease to renew
+                state.reap_after = now + timedelta(seconds=self.settings.lease)
+            beat = self._heartbeat(now)
+            state.lease_stored = True
+            reap = state.reap_after is None or now >= state.reap_after
+            if beat.others_expired and reap:
                 abandoned = self.store.reap_abandoned(now)  # their retries are stored: a claim round takes them
                 if abandoned:
                     self._emit(RunsAbandoned(tuple(abandoned)))

@@ -46,10 +46,14 @@ class Active:
 
 @dataclass
 class Maintenance:
-    """Monotonic instants at which the next heartbeat and history pruning are due."""
+    """Monotonic instants at which the next heartbeat and history pruning are due; whether the
+    loop's heartbeat has stored a lease yet; and, after this worker stalled past its lease,
+    the instant (its clock) before which it declares no other worker dead."""
 
     heartbeat_due: float = 0.0
     retention_due: float = 0.0
+    lease_stored: bool = False
+    reap_after: datetime | None = None
 
 
 class WorkerParts:

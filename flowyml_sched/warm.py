@@ -356,7 +356,8 @@ class Templates:
             template.start()
         except TemplateGone as exc:
             again = "never (for this worker)" if exc.unsafe else f"in {BROKEN_RETRY:g} s"
-            logger.warning("template for %s: %s; its runs start cold (a template is tried again %s)", key, exc, again)
+            if not self._closed:  # else close() ended it while it imported
+                logger.warning("template for %s: %s; its runs start cold (it is tried again %s)", key, exc, again)
             with self._lock:
                 self._importing.discard(template)
                 self._broken[key] = float("inf") if exc.unsafe else time.monotonic() + BROKEN_RETRY

@@ -584,8 +584,14 @@ def test_pause_stops_within_one_poll_and_resume_skips_the_paused_period(cluster:
     runs = cluster.runs("ticker")
     during = [r for r in runs if limit < r.scheduled_for < before_resume]
     assert not during, f"fire times of the paused period were recorded: {during}"
-    assert {r.status for r in runs} == {RunStatus.succeeded}
-    assert len(cluster.records("ok")) == len(runs)
+    # a fire time claimed ahead when the pause came did not start (its fenced start refused it)
+    for run in runs:
+        assert run.status is RunStatus.succeeded or (
+            run.status is RunStatus.skipped
+            and run.error == "not started: the schedule was paused before its fire time"
+            and run.scheduled_for <= limit
+        ), run
+    assert len(cluster.records("ok")) == sum(r.status is RunStatus.succeeded for r in runs)
 
 
 def test_an_idle_worker_wakes_on_a_write_to_the_store_not_on_a_poll(cluster: Cluster) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pipelines_for_tests import pythonpath, read_records
 from test_executor import group_members
+from test_worker_tick import children_of
 
 from flowyml_sched.executor import ChildRun, RunRequest
 from flowyml_sched.model import RunStatus
@@ -30,6 +31,15 @@ def templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[Templates]:
     made = Templates()
     yield made
     made.close()
+
+
+@pytest.fixture
+def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory for pipeline modules written by a test, first on the children's PYTHONPATH."""
+    directory = tmp_path / "code"
+    directory.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(directory), pythonpath()]))
+    return directory
 
 
 def run(templates: Templates, tmp_path: Path, pipeline: str, params: dict, name: str = "run") -> ChildRun:
@@ -122,10 +132,8 @@ def test_without_a_ready_template_a_run_starts_cold_at_once_and_one_is_started_f
 
 
 def test_a_module_that_starts_threads_when_imported_runs_cold_every_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: Path
 ) -> None:
-    code = tmp_path / "code"
-    code.mkdir()
     (code / "threaded_pipeline.py").write_text(
         textwrap.dedent(
             """
@@ -139,7 +147,6 @@ def test_a_module_that_starts_threads_when_imported_runs_cold_every_time(
             """
         )
     )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
     record = tmp_path / "record.txt"
     templates = Templates()
     try:
@@ -187,14 +194,11 @@ def test_a_running_run_whose_template_died_is_ended_with_its_process_group(
 
 
 def test_a_template_stuck_in_its_import_holds_up_no_run_and_goes_when_closed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: Path
 ) -> None:
-    code = tmp_path / "code"
-    code.mkdir()
     (code / "hanging_import.py").write_text(
         "import os, time\nif os.environ.get('HANG'):\n    time.sleep(3600)\ndef run():\n    pass\n"
     )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
     monkeypatch.setenv("HANG", "1")
     templates = Templates()
     began = time.monotonic()
@@ -204,7 +208,9 @@ def test_a_template_stuck_in_its_import_holds_up_no_run_and_goes_when_closed(
     importing = []
     while not importing and time.monotonic() < deadline:
         importing = [
-            pid for pid in _children(os.getpid()) if b"hanging_import:run" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            pid
+            for pid in children_of(os.getpid())
+            if b"hanging_import:run" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         time.sleep(0.05)
     assert importing, "no template was started"
@@ -214,16 +220,13 @@ def test_a_template_stuck_in_its_import_holds_up_no_run_and_goes_when_closed(
 
 
 def test_the_atexit_handlers_of_its_modules_run_in_every_forked_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: Path
 ) -> None:
-    code = tmp_path / "code"
-    code.mkdir()
     (code / "exits_politely.py").write_text(
         "import atexit, os\n"
         "atexit.register(lambda: open(os.environ['EXIT_RECORD'], 'a').write(f'{os.getpid()}\\n'))\n"
         "def run():\n    pass\n"
     )
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
     record = tmp_path / "exits.txt"
     monkeypatch.setenv("EXIT_RECORD", str(record))
     templates = Templates()
@@ -236,16 +239,6 @@ def test_the_atexit_handlers_of_its_modules_run_in_every_forked_run(
         assert record.read_text().split() == pids
     finally:
         templates.close()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def test_a_pipeline_whose_module_cannot_be_imported_starts_cold_and_fails_saying_why(
@@ -266,11 +259,8 @@ def _module(directory: Path, body: str) -> None:
 
 
 def test_a_template_is_replaced_when_its_pipelines_code_changes_on_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: Path
 ) -> None:
-    code = tmp_path / "code"
-    code.mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), pythonpath()]))
     body = """
         import os
         def run(record):

@@ -451,7 +451,7 @@ def test_one_rounds_catch_up_runs_go_one_by_one_and_only_a_second_stop_signal_dr
         assert runs[day[1]].error == "the worker stopped before this run started"
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     """The children of every thread of ``pid`` (from /proc)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -466,13 +466,13 @@ def prepared_children() -> list[int]:
     """The processes forked by this process's warm templates (``python -m flowyml_sched.runner
     --template``): the runs prepared or running, read from /proc."""
     found = []
-    for child in _children(os.getpid()):
+    for child in children_of(os.getpid()):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"--template" in command:
-            found += _children(child)
+            found += children_of(child)
     return found
 
 
@@ -891,13 +891,10 @@ def test_child_process_runs_end_with_the_status_and_error_their_pipelines_earn(
 # -- abandoned runs ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("retries", "retried"), [(1, True), (0, False)], ids=["retried", "not-retried"])
-def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_retries_allow(
-    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, retries: int, retried: bool
-) -> None:
-    add(store, params={"record": str(record)}, retries=retries)
-    dead = WorkerInfo(
-        id="elsewhere:4242:deadbeef",
+def worker_elsewhere(store: ScheduleStore, worker_id: str) -> WorkerInfo:
+    """A worker of another host, alive in the store with a 30 s lease from DAY1 (it heartbeats no more)."""
+    info = WorkerInfo(
+        id=worker_id,
         host="elsewhere",
         pid=4242,
         started_at=DAY1 - timedelta(hours=1),
@@ -905,7 +902,16 @@ def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_re
         lease_expires_at=DAY1 + timedelta(seconds=30),
         status="alive",
     )
-    store.heartbeat(dead)
+    store.heartbeat(info)
+    return info
+
+
+@pytest.mark.parametrize(("retries", "retried"), [(1, True), (0, False)], ids=["retried", "not-retried"])
+def test_a_dead_workers_running_run_is_marked_abandoned_and_retried_only_when_retries_allow(
+    store: ScheduleStore, make_worker: Callable[..., Ticking], record: Path, retries: int, retried: bool
+) -> None:
+    add(store, params={"record": str(record)}, retries=retries)
+    dead = worker_elsewhere(store, "elsewhere:4242:deadbeef")
     (claim,) = store.claim_due(DAY1, dead, 10).claims
     assert store.start_attempt(claim, dead, started_at=DAY1, run_uuid="elsewhere")  # then it "dies"
 
@@ -932,16 +938,7 @@ def test_a_worker_back_from_a_stall_past_its_lease_declares_no_other_worker_dead
     """Its stall may have been what kept the others from heartbeating (stopped inside a SQLite
     write transaction, it held the store's write lock): they get one lease to renew theirs."""
     add(store)
-    other = WorkerInfo(
-        id="elsewhere:4242:feedface",
-        host="elsewhere",
-        pid=4242,
-        started_at=DAY1 - timedelta(hours=1),
-        heartbeat_at=DAY1,
-        lease_expires_at=DAY1 + timedelta(seconds=30),
-        status="alive",
-    )
-    store.heartbeat(other)
+    other = worker_elsewhere(store, "elsewhere:4242:feedface")
     (claim,) = store.claim_due(DAY1, other, 10).claims
     assert store.start_attempt(claim, other, started_at=DAY1, run_uuid="elsewhere")
     stalled = make_worker(lease=30.0)

@@ -172,12 +172,17 @@ def gated(
     _record(record, "end", scheduled_for, tag=tag)
 
 
+def parent_of(pid: int) -> int:
+    """The parent process id of ``pid`` (from /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def worker_pid() -> int:
     """The pid of the worker that started this run's process: its parent, or for a run forked
     from a warm template (``python -m flowyml_sched.runner --template``), the template's parent."""
     parent = os.getppid()
     if b"--template" in Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0"):
-        return int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return parent_of(parent)
     return parent
 
 

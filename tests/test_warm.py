@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from pipelines_for_tests import pythonpath, read_records
+from pipelines_for_tests import parent_of, pythonpath, read_records
 from test_executor import group_members
 from test_worker_tick import children_of
 
@@ -165,7 +165,7 @@ def test_a_prepared_run_whose_template_died_before_its_start_starts_cold_and_run
     record = tmp_path / "record.jsonl"
     child = run(templates, tmp_path, "pipelines_for_tests:ok", {"record": str(record)})
     assert child.pid is not None
-    template = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    template = parent_of(child.pid)
     os.kill(template, signal.SIGKILL)
     wait_gone(child.pid)  # its template's death took it
     time.sleep(0.2)  # the worker's side has read the template's end
@@ -182,7 +182,7 @@ def test_a_running_run_whose_template_died_is_ended_with_its_process_group(
     child.start()
     assert child.pid is not None
     time.sleep(0.5)  # the pipeline forked its grandchild
-    template = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    template = parent_of(child.pid)
     os.kill(template, signal.SIGKILL)
     outcome = child.wait(60)
     assert outcome.status is RunStatus.failed and "SIGKILL" in (outcome.error or "")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import api
+import at_scale
 import bulk_apply
 import burst
 import cli_startup
@@ -54,6 +55,7 @@ BENCHMARKS = [
     api,
     locks,
     burst,
+    at_scale,
 ]
 BY_NAME = {module.NAME: module for module in BENCHMARKS}
 DEFAULT_RESULTS_MD = common.BENCH_DIR / "RESULTS.md"

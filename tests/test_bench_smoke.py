@@ -80,6 +80,7 @@ SUITE = (
     "api",
     "locks",
     "burst",
+    "at_scale",
 )
 HAS_APSCHEDULER = importlib.util.find_spec("apscheduler") is not None
 NO_APSCHEDULER = "APScheduler is not installed (it is in the 'bench' extra: pip install -e '.[bench]')"
@@ -189,6 +190,16 @@ def test_burst_measures_every_run_of_the_burst_in_both_modes_and_the_templates_m
     for reading in report["memory"]:
         assert reading["template"]["rss_kib"] > 0 and 0 < reading["shared_fraction"] < 1
         assert reading["waiting_cpu_ns"] < 1_000_000  # blocked on its socket: no CPU while it waits
+
+
+def test_at_scale_times_each_command_beside_its_floor(suite):
+    report = suite["reports"]["at_scale"]
+    assert [r["count"] for r in report["results"]] == report["params"]["counts"]
+    for r in report["results"]:
+        for key in ("apply_s", "floor_apply_s", "reapply_s", "list_s", "json_s", "floor_list_s"):
+            _stats(r[key])
+    results_md = (suite["output"] / "RESULTS.md").read_text()
+    assert "| schedules | `apply` | its floor | ours / floor | `apply` again |" in results_md
 
 
 def test_poll_cost_idle_cost_and_memory_report_figures(suite):

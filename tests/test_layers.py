@@ -28,6 +28,7 @@ PURE = (
     "references",
     "model",
     "clock",
+    "bulk",
     "zones",
     "triggers",
     "cronspec",

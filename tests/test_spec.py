@@ -140,6 +140,19 @@ def test_the_documented_example_reads_into_schedules():
     assert spec.warnings == ()
 
 
+def test_yaml_1_2_is_read_unless_the_file_says_yaml_1_1_and_an_anchor_may_be_defined_again():
+    body = "    pipeline: p:q\n    daily: '06:00'\n    description: &text yes\n    tags: [&text b, *text]\n"
+    (schedule,) = parse_spec(one_schedule(body), PATH).schedules
+    assert schedule.description == "yes" and schedule.tags == ("b",)  # *text: the later anchor
+    paused = one_schedule("    pipeline: p:q\n    daily: '06:00'\n    enabled: no\n")
+    (problem,) = problems_of(paused)  # YAML 1.2: no is text
+    assert problem.line == 6 and "enabled" in problem.message
+    (schedule,) = parse_spec("%YAML 1.1\n---\n" + paused, PATH).schedules  # YAML 1.1: no is false
+    assert schedule.enabled is False
+    (unknown,) = problems_of("%YAML 1.3\n---\nversion: 1\nschedules: []\n")
+    assert unknown.message.startswith("malformed YAML: found incompatible YAML document")
+
+
 def test_an_interval_without_anchor_is_marked_and_holds_the_placeholder():
     spec = parse_spec(one_schedule("    pipeline: p\n    every: 90s\n"), PATH)
     assert spec.explicit_anchor == {"job": False}

@@ -351,6 +351,25 @@ def test_apply_is_all_or_nothing_when_a_create_collides(store: ScheduleStore) ->
     assert store.list() == before
 
 
+def test_apply_of_more_schedules_than_one_statement_names_changes_them_all_or_nothing(
+    store: ScheduleStore,
+) -> None:
+    many = [dataclasses.replace(ping(), name=f"ping-{i:04d}") for i in range(1_200)]  # past 500 names a statement
+    store.apply(creates=many, updates=[], deletes=[], now=NOW)
+    assert [s.name for s in store.list()] == [s.name for s in many]
+    edited = [dataclasses.replace(s, description="edited") for s in many[:700]]
+    with pytest.raises(ScheduleNotFound, match="ping-9999"):
+        store.apply(creates=[], updates=edited, deletes=[s.name for s in many[700:]] + ["ping-9999"], now=LATER)
+    assert len(store.list()) == 1_200 and {s.description for s in store.list()} == {""}
+    with pytest.raises(ScheduleExists, match="ping-1100"):
+        store.apply(creates=[ping(), many[1_100]], updates=edited, deletes=[], now=LATER)
+    assert len(store.list()) == 1_200 and {s.description for s in store.list()} == {""}
+    store.apply(creates=[ping()], updates=edited, deletes=[s.name for s in many[700:]], now=LATER)
+    stored = store.list()
+    assert [s.name for s in stored] == ["hourly_ping"] + [s.name for s in many[:700]]
+    assert {(s.description, s.version, s.created_at) for s in stored[1:]} == {("edited", 2, NOW)}
+
+
 def test_apply_is_all_or_nothing_when_an_update_or_delete_is_missing(store: ScheduleStore) -> None:
     store.add(etl(), NOW)
     before = store.list()

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowyml_sched.bulk import collector_paused
 from flowyml_sched.clock import utc_now
 from flowyml_sched.errors import InvalidPipelineReference, InvalidSpec, ScheduleExists, ScheduleNotFound, UsageError
 from flowyml_sched.exclusions import NO_EXCLUSIONS, Exclusions
@@ -49,6 +50,10 @@ def next_fire_at(schedule: Schedule, now: datetime) -> datetime | None:
     if not schedule.enabled:
         return None
     return next_fire_time(schedule.trigger, get_zone(schedule.timezone), now, schedule.exclusions).utc
+
+
+def _utc_or_none(at: datetime | None) -> datetime | None:
+    return None if at is None else at.astimezone(UTC)
 
 
 def carried_next_fire_at(current: Schedule, updated: Schedule, now: datetime) -> datetime | None:
@@ -448,6 +453,7 @@ class Scheduler:
 
     # -- reading -------------------------------------------------------------------------
 
+    @collector_paused()
     def list(
         self, tag: str | None = None, enabled: bool | None = None
     ) -> list[tuple[Schedule | BrokenSchedule, Run | None]]:
@@ -527,6 +533,7 @@ class Scheduler:
 
     # -- files ---------------------------------------------------------------------------
 
+    @collector_paused()
     def apply_file(self, path: str, *, prune: bool, dry_run: bool, check_pipelines: bool = True) -> Plan:
         """Plan the changes that make the store match a YAML file, and apply them unless ``dry_run``.
 
@@ -550,7 +557,7 @@ class Scheduler:
         result = plan(spec, current, prune=prune, source=source, now=now)
         if not dry_run and (result.has_changes or result.other_source):
             self.store.apply(
-                creates=[replace(e.new, next_fire_at=next_fire_at(e.new, now)) for e in result.creates if e.new],
+                creates=[replace(e.new, next_fire_at=_utc_or_none(e.next_after)) for e in result.creates if e.new],
                 updates=[
                     replace(e.new, next_fire_at=carried_next_fire_at(e.old, e.new, now))
                     # changed ones, and unchanged ones the file now owns (stored from the CLI or
@@ -580,6 +587,7 @@ class Scheduler:
                 len(plan.deletes),
             )
 
+    @collector_paused()
     def export(self) -> str:
         """YAML text of every stored schedule, which ``apply`` takes back unchanged.
 

@@ -62,8 +62,7 @@ def _now() -> datetime:
 
 
 def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")  # one write, not one per token
 
 
 def _version(value: bool) -> None:

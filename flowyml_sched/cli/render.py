@@ -5,6 +5,7 @@ Rich honours ``NO_COLOR`` and drops colour and styles when stdout is not a termi
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from datetime import datetime, timedelta, timezone
@@ -259,18 +260,28 @@ def plan_json(plan: Plan, applied: bool) -> dict[str, Any]:
     }
 
 
+PLAN_LINES = 50
+"""Changes a plan prints one per line; beyond them, how many more (``--json`` lists all)."""
+
+
 def render_plan(plan: Plan, applied: bool) -> None:
-    """Print the plan, one line per schedule, and what was done."""
+    """Print the plan, one line per created, changed or deleted schedule (the first
+    :data:`PLAN_LINES` of them, then how many more), and what was done."""
     console = _console()
-    for entry in plan.creates:
-        console.print(f"+ create {entry.name}: next {_local(entry.next_after)}")
-    for entry in plan.changes:
-        console.print(
+    lines = itertools.chain(
+        (f"+ create {entry.name}: next {_local(entry.next_after)}" for entry in plan.creates),
+        (
             f"~ change {entry.name} ({', '.join(entry.fields)}): next {_local(entry.next_before)}"
             f" -> {_local(entry.next_after)}"
-        )
-    for entry in plan.deletes:
-        console.print(f"- delete {entry.name}")
+            for entry in plan.changes
+        ),
+        (f"- delete {entry.name}" for entry in plan.deletes),
+    )
+    for line in itertools.islice(lines, PLAN_LINES):
+        console.print(line)
+    more = len(plan.creates) + len(plan.changes) + len(plan.deletes) - PLAN_LINES
+    if more > 0:
+        console.print(f"... and {more} more (--json lists every one)")
     summary = (
         f"{len(plan.creates)} to create, {len(plan.changes)} to change, "
         f"{len(plan.deletes)} to delete, {len(plan.unchanged)} unchanged"

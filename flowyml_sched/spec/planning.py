@@ -51,7 +51,8 @@ class PlanEntry:
     ``old`` is the stored schedule (None for a create), ``new`` the one the file wants (None
     for a delete), ``fields`` the changed field names (:func:`changed_fields`).
     ``next_before`` / ``next_after`` are the next fire time after the plan's ``now`` of
-    ``old`` / ``new``, aware in the schedule's zone, None when absent or paused.
+    ``old`` / ``new``, aware in the schedule's zone, None when absent or paused, and None
+    for an unchanged schedule (applying leaves its stored next fire time as it is).
     """
 
     name: str
@@ -141,8 +142,10 @@ def plan(
         if old.source != source:
             other.append(new.name)
         fields = changed_fields(old, new)
-        entry = PlanEntry(new.name, old, new, fields, _next(old, now), _next(new, now))
-        (changes if fields else unchanged).append(entry)
+        if fields:
+            changes.append(PlanEntry(new.name, old, new, fields, _next(old, now), _next(new, now)))
+        else:
+            unchanged.append(PlanEntry(new.name, old, new))
     deletes = []
     if prune:
         names = {s.name for s in wanted}

@@ -12,9 +12,29 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import ruamel.yaml.nodes
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.error import MarkedYAMLError as RuamelMarkedError
+from ruamel.yaml.error import YAMLError as RuamelError
+from ruamel.yaml.resolver import VersionedResolver
+from yaml import MarkedYAMLError, YAMLError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:
+    from yaml.cyaml import CParser as _Parser  # libyaml: PyYAML's wheels ship it
+except ImportError:  # PyYAML built without libyaml: its pure-Python scanner, parser and composer
+    from yaml.composer import Composer
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, Parser, Composer):  # type: ignore[no-redef]
+        def __init__(self, stream: str):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            Composer.__init__(self)
+
 
 from flowyml_sched.errors import InvalidPolicy, InvalidSpec, SchedulerError, SpecProblem
 from flowyml_sched.exclusions import OnExcluded, exclusions_of, on_excluded_of
@@ -85,6 +105,33 @@ _ALIASES = {
 
 _MAX_PARAM_NODES = 100_000
 _SCALARS = YAML(typ="safe", pure=True).constructor
+_DIRECTIVE = re.compile(r"^%YAML[ \t]+1\.1\b", re.MULTILINE)
+_RUAMEL_KINDS = {
+    ScalarNode: ruamel.yaml.nodes.ScalarNode,
+    SequenceNode: ruamel.yaml.nodes.SequenceNode,
+    MappingNode: ruamel.yaml.nodes.MappingNode,
+}
+
+
+class _Composer(_Parser):
+    """PyYAML's composer (libyaml's scanner and parser when present: 8x ruamel.yaml's pure
+    Python one) resolving plain scalars by ruamel.yaml's YAML 1.2 rules (``yes`` and ``1:30``
+    are text, ``0o17`` a number), or its YAML 1.1 rules under a ``%YAML 1.1`` directive."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.rules = VersionedResolver(version=(1, 1) if _DIRECTIVE.search(text) else (1, 2))
+
+    def descend_resolver(self, current_node: Node | None, current_index: Any) -> None:
+        """No path-based resolution: plain data only."""
+
+    def ascend_resolver(self) -> None:
+        """No path-based resolution: plain data only."""
+
+    def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
+        return str(self.rules.resolve(_RUAMEL_KINDS[kind], value, implicit))
+
+
 _ZERO_DURATION = re.compile(r"0+[dhms]?|pt0+[hms]|p0+d")
 
 
@@ -238,17 +285,29 @@ class _Reader:
         )
 
     def compose(self, text: str) -> Node | None:
+        """The document's node tree (None for an empty file), or InvalidSpec saying where the YAML breaks.
+
+        libyaml composes it; a document libyaml refuses goes to ruamel.yaml, which composes
+        what YAML 1.2 allows beyond libyaml (an anchor defined again) and words the problem
+        of what it does not.
+        """
+        try:
+            return _Composer(text).get_single_node()
+        except YAMLError as exc:
+            refused = exc
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ruamel.yaml warns of re-used anchors, which YAML allows
-                return YAML(typ="safe", pure=True).compose(text)
-        except MarkedYAMLError as exc:
+                return _from_ruamel(YAML(typ="safe", pure=True).compose(text), {})
+        except (RuamelMarkedError, MarkedYAMLError) as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
             what = "; ".join(p for p in (exc.context, exc.problem) if p)
             self.problem(line, f"malformed YAML: {what}{_yaml_hint(text, line, what)}")
-        except YAMLError as exc:
+        except RuamelError as exc:
             self.problem(None, f"malformed YAML: {' '.join(str(exc).split())}")
+        except AssertionError:  # ruamel.yaml's answer to a %YAML version it does not know
+            self.problem(None, f"malformed YAML: {' '.join(str(refused).split())}")
         raise InvalidSpec(self.path, self.problems)
 
     def check_version(self, node: Node) -> None:
@@ -455,6 +514,27 @@ _PER_SCHEDULE = ("name", "anchor", *TRIGGER_KEYS)
 _ONE_OF_TRIGGERS = ", ".join(TRIGGER_KEYS[:-1]) + f" or {TRIGGER_KEYS[-1]}"
 
 
+def _from_ruamel(node: ruamel.yaml.nodes.Node | None, done: dict[int, Node]) -> Node | None:
+    """``node`` and its children as PyYAML's nodes (the ones :class:`_Reader` reads), an
+    alias staying one node."""
+    if node is None:
+        return None
+    if id(node) in done:
+        return done[id(node)]
+    tag = str(node.tag)
+    if isinstance(node, ruamel.yaml.nodes.ScalarNode):
+        copy: Node = ScalarNode(tag, node.value, node.start_mark, node.end_mark)
+        done[id(node)] = copy
+        return copy
+    if isinstance(node, ruamel.yaml.nodes.SequenceNode):
+        copy = done[id(node)] = SequenceNode(tag, [], node.start_mark, node.end_mark)
+        copy.value.extend(_from_ruamel(item, done) for item in node.value)
+        return copy
+    copy = done[id(node)] = MappingNode(tag, [], node.start_mark, node.end_mark)
+    copy.value.extend((_from_ruamel(key, done), _from_ruamel(value, done)) for key, value in node.value)
+    return copy
+
+
 def _yaml_hint(text: str, line: int | None, what: str) -> str:
     """A hint for the YAML mistakes schedules files invite, such as an unquoted ``*`` in cron."""
     if line is None:
@@ -484,8 +564,8 @@ def _scalar(kind: str, node: ScalarNode) -> Any:
     """The int, bool or float a scalar tagged so stands for; a value the YAML 1.2 rules cannot
     read (such as a YAML 1.1 base-60 number under ``%YAML 1.1``) is a problem."""
     try:
-        return getattr(_SCALARS, f"construct_yaml_{kind}")(node)
-    except (ValueError, TypeError, KeyError, YAMLError):
+        return getattr(_SCALARS, f"construct_yaml_{kind}")(ruamel.yaml.nodes.ScalarNode(node.tag, node.value))
+    except (ValueError, TypeError, KeyError, RuamelError):
         raise _Bad(f"{node.value!r} cannot be read as a {'boolean' if kind == 'bool' else 'number'}", node) from None
 
 

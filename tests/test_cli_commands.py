@@ -1227,13 +1227,13 @@ def test_apply_of_many_schedules_prints_the_first_changes_and_how_many_more_and_
 ) -> None:
     items = "".join(f"  - name: job-{i:03d}\n    pipeline: {PIPELINE}\n    hourly: {i % 60}\n" for i in range(120))
     write(schedules_file, f"version: 1\nschedules:\n{items}")
-    lines = succeeds("apply", schedules_file, "--dry-run", "--no-check-pipelines", "--db", db).stdout.splitlines()
+    lines = succeeds("apply", schedules_file, "--dry-run", "--no-check-pipeline", "--db", db).stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:50]] == [f"+ create job-{i:03d}" for i in range(50)]
     assert lines[50:] == [
         "... and 70 more (--json lists every one)",
         "120 to create, 0 to change, 0 to delete, 0 unchanged: dry run, nothing changed",
     ]
-    planned = json.loads(succeeds("apply", schedules_file, "--json", "--no-check-pipelines", "--db", db).stdout)
+    planned = json.loads(succeeds("apply", schedules_file, "--json", "--no-check-pipeline", "--db", db).stdout)
     assert [c["name"] for c in planned["create"]] == [f"job-{i:03d}" for i in range(120)]
     assert len(listed(db)) == 120
 

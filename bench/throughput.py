@@ -9,7 +9,9 @@ Beside it, in the same repetition, the raw rate of the same database: single-row
 ``INSERT`` + ``COMMIT`` transactions through the driver itself (sqlite3 with the store's
 settings: WAL, ``BEGIN IMMEDIATE``; psycopg 3), back to back for ``raw_s`` seconds. A fire
 needs at least two commits (the claim and the record), so the yardstick is raw / 2 and the
-target a quarter of it.
+target a quarter of it; issue 19's targets are half of raw itself (batches would make fewer
+commits than fires) and under 0.2 ms of the workers' CPU per fire: the workers' utime + stime
+(``/proc/<pid>/stat``, all threads) from arming to the last record, divided by the fires.
 """
 
 from __future__ import annotations
@@ -77,14 +79,16 @@ def raw_commit_rate(url: str, seconds: float) -> float:
 def _config(opt: common.Options, url: str, backend: str, processes: int, names: list[str], size: dict) -> dict:
     workdir = opt.workdir / f"{NAME}-{backend}-{processes}"
     engine = common.write_engine(url)
-    rates, raws, incomplete = [], [], 0
+    rates, raws, cpu, incomplete = [], [], [], 0
     with common.Workers(url, processes, workdir, args=opt.worker_args) as workers:
         workers.wait_alive(engine)
         for _ in range(opt.reps()):
             raws.append(raw_commit_rate(url, size["raw_s"]))
+            cpu_before = sum(common.cpu_seconds(pid) for pid in workers.pids)
             at = datetime.now(UTC)
             common.arm(engine, names, [at] * len(names))
             done = common.wait_finished(engine, "tp-", at, len(names), 120 + len(names) / 2)
+            cpu.append((sum(common.cpu_seconds(pid) for pid in workers.pids) - cpu_before) / len(names))
             incomplete += done < len(names)
             rows = [r for r in common.run_rows(engine, "tp-", at) if r.started_at and r.finished_at]
             span = (max(r.finished_at for r in rows) - min(r.started_at for r in rows)).total_seconds()
@@ -97,6 +101,7 @@ def _config(opt: common.Options, url: str, backend: str, processes: int, names: 
         "fires_per_s": fires,
         "raw_commits_per_s": raw,
         "ratio_to_half_raw": round(fires["median"] / (raw["median"] / 2), 4),
+        "cpu_per_fire_s": common.summary(cpu, 6),
         "incomplete_reps": incomplete,
     }
 
@@ -123,26 +128,44 @@ def markdown(report: dict[str, Any]) -> str:
         f"`--max-concurrent {p['max_concurrent']}` per worker); raw = single-row insert+commit transactions "
         f"through the driver for {p['raw_s']:g} s in the same repetition. Median of {p['repetitions']} (min-max).",
         "",
-        "| database | worker processes | fires/s | raw commits/s | fires / (raw / 2) |",
-        "|---|---:|---|---|---:|",
+        "| database | worker processes | fires/s | raw commits/s | fires / (raw / 2) | fires / raw "
+        "| workers' CPU per fire |",
+        "|---|---:|---|---|---:|---:|---|",
     ]
     for c in report["configs"]:
+        cpu = common.fmt_ms(c["cpu_per_fire_s"], digits=2) if "cpu_per_fire_s" in c else "not measured"
         lines.append(
             f"| {c['backend']} | {c['processes']} | {common.fmt_stats(c['fires_per_s'], digits=1)} "
-            f"| {common.fmt_stats(c['raw_commits_per_s'], digits=0)} | {c['ratio_to_half_raw']:.1%} |"
+            f"| {common.fmt_stats(c['raw_commits_per_s'], digits=0)} | {c['ratio_to_half_raw']:.1%} "
+            f"| {c['ratio_to_half_raw'] / 2:.1%} | {cpu} |"
         )
     lines += [f"\n{note}" for note in report.get("notes", [])]
     return "\n".join(lines)
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        common.target(
-            f"throughput >= 25% of raw commit rate / 2 ({c['backend']}, {c['processes']} "
-            f"worker{'s' if c['processes'] > 1 else ''})",
-            f"{c['fires_per_s']['median']:.1f} fires/s = {c['ratio_to_half_raw']:.1%} of "
-            f"{c['raw_commits_per_s']['median'] / 2:.0f}",
-            c["ratio_to_half_raw"] >= 0.25,
+    found = []
+    for c in report["configs"]:
+        workers = f"{c['processes']} worker{'s' if c['processes'] > 1 else ''}"
+        found.append(
+            common.target(
+                f"throughput >= 25% of raw commit rate / 2 ({c['backend']}, {workers})",
+                f"{c['fires_per_s']['median']:.1f} fires/s = {c['ratio_to_half_raw']:.1%} of "
+                f"{c['raw_commits_per_s']['median'] / 2:.0f}",
+                c["ratio_to_half_raw"] >= 0.25,
+            )
         )
-        for c in report["configs"]
-    ]
+        if c["processes"] == 1 and "cpu_per_fire_s" in c:
+            found += [
+                common.target(
+                    f"throughput >= 50% of the raw commit rate ({c['backend']}, 1 worker; issue 19)",
+                    f"{c['ratio_to_half_raw'] / 2:.1%}",
+                    c["ratio_to_half_raw"] / 2 >= 0.5,
+                ),
+                common.target(
+                    f"the worker's CPU per fire < 0.2 ms ({c['backend']}, 1 worker; issue 19)",
+                    f"{c['cpu_per_fire_s']['median'] * 1e3:.2f} ms",
+                    c["cpu_per_fire_s"]["median"] < 0.0002,
+                ),
+            ]
+    return found

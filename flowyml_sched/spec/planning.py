@@ -132,7 +132,7 @@ def plan(
     creates, changes, unchanged, other = [], [], [], []
     for schedule in wanted:
         old = stored.get(schedule.name)
-        new = replace(schedule, source=source)
+        new = schedule if schedule.source == source else replace(schedule, source=source)
         if new.trigger.anchored and not explicit.get(new.name, True):
             kept = old.trigger.anchor if old is not None and old.trigger.anchored else anchor_now
             new = replace(new, trigger=replace(new.trigger, anchor=kept))

@@ -121,6 +121,8 @@ class _Composer(_Parser):
     def __init__(self, text: str):
         super().__init__(text)
         self.rules = VersionedResolver(version=(1, 1) if _DIRECTIVE.search(text) else (1, 2))
+        self.known: dict[tuple[type[Node], str | None, tuple[bool, bool]], str] = {}
+        """Tags resolved so far: a file of generated schedules repeats its keys and most values."""
 
     def descend_resolver(self, current_node: Node | None, current_index: Any) -> None:
         """No path-based resolution: plain data only."""
@@ -129,7 +131,11 @@ class _Composer(_Parser):
         """No path-based resolution: plain data only."""
 
     def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
-        return str(self.rules.resolve(_RUAMEL_KINDS[kind], value, implicit))
+        key = (kind, value, implicit)
+        tag = self.known.get(key)
+        if tag is None:
+            tag = self.known[key] = str(self.rules.resolve(_RUAMEL_KINDS[kind], value, implicit))
+        return tag
 
 
 _ZERO_DURATION = re.compile(r"0+[dhms]?|pt0+[hms]|p0+d")
@@ -795,9 +801,16 @@ def _timezone(node: Node) -> str:
 def _trigger(kind: type[Trigger], node: Node) -> dict[str, Trigger]:
     """The trigger of a trigger key (an anchored one counts from :data:`IMPLICIT_ANCHOR` until
     :func:`_build` gives it the entry's ``anchor``), refused when its text cannot be written back."""
-    trigger = kind.parse(_text(node, kind.key), IMPLICIT_ANCHOR)
+    return {kind.key: _parsed(kind, _text(node, kind.key))}
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(kind: type[Trigger], text: str) -> Trigger:
+    """``kind``'s trigger of ``text`` (anchored at :data:`IMPLICIT_ANCHOR`), checked to write
+    back; one object per text (triggers are immutable: generated files repeat a few hundred)."""
+    trigger = kind.parse(text, IMPLICIT_ANCHOR)
     trigger.text()
-    return {kind.key: trigger}
+    return trigger
 
 
 _FIELDS = {

@@ -86,7 +86,7 @@ def schedule_fields(schedule: Schedule, defaults: Mapping[str, Any] | None = Non
 def same_value(a: Any, b: Any) -> bool:
     """Equal as JSON would tell them apart (``1``, ``1.0`` and ``true`` differ)."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return _canonical_json(a) == _canonical_json(b)
+        return (not a and not b) or _canonical_json(a) == _canonical_json(b)
     return type(a) is type(b) and a == b
 
 

@@ -597,6 +597,9 @@ def apply_command(
 ) -> None:
     """Make the store match a YAML file: print the plan, then apply it in one transaction.
 
+    The plan prints a line per created, changed or deleted schedule, the first 50 of them
+    (then how many more); --json lists every one.
+
     Example: flowyml-sched apply schedules.yaml --prune --dry-run
     """
     with flags.scheduler() as scheduler:

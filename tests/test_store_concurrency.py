@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from flowyml_sched.model import Run, RunStatus, Schedule
 from flowyml_sched.store import ScheduleStore, open_store
@@ -129,3 +130,35 @@ def test_one_store_shared_by_threads(store: ScheduleStore) -> None:
         list(pool.map(work, range(WRITERS)))
     assert len(store.list()) == WRITERS
     assert set(store.last_runs()) == {f"thread-{i}" for i in range(WRITERS)}
+
+
+def test_a_create_that_meets_another_writers_uncommitted_name_on_postgresql_names_that_schedule(
+    postgresql_url: str,
+) -> None:
+    from flowyml_sched.errors import ScheduleExists
+    from flowyml_sched.store.schema import schedules
+
+    with open_store(postgresql_url) as store:
+        store.add(Schedule("template", "p:q", HourlyTrigger(0)), datetime(2026, 1, 1, tzinfo=timezone.utc))
+        engine = sa.create_engine(postgresql_url, poolclass=sa.pool.NullPool)
+        with engine.connect() as other:
+            row = dict(other.execute(sa.select(schedules)).mappings().one())
+            other.rollback()
+            writing = other.begin()
+            other.execute(sa.insert(schedules), row | {"name": "taken"})  # not committed: apply cannot see it
+            wanted = [Schedule(name, "p:q", HourlyTrigger(5)) for name in ("new", "taken")]
+            with ThreadPoolExecutor(1) as pool:
+                applying = pool.submit(
+                    store.apply, creates=wanted, updates=[], deletes=[], now=datetime(2026, 1, 2, tzinfo=timezone.utc)
+                )
+                with engine.connect() as watch:  # until the insert waits for the other writer's row lock
+                    while (
+                        not applying.done()
+                        and not watch.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+                    ):
+                        time.sleep(0.01)
+                writing.commit()
+                with pytest.raises(ScheduleExists, match="'taken'"):
+                    applying.result(timeout=30)
+        engine.dispose()
+        assert [s.name for s in store.list()] == ["taken", "template"]

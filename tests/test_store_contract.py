@@ -38,7 +38,18 @@ from flowyml_sched.errors import (
     StoreMissing,
 )
 from flowyml_sched.exclusions import NO_EXCLUSIONS, DateRange, Exclusions, HolidayCalendar, OnExcluded
-from flowyml_sched.model import CatchUp, Claim, Overlap, Policy, Run, RunOrigin, RunStatus, Schedule, WorkerInfo
+from flowyml_sched.model import (
+    BrokenSchedule,
+    CatchUp,
+    Claim,
+    Overlap,
+    Policy,
+    Run,
+    RunOrigin,
+    RunStatus,
+    Schedule,
+    WorkerInfo,
+)
 from flowyml_sched.store import HEAD_REVISION, ScheduleStore, open_store
 from flowyml_sched.store.migrate import alembic_config
 from flowyml_sched.store.schema import metadata
@@ -368,6 +379,37 @@ def test_apply_of_more_schedules_than_one_statement_names_changes_them_all_or_no
     stored = store.list()
     assert [s.name for s in stored] == ["hourly_ping"] + [s.name for s in many[:700]]
     assert {(s.description, s.version, s.created_at) for s in stored[1:]} == {("edited", 2, NOW)}
+
+
+def test_apply_names_the_first_create_taken_in_its_order_and_treats_a_repeated_name_as_in_order(
+    store: ScheduleStore,
+) -> None:
+    x, y, e = (dataclasses.replace(ping(), name=name) for name in ("x", "y", "e"))
+    store.apply(creates=[x, y, e], updates=[], deletes=[], now=NOW)
+    f = dataclasses.replace(ping(), name="f")
+    with pytest.raises(ScheduleExists, match="'y'"):
+        store.apply(creates=[y, x], updates=[], deletes=[], now=LATER)
+    with pytest.raises(ScheduleExists, match="'e'"):
+        store.apply(creates=[e, f, f], updates=[], deletes=[], now=LATER)
+    with pytest.raises(ScheduleExists, match="'f'"):
+        store.apply(creates=[f, f], updates=[], deletes=[], now=LATER)
+    with pytest.raises(ScheduleNotFound, match="'x'"):  # the second time, it is gone
+        store.apply(creates=[], updates=[], deletes=["x", "x"], now=LATER)
+    assert [s.name for s in store.list()] == ["e", "x", "y"]
+    one, two = (dataclasses.replace(x, description=text) for text in ("one", "two"))
+    store.apply(creates=[], updates=[one, two], deletes=[], now=LATER)
+    assert (store.get("x").description, store.get("x").version) == ("two", 3)
+
+
+def test_a_row_whose_version_is_not_a_whole_number_is_listed_broken_and_apply_replaces_it(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as store:
+        store.add(ping(), NOW)
+        with store._db.write_engine.begin() as conn:  # a hand edit: SQLite keeps any value in any column
+            conn.execute(sa.text("UPDATE schedules SET version = 'abc'"))
+        (entry,) = store.entries()
+        assert isinstance(entry, BrokenSchedule) and "version" in entry.reason
+        store.apply(creates=[ping()], updates=[], deletes=["hourly_ping"], now=LATER)  # as apply_file does
+        assert store.get("hourly_ping").version == 1
 
 
 def test_apply_is_all_or_nothing_when_an_update_or_delete_is_missing(store: ScheduleStore) -> None:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 def validate_file(path: str, check_pipelines: bool = True) -> SpecFile:
     """Read and check a YAML schedules file; with ``check_pipelines`` every pipeline must be
     found in this environment (each one that is not is a problem at its schedule's line).
+    Each distinct pipeline is looked for once (an entry-point lookup reads every installed
+    package's metadata: milliseconds, times 20,000 schedules naming the same one).
 
     Raises InvalidSpec listing every problem.
     """
@@ -30,11 +32,16 @@ def validate_file(path: str, check_pipelines: bool = True) -> SpecFile:
     spec = load_spec(path)
     if check_pipelines:
         problems = []
+        verdicts: dict[str, PipelineNotFound | None] = {}
         for schedule in spec.schedules:
-            try:
-                check_pipeline_reference(schedule.pipeline)
-            except PipelineNotFound as exc:
-                problems.append(SpecProblem(path, spec.lines.get(schedule.name), str(exc), schedule.name))
+            if schedule.pipeline not in verdicts:
+                try:
+                    check_pipeline_reference(schedule.pipeline)
+                    verdicts[schedule.pipeline] = None
+                except PipelineNotFound as exc:
+                    verdicts[schedule.pipeline] = exc
+            if (missing := verdicts[schedule.pipeline]) is not None:
+                problems.append(SpecProblem(path, spec.lines.get(schedule.name), str(missing), schedule.name))
         if problems:
             raise InvalidSpec(path, problems)
     return spec

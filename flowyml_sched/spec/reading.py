@@ -3,6 +3,7 @@ problem reported at once with its line. Pure: no file, no clock, no store."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import re
@@ -105,7 +106,12 @@ _ALIASES = {
 
 _MAX_PARAM_NODES = 100_000
 _SCALARS = YAML(typ="safe", pure=True).constructor
-_DIRECTIVE = re.compile(r"^%YAML[ \t]+1\.1\b", re.MULTILINE)
+_BEYOND_PLAIN = re.compile("[\t\x85\u2028\u2029\ufeff\ud800-\udfff!&?|>]|[]}] *:|^(?:%|---|\\.\\.\\.)", re.MULTILINE)
+"""What libyaml (a YAML 1.1 scanner) and ruamel.yaml (YAML 1.2's) may read apart: tabs, the
+line breaks YAML 1.1 has beyond ``\n`` and ``\r``, byte-order marks, lone surrogates, tags,
+anchors, complex keys (also a flow collection as a key), block scalars, directives and
+document markers. A text with any of them, anywhere (even quoted), is composed by
+ruamel.yaml alone."""
 _RUAMEL_KINDS = {
     ScalarNode: ruamel.yaml.nodes.ScalarNode,
     SequenceNode: ruamel.yaml.nodes.SequenceNode,
@@ -116,11 +122,11 @@ _RUAMEL_KINDS = {
 class _Composer(_Parser):
     """PyYAML's composer (libyaml's scanner and parser when present: 8x ruamel.yaml's pure
     Python one) resolving plain scalars by ruamel.yaml's YAML 1.2 rules (``yes`` and ``1:30``
-    are text, ``0o17`` a number), or its YAML 1.1 rules under a ``%YAML 1.1`` directive."""
+    are text, ``0o17`` a number), for texts without what :data:`_BEYOND_PLAIN` finds."""
 
     def __init__(self, text: str):
         super().__init__(text)
-        self.rules = VersionedResolver(version=(1, 1) if _DIRECTIVE.search(text) else (1, 2))
+        self.rules = VersionedResolver(version=(1, 2))
         self.known: dict[tuple[type[Node], str | None, tuple[bool, bool]], str] = {}
         """Tags resolved so far: a file of generated schedules repeats its keys and most values."""
 
@@ -293,14 +299,18 @@ class _Reader:
     def compose(self, text: str) -> Node | None:
         """The document's node tree (None for an empty file), or InvalidSpec saying where the YAML breaks.
 
-        libyaml composes it; a document libyaml refuses goes to ruamel.yaml, which composes
-        what YAML 1.2 allows beyond libyaml (an anchor defined again) and words the problem
-        of what it does not.
+        libyaml composes a text of plain YAML (no :data:`_BEYOND_PLAIN`), the files that
+        programs generate; ruamel.yaml composes the others, and words the problem of a text
+        libyaml refuses, so that both read every file alike (``tests/test_spec.py`` compares
+        them).
         """
-        try:
-            return _Composer(text).get_single_node()
-        except YAMLError as exc:
-            refused = exc
+        if not _BEYOND_PLAIN.search(text):
+            with contextlib.suppress(YAMLError):  # ruamel.yaml says what is wrong, in its words
+                return _Composer(text).get_single_node()
+        return self.compose_slowly(text)
+
+    def compose_slowly(self, text: str) -> Node | None:
+        """:meth:`compose` by ruamel.yaml alone: any YAML 1.2 text (or 1.1 under ``%YAML 1.1``)."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ruamel.yaml warns of re-used anchors, which YAML allows
@@ -312,8 +322,8 @@ class _Reader:
             self.problem(line, f"malformed YAML: {what}{_yaml_hint(text, line, what)}")
         except RuamelError as exc:
             self.problem(None, f"malformed YAML: {' '.join(str(exc).split())}")
-        except AssertionError:  # ruamel.yaml's answer to a %YAML version it does not know
-            self.problem(None, f"malformed YAML: {' '.join(str(refused).split())}")
+        except AssertionError as exc:  # ruamel.yaml's answer to a %YAML version it does not know
+            self.problem(None, f"malformed YAML: {exc}: this reader reads YAML 1.1 and 1.2")
         raise InvalidSpec(self.path, self.problems)
 
     def check_version(self, node: Node) -> None:
@@ -522,7 +532,8 @@ _ONE_OF_TRIGGERS = ", ".join(TRIGGER_KEYS[:-1]) + f" or {TRIGGER_KEYS[-1]}"
 
 def _from_ruamel(node: ruamel.yaml.nodes.Node | None, done: dict[int, Node]) -> Node | None:
     """``node`` and its children as PyYAML's nodes (the ones :class:`_Reader` reads), an
-    alias staying one node."""
+    alias staying one node. An empty value of a mapping is placed at the end of its key, as
+    libyaml places it (ruamel.yaml places it at the next token, lines below)."""
     if node is None:
         return None
     if id(node) in done:
@@ -537,7 +548,11 @@ def _from_ruamel(node: ruamel.yaml.nodes.Node | None, done: dict[int, Node]) -> 
         copy.value.extend(_from_ruamel(item, done) for item in node.value)
         return copy
     copy = done[id(node)] = MappingNode(tag, [], node.start_mark, node.end_mark)
-    copy.value.extend((_from_ruamel(key, done), _from_ruamel(value, done)) for key, value in node.value)
+    for key, value in node.value:
+        empty = isinstance(value, ruamel.yaml.nodes.ScalarNode) and value.start_mark.index == value.end_mark.index
+        if empty and id(value) not in done:
+            done[id(value)] = ScalarNode(str(value.tag), value.value, key.end_mark, key.end_mark)
+        copy.value.append((_from_ruamel(key, done), _from_ruamel(value, done)))
     return copy
 
 

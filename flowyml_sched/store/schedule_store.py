@@ -476,8 +476,11 @@ class ScheduleStore:
         """
         now = _utc(now, "now")
         values = _schedule_values(schedule, created_at=now, updated_at=now, version=1)
-        with self._writing() as conn:
-            _insert_schedules(conn, [values])
+        try:
+            with self._writing() as conn:
+                _insert_schedules(conn, [values])
+        except _NamesTaken as taken:
+            raise ScheduleExists(self._taken(taken.names)) from None
         return _schedule_from_row(values)
 
     def get(self, name: str) -> Schedule:
@@ -599,10 +602,13 @@ class ScheduleStore:
         create_values = [_schedule_values(s, created_at=now, updated_at=now, version=1) for s in creates]
         updates = list(updates)
         deletes = list(deletes)
-        with self._writing() as conn:
-            _delete_schedules(conn, deletes, now)
-            _update_schedules(conn, updates, now)
-            _insert_schedules(conn, create_values)
+        try:
+            with self._writing() as conn:
+                _delete_schedules(conn, deletes, now)
+                _update_schedules(conn, updates, now)
+                _insert_schedules(conn, create_values)
+        except _NamesTaken as taken:
+            raise ScheduleExists(self._taken(taken.names)) from None
         logger.debug(
             "applied %d creates, %d updates, %d deletes to %s",
             len(create_values),
@@ -610,6 +616,12 @@ class ScheduleStore:
             len(deletes),
             self.location,
         )
+
+    def _taken(self, names: list[str]) -> str:
+        """The first of ``names`` stored now (after a rolled-back insert: another writer's), else the first."""
+        with self._reading() as conn:
+            stored = _existing(conn, names)
+        return next((name for name in names if name in stored), names[0])
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -1788,6 +1800,7 @@ def _decoders(dialect: sa.Dialect) -> dict[str, Callable[[Any], Any]]:
         return {}
     found = {column.name: column.type.dialect_impl(dialect).result_processor(dialect, None) for column in schedules.c}
     found["enabled"] = _strict_boolean  # SQLite takes any number; the claim's SQL reads only 1 as true
+    found["version"] = _strict_whole
     return {name: decode for name, decode in found.items() if decode is not None}
 
 
@@ -1796,12 +1809,24 @@ def _head_of(row: Sequence[Any], decoders: Mapping[str, Callable[[Any], Any]]) -
     value does not decode."""
     name, enabled, next_fire_at, version = row
     try:
-        decoded = (decoders["enabled"](enabled), decoders["next_fire_at"](next_fire_at), int(version))
+        decoded = (decoders["enabled"](enabled), decoders["next_fire_at"](next_fire_at), decoders["version"](version))
     except (ValueError, TypeError):
         return ScheduleHead(str(name), False, None, 0, damaged=True)
     if decoded[1] is not None and not isinstance(decoded[1], datetime):
         return ScheduleHead(str(name), False, None, 0, damaged=True)
     return ScheduleHead(str(name), *decoded)
+
+
+def _decoded(decoders: Mapping[str, Callable[[Any], Any]], raw: Mapping[str, Any], column: str) -> Any:
+    """The value of ``column`` in the raw row ``raw``, decoded as :func:`_load_row` does."""
+    decode = decoders.get(column)
+    return raw[column] if decode is None else decode(raw[column])
+
+
+def _strict_whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a whole number")
+    return value
 
 
 def _strict_boolean(value: Any) -> bool:
@@ -1960,57 +1985,80 @@ def _stored_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: plain(row.get(key)) for key in (column.name for column in schedules.c)}
 
 
+class _NamesTaken(Exception):
+    """An insert of schedules that the database refused as a duplicate name: a name taken by
+    another writer after :func:`_insert_schedules` looked. Raised out of the (rolled back)
+    transaction, to be told as ScheduleExists naming the one taken (:meth:`ScheduleStore._taken`)."""
+
+    def __init__(self, names: list[str]):
+        super().__init__(names)
+        self.names = names
+
+
 def _insert_schedules(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert schedule rows (one ``executemany``); ScheduleExists for the first name taken."""
+    """Insert schedule rows (one ``executemany``, in name order: two writers lock the same
+    names in the same order); ScheduleExists for the first name (in ``rows``' order) that
+    is taken or given twice, _NamesTaken when another writer took one meanwhile."""
     if not rows:
         return
+    names = [row["name"] for row in rows]
+    taken = _existing(conn, names)
     seen: set[str] = set()
-    for row in rows:
-        if row["name"] in seen:
-            raise ScheduleExists(row["name"])
-        seen.add(row["name"])
-    for names in _chunks([row["name"] for row in rows]):
-        taken = conn.execute(sa.select(schedules.c.name).where(schedules.c.name.in_(names))).scalars().first()
-        if taken is not None:
-            raise ScheduleExists(taken)
+    for name in names:
+        if name in taken or name in seen:
+            raise ScheduleExists(name)
+        seen.add(name)
     try:
-        conn.execute(sa.insert(schedules), rows)
-    except sa.exc.IntegrityError:  # a name taken since the check, by another writer
-        raise ScheduleExists(rows[0]["name"] if len(rows) == 1 else f"one of {len(rows)} to create") from None
+        conn.execute(sa.insert(schedules), sorted(rows, key=lambda row: row["name"]))
+    except sa.exc.IntegrityError:
+        raise _NamesTaken(names) from None
+
+
+def _existing(conn: sa.Connection, names: list[str]) -> set[str]:
+    """Which of ``names`` are stored."""
+    found: set[str] = set()
+    for chunk in _chunks(names):
+        found.update(conn.execute(sa.select(schedules.c.name).where(schedules.c.name.in_(chunk))).scalars())
+    return found
 
 
 def _stored_rows(conn: sa.Connection, names: list[str]) -> dict[str, Mapping[str, Any]]:
-    """The raw rows (:func:`_select_rows`) of ``names`` that exist, locked for the transaction
-    on PostgreSQL; ScheduleNotFound for the first one missing."""
+    """The raw rows (:func:`_select_rows`) of those of ``names`` that exist, locked for the
+    transaction on PostgreSQL (in name order, as every writer here locks them)."""
     found: dict[str, Mapping[str, Any]] = {}
-    for chunk in _chunks(names):
+    for chunk in _chunks(sorted(set(names))):
         stmt = _select_rows(conn.dialect.name).where(schedules.c.name.in_(chunk)).with_for_update()
         found.update((row["name"], row) for row in conn.execute(stmt).mappings())
-    for name in names:
-        if name not in found:
-            raise ScheduleNotFound(name)
     return found
 
 
 def _update_schedules(conn: sa.Connection, updated: list[Schedule], now: datetime) -> list[dict[str, Any]]:
     """Replace stored schedules (``version`` + 1, ``created_at`` kept), recording ``missed``
     what each one's change leaves unclaimed (:func:`_record_unclaimed`); the rows written.
-    ScheduleNotFound for the first one missing."""
-    if not updated:
-        return []
-    stored = _stored_rows(conn, [schedule.name for schedule in updated])
-    decoders = _decoders(conn.dialect)
-    rows = []
+    A name given twice is replaced twice, in order. ScheduleNotFound for the first one missing."""
+    rounds: list[list[Schedule]] = []  # a name's n-th replacement goes in round n
+    times: dict[str, int] = {}
     for schedule in updated:
-        current = stored[schedule.name]
-        created_at = (
-            decoders["created_at"](current["created_at"]) if "created_at" in decoders else current["created_at"]
-        )
-        values = _schedule_values(schedule, created_at=created_at, updated_at=now, version=int(current["version"]) + 1)
-        _record_unclaimed(conn, current, now, values)
-        rows.append(values)
-    conn.execute(_UPDATE_SCHEDULE, [{"b_name": values["name"], **values} for values in rows])
-    return rows
+        turn = times[schedule.name] = times.get(schedule.name, -1) + 1
+        if turn == len(rounds):
+            rounds.append([])
+        rounds[turn].append(schedule)
+    written = []
+    decoders = _decoders(conn.dialect)
+    for batch in rounds:
+        stored = _stored_rows(conn, [schedule.name for schedule in batch])
+        rows = []
+        for schedule in batch:
+            current = stored.get(schedule.name)
+            if current is None:
+                raise ScheduleNotFound(schedule.name)
+            created_at, version = _decoded(decoders, current, "created_at"), _decoded(decoders, current, "version")
+            values = _schedule_values(schedule, created_at=created_at, updated_at=now, version=version + 1)
+            _record_unclaimed(conn, current, now, values)
+            rows.append(values)
+        conn.execute(_UPDATE_SCHEDULE, [{"b_name": values["name"], **values} for values in rows])
+        written += rows
+    return written
 
 
 _UPDATE_SCHEDULE = (
@@ -2025,9 +2073,15 @@ def _delete_schedules(conn: sa.Connection, names: list[str], now: datetime) -> N
     (:func:`_record_unclaimed`); ScheduleNotFound for the first one missing."""
     if not names:
         return
-    for current in _stored_rows(conn, names).values():
+    stored = _stored_rows(conn, names)
+    seen: set[str] = set()
+    for name in names:
+        if name not in stored or name in seen:  # (the second time, it is gone)
+            raise ScheduleNotFound(name)
+        seen.add(name)
+    for current in stored.values():
         _record_unclaimed(conn, current, now, None)
-    for chunk in _chunks(names):
+    for chunk in _chunks(sorted(seen)):
         # runs asked for and not taken yet, and pending retries, go with it (a schedule added
         # later under the name is another): missed, so that a backfill of the new one may ask for them
         conn.execute(
@@ -2056,9 +2110,7 @@ def _record_unclaimed(
 
     decoders = _decoders(conn.dialect)
     try:
-        next_fire_at = (
-            decoders["next_fire_at"](raw["next_fire_at"]) if "next_fire_at" in decoders else raw["next_fire_at"]
-        )
+        next_fire_at = _decoded(decoders, raw, "next_fire_at")
     except (ValueError, TypeError):
         return  # a row that cannot be loaded
     if not isinstance(next_fire_at, datetime) or next_fire_at > now:

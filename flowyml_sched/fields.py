@@ -135,10 +135,12 @@ def exclusions_with(base: Exclusions, fields: Mapping[str, Any], labels: Mapping
         from flowyml_sched.errors import InvalidExclusion
 
         raise InvalidExclusion("exclude", exclude, "expected a mapping of holidays, dates and ranges")
-    parts = {key: value for key, value in {**base.fields(), **exclude}.items() if value is not None}
     rule = on_excluded_of(
         present.get("on_excluded", base.on_excluded), (labels or {}).get("on_excluded", "on_excluded")
     )
+    if not exclude and rule is base.on_excluded:  # nothing replaced (a file's schedules, mostly)
+        return base
+    parts = {key: value for key, value in {**base.fields(), **exclude}.items() if value is not None}
     return exclusions_of(parts, rule)
 
 

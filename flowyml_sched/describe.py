@@ -71,7 +71,10 @@ def show_value(key: str, value: Any) -> str:
     if value is None or value == "":
         return "-"
     if key.endswith("_seconds") and isinstance(value, int | float):
-        return f"{value:g} ({format_duration(timedelta(seconds=value))})"
+        try:
+            return f"{value:g} ({format_duration(timedelta(seconds=value))})"
+        except (OverflowError, ValueError):  # a stored row's value no duration holds (a broken row)
+            return f"{value:g}"
     if isinstance(value, dict | list | bool):
         return json.dumps(value, ensure_ascii=False)
     return str(value)

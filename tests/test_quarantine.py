@@ -69,6 +69,7 @@ BREAKAGES = [
     ("exclusions", """exclusions = '{"holidays": {"country": "XX"}}'""", "invalid holidays country 'XX'"),
     ("exclusions", """exclusions = '{"dates": ["2026-02-30"]}'""", "'2026-02-30': it is not a date"),
     ("exclusions", """exclusions = '{"on_excluded": "never"}'""", "invalid on_excluded 'never'"),
+    ("misfire_grace_seconds", "misfire_grace_seconds = 1e308", "too large"),  # no timedelta holds it
 ]
 
 
@@ -233,6 +234,13 @@ def test_show_shows_a_broken_row_and_next_and_export_refuse_it_naming_the_field(
     for args in (["next", "m1"], ["export"]):
         code, output = cli(*args, "--db-url", broken_m1)
         assert code == 1 and output.startswith(f"flowyml-sched: error: {M1_WHY}") and output.count("\n") == 1
+
+
+def test_show_prints_a_stored_duration_no_timedelta_holds(store: ScheduleStore, sql: sa.Engine, store_url: str) -> None:
+    add_every_minute(store, "m1")
+    by_hand(sql, "UPDATE schedules SET misfire_grace_seconds = 1e308 WHERE name = 'm1'")
+    code, output = cli("show", "m1", "--db-url", store_url)
+    assert code == 0 and "1e+308" in output and "broken" in output and "Traceback" not in output
 
 
 def test_edit_repairs_a_broken_row_and_an_edit_that_leaves_it_broken_is_refused(

@@ -23,16 +23,12 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import bulk_apply
 import common
-
-from flowyml_sched.store import open_store
 
 NAME = "at_scale"
 TITLE = "12. At scale"
@@ -41,15 +37,6 @@ TARGET_SIZE = 100_000
 
 def _sizes(opt: common.Options) -> list[int]:
     return [100] if opt.quick else [1_000, 10_000, TARGET_SIZE]
-
-
-def _timed(args: list[str], env: dict[str, str], what: str) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=1800)
-    seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed: {done.stderr.decode()[-2000:]}")
-    return seconds
 
 
 def _stored_row(db: Path) -> dict[str, Any]:
@@ -62,9 +49,7 @@ def _stored_row(db: Path) -> dict[str, Any]:
 
 def run(opt: common.Options) -> dict[str, Any]:
     workdir = opt.workdir / NAME
-    workdir.mkdir(parents=True, exist_ok=True)
-    empty = workdir / "empty.db"
-    open_store(common.sqlite_url(empty)).close()
+    empty = common.empty_sqlite_store(workdir)
     env = common.child_env(opt.workdir)
     floors = [sys.executable, str(common.BENCH_DIR / "floors.py")]
     results = []
@@ -80,21 +65,21 @@ def run(opt: common.Options) -> dict[str, Any]:
             shutil.copy(empty, floor)
             url = common.sqlite_url(ours)
             apply = [common.cli(), "apply", str(spec_file), "--db-url", url]
-            times["apply"].append(_timed(apply, env, "flowyml-sched apply"))
+            times["apply"].append(common.timed_process(apply, env))
             stored = _stored_row(ours)
             if stored["count"] != count:
                 raise RuntimeError(f"flowyml-sched apply stored {stored['count']} of {count} schedules")
             row_file = workdir / "row.json"
             row_file.write_text(json.dumps(stored["row"]))
             times["floor_apply"].append(
-                _timed([*floors, "apply", str(spec_file), str(floor), str(row_file)], env, "the apply floor")
+                common.timed_process([*floors, "apply", str(spec_file), str(floor), str(row_file)], env)
             )
             if _stored_row(floor)["count"] != count:
                 raise RuntimeError("the apply floor stored another number of rows")
-            times["reapply"].append(_timed(apply, env, "flowyml-sched apply (again)"))
-            times["list"].append(_timed([common.cli(), "list", "--db-url", url], env, "flowyml-sched list"))
-            times["json"].append(_timed([common.cli(), "list", "--json", "--db-url", url], env, "list --json"))
-            times["floor_list"].append(_timed([*floors, "list", str(ours)], env, "the list floor"))
+            times["reapply"].append(common.timed_process(apply, env))
+            times["list"].append(common.timed_process([common.cli(), "list", "--db-url", url], env))
+            times["json"].append(common.timed_process([common.cli(), "list", "--json", "--db-url", url], env))
+            times["floor_list"].append(common.timed_process([*floors, "list", str(ours)], env))
             ours.unlink()
             floor.unlink()
         results.append({"count": count, **{f"{key}_s": common.summary(values, 4) for key, values in times.items()}})

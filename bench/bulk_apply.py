@@ -20,7 +20,6 @@ from typing import Any
 import common
 import sqlalchemy as sa
 
-from flowyml_sched.store import open_store
 from flowyml_sched.store.schema import schedules
 
 NAME = "bulk_apply"
@@ -54,9 +53,7 @@ def _stored(url: str) -> int:
 
 def run(opt: common.Options) -> dict[str, Any]:
     workdir = opt.workdir / NAME
-    workdir.mkdir(parents=True, exist_ok=True)
-    empty = workdir / "empty.db"
-    open_store(common.sqlite_url(empty)).close()
+    empty = common.empty_sqlite_store(workdir)
     env = common.child_env(opt.workdir)
     results = []
     for count in _sizes(opt):

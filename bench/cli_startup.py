@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import compileall
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +38,6 @@ FLOORS = {
 
 def _sizes(opt: common.Options) -> dict[str, Any]:
     return {"list_counts": [10, 100] if opt.quick else [1_000, 10_000]}
-
-
-def _timed(args: list[str], env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=300)
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return elapsed
 
 
 def run(opt: common.Options) -> dict[str, Any]:
@@ -71,11 +60,11 @@ def run(opt: common.Options) -> dict[str, Any]:
         commands[f"list ({count:,} schedules)"] = ("floor list", [cli, "list", "--db-url", url])
     compileall.compile_dir(Path(flowyml_sched.__file__).parent, quiet=1)
     for _, args in commands.values():
-        _timed(args, env)  # warm-up: page cache, .pyc files
+        common.timed_process(args, env, 300)  # warm-up: page cache, .pyc files
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(opt.reps(full=10, quick=5)):
         for name, (_, args) in commands.items():
-            samples[name].append(_timed(args, env))
+            samples[name].append(common.timed_process(args, env, 300))
     results = []
     for name, (floor, args) in commands.items():
         entry: dict[str, Any] = {"command": name, "argv": args[1:], "seconds": common.summary(samples[name], 4)}

@@ -466,6 +466,25 @@ def cli() -> str:
     return str(script)
 
 
+def timed_process(args: Sequence[str], env: dict[str, str], timeout: float = 1800) -> float:
+    """Wall seconds of the process ``args`` (stdout to /dev/null); RuntimeError with the end
+    of its stderr when it fails."""
+    began = time.perf_counter()
+    done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=timeout)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def empty_sqlite_store(directory: Path) -> Path:
+    """``directory/empty.db``: a SQLite store with its schema and nothing in it, to copy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    empty = directory / "empty.db"
+    open_store(sqlite_url(empty)).close()
+    return empty
+
+
 def child_env(workdir: Path, **extra: str) -> dict[str, str]:
     """The environment of the suite's subprocesses: ``bench/`` on PYTHONPATH (for
     ``bench_jobs``), no flowyml-sched settings or config file from the user."""

@@ -13,8 +13,8 @@ def collector_paused() -> Iterator[None]:
 
     For code that builds hundreds of thousands of objects without reference cycles (YAML
     nodes, schedules loaded from rows): the collector would walk every one of them again
-    and again as they pile up, which took 45 % of composing a file of 100,000 schedules
-    (``bench/at_scale.py``). Reference counting still frees what is dropped. It is one
+    and again as they pile up: composing a file of 100,000 schedules took 4.7 s with it
+    and 2.6 s without (measured once, by hand). Reference counting still frees what is dropped. It is one
     switch for the process: another thread's block may end the pause early, which costs
     only time.
     """
